@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/httpapi"
+	"github.com/rayplane/rayplane/service/sqlite"
+	"github.com/rayplane/rayplane/service/tlsca"
+)
+
+type serveConfig struct {
+	listen, dataDir, tlsCert, tlsKey, tlsSANs, logLevel, logFormat string
+	shutdownTimeout                                                time.Duration
+}
+
+func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", env("LISTEN", "127.0.0.1:8443"), "address to serve HTTPS on ($RAYPLANE_LISTEN)")
+	fs.StringVar(&c.dataDir, "data-dir", env("DATA_DIR", "rayplane-data"), "directory for the database, TLS files and the bootstrap token ($RAYPLANE_DATA_DIR)")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("TLS_CERT", ""), "server certificate PEM; empty generates a CA and certificate in <data-dir>/tls ($RAYPLANE_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", env("TLS_KEY", ""), "server key PEM, with --tls-cert ($RAYPLANE_TLS_KEY)")
+	fs.StringVar(&c.tlsSANs, "tls-san", env("TLS_SAN", ""), "extra comma-separated host names or IPs for the generated certificate ($RAYPLANE_TLS_SAN)")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error ($RAYPLANE_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json ($RAYPLANE_LOG_FORMAT)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return c, errors.New("--tls-cert and --tls-key go together")
+	}
+	return c, nil
+}
+
+// serve runs the control plane until ctx ends (SIGTERM/SIGINT), then stops
+// accepting, lets in-flight requests finish, stops the loops and closes
+// the store, in that order.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := serveFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	dataDir, err := filepath.Abs(cfg.dataDir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	st, err := sqlite.Open(ctx, filepath.Join(dataDir, "rayplane.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if _, err := bootstrapIfEmpty(ctx, st, dataDir, stdout); err != nil {
+		return err
+	}
+
+	tlsConf, caPath, err := serverTLS(cfg, dataDir)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	lastUsed := &service.LastUsed{}
+	api := httpapi.New(httpapi.Config{
+		Store:            st,
+		Logger:           log,
+		Registry:         reg,
+		LastUsed:         lastUsed,
+		LocalStorageRoot: filepath.Join(dataDir, "storage"),
+	})
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	loops.Go(func() {
+		lastUsed.Run(loopCtx, st, 10*time.Second, func(err error) { log.Warn("record token use", "err", err) })
+	})
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+
+	endpoint := "https://" + ln.Addr().String()
+	log.Info("serving", "endpoint", endpoint, "data_dir", dataDir)
+	fmt.Fprintf(stdout, "rayplaned: serving %s\n", endpoint)
+	if caPath != "" {
+		fmt.Fprintf(stdout, "rayplaned: CA certificate %s\n", caPath)
+	}
+
+	select {
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		err = srv.Shutdown(sctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = errors.New("shutdown: in-flight requests did not finish in time")
+		}
+	}
+	stopLoops()
+	loops.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// serverTLS loads the operator's pair, or keeps a generated CA and server
+// certificate in <data-dir>/tls and answers the CA's path.
+func serverTLS(cfg serveConfig, dataDir string) (*tls.Config, string, error) {
+	if cfg.tlsCert != "" {
+		conf, err := tlsca.ServerConfig(cfg.tlsCert, cfg.tlsKey)
+		return conf, "", err
+	}
+	var hosts []string
+	for _, h := range strings.Split(cfg.tlsSANs, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if host, _, err := net.SplitHostPort(cfg.listen); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		hosts = append(hosts, host)
+	}
+	if name, err := os.Hostname(); err == nil && name != "" {
+		hosts = append(hosts, strings.ToLower(name))
+	}
+	files, err := tlsca.Ensure(filepath.Join(dataDir, "tls"), hosts)
+	if err != nil {
+		return nil, "", fmt.Errorf("tls: %w", err)
+	}
+	conf, err := tlsca.ServerConfig(files.ServerCert, files.ServerKey)
+	return conf, files.CACert, err
+}
+
+// bootstrapIfEmpty creates the first org and admin token on first start
+// and writes the token to a 0600 file; the token itself never reaches a log.
+func bootstrapIfEmpty(ctx context.Context, st service.Store, dataDir string, stdout io.Writer) (bool, error) {
+	tok, created, err := service.Bootstrap(ctx, st, time.Now().UTC())
+	if err != nil || !created {
+		return false, err
+	}
+	path := filepath.Join(dataDir, "admin-token")
+	if err := writeSecretFile(path, tok.Secret+"\n"); err != nil {
+		return true, fmt.Errorf("bootstrap: write admin token: %w", err)
+	}
+	fmt.Fprintf(stdout, "rayplaned: created organization %q and an admin token; the token is in %s\n", service.SystemOrgName, path)
+	return true, nil
+}
+
+// writeSecretFile writes data to path with mode 0600 through a temporary
+// file, so a crash never leaves a half-written secret.
+func writeSecretFile(path, data string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := io.Copy(tmp, strings.NewReader(data)); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

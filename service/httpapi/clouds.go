@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+func (s *Server) createCloud(c *call) error {
+	var spec api.CloudSpec
+	if err := c.decode(&spec); err != nil {
+		return err
+	}
+	if err := service.CheckCloud(&spec); err != nil {
+		return err
+	}
+	cloud := service.NewCloud(spec, s.cfg.LocalStorageRoot, s.now())
+	c.target("cloud", cloud.ID)
+	err := c.update(func(tx service.Tx) error {
+		if err := tx.CreateCloud(c.ctx(), c.orgID(), cloud); err != nil {
+			return err
+		}
+		// Read back, so the answer is exactly what was stored and never
+		// carries the write-only secret.
+		var err error
+		cloud, err = tx.GetCloud(c.ctx(), c.orgID(), cloud.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusCreated, cloud)
+	return nil
+}
+
+func (s *Server) listClouds(c *call) error {
+	opts, err := c.listOptions()
+	if err != nil {
+		return err
+	}
+	var page api.Page[api.Cloud]
+	err = c.view(func(tx service.Tx) error {
+		page, err = tx.ListClouds(c.ctx(), c.orgID(), service.NameFilter{Name: c.r.URL.Query().Get("name")}, opts)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) getCloud(c *call) error {
+	id, err := c.pathID("cloud_id", service.PrefixCloud)
+	if err != nil {
+		return err
+	}
+	var cloud api.Cloud
+	err = c.view(func(tx service.Tx) error {
+		cloud, err = tx.GetCloud(c.ctx(), c.orgID(), id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, cloud)
+	return nil
+}
+
+func (s *Server) updateCloud(c *call) error {
+	id, err := c.pathID("cloud_id", service.PrefixCloud)
+	if err != nil {
+		return err
+	}
+	c.target("cloud", id)
+	var spec api.CloudSpec
+	if err := c.decode(&spec); err != nil {
+		return err
+	}
+	if err := service.CheckCloud(&spec); err != nil {
+		return err
+	}
+	var cloud api.Cloud
+	err = c.update(func(tx service.Tx) error {
+		old, err := tx.GetCloud(c.ctx(), c.orgID(), id)
+		if err != nil {
+			return err
+		}
+		if cloud, err = service.ReplaceCloud(old, spec, s.now()); err != nil {
+			return err
+		}
+		if err := tx.UpdateCloud(c.ctx(), c.orgID(), cloud); err != nil {
+			return err
+		}
+		cloud, err = tx.GetCloud(c.ctx(), c.orgID(), id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, cloud)
+	return nil
+}
+
+func (s *Server) deleteCloud(c *call) error {
+	id, err := c.pathID("cloud_id", service.PrefixCloud)
+	if err != nil {
+		return err
+	}
+	c.target("cloud", id)
+	if err := c.update(func(tx service.Tx) error { return tx.DeleteCloud(c.ctx(), c.orgID(), id) }); err != nil {
+		return err
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}

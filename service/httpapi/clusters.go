@@ -1,0 +1,236 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+const maxIdempotencyKeyLen = 255
+
+// createCluster honours an Idempotency-Key header: the same key with the
+// same body answers the cluster the first request made; with a different
+// body it is a conflict.
+func (s *Server) createCluster(c *call) error {
+	var req api.ClusterRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	key := c.r.Header.Get("Idempotency-Key")
+	if len(key) > maxIdempotencyKeyLen {
+		return &api.Error{Code: api.CodeInvalid, Message: "Idempotency-Key is too long",
+			Fields: []api.FieldError{{Field: "Idempotency-Key", Reason: "must be at most 255 characters"}}}
+	}
+	body, _ := json.Marshal(req)
+	sum := sha256.Sum256(body)
+	reqHash := hex.EncodeToString(sum[:])
+	if err := service.CheckCluster(&req); err != nil {
+		return err
+	}
+	now := s.now()
+	var cluster api.Cluster
+	replayed := false
+	err := c.update(func(tx service.Tx) error {
+		if key != "" {
+			rec, err := tx.GetIdempotencyKey(c.ctx(), c.orgID(), key)
+			switch {
+			case err == nil && now.Sub(rec.CreatedAt) < service.IdempotencyKeyTTL:
+				if rec.RequestHash != reqHash {
+					return api.Errorf(api.CodeConflict, "Idempotency-Key %q was already used with a different request body", key)
+				}
+				c.target("cluster", rec.ObjectID)
+				replayed = true
+				cluster, err = tx.GetCluster(c.ctx(), c.orgID(), rec.ObjectID)
+				return err
+			case err != nil && !api.IsCode(err, api.CodeNotFound):
+				return err
+			}
+		}
+		version, err := resolveClusterRefs(c, tx, &req, 0)
+		if err != nil {
+			return err
+		}
+		cluster = service.NewCluster(req, version, now)
+		c.target("cluster", cluster.ID)
+		if err := tx.CreateCluster(c.ctx(), c.orgID(), cluster); err != nil {
+			return err
+		}
+		if key != "" {
+			return tx.PutIdempotencyKey(c.ctx(), c.orgID(), service.IdempotencyRecord{Key: key, RequestHash: reqHash, ObjectID: cluster.ID, CreatedAt: now})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if replayed {
+		c.w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(c.w, http.StatusCreated, cluster)
+	return nil
+}
+
+// resolveClusterRefs checks that the cloud and compute config exist in the
+// caller's org and returns the version to pin: the requested one, else
+// pinned when the config is unchanged, else the latest. A missing reference
+// is a bad field, not a 404 of the route.
+func resolveClusterRefs(c *call, tx service.Tx, req *api.ClusterRequest, pinned int) (int, error) {
+	var fe api.FieldErrors
+	if _, err := tx.GetCloud(c.ctx(), c.orgID(), req.CloudID); api.IsCode(err, api.CodeNotFound) {
+		fe.Add("cloud_id", "no cloud %s in this organization", req.CloudID)
+	} else if err != nil {
+		return 0, err
+	}
+	v := req.ComputeConfigVersion
+	if v == 0 {
+		v = pinned
+	}
+	cc, err := tx.GetComputeConfig(c.ctx(), c.orgID(), req.ComputeConfigID, v)
+	switch {
+	case api.IsCode(err, api.CodeNotFound) && v != 0:
+		if _, err := tx.GetComputeConfig(c.ctx(), c.orgID(), req.ComputeConfigID, 0); err == nil {
+			fe.Add("compute_config_version", "compute config %s has no version %d", req.ComputeConfigID, v)
+			break
+		}
+		fe.Add("compute_config_id", "no compute config %s in this organization", req.ComputeConfigID)
+	case api.IsCode(err, api.CodeNotFound):
+		fe.Add("compute_config_id", "no compute config %s in this organization", req.ComputeConfigID)
+	case err != nil:
+		return 0, err
+	}
+	return cc.Version, fe.Err()
+}
+
+func (s *Server) listClusters(c *call) error {
+	opts, err := c.listOptions()
+	if err != nil {
+		return err
+	}
+	q := c.r.URL.Query()
+	f := service.ClusterFilter{Name: q.Get("name"), CloudID: q.Get("cloud_id"), ComputeConfigID: q.Get("compute_config_id")}
+	var page api.Page[api.Cluster]
+	err = c.view(func(tx service.Tx) error {
+		page, err = tx.ListClusters(c.ctx(), c.orgID(), f, opts)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) getCluster(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	var cluster api.Cluster
+	err = c.view(func(tx service.Tx) error {
+		cluster, err = tx.GetCluster(c.ctx(), c.orgID(), id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, cluster)
+	return nil
+}
+
+func (s *Server) updateCluster(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	c.target("cluster", id)
+	var req api.ClusterRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := service.CheckCluster(&req); err != nil {
+		return err
+	}
+	var cluster api.Cluster
+	err = c.update(func(tx service.Tx) error {
+		old, err := tx.GetCluster(c.ctx(), c.orgID(), id)
+		if err != nil {
+			return err
+		}
+		pinned := 0
+		if req.ComputeConfigID == old.ComputeConfigID {
+			pinned = old.ComputeConfigVersion
+		}
+		version, err := resolveClusterRefs(c, tx, &req, pinned)
+		if err != nil {
+			return err
+		}
+		if cluster, err = service.ReplaceCluster(old, req, version, s.now()); err != nil {
+			return err
+		}
+		return tx.UpdateCluster(c.ctx(), c.orgID(), cluster)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, cluster)
+	return nil
+}
+
+// deleteCluster removes a cluster that has no nodes at once (204). One that
+// still has nodes is asked to terminate first (202); it goes away when its
+// termination completes.
+func (s *Server) deleteCluster(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	c.target("cluster", id)
+	var cluster api.Cluster
+	deleted := false
+	err = c.update(func(tx service.Tx) error {
+		cluster, err = tx.GetCluster(c.ctx(), c.orgID(), id)
+		if err != nil {
+			return err
+		}
+		if service.Deletable(cluster) {
+			deleted = true
+			return tx.DeleteCluster(c.ctx(), c.orgID(), id)
+		}
+		service.SetDesiredState(&cluster, api.DesiredTerminated, s.now())
+		return tx.UpdateCluster(c.ctx(), c.orgID(), cluster)
+	})
+	if err != nil {
+		return err
+	}
+	if deleted {
+		c.w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	writeJSON(c.w, http.StatusAccepted, cluster)
+	return nil
+}
+
+func (s *Server) listNodes(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	opts, err := c.listOptions()
+	if err != nil {
+		return err
+	}
+	var page api.Page[api.Node]
+	err = c.view(func(tx service.Tx) error {
+		page, err = tx.ListNodes(c.ctx(), c.orgID(), id, opts)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, page)
+	return nil
+}

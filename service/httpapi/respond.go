@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the status is out; a broken connection has nobody to tell
+}
+
+// writeError answers err as the JSON error body. Anything that is not an
+// *api.Error is an internal error whose details stay in the server log.
+func writeError(w http.ResponseWriter, err error) {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		e = &api.Error{Code: api.CodeInternal, Message: "internal error; the server log has details"}
+	}
+	writeJSON(w, e.Code.HTTPStatus(), api.ErrorBody{Error: e})
+}
+
+// decode reads one JSON object into v: the body must be application/json,
+// at most MaxBodyBytes, with no unknown fields and nothing after the object.
+func (c *call) decode(v any) error {
+	ct := c.r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return api.Errorf(api.CodeUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
+	}
+	body := http.MaxBytesReader(c.w, c.r.Body, c.s.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err, c.s.cfg.MaxBodyBytes)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return decodeError(err, c.s.cfg.MaxBodyBytes)
+		}
+		return api.Errorf(api.CodeInvalid, "request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error, limit int64) error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+		tooBig *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", limit)
+	case errors.As(err, &syntax):
+		return api.Errorf(api.CodeInvalid, "request body is not valid JSON at byte %d: %v", syntax.Offset, err)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return &api.Error{Code: api.CodeInvalid, Message: "wrong JSON type for " + field,
+			Fields: []api.FieldError{{Field: field, Reason: fmt.Sprintf("must be a JSON %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)}}}
+	case errors.Is(err, io.EOF):
+		return api.Errorf(api.CodeInvalid, "request body is empty: send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return api.Errorf(api.CodeInvalid, "request body ends in the middle of a JSON value")
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return &api.Error{Code: api.CodeInvalid, Message: "unknown field " + f,
+			Fields: []api.FieldError{{Field: f, Reason: "is not a field of this request"}}}
+	}
+	return api.Errorf(api.CodeInvalid, "request body: %s", msg)
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int", "int64", "int32", "uint", "uint64", "float64", "float32":
+		return "number"
+	case "bool":
+		return "boolean"
+	case "slice", "array":
+		return "array"
+	case "map", "struct", "ptr":
+		return "object"
+	}
+	return goKind
+}
+
+// pathID returns the path variable name, checked to be an id of kind prefix.
+func (c *call) pathID(name, prefix string) (string, error) {
+	id := mux.Vars(c.r)[name]
+	if !service.ValidID(prefix, id) {
+		return "", &api.Error{Code: api.CodeInvalid, Message: fmt.Sprintf("malformed %s %q", name, id),
+			Fields: []api.FieldError{{Field: name, Reason: fmt.Sprintf("must be an id like %s_…", prefix)}}}
+	}
+	return id, nil
+}
+
+// listOptions reads limit and page_token.
+func (c *call) listOptions() (api.ListOptions, error) {
+	q := c.r.URL.Query()
+	var opts api.ListOptions
+	var fe api.FieldErrors
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxPageSize {
+			fe.Add("limit", "must be a whole number from 1 to %d", api.MaxPageSize)
+		}
+		opts.Limit = n
+	}
+	opts.PageToken = q.Get("page_token")
+	return opts, fe.Err()
+}

@@ -1,0 +1,116 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+// credentials is the JSON of clouds.credentials: the provider block with
+// the write-only secret taken out (it lives in clouds.secret).
+type credentials struct {
+	AWS        *api.AWSCloud        `json:"aws,omitempty"`
+	GCP        *api.GCPCloud        `json:"gcp,omitempty"`
+	Kubernetes *api.KubernetesCloud `json:"kubernetes,omitempty"`
+}
+
+func splitSecret(c api.Cloud) (credentials, string) {
+	cr := credentials{AWS: c.AWS, GCP: c.GCP}
+	var secret string
+	if c.Kubernetes != nil {
+		k := *c.Kubernetes
+		secret, k.Token, k.TokenSet = k.Token, "", false
+		cr.Kubernetes = &k
+	}
+	return cr, secret
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", v, err)) // only our own plain structs get here
+	}
+	return string(b)
+}
+
+func (t *tx) CreateCloud(ctx context.Context, orgID string, c api.Cloud) error {
+	cr, secret := splitSecret(c)
+	_, err := t.exec(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, orgID, c.Name, c.Provider, c.Region, mustJSON(cr), secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.Status, c.StatusReason, ts(c.CreatedAt), ts(c.UpdatedAt))
+	return conflictOnUnique(err, "a cloud named %q already exists", c.Name)
+}
+
+const cloudCols = `id, name, provider, region, credentials, secret != '', storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at`
+
+func scanCloud(s scanner) (api.Cloud, error) {
+	var c api.Cloud
+	var cr, quotas, hb string
+	var tokenSet bool
+	var created, updated int64
+	if err := s.Scan(&c.ID, &c.Name, &c.Provider, &c.Region, &cr, &tokenSet, &c.StorageLocation, &quotas, &hb, &c.Status, &c.StatusReason, &created, &updated); err != nil {
+		return c, err
+	}
+	var creds credentials
+	if err := json.Unmarshal([]byte(cr), &creds); err != nil {
+		return c, fmt.Errorf("cloud %s credentials: %w", c.ID, err)
+	}
+	c.AWS, c.GCP, c.Kubernetes = creds.AWS, creds.GCP, creds.Kubernetes
+	if c.Kubernetes != nil {
+		c.Kubernetes.TokenSet = tokenSet
+	}
+	if err := json.Unmarshal([]byte(quotas), &c.Quotas); err != nil {
+		return c, fmt.Errorf("cloud %s quotas: %w", c.ID, err)
+	}
+	if err := json.Unmarshal([]byte(hb), &c.Heartbeat); err != nil {
+		return c, fmt.Errorf("cloud %s heartbeat: %w", c.ID, err)
+	}
+	c.CreatedAt, c.UpdatedAt = fromTS(created), fromTS(updated)
+	return c, nil
+}
+
+func (t *tx) GetCloud(ctx context.Context, orgID, id string) (api.Cloud, error) {
+	c, err := scanCloud(t.tx.QueryRowContext(ctx, `SELECT `+cloudCols+` FROM clouds WHERE id = ? AND org_id = ?`, id, orgID))
+	return c, notFoundIfNoRows(err, "cloud", id)
+}
+
+func (t *tx) ListClouds(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
+	p, err := newPage(opts)
+	if err != nil {
+		return api.Page[api.Cloud]{}, err
+	}
+	cond, args := p.cond("id", false)
+	items, err := queryList(ctx, t, p, scanCloud, `SELECT `+cloudCols+` FROM clouds WHERE org_id = ? AND (? = '' OR name = ?) AND `+cond+` ORDER BY id`,
+		append([]any{orgID, f.Name, f.Name}, args...)...)
+	return finish(p, items, func(c api.Cloud) string { return c.ID }), err
+}
+
+func (t *tx) UpdateCloud(ctx context.Context, orgID string, c api.Cloud) error {
+	cr, secret := splitSecret(c)
+	err := t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = ?, region = ?, credentials = ?, secret = CASE WHEN ? = '' THEN secret ELSE ? END,
+		storage_location = ?, quotas = ?, heartbeat = ?, status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
+		c.Name, c.Region, mustJSON(cr), secret, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.Status, c.StatusReason, ts(c.UpdatedAt), c.ID, orgID)
+	return conflictOnUnique(err, "a cloud named %q already exists", c.Name)
+}
+
+func (t *tx) DeleteCloud(ctx context.Context, orgID, id string) error {
+	var n int
+	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM clusters WHERE cloud_id = ? AND org_id = ?`, id, orgID).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return api.Errorf(api.CodeConflict, "cloud %s still has %d cluster(s): delete them first", id, n)
+	}
+	return t.execOne(ctx, "cloud", id, `DELETE FROM clouds WHERE id = ? AND org_id = ?`, id, orgID)
+}
+
+func (t *tx) GetCloudSecret(ctx context.Context, orgID, id string) (string, error) {
+	var secret string
+	err := t.tx.QueryRowContext(ctx, `SELECT secret FROM clouds WHERE id = ? AND org_id = ?`, id, orgID).Scan(&secret)
+	return secret, notFoundIfNoRows(err, "cloud", id)
+}

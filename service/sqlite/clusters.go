@@ -1,0 +1,124 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+func (t *tx) CreateCluster(ctx context.Context, orgID string, c api.Cluster) error {
+	_, err := t.exec(ctx, `INSERT INTO clusters (id, org_id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state,
+		status, status_reason, status_changed_at, head_address, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, orgID, c.Name, c.CloudID, c.ComputeConfigID, c.ComputeConfigVersion, mustJSON(c.Runtime), c.DesiredState,
+		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, ts(c.CreatedAt), ts(c.UpdatedAt))
+	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
+}
+
+const clusterCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
+	status_changed_at, head_address, created_at, updated_at`
+
+func scanCluster(s scanner) (api.Cluster, error) {
+	var c api.Cluster
+	var rt string
+	var changed, created, updated int64
+	if err := s.Scan(&c.ID, &c.Name, &c.CloudID, &c.ComputeConfigID, &c.ComputeConfigVersion, &rt, &c.DesiredState, &c.Status, &c.StatusReason,
+		&changed, &c.HeadAddress, &created, &updated); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(rt), &c.Runtime); err != nil {
+		return c, fmt.Errorf("cluster %s runtime: %w", c.ID, err)
+	}
+	c.StatusChangedAt, c.CreatedAt, c.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
+	return c, nil
+}
+
+func (t *tx) GetCluster(ctx context.Context, orgID, id string) (api.Cluster, error) {
+	c, err := scanCluster(t.tx.QueryRowContext(ctx, `SELECT `+clusterCols+` FROM clusters WHERE id = ? AND org_id = ?`, id, orgID))
+	return c, notFoundIfNoRows(err, "cluster", id)
+}
+
+func (t *tx) ListClusters(ctx context.Context, orgID string, f service.ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error) {
+	p, err := newPage(opts)
+	if err != nil {
+		return api.Page[api.Cluster]{}, err
+	}
+	cond, args := p.cond("id", false)
+	items, err := queryList(ctx, t, p, scanCluster, `SELECT `+clusterCols+` FROM clusters WHERE org_id = ?
+		AND (? = '' OR name = ?) AND (? = '' OR cloud_id = ?) AND (? = '' OR compute_config_id = ?) AND `+cond+` ORDER BY id`,
+		append([]any{orgID, f.Name, f.Name, f.CloudID, f.CloudID, f.ComputeConfigID, f.ComputeConfigID}, args...)...)
+	return finish(p, items, func(c api.Cluster) string { return c.ID }), err
+}
+
+func (t *tx) UpdateCluster(ctx context.Context, orgID string, c api.Cluster) error {
+	err := t.execOne(ctx, "cluster", c.ID, `UPDATE clusters SET name = ?, compute_config_id = ?, compute_config_version = ?, runtime = ?, desired_state = ?,
+		status = ?, status_reason = ?, status_changed_at = ?, head_address = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
+		c.Name, c.ComputeConfigID, c.ComputeConfigVersion, mustJSON(c.Runtime), c.DesiredState,
+		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, ts(c.UpdatedAt), c.ID, orgID)
+	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
+}
+
+func (t *tx) DeleteCluster(ctx context.Context, orgID, id string) error {
+	return t.execOne(ctx, "cluster", id, `DELETE FROM clusters WHERE id = ? AND org_id = ?`, id, orgID)
+}
+
+func (t *tx) GetIdempotencyKey(ctx context.Context, orgID, key string) (service.IdempotencyRecord, error) {
+	rec := service.IdempotencyRecord{Key: key}
+	var created int64
+	err := t.tx.QueryRowContext(ctx, `SELECT request_hash, object_id, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?`, orgID, key).
+		Scan(&rec.RequestHash, &rec.ObjectID, &created)
+	rec.CreatedAt = fromTS(created)
+	return rec, notFoundIfNoRows(err, "idempotency key", key)
+}
+
+// PutIdempotencyKey stores rec, replacing an expired record of the same key
+// and dropping the org's other expired ones.
+func (t *tx) PutIdempotencyKey(ctx context.Context, orgID string, rec service.IdempotencyRecord) error {
+	cutoff := ts(rec.CreatedAt.Add(-service.IdempotencyKeyTTL))
+	if _, err := t.exec(ctx, `DELETE FROM idempotency_keys WHERE org_id = ? AND created_at < ?`, orgID, cutoff); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, object_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+		orgID, rec.Key, rec.RequestHash, rec.ObjectID, ts(rec.CreatedAt))
+	return conflictOnUnique(err, "idempotency key %q is already in use", rec.Key)
+}
+
+const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, n.instance_id, n.address, n.status, n.status_reason,
+	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.created_at, n.updated_at`
+
+func scanNode(s scanner) (api.Node, error) {
+	var n api.Node
+	var changed, created, updated int64
+	var hb, idle sql.NullInt64
+	var res, usage string
+	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
+		&changed, &hb, &idle, &res, &usage, &created, &updated); err != nil {
+		return n, err
+	}
+	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
+		return n, fmt.Errorf("node %s resources: %w", n.ID, err)
+	}
+	if err := json.Unmarshal([]byte(usage), &n.Usage); err != nil {
+		return n, fmt.Errorf("node %s usage: %w", n.ID, err)
+	}
+	n.StatusChangedAt, n.CreatedAt, n.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
+	n.LastHeartbeatAt, n.IdleSince = fromNullTS(hb), fromNullTS(idle)
+	return n, nil
+}
+
+func (t *tx) ListNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error) {
+	if _, err := t.GetCluster(ctx, orgID, clusterID); err != nil {
+		return api.Page[api.Node]{}, err
+	}
+	p, err := newPage(opts)
+	if err != nil {
+		return api.Page[api.Node]{}, err
+	}
+	cond, args := p.cond("n.id", false)
+	items, err := queryList(ctx, t, p, scanNode, `SELECT `+nodeCols+` FROM nodes n WHERE n.cluster_id = ? AND `+cond+` ORDER BY n.id`,
+		append([]any{clusterID}, args...)...)
+	return finish(p, items, func(n api.Node) string { return n.ID }), err
+}

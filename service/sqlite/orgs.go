@@ -1,0 +1,99 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+func (t *tx) CreateOrg(ctx context.Context, o api.Organization) error {
+	_, err := t.exec(ctx, `INSERT INTO organizations (id, name, system, created_at) VALUES (?, ?, ?, ?)`,
+		o.ID, o.Name, o.System, ts(o.CreatedAt))
+	return conflictOnUnique(err, "an organization named %q already exists", o.Name)
+}
+
+const orgCols = `id, name, system, created_at`
+
+func scanOrg(s scanner) (api.Organization, error) {
+	var o api.Organization
+	var created int64
+	err := s.Scan(&o.ID, &o.Name, &o.System, &created)
+	o.CreatedAt = fromTS(created)
+	return o, err
+}
+
+func (t *tx) GetOrg(ctx context.Context, id string) (api.Organization, error) {
+	o, err := scanOrg(t.tx.QueryRowContext(ctx, `SELECT `+orgCols+` FROM organizations WHERE id = ?`, id))
+	return o, notFoundIfNoRows(err, "organization", id)
+}
+
+func (t *tx) ListOrgs(ctx context.Context, opts api.ListOptions) (api.Page[api.Organization], error) {
+	p, err := newPage(opts)
+	if err != nil {
+		return api.Page[api.Organization]{}, err
+	}
+	cond, args := p.cond("id", false)
+	items, err := queryList(ctx, t, p, scanOrg, `SELECT `+orgCols+` FROM organizations WHERE `+cond+` ORDER BY id`, args...)
+	return finish(p, items, func(o api.Organization) string { return o.ID }), err
+}
+
+func (t *tx) CountOrgs(ctx context.Context) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM organizations`).Scan(&n)
+	return n, err
+}
+
+func (t *tx) CreateToken(ctx context.Context, tok service.Token) error {
+	_, err := t.exec(ctx, `INSERT INTO api_tokens (id, org_id, name, role, prefix, hash, created_at, created_by, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		tok.ID, tok.OrgID, tok.Name, tok.Role, tok.Prefix, tok.Hash, ts(tok.CreatedAt), tok.CreatedBy, tsPtr(tok.ExpiresAt))
+	return conflictOnUnique(err, "token prefix collision, try again")
+}
+
+const tokenCols = `id, org_id, name, role, prefix, hash, created_at, created_by, expires_at, revoked_at, last_used_at`
+
+func scanToken(s scanner) (service.Token, error) {
+	var tok service.Token
+	var created int64
+	var expires, revoked, used sql.NullInt64
+	err := s.Scan(&tok.ID, &tok.OrgID, &tok.Name, &tok.Role, &tok.Prefix, &tok.Hash, &created, &tok.CreatedBy, &expires, &revoked, &used)
+	tok.CreatedAt = fromTS(created)
+	tok.ExpiresAt, tok.RevokedAt, tok.LastUsedAt = fromNullTS(expires), fromNullTS(revoked), fromNullTS(used)
+	return tok, err
+}
+
+func (t *tx) GetTokenByPrefix(ctx context.Context, prefix string) (service.Token, error) {
+	tok, err := scanToken(t.tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE prefix = ?`, prefix))
+	return tok, notFoundIfNoRows(err, "token", prefix)
+}
+
+func (t *tx) GetToken(ctx context.Context, orgID, id string) (service.Token, error) {
+	tok, err := scanToken(t.tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE id = ? AND org_id = ?`, id, orgID))
+	return tok, notFoundIfNoRows(err, "token", id)
+}
+
+func (t *tx) ListTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[service.Token], error) {
+	p, err := newPage(opts)
+	if err != nil {
+		return api.Page[service.Token]{}, err
+	}
+	cond, args := p.cond("id", false)
+	items, err := queryList(ctx, t, p, scanToken, `SELECT `+tokenCols+` FROM api_tokens WHERE org_id = ? AND `+cond+` ORDER BY id`, append([]any{orgID}, args...)...)
+	return finish(p, items, func(tok service.Token) string { return tok.ID }), err
+}
+
+func (t *tx) RevokeToken(ctx context.Context, orgID, id string, at time.Time) error {
+	return t.execOne(ctx, "token", id, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND org_id = ?`, ts(at), id, orgID)
+}
+
+func (t *tx) TouchTokens(ctx context.Context, used map[string]time.Time) error {
+	for id, at := range used {
+		if _, err := t.exec(ctx, `UPDATE api_tokens SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?`, ts(at), id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

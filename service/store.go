@@ -1,0 +1,111 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// Store is the control plane's durable state. Every API request runs in one
+// transaction: Update for anything that writes, View for reads. Another engine
+// (PostgreSQL for a replicated control plane) implements the same interface.
+type Store interface {
+	// Update runs fn in one write transaction, committed when fn returns nil.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in one read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Ready reports whether the store answers and its schema is current.
+	Ready(ctx context.Context) error
+	Close() error
+}
+
+// Tx is one transaction. Every read and write of an org-owned object is
+// scoped by orgID: an object of another org is api.CodeNotFound, exactly like
+// a missing one. Duplicate names are api.CodeConflict.
+type Tx interface {
+	CreateOrg(ctx context.Context, org api.Organization) error
+	GetOrg(ctx context.Context, id string) (api.Organization, error)
+	ListOrgs(ctx context.Context, opts api.ListOptions) (api.Page[api.Organization], error)
+	CountOrgs(ctx context.Context) (int, error)
+
+	CreateToken(ctx context.Context, t Token) error
+	// GetTokenByPrefix finds a token of any org by the public part of its secret.
+	GetTokenByPrefix(ctx context.Context, prefix string) (Token, error)
+	GetToken(ctx context.Context, orgID, id string) (Token, error)
+	ListTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[Token], error)
+	RevokeToken(ctx context.Context, orgID, id string, at time.Time) error
+	// TouchTokens records last-used times, never moving one backwards.
+	TouchTokens(ctx context.Context, used map[string]time.Time) error
+
+	CreateCloud(ctx context.Context, orgID string, c api.Cloud) error
+	// GetCloud answers with Kubernetes.Token empty; see GetCloudSecret.
+	GetCloud(ctx context.Context, orgID, id string) (api.Cloud, error)
+	ListClouds(ctx context.Context, orgID string, f NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error)
+	// UpdateCloud replaces a cloud; an empty Kubernetes.Token keeps the stored one.
+	UpdateCloud(ctx context.Context, orgID string, c api.Cloud) error
+	DeleteCloud(ctx context.Context, orgID, id string) error
+	// GetCloudSecret returns the cloud's write-only credential (the
+	// Kubernetes token), for drivers only.
+	GetCloudSecret(ctx context.Context, orgID, id string) (string, error)
+
+	CreateComputeConfig(ctx context.Context, orgID string, cc api.ComputeConfig) error
+	// GetComputeConfig answers with version v, or the latest when v is 0.
+	GetComputeConfig(ctx context.Context, orgID, id string, v int) (api.ComputeConfig, error)
+	ListComputeConfigs(ctx context.Context, orgID string, f NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error)
+	ListComputeConfigVersions(ctx context.Context, orgID, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error)
+	// AddComputeConfigVersion stores cc as the config's next version (cc.Version)
+	// and renames the config to cc.Name.
+	AddComputeConfigVersion(ctx context.Context, orgID string, cc api.ComputeConfig) error
+	// RenameComputeConfig changes the name only; versions stay as they are.
+	RenameComputeConfig(ctx context.Context, orgID, id, name string, at time.Time) error
+	DeleteComputeConfig(ctx context.Context, orgID, id string) error
+
+	CreateCluster(ctx context.Context, orgID string, c api.Cluster) error
+	GetCluster(ctx context.Context, orgID, id string) (api.Cluster, error)
+	ListClusters(ctx context.Context, orgID string, f ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error)
+	UpdateCluster(ctx context.Context, orgID string, c api.Cluster) error
+	DeleteCluster(ctx context.Context, orgID, id string) error
+
+	// GetIdempotencyKey finds a create request by its Idempotency-Key.
+	GetIdempotencyKey(ctx context.Context, orgID, key string) (IdempotencyRecord, error)
+	PutIdempotencyKey(ctx context.Context, orgID string, rec IdempotencyRecord) error
+
+	ListNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error)
+
+	AddAuditEvent(ctx context.Context, e api.AuditEvent) error
+	// ListAuditEvents answers the events of any of orgIDs, newest first. The
+	// org id "" holds failures of callers who could not be identified.
+	ListAuditEvents(ctx context.Context, orgIDs []string, f api.AuditFilter, opts api.ListOptions) (api.Page[api.AuditEvent], error)
+}
+
+// Token is an API token as stored: the public description plus the hash of
+// its secret. The secret itself is never stored.
+type Token struct {
+	api.APIToken
+	Hash []byte
+}
+
+// NameFilter narrows a list to the object with this exact name; empty means all.
+type NameFilter struct{ Name string }
+
+// ClusterFilter narrows a cluster list.
+type ClusterFilter struct {
+	Name    string
+	CloudID string
+	// ComputeConfigID finds clusters pinned to any version of a config.
+	ComputeConfigID string
+}
+
+// IdempotencyRecord remembers which object a create request with this key
+// made, and a hash of its body so a different body under the same key can
+// be refused.
+type IdempotencyRecord struct {
+	Key         string
+	RequestHash string
+	ObjectID    string
+	CreatedAt   time.Time
+}
+
+// IdempotencyKeyTTL is how long a key is remembered.
+const IdempotencyKeyTTL = 24 * time.Hour

@@ -1,0 +1,332 @@
+package service
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// The Check functions validate a request, fill in defaults, and answer an
+// api.CodeInvalid error naming every bad field, so a user fixes all of them
+// in one round.
+
+var (
+	namePattern         = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+	instanceTypePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+	regionPattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	roleARNPattern      = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
+	wifProviderPattern  = regexp.MustCompile(`^projects/[0-9]{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$`)
+	gcpSAPattern        = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$`)
+	dnsLabelPattern     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	rayVersionPattern   = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
+	bucketURLPattern    = regexp.MustCompile(`^(s3|gs)://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$`)
+)
+
+const (
+	maxGroupNodes     = 1000
+	maxWorkerGroups   = 32
+	maxCommandArgs    = 64
+	maxEnvVars        = 128
+	maxStringLen      = 4096
+	maxHeartbeatSec   = 300
+	maxLostAfter      = 100
+	maxUpscalingSpeed = 1000
+)
+
+func checkName(fe *api.FieldErrors, field, v string) {
+	switch {
+	case v == "":
+		fe.Add(field, "is required")
+	case !namePattern.MatchString(v):
+		fe.Add(field, "must be 1-63 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+	}
+}
+
+func checkRef(fe *api.FieldErrors, field, prefix, v string) {
+	switch {
+	case v == "":
+		fe.Add(field, "is required")
+	case !ValidID(prefix, v):
+		fe.Add(field, "must be an id like %s_…", prefix)
+	}
+}
+
+func checkOneOf(fe *api.FieldErrors, field, v string, allowed []string) {
+	if !slices.Contains(allowed, v) {
+		fe.Add(field, "must be one of %s", strings.Join(allowed, ", "))
+	}
+}
+
+// CheckOrganization validates an org create request.
+func CheckOrganization(req *api.CreateOrganizationRequest) error {
+	var fe api.FieldErrors
+	checkName(&fe, "name", req.Name)
+	return fe.Err()
+}
+
+// CheckToken validates a token create request at time now.
+func CheckToken(req *api.CreateTokenRequest, now time.Time) error {
+	var fe api.FieldErrors
+	checkName(&fe, "name", req.Name)
+	roles := make([]string, len(api.Roles))
+	for i, r := range api.Roles {
+		roles[i] = string(r)
+	}
+	checkOneOf(&fe, "role", string(req.Role), roles)
+	if req.ExpiresAt != nil && !req.ExpiresAt.After(now) {
+		fe.Add("expires_at", "must be in the future")
+	}
+	return fe.Err()
+}
+
+// CheckCloud validates a cloud and fills in defaults. Read-only fields
+// (the AWS external id, the Kubernetes token_set flag) are ignored here;
+// the caller sets them.
+func CheckCloud(c *api.CloudSpec) error {
+	var fe api.FieldErrors
+	checkName(&fe, "name", c.Name)
+	checkOneOf(&fe, "provider", c.Provider, api.Providers)
+
+	blocks := map[string]bool{api.ProviderAWS: c.AWS != nil, api.ProviderGCP: c.GCP != nil, api.ProviderKubernetes: c.Kubernetes != nil}
+	for p, set := range blocks {
+		if set && p != c.Provider {
+			fe.Add(p, "must not be set when provider is %q", c.Provider)
+		}
+	}
+	switch c.Provider {
+	case api.ProviderLocal:
+		if c.StorageLocation != "" {
+			checkLocalPath(&fe, "storage_location", c.StorageLocation)
+		}
+	case api.ProviderAWS:
+		checkRegion(&fe, c.Region)
+		if c.AWS == nil {
+			fe.Add("aws", "is required when provider is aws")
+		} else if !roleARNPattern.MatchString(c.AWS.RoleARN) {
+			fe.Add("aws.role_arn", "must be an IAM role ARN like arn:aws:iam::123456789012:role/rayplane")
+		}
+		checkBucket(&fe, c.StorageLocation, "s3")
+	case api.ProviderGCP:
+		checkRegion(&fe, c.Region)
+		if c.GCP == nil {
+			fe.Add("gcp", "is required when provider is gcp")
+		} else {
+			if !wifProviderPattern.MatchString(c.GCP.WorkloadIdentityProvider) {
+				fe.Add("gcp.workload_identity_provider", "must look like projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>")
+			}
+			if !gcpSAPattern.MatchString(c.GCP.ServiceAccount) {
+				fe.Add("gcp.service_account", "must be a service account email like name@project.iam.gserviceaccount.com")
+			}
+		}
+		checkBucket(&fe, c.StorageLocation, "gs")
+	case api.ProviderKubernetes:
+		if c.Kubernetes == nil {
+			fe.Add("kubernetes", "is required when provider is kubernetes")
+		} else {
+			k := c.Kubernetes
+			if u, err := url.Parse(k.APIServer); err != nil || u.Scheme != "https" || u.Host == "" {
+				fe.Add("kubernetes.api_server", "must be an https:// URL")
+			}
+			if !dnsLabelPattern.MatchString(k.Namespace) {
+				fe.Add("kubernetes.namespace", "must be a DNS label: lower case letters, digits and '-', at most 63")
+			}
+			if len(k.CACertPEM) > 64<<10 || (k.CACertPEM != "" && !strings.Contains(k.CACertPEM, "-----BEGIN CERTIFICATE-----")) {
+				fe.Add("kubernetes.ca_cert_pem", "must be a PEM certificate")
+			}
+			if len(k.Token) > 16<<10 {
+				fe.Add("kubernetes.token", "is longer than 16 KiB")
+			}
+		}
+		if c.StorageLocation == "" {
+			fe.Add("storage_location", "is required: an s3:// or gs:// bucket URL")
+		} else if !bucketURLPattern.MatchString(c.StorageLocation) {
+			fe.Add("storage_location", "must be an s3:// or gs:// bucket URL")
+		}
+	}
+	if c.Region != "" && !regionPattern.MatchString(c.Region) {
+		fe.Add("region", "must be lower case letters, digits and '-'")
+	}
+	if q := c.Quotas.MaxNodes; q != nil && *q < 1 {
+		fe.Add("quotas.max_nodes", "must be >= 1 (omit it for no limit)")
+	}
+	if q := c.Quotas.MaxVCPUs; q != nil && *q < 1 {
+		fe.Add("quotas.max_vcpus", "must be >= 1 (omit it for no limit)")
+	}
+	hb := &c.Heartbeat
+	if hb.IntervalSeconds == 0 {
+		hb.IntervalSeconds = api.DefaultHeartbeatIntervalSeconds
+	}
+	if hb.LostAfter == 0 {
+		hb.LostAfter = api.DefaultHeartbeatLostAfter
+	}
+	if hb.IntervalSeconds < 1 || hb.IntervalSeconds > maxHeartbeatSec {
+		fe.Add("heartbeat.interval_seconds", "must be between 1 and %d", maxHeartbeatSec)
+	}
+	if hb.LostAfter < 1 || hb.LostAfter > maxLostAfter {
+		fe.Add("heartbeat.lost_after_intervals", "must be between 1 and %d", maxLostAfter)
+	}
+	return fe.Err()
+}
+
+func checkRegion(fe *api.FieldErrors, region string) {
+	if region == "" {
+		fe.Add("region", "is required for this provider")
+	}
+}
+
+func checkBucket(fe *api.FieldErrors, loc, scheme string) {
+	switch {
+	case loc == "":
+		fe.Add("storage_location", "is required: a %s:// bucket URL", scheme)
+	case !strings.HasPrefix(loc, scheme+"://") || !bucketURLPattern.MatchString(loc):
+		fe.Add("storage_location", "must be a %s:// bucket URL", scheme)
+	}
+}
+
+func checkLocalPath(fe *api.FieldErrors, field, p string) {
+	p = strings.TrimPrefix(p, "file://")
+	if !filepath.IsAbs(p) || len(p) > maxStringLen || strings.ContainsRune(p, 0) {
+		fe.Add(field, "must be an absolute directory path (or file:// URL)")
+	}
+}
+
+// CheckComputeConfig validates a compute config and fills in defaults.
+func CheckComputeConfig(cc *api.ComputeConfigRequest) error {
+	var fe api.FieldErrors
+	checkName(&fe, "name", cc.Name)
+	checkInstanceType(&fe, "head_node.instance_type", cc.HeadNode.InstanceType)
+	if len(cc.WorkerGroups) > maxWorkerGroups {
+		fe.Add("worker_groups", "must have at most %d groups", maxWorkerGroups)
+	}
+	seen := map[string]bool{}
+	sumMin, sumMax := 0, 0
+	for i := range cc.WorkerGroups {
+		g := &cc.WorkerGroups[i]
+		p := fmt.Sprintf("worker_groups[%d]", i)
+		checkName(&fe, p+".name", g.Name)
+		if g.Name == "head" {
+			fe.Add(p+".name", `"head" is reserved for the head node`)
+		}
+		if seen[g.Name] && g.Name != "" {
+			fe.Add(p+".name", "duplicates another group's name %q", g.Name)
+		}
+		seen[g.Name] = true
+		checkInstanceType(&fe, p+".instance_type", g.InstanceType)
+		if g.MinNodes < 0 {
+			fe.Add(p+".min_nodes", "must be >= 0")
+		}
+		switch {
+		case g.MaxNodes < g.MinNodes:
+			fe.Add(p+".max_nodes", "must be >= min_nodes")
+		case g.MaxNodes > maxGroupNodes:
+			fe.Add(p+".max_nodes", "must be <= %d", maxGroupNodes)
+		}
+		if g.Market == "" {
+			g.Market = api.MarketOnDemand
+		}
+		checkOneOf(&fe, p+".market", g.Market, api.Markets)
+		sumMin += max(g.MinNodes, 0)
+		sumMax += max(g.MaxNodes, 0)
+	}
+	if mw := cc.MaxWorkers; mw != nil {
+		switch {
+		case *mw < 0:
+			fe.Add("max_workers", "must be >= 0")
+		case *mw < sumMin:
+			fe.Add("max_workers", "must be >= the sum of worker_groups min_nodes (%d)", sumMin)
+		}
+	}
+	if cc.WorkerIdleTimeoutSeconds == 0 {
+		cc.WorkerIdleTimeoutSeconds = api.DefaultWorkerIdleTimeoutSeconds
+	}
+	if cc.WorkerIdleTimeoutSeconds < 0 {
+		fe.Add("worker_idle_timeout_seconds", "must be >= 0")
+	}
+	if cc.IdleTerminationSeconds < 0 {
+		fe.Add("idle_termination_seconds", "must be >= 0 (0 never ends an idle cluster)")
+	}
+	if cc.MaximumUptimeSeconds < 0 {
+		fe.Add("maximum_uptime_seconds", "must be >= 0 (0 means no limit)")
+	}
+	if cc.UpscalingSpeed == 0 {
+		cc.UpscalingSpeed = api.DefaultUpscalingSpeed
+	}
+	if cc.UpscalingSpeed < 0 || cc.UpscalingSpeed > maxUpscalingSpeed {
+		fe.Add("upscaling_speed", "must be between 0 and %d", maxUpscalingSpeed)
+	}
+	if c := cc.MaxHourlyCost; c != nil && *c <= 0 {
+		fe.Add("max_hourly_cost", "must be > 0 (omit it for no cap)")
+	}
+	return fe.Err()
+}
+
+func checkInstanceType(fe *api.FieldErrors, field, v string) {
+	switch {
+	case v == "":
+		fe.Add(field, "is required")
+	case !instanceTypePattern.MatchString(v):
+		fe.Add(field, "must be 1-64 characters of letters, digits, '_', '.', '-'")
+	}
+}
+
+// CheckCluster validates a cluster request and fills in defaults.
+func CheckCluster(c *api.ClusterRequest) error {
+	var fe api.FieldErrors
+	checkName(&fe, "name", c.Name)
+	checkRef(&fe, "cloud_id", PrefixCloud, c.CloudID)
+	checkRef(&fe, "compute_config_id", PrefixComputeConfig, c.ComputeConfigID)
+	if c.ComputeConfigVersion < 0 {
+		fe.Add("compute_config_version", "must be >= 1 (or omitted for the latest)")
+	}
+	if c.DesiredState == "" {
+		c.DesiredState = api.DesiredRunning
+	}
+	checkOneOf(&fe, "desired_state", c.DesiredState, []string{api.DesiredRunning, api.DesiredTerminated})
+	rt := c.Runtime
+	if len(rt.Image) > maxStringLen {
+		fe.Add("runtime.image", "is longer than %d characters", maxStringLen)
+	}
+	if rt.RayVersion != "" && !rayVersionPattern.MatchString(rt.RayVersion) {
+		fe.Add("runtime.ray_version", "must be a version like 2.40.0")
+	}
+	checkCommand(&fe, "runtime.head_command", rt.HeadCmd)
+	checkCommand(&fe, "runtime.worker_command", rt.WorkerCmd)
+	if len(rt.Env) > maxEnvVars {
+		fe.Add("runtime.env", "must have at most %d variables", maxEnvVars)
+	}
+	for _, k := range slices.Sorted(maps.Keys(rt.Env)) {
+		if !envNamePattern.MatchString(k) {
+			fe.Add(fmt.Sprintf("runtime.env[%q]", k), "must be a variable name: letters, digits and '_', not starting with a digit")
+		}
+		if len(rt.Env[k]) > maxStringLen {
+			fe.Add(fmt.Sprintf("runtime.env[%q]", k), "value is longer than %d characters", maxStringLen)
+		}
+	}
+	return fe.Err()
+}
+
+func checkCommand(fe *api.FieldErrors, field string, argv []string) {
+	if argv == nil {
+		return
+	}
+	if len(argv) == 0 || len(argv) > maxCommandArgs {
+		fe.Add(field, "must have between 1 and %d arguments", maxCommandArgs)
+		return
+	}
+	for i, a := range argv {
+		if len(a) > maxStringLen || strings.ContainsRune(a, 0) {
+			fe.Add(fmt.Sprintf("%s[%d]", field, i), "must be at most %d characters without NUL", maxStringLen)
+		}
+	}
+	if argv[0] == "" {
+		fe.Add(field+"[0]", "must name a program")
+	}
+}

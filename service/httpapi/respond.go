@@ -70,7 +70,7 @@ func decodeError(err error, limit int64) error {
 	case errors.As(err, &syntax):
 		return api.Errorf(api.CodeInvalid, "request body is not valid JSON at byte %d: %v", syntax.Offset, err)
 	case errors.As(err, &typ):
-		field := typ.Field
+		field := jsonPath(typ.Field)
 		if field == "" {
 			field = "(body)"
 		}
@@ -128,4 +128,18 @@ func (c *call) listOptions() (api.ListOptions, error) {
 	}
 	opts.PageToken = q.Get("page_token")
 	return opts, fe.Err()
+}
+
+// jsonPath drops the Go names of embedded structs that encoding/json puts
+// in a type error's field path (ComputeConfigSpec.worker_groups → worker_groups).
+func jsonPath(p string) string {
+	parts := strings.Split(p, ".")
+	out := parts[:0]
+	for _, s := range parts {
+		if s != "" && s[0] >= 'A' && s[0] <= 'Z' {
+			continue
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ".")
 }

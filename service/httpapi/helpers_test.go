@@ -1,0 +1,190 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/sqlite"
+)
+
+// testEnv is a real API server on loopback over a temporary SQLite file,
+// with the system org's admin token from Bootstrap.
+type testEnv struct {
+	t      *testing.T
+	st     *sqlite.Store
+	srv    *httptest.Server
+	api    *Server
+	dir    string
+	admin  string // secret of the system org's admin token
+	sysOrg string
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tok, created, err := service.Bootstrap(ctx, st, time.Now().UTC())
+	if err != nil || !created {
+		t.Fatalf("bootstrap: created=%v err=%v", created, err)
+	}
+	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), MaxBodyBytes: 64 << 10})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &testEnv{t: t, st: st, srv: srv, api: s, dir: dir, admin: tok.Secret, sysOrg: tok.OrgID}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (r response) apiError(t *testing.T) *api.Error {
+	t.Helper()
+	var b api.ErrorBody
+	r.decode(t, &b)
+	if b.Error == nil {
+		t.Fatalf("no error in body %s", r.body)
+	}
+	return b.Error
+}
+
+// do sends a request; body "" sends none. Extra headers come as "Name: value".
+func (e *testEnv) do(method, path, token, body string, headers ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// must sends a request and fails the test unless it answers want.
+func (e *testEnv) must(want int, method, path, token, body string, headers ...string) response {
+	e.t.Helper()
+	r := e.do(method, path, token, body, headers...)
+	if r.status != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+// newOrg creates an org through the API and answers its id and admin secret.
+func (e *testEnv) newOrg(name string) (string, string) {
+	e.t.Helper()
+	var out api.CreateOrganizationResponse
+	e.must(201, "POST", "/v1/orgs", e.admin, fmt.Sprintf(`{"name":%q}`, name)).decode(e.t, &out)
+	return out.Organization.ID, out.AdminToken.Secret
+}
+
+// newToken creates a token of role with the admin secret given.
+func (e *testEnv) newToken(admin string, role api.Role) string {
+	e.t.Helper()
+	var tok api.APIToken
+	e.must(201, "POST", "/v1/tokens", admin, fmt.Sprintf(`{"name":"t-%s","role":%q}`, role, role)).decode(e.t, &tok)
+	return tok.Secret
+}
+
+// fixture is one of each object in an org.
+type fixture struct {
+	cloud, computeConfig, cluster, token string
+}
+
+const (
+	localCloudBody = `{"name":%q,"provider":"local","quotas":{"max_nodes":10}}`
+	ccBody         = `{"name":%q,"head_node":{"instance_type":"local.small"},"worker_groups":[{"name":"cpu","instance_type":"local.small","min_nodes":1,"max_nodes":3}]}`
+	clusterBody    = `{"name":%q,"cloud_id":%q,"compute_config_id":%q}`
+)
+
+var fixtureSeq int
+
+func (e *testEnv) fixture(admin string) fixture {
+	e.t.Helper()
+	fixtureSeq++
+	n := fmt.Sprintf("f%d", fixtureSeq)
+	var f fixture
+	var obj struct{ ID string }
+	e.must(201, "POST", "/v1/clouds", admin, fmt.Sprintf(localCloudBody, n)).decode(e.t, &obj)
+	f.cloud = obj.ID
+	e.must(201, "POST", "/v1/compute-configs", admin, fmt.Sprintf(ccBody, n)).decode(e.t, &obj)
+	f.computeConfig = obj.ID
+	e.must(201, "POST", "/v1/clusters", admin, fmt.Sprintf(clusterBody, n, f.cloud, f.computeConfig)).decode(e.t, &obj)
+	f.cluster = obj.ID
+	e.must(201, "POST", "/v1/tokens", admin, fmt.Sprintf(`{"name":%q,"role":"reader"}`, n)).decode(e.t, &obj)
+	f.token = obj.ID
+	return f
+}
+
+// auditEvents answers every stored audit event, newest first.
+func (e *testEnv) auditEvents(orgIDs ...string) []api.AuditEvent {
+	e.t.Helper()
+	var out []api.AuditEvent
+	ctx := context.Background()
+	err := e.st.View(ctx, func(tx service.Tx) error {
+		opts := api.ListOptions{Limit: api.MaxPageSize}
+		for {
+			p, err := tx.ListAuditEvents(ctx, orgIDs, api.AuditFilter{}, opts)
+			if err != nil {
+				return err
+			}
+			out = append(out, p.Items...)
+			if p.NextPageToken == "" {
+				return nil
+			}
+			opts.PageToken = p.NextPageToken
+		}
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func jsonBody(v any) string {
+	var b bytes.Buffer
+	_ = json.NewEncoder(&b).Encode(v)
+	return b.String()
+}

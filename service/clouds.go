@@ -56,6 +56,9 @@ func ReplaceCloud(old api.Cloud, spec api.CloudSpec, now time.Time) (api.Cloud, 
 }
 
 func credentialsChanged(a, b api.Cloud) bool {
+	if a.Region != b.Region {
+		return true
+	}
 	switch {
 	case a.AWS != nil && b.AWS != nil:
 		return a.AWS.RoleARN != b.AWS.RoleARN
@@ -65,5 +68,5 @@ func credentialsChanged(a, b api.Cloud) bool {
 		return a.Kubernetes.APIServer != b.Kubernetes.APIServer || a.Kubernetes.Namespace != b.Kubernetes.Namespace ||
 			a.Kubernetes.CACertPEM != b.Kubernetes.CACertPEM || b.Kubernetes.Token != ""
 	}
-	return a.Region != b.Region
+	return false
 }

@@ -203,6 +203,9 @@ func CheckComputeConfig(cc *api.ComputeConfigRequest) error {
 	var fe api.FieldErrors
 	checkName(&fe, "name", cc.Name)
 	checkInstanceType(&fe, "head_node.instance_type", cc.HeadNode.InstanceType)
+	if cc.WorkerGroups == nil {
+		cc.WorkerGroups = []api.WorkerGroup{} // a head-only cluster; answered as [] rather than null
+	}
 	if len(cc.WorkerGroups) > maxWorkerGroups {
 		fe.Add("worker_groups", "must have at most %d groups", maxWorkerGroups)
 	}

@@ -187,7 +187,24 @@ type request struct {
 // answer has no content). It answers the status of a 2xx answer; any other
 // answer is an error, an *api.Error when the server said what went wrong.
 func (c *Client) do(ctx context.Context, r request, out any) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	resp, data, err := c.roundTrip(ctx, r)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, c.statusError(r, resp, data)
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := c.decode(r, resp, data, out); err != nil {
+			return resp.StatusCode, err
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// roundTrip sends r and reads the whole answer, whatever its status.
+func (c *Client) roundTrip(parent context.Context, r request) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 
 	target := c.base + r.path
@@ -198,13 +215,13 @@ func (c *Client) do(ctx context.Context, r request, out any) (int, error) {
 	if r.body != nil {
 		b, err := json.Marshal(r.body)
 		if err != nil {
-			return 0, fmt.Errorf("%s %s: encode request: %w", r.method, r.path, err)
+			return nil, nil, fmt.Errorf("%s %s: encode request: %w", r.method, r.path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, target, body)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", r.method, r.path, err)
+		return nil, nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
 	}
 	for k, vs := range r.header {
 		req.Header[k] = vs
@@ -220,26 +237,25 @@ func (c *Client) do(ctx context.Context, r request, out any) (int, error) {
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, c.transportError(ctx, r, err)
+		return nil, nil, c.transportError(parent, r, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return 0, c.transportError(ctx, r, err)
+		return nil, nil, c.transportError(parent, r, err)
 	}
 	if len(data) > maxResponseBytes {
-		return 0, fmt.Errorf("%s %s: answer is larger than %d bytes", r.method, r.path, maxResponseBytes)
+		return nil, nil, fmt.Errorf("%s %s: answer is larger than %d bytes", r.method, r.path, maxResponseBytes)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, c.statusError(r, resp, data)
+	return resp, data, nil
+}
+
+func (c *Client) decode(r request, resp *http.Response, data []byte, out any) error {
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: HTTP %d answer is not the expected JSON: %w (body: %s)",
+			r.method, r.path, resp.StatusCode, err, c.snippet(data))
 	}
-	if out != nil && resp.StatusCode != http.StatusNoContent {
-		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: HTTP %d answer is not the expected JSON: %w (body: %s)",
-				r.method, r.path, resp.StatusCode, err, c.snippet(data))
-		}
-	}
-	return resp.StatusCode, nil
+	return nil
 }
 
 // checkID refuses an id that would change the route rather than name an

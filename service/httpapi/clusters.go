@@ -25,12 +25,14 @@ func (s *Server) createCluster(c *call) error {
 		return &api.Error{Code: api.CodeInvalid, Message: "Idempotency-Key is too long",
 			Fields: []api.FieldError{{Field: "Idempotency-Key", Reason: "must be at most 255 characters"}}}
 	}
-	body, _ := json.Marshal(req)
-	sum := sha256.Sum256(body)
-	reqHash := hex.EncodeToString(sum[:])
 	if err := service.CheckCluster(&req); err != nil {
 		return err
 	}
+	// Hash the request with defaults filled in, so an omitted field and
+	// its default count as the same body.
+	body, _ := json.Marshal(req)
+	sum := sha256.Sum256(body)
+	reqHash := hex.EncodeToString(sum[:])
 	now := s.now()
 	var cluster api.Cluster
 	replayed := false
@@ -45,6 +47,9 @@ func (s *Server) createCluster(c *call) error {
 				c.target("cluster", rec.ObjectID)
 				replayed = true
 				cluster, err = tx.GetCluster(c.ctx(), c.orgID(), rec.ObjectID)
+				if api.IsCode(err, api.CodeNotFound) {
+					return api.Errorf(api.CodeConflict, "Idempotency-Key %q created cluster %s, which has since been deleted", key, rec.ObjectID)
+				}
 				return err
 			case err != nil && !api.IsCode(err, api.CodeNotFound):
 				return err

@@ -125,10 +125,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	endpoint := "https://" + ln.Addr().String()
 	log.Info("serving", "endpoint", endpoint, "data_dir", dataDir)
-	fmt.Fprintf(stdout, "rayplaned: serving %s\n", endpoint)
 	if caPath != "" {
 		fmt.Fprintf(stdout, "rayplaned: CA certificate %s\n", caPath)
 	}
+	fmt.Fprintf(stdout, "rayplaned: serving %s\n", endpoint)
 
 	select {
 	case err = <-serveErr:

@@ -153,16 +153,21 @@ func parseEndpoint(s string) (*url.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
+		// url.Error repeats the input, which may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("endpoint: must be %s: %w", example, err)
 	}
 	switch {
+	case u.User != nil:
+		// Checked first, and the input is not echoed: it may hold a password.
+		return nil, errors.New("endpoint: must not contain user info; pass the token as token")
 	case u.Scheme != "https":
 		return nil, fmt.Errorf("endpoint %q: must be %s (the control plane only serves TLS)", s, example)
 	case u.Host == "" || u.Hostname() == "":
 		return nil, fmt.Errorf("endpoint %q: must name a host: %s", s, example)
-	case u.User != nil:
-		// Do not echo it: the user info may hold a password.
-		return nil, errors.New("endpoint: must not contain user info; pass the token as token")
 	case u.RawQuery != "" || u.Fragment != "":
 		return nil, fmt.Errorf("endpoint %q: must not have a query or fragment", s)
 	}
@@ -177,7 +182,7 @@ func parseEndpoint(s string) (*url.URL, error) {
 // request is one API call.
 type request struct {
 	method string
-	path   string // under the endpoint, starting with /, already escaped
+	path   string // under the endpoint, starting with /; ids in it passed checkID, so it needs no escaping
 	query  url.Values
 	body   any // JSON-encoded when not nil
 	header http.Header

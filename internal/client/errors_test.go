@@ -244,6 +244,8 @@ func TestNew(t *testing.T) {
 		{"no scheme", client.Config{Endpoint: "cp.example.com:8443"}, "endpoint"},
 		{"no host", client.Config{Endpoint: "https:///v1"}, "must name a host"},
 		{"user info", client.Config{Endpoint: "https://me:hunter2@cp.example.com"}, "endpoint: must not contain user info"},
+		{"user info over http", client.Config{Endpoint: "http://me:hunter2@cp.example.com"}, "endpoint: must not contain user info"},
+		{"user info in a broken URL", client.Config{Endpoint: "https://me:hunter2@cp.example.com:port"}, "endpoint: must be an https:// URL"},
 		{"v1 path", client.Config{Endpoint: "https://cp.example.com/v1/"}, "leave out the /v1 path"},
 		{"query", client.Config{Endpoint: "https://cp.example.com?x=1"}, "query"},
 		{"token with a space", client.Config{Endpoint: "https://cp.example.com", Token: token[:20] + " " + token[20:]}, "token: must not contain spaces"},

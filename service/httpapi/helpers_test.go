@@ -21,7 +21,7 @@ import (
 // testEnv is a real API server on loopback over a temporary SQLite file,
 // with the system org's admin token from Bootstrap.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	st     *sqlite.Store
 	srv    *httptest.Server
 	api    *Server
@@ -30,7 +30,7 @@ type testEnv struct {
 	sysOrg string
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -55,14 +55,14 @@ type response struct {
 	body   []byte
 }
 
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
 }
 
-func (r response) apiError(t *testing.T) *api.Error {
+func (r response) apiError(t testing.TB) *api.Error {
 	t.Helper()
 	var b api.ErrorBody
 	r.decode(t, &b)

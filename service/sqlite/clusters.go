@@ -78,7 +78,7 @@ func (t *tx) GetIdempotencyKey(ctx context.Context, orgID, key string) (service.
 // and dropping the org's other expired ones.
 func (t *tx) PutIdempotencyKey(ctx context.Context, orgID string, rec service.IdempotencyRecord) error {
 	cutoff := ts(rec.CreatedAt.Add(-service.IdempotencyKeyTTL))
-	if _, err := t.exec(ctx, `DELETE FROM idempotency_keys WHERE org_id = ? AND created_at < ?`, orgID, cutoff); err != nil {
+	if _, err := t.exec(ctx, `DELETE FROM idempotency_keys WHERE org_id = ? AND created_at <= ?`, orgID, cutoff); err != nil {
 		return err
 	}
 	_, err := t.exec(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, object_id, created_at) VALUES (?, ?, ?, ?, ?)`,

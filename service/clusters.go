@@ -46,6 +46,12 @@ func ReplaceCluster(old api.Cluster, req api.ClusterRequest, version int, now ti
 // once, a stopped one goes back to PENDING. Everything else is for the
 // reconciler, which moves RUNNING clusters through TERMINATING.
 func SetDesiredState(c *api.Cluster, desired string, now time.Time) {
+	if desired == api.DesiredRunning && c.Status == api.ClusterErrored {
+		// Re-applying the desired state is how an errored cluster is retried.
+		c.DesiredState = desired
+		setStatus(c, api.ClusterPending, "retry requested; waiting for the control plane to provision nodes", now)
+		return
+	}
 	if desired == c.DesiredState {
 		return
 	}
@@ -55,7 +61,7 @@ func SetDesiredState(c *api.Cluster, desired string, now time.Time) {
 		setStatus(c, api.ClusterTerminated, "terminated before any node was launched", now)
 	case desired == api.DesiredTerminated && c.Status != api.ClusterTerminated:
 		setStatus(c, api.ClusterTerminating, "termination requested", now)
-	case desired == api.DesiredRunning && (c.Status == api.ClusterTerminated || c.Status == api.ClusterErrored):
+	case desired == api.DesiredRunning && c.Status == api.ClusterTerminated:
 		setStatus(c, api.ClusterPending, "start requested; waiting for the control plane to provision nodes", now)
 	}
 }
@@ -64,8 +70,8 @@ func setStatus(c *api.Cluster, status, reason string, now time.Time) {
 	c.Status, c.StatusReason, c.StatusChangedAt = status, reason, now
 }
 
-// Deletable reports whether a cluster can be removed at once: it has no
-// nodes that would need terminating first.
+// Deletable reports whether a cluster can be removed at once: nothing has
+// been launched for it yet, or everything has been terminated.
 func Deletable(c api.Cluster) bool {
-	return c.Status == api.ClusterPending || c.Status == api.ClusterTerminated
+	return c.Status == api.ClusterPending || (c.Status == api.ClusterTerminated && c.DesiredState == api.DesiredTerminated)
 }

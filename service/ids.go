@@ -18,6 +18,7 @@ const (
 	PrefixCluster       = "cls"
 	PrefixNode          = "node"
 	PrefixAuditEvent    = "evt"
+	PrefixClusterEvent  = "cev"
 )
 
 const idAlphabet = "0123456789abcdefghjkmnpqrstvwxyz" // Crockford base32, lower case

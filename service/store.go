@@ -24,6 +24,8 @@ type Store interface {
 // scoped by orgID: an object of another org is api.CodeNotFound, exactly like
 // a missing one. Duplicate names are api.CodeConflict.
 type Tx interface {
+	DataPlaneTx
+
 	CreateOrg(ctx context.Context, org api.Organization) error
 	GetOrg(ctx context.Context, id string) (api.Organization, error)
 	ListOrgs(ctx context.Context, opts api.ListOptions) (api.Page[api.Organization], error)
@@ -109,3 +111,84 @@ type IdempotencyRecord struct {
 
 // IdempotencyKeyTTL is how long a key is remembered.
 const IdempotencyKeyTTL = 24 * time.Hour
+
+// DataPlaneTx is what the reconciler and the agent API need beyond the
+// user-facing Tx. These calls are not scoped by org: callers reach nodes
+// through a cluster or a node credential they have already checked.
+// Every state change is conditional on the state it expects, so a change
+// planned on an old snapshot never overwrites a newer one (it answers
+// false and the next pass plans again).
+type DataPlaneTx interface {
+	// ListClustersToReconcile answers every cluster that is not at rest
+	// (TERMINATED with desired terminated and no delete pending).
+	ListClustersToReconcile(ctx context.Context) ([]ClusterRecord, error)
+	GetClusterRecord(ctx context.Context, id string) (ClusterRecord, error)
+	// SetClusterStatus changes status and reason if the desired state is
+	// still the one the caller planned for.
+	SetClusterStatus(ctx context.Context, id, plannedDesired, status, reason string, at time.Time) (bool, error)
+	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
+	// RequestClusterDelete marks a cluster to be removed once terminated.
+	RequestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error
+	DeleteClusterRecord(ctx context.Context, id string) error
+
+	// ListClusterNodes answers a cluster's nodes, without TERMINATED ones
+	// unless all is set.
+	ListClusterNodes(ctx context.Context, clusterID string, all bool) ([]NodeRecord, error)
+	// ListCloudNodes answers the nodes of every cluster of a cloud that
+	// hold (or may soon hold) an instance: what counts against quotas.
+	ListCloudNodes(ctx context.Context, cloudID string) ([]NodeRecord, error)
+	CreateNode(ctx context.Context, n NodeRecord) error
+	GetNode(ctx context.Context, id string) (NodeRecord, error)
+	GetNodeByBootstrapPrefix(ctx context.Context, prefix string) (NodeRecord, error)
+	GetNodeByCredentialPrefix(ctx context.Context, prefix string) (NodeRecord, error)
+	// TransitionNode moves a node from one of from to to.
+	TransitionNode(ctx context.Context, id string, from []string, to, reason string, at time.Time) (bool, error)
+	// StartLaunch records the intent to launch: a fresh bootstrap token
+	// and status LAUNCHING, before the driver is called.
+	StartLaunch(ctx context.Context, id, bootstrapPrefix string, bootstrapHash []byte, expires, at time.Time) (bool, error)
+	// SetNodeInstance records the instance a launch made; a LAUNCHING node
+	// becomes REGISTERING, a node that registered meanwhile keeps its status.
+	SetNodeInstance(ctx context.Context, id, instanceID, address string, at time.Time) error
+	// RegisterNode spends the bootstrap token and stores the node
+	// credential: LAUNCHING or REGISTERING becomes RUNNING.
+	RegisterNode(ctx context.Context, id, credentialPrefix string, credentialHash []byte, at time.Time) (bool, error)
+	// DrainNode asks a node to drain by deadline.
+	DrainNode(ctx context.Context, id string, deadline time.Time, reason string, at time.Time) (bool, error)
+	// RecordHeartbeats writes a batch of heartbeats.
+	RecordHeartbeats(ctx context.Context, beats []Heartbeat) error
+
+	AddClusterEvent(ctx context.Context, clusterID string, e api.ClusterEvent) error
+	ListClusterEvents(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error)
+}
+
+// ClusterRecord is a cluster as the reconciler sees it.
+type ClusterRecord struct {
+	api.Cluster
+	OrgID           string
+	DeleteRequested bool
+}
+
+// NodeRecord is a node with what only the control plane sees.
+type NodeRecord struct {
+	api.Node
+	VCPUs              float64
+	BootstrapPrefix    string
+	BootstrapHash      []byte
+	BootstrapExpiresAt *time.Time
+	BootstrapUsedAt    *time.Time
+	CredentialPrefix   string
+	CredentialHash     []byte
+	DrainDeadline      *time.Time
+	Drained            bool
+}
+
+// Heartbeat is one agent report, as batched to the store.
+type Heartbeat struct {
+	NodeID         string
+	At             time.Time
+	Usage          api.Resources
+	IdleSince      *time.Time
+	RuntimeState   string
+	RuntimeMessage string
+	Drained        bool
+}

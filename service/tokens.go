@@ -22,19 +22,25 @@ const (
 	tokenPrefixLen = 12
 )
 
-// NewTokenSecret returns a fresh secret and its lookup prefix.
-func NewTokenSecret() (secret, prefix string) {
+// NewTokenSecret returns a fresh API token secret and its lookup prefix.
+func NewTokenSecret() (secret, prefix string) { return newSecret(tokenScheme) }
+
+// newSecret makes a <scheme>_<prefix>_<256 random bits> secret. Other
+// schemes: rpb (node bootstrap tokens), rpn (node credentials).
+func newSecret(scheme string) (secret, prefix string) {
 	prefix = randomString(tokenPrefixLen)
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
-	return tokenScheme + "_" + prefix + "_" + base64.RawURLEncoding.EncodeToString(raw), prefix
+	return scheme + "_" + prefix + "_" + base64.RawURLEncoding.EncodeToString(raw), prefix
 }
 
-// TokenPrefix extracts the lookup prefix of a presented secret, or "" when
-// it is not shaped like one of ours.
-func TokenPrefix(secret string) string {
+// TokenPrefix extracts the lookup prefix of a presented API token, or ""
+// when it is not shaped like one.
+func TokenPrefix(secret string) string { return secretPrefix(tokenScheme, secret) }
+
+func secretPrefix(scheme, secret string) string {
 	parts := strings.SplitN(secret, "_", 3)
-	if len(parts) != 3 || parts[0] != tokenScheme || len(parts[1]) != tokenPrefixLen || len(parts[2]) != 43 {
+	if len(parts) != 3 || parts[0] != scheme || len(parts[1]) != tokenPrefixLen || len(parts[2]) != 43 {
 		return ""
 	}
 	return parts[1]

@@ -332,8 +332,19 @@ type Node struct {
 	IdleSince       *time.Time `json:"idle_since,omitempty"`
 	Resources       Resources  `json:"resources,omitempty"`
 	Usage           Resources  `json:"usage,omitempty"`
+	RuntimeState    string     `json:"runtime_state,omitempty"` // as the agent reports it: running, crashed, unavailable…
+	RuntimeMessage  string     `json:"runtime_message,omitempty"`
 	CreatedAt       time.Time  `json:"created_at"`
 	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+// ClusterEvent is one thing the control plane did or saw on a cluster:
+// a status change, a node launched, lost or terminated, a launch refused.
+type ClusterEvent struct {
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // e.g. "status", "node_launched", "node_lost", "quota"
+	Message string    `json:"message"`
 }
 
 // Resources are amounts by name, as Ray counts them: "CPU", "GPU", "memory" (bytes).
@@ -369,4 +380,14 @@ type AuditFilter struct {
 type Health struct {
 	Status string            `json:"status"` // "ok" or "unavailable"
 	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// InstanceType is one machine shape a cloud offers.
+type InstanceType struct {
+	Name         string  `json:"name"`
+	CPUs         float64 `json:"cpus"`
+	MemoryBytes  int64   `json:"memory_bytes"`
+	GPUs         float64 `json:"gpus"`
+	PricePerHour float64 `json:"price_per_hour"`
+	SpotPrice    float64 `json:"spot_price_per_hour,omitempty"`
 }

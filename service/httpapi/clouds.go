@@ -115,3 +115,48 @@ func (s *Server) deleteCloud(c *call) error {
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// listInstanceTypes answers the cloud's catalog, as its driver knows it.
+func (s *Server) listInstanceTypes(c *call) error {
+	id, err := c.pathID("cloud_id", service.PrefixCloud)
+	if err != nil {
+		return err
+	}
+	types, err := s.catalog(c, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, api.Page[api.InstanceType]{Items: types})
+	return nil
+}
+
+// catalog answers a cloud's instance types through its driver.
+func (s *Server) catalog(c *call, cloudID string) ([]api.InstanceType, error) {
+	var cloud api.Cloud
+	var secret string
+	err := c.view(func(tx service.Tx) (err error) {
+		if cloud, err = tx.GetCloud(c.ctx(), c.orgID(), cloudID); err != nil {
+			return err
+		}
+		secret, err = tx.GetCloudSecret(c.ctx(), c.orgID(), cloudID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Drivers == nil {
+		return nil, api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
+	}
+	d, err := s.cfg.Drivers(c.ctx(), cloud, secret)
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "cloud %s: %v", cloudID, err)
+	}
+	types, err := d.InstanceTypes(c.ctx())
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloudID, err)
+	}
+	if types == nil {
+		types = []api.InstanceType{}
+	}
+	return types, nil
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/service"
@@ -33,6 +34,9 @@ func (s *Server) createCluster(c *call) error {
 	body, _ := json.Marshal(req)
 	sum := sha256.Sum256(body)
 	reqHash := hex.EncodeToString(sum[:])
+	if err := s.precheckCatalog(c, &req, ""); err != nil {
+		return err
+	}
 	now := s.now()
 	var cluster api.Cluster
 	replayed := false
@@ -55,7 +59,7 @@ func (s *Server) createCluster(c *call) error {
 				return err
 			}
 		}
-		version, err := resolveClusterRefs(c, tx, &req, 0)
+		version, _, err := resolveClusterConfig(c, tx, &req, 0)
 		if err != nil {
 			return err
 		}
@@ -72,6 +76,7 @@ func (s *Server) createCluster(c *call) error {
 	if err != nil {
 		return err
 	}
+	s.cfg.Wake()
 	if replayed {
 		c.w.Header().Set("Idempotent-Replayed", "true")
 	}
@@ -79,16 +84,16 @@ func (s *Server) createCluster(c *call) error {
 	return nil
 }
 
-// resolveClusterRefs checks that the cloud and compute config exist in the
-// caller's org and returns the version to pin: the requested one, else
-// pinned when the config is unchanged, else the latest. A missing reference
-// is a bad field, not a 404 of the route.
-func resolveClusterRefs(c *call, tx service.Tx, req *api.ClusterRequest, pinned int) (int, error) {
+// resolveClusterConfig checks that the cloud and compute config exist in
+// the caller's org and answers the version to pin (the requested one, else
+// pinned when the config is unchanged, else the latest) and its spec. A
+// missing reference is a bad field, not a 404 of the route.
+func resolveClusterConfig(c *call, tx service.Tx, req *api.ClusterRequest, pinned int) (int, api.ComputeConfigSpec, error) {
 	var fe api.FieldErrors
 	if _, err := tx.GetCloud(c.ctx(), c.orgID(), req.CloudID); api.IsCode(err, api.CodeNotFound) {
 		fe.Add("cloud_id", "no cloud %s in this organization", req.CloudID)
 	} else if err != nil {
-		return 0, err
+		return 0, api.ComputeConfigSpec{}, err
 	}
 	v := req.ComputeConfigVersion
 	if v == 0 {
@@ -105,9 +110,63 @@ func resolveClusterRefs(c *call, tx service.Tx, req *api.ClusterRequest, pinned 
 	case api.IsCode(err, api.CodeNotFound):
 		fe.Add("compute_config_id", "no compute config %s in this organization", req.ComputeConfigID)
 	case err != nil:
-		return 0, err
+		return 0, api.ComputeConfigSpec{}, err
 	}
-	return cc.Version, fe.Err()
+	return cc.Version, cc.ComputeConfigSpec, fe.Err()
+}
+
+// precheckCatalog resolves a request's references in a read transaction
+// and checks the instance types against the cloud's catalog, so the driver
+// is never asked while the write lock is held. clusterID is set on update.
+func (s *Server) precheckCatalog(c *call, req *api.ClusterRequest, clusterID string) error {
+	var spec api.ComputeConfigSpec
+	err := c.view(func(tx service.Tx) error {
+		pinned := 0
+		if clusterID != "" {
+			old, err := tx.GetCluster(c.ctx(), c.orgID(), clusterID)
+			if err != nil {
+				return err
+			}
+			if old.ComputeConfigID == req.ComputeConfigID {
+				pinned = old.ComputeConfigVersion
+			}
+		}
+		var err error
+		_, spec, err = resolveClusterConfig(c, tx, req, pinned)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.checkCatalog(c, req.CloudID, spec)
+}
+
+// checkCatalog refuses a compute config whose instance types the cloud
+// does not offer, naming each, before anything is launched.
+func (s *Server) checkCatalog(c *call, cloudID string, spec api.ComputeConfigSpec) error {
+	if s.cfg.Drivers == nil {
+		return nil
+	}
+	types, err := s.catalog(c, cloudID)
+	if err != nil {
+		return err
+	}
+	offered := map[string]bool{}
+	var names []string
+	for _, t := range types {
+		offered[t.Name] = true
+		names = append(names, t.Name)
+	}
+	var fe api.FieldErrors
+	if !offered[spec.HeadNode.InstanceType] {
+		fe.Add("compute_config_id", "head_node.instance_type %q is not offered by cloud %s (it offers %s)", spec.HeadNode.InstanceType, cloudID, strings.Join(names, ", "))
+	}
+	for i, g := range spec.WorkerGroups {
+		if !offered[g.InstanceType] {
+			fe.Add("compute_config_id", "worker_groups[%d].instance_type %q is not offered by cloud %s (it offers %s)", i, g.InstanceType, cloudID, strings.Join(names, ", "))
+		}
+	}
+	return fe.Err()
 }
 
 func (s *Server) listClusters(c *call) error {
@@ -159,6 +218,9 @@ func (s *Server) updateCluster(c *call) error {
 	if err := service.CheckCluster(&req); err != nil {
 		return err
 	}
+	if err := s.precheckCatalog(c, &req, id); err != nil {
+		return err
+	}
 	var cluster api.Cluster
 	err = c.update(func(tx service.Tx) error {
 		old, err := tx.GetCluster(c.ctx(), c.orgID(), id)
@@ -169,7 +231,7 @@ func (s *Server) updateCluster(c *call) error {
 		if req.ComputeConfigID == old.ComputeConfigID {
 			pinned = old.ComputeConfigVersion
 		}
-		version, err := resolveClusterRefs(c, tx, &req, pinned)
+		version, _, err := resolveClusterConfig(c, tx, &req, pinned)
 		if err != nil {
 			return err
 		}
@@ -181,6 +243,7 @@ func (s *Server) updateCluster(c *call) error {
 	if err != nil {
 		return err
 	}
+	s.cfg.Wake()
 	writeJSON(c.w, http.StatusOK, cluster)
 	return nil
 }
@@ -206,11 +269,15 @@ func (s *Server) deleteCluster(c *call) error {
 			return tx.DeleteCluster(c.ctx(), c.orgID(), id)
 		}
 		service.SetDesiredState(&cluster, api.DesiredTerminated, s.now())
-		return tx.UpdateCluster(c.ctx(), c.orgID(), cluster)
+		if err := tx.UpdateCluster(c.ctx(), c.orgID(), cluster); err != nil {
+			return err
+		}
+		return tx.RequestClusterDelete(c.ctx(), c.orgID(), id, s.now())
 	})
 	if err != nil {
 		return err
 	}
+	s.cfg.Wake()
 	if deleted {
 		c.w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -231,6 +298,27 @@ func (s *Server) listNodes(c *call) error {
 	var page api.Page[api.Node]
 	err = c.view(func(tx service.Tx) error {
 		page, err = tx.ListNodes(c.ctx(), c.orgID(), id, opts)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) listClusterEvents(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	opts, err := c.listOptions()
+	if err != nil {
+		return err
+	}
+	var page api.Page[api.ClusterEvent]
+	err = c.view(func(tx service.Tx) error {
+		page, err = tx.ListClusterEvents(c.ctx(), c.orgID(), id, opts)
 		return err
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/sqlite"
 )
@@ -43,10 +44,18 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil || !created {
 		t.Fatalf("bootstrap: created=%v err=%v", created, err)
 	}
-	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), MaxBodyBytes: 64 << 10})
+	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), MaxBodyBytes: 64 << 10,
+		Drivers: func(context.Context, api.Cloud, string) (cloud.Driver, error) { return catalogDriver{}, nil }})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, st: st, srv: srv, api: s, dir: dir, admin: tok.Secret, sysOrg: tok.OrgID}
+}
+
+// catalogDriver answers a fixed catalog; the API tests launch nothing.
+type catalogDriver struct{ cloud.Driver }
+
+func (catalogDriver) InstanceTypes(context.Context) ([]api.InstanceType, error) {
+	return []api.InstanceType{{Name: "local.small", CPUs: 1, MemoryBytes: 2 << 30, PricePerHour: 0.01}}, nil
 }
 
 type response struct {

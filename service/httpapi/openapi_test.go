@@ -23,7 +23,8 @@ import (
 // The OpenAPI document is written by hand; these tests keep it honest about
 // the routes the server really registers and the wire types it really sends.
 
-// publicRoutes are served without a token and so are not in Routes().
+// publicRoutes are served without a token and so are in neither Routes()
+// nor AgentRoutes().
 var publicRoutes = []string{
 	"GET /healthz",
 	"GET /readyz",
@@ -121,12 +122,19 @@ func TestOpenAPIRoutesMatch(t *testing.T) {
 	for _, rt := range s.Routes() {
 		want[rt.Method+" "+rt.Path] = true
 	}
+	for _, rt := range s.AgentRoutes() {
+		k := rt.Method + " " + rt.Path
+		if want[k] {
+			t.Errorf("%s is in both Routes() and AgentRoutes()", k)
+		}
+		want[k] = true
+	}
 	for _, k := range publicRoutes {
 		want[k] = true
 	}
 	// The public list above must itself match what New registers.
 	if missing, extra := diffSets(want, servedRoutes(t, s)); len(missing)+len(extra) > 0 {
-		t.Errorf("Routes() plus publicRoutes differ from the router:\n  registered but not listed: %v\n  listed but not registered: %v", extra, missing)
+		t.Errorf("Routes() plus AgentRoutes() plus publicRoutes differ from the router:\n  registered but not listed: %v\n  listed but not registered: %v", extra, missing)
 	}
 
 	documented := map[string]bool{}
@@ -191,11 +199,22 @@ func TestOpenAPIOperations(t *testing.T) {
 	for _, rt := range s.Routes() {
 		routes[rt.Method+" "+rt.Path] = rt
 	}
+	agentRoutes := map[string]AgentRoute{}
+	for _, rt := range s.AgentRoutes() {
+		agentRoutes[rt.Method+" "+rt.Path] = rt
+	}
 	if sec, _ := doc["security"].([]any); !slices.ContainsFunc(sec, func(v any) bool {
 		_, ok := v.(map[string]any)["bearerAuth"]
 		return ok
 	}) {
 		t.Error("document-wide security must require bearerAuth")
+	}
+	schemes, _ := resolvePointer(doc, "#/components/securitySchemes")
+	for _, name := range []string{"bearerAuth", "nodeAuth"} {
+		sch, _ := schemes.(map[string]any)[name].(map[string]any)
+		if sch["type"] != "http" || sch["scheme"] != "bearer" {
+			t.Errorf("security scheme %s must be an HTTP bearer scheme, got %v", name, sch)
+		}
 	}
 
 	ids := map[string]string{}
@@ -218,6 +237,44 @@ func TestOpenAPIOperations(t *testing.T) {
 			t.Errorf("%s: no 2xx response", o.key)
 		}
 		sec, overridden := o.op["security"]
+
+		if _, agent := agentRoutes[o.key]; agent {
+			// Agents authenticate with a bootstrap token or node
+			// credential, never an API token, and hold no role.
+			list, _ := sec.([]any)
+			if len(list) != 1 || len(list[0].(map[string]any)) != 1 || list[0].(map[string]any)["nodeAuth"] == nil {
+				t.Errorf("%s: an agent route must say security: [{nodeAuth: []}], got %v", o.key, sec)
+			}
+			if strings.Contains(desc, "Required role") {
+				t.Errorf("%s: an agent route has no role, but the description states one", o.key)
+			}
+			if !strings.Contains(desc, "rayplaned agent") || !strings.Contains(desc, "not for users") {
+				t.Errorf("%s: description must say it is for `rayplaned agent`, not for users", o.key)
+			}
+			if tags, _ := o.op["tags"].([]any); !slices.Equal(tags, []any{"agent"}) {
+				t.Errorf("%s: tags %v, want [agent]", o.key, tags)
+			}
+			// 403: a secret of another node; 503: no data plane.
+			want := []string{"401", "403", "500", "503"}
+			if _, ok := o.op["requestBody"]; ok {
+				want = append(want, "400", "413", "415")
+			}
+			for _, code := range want {
+				if _, ok := resps[code]; !ok {
+					t.Errorf("%s: no %s response", o.key, code)
+				}
+			}
+			continue
+		}
+		if tags, _ := o.op["tags"].([]any); slices.Contains(tags, any("agent")) {
+			t.Errorf("%s: tagged agent but not an agent route", o.key)
+		}
+		if sec, ok := sec.([]any); ok && slices.ContainsFunc(sec, func(v any) bool {
+			_, ok := v.(map[string]any)["nodeAuth"]
+			return ok
+		}) {
+			t.Errorf("%s: only agent routes take nodeAuth", o.key)
+		}
 
 		rt, authenticated := routes[o.key]
 		if !authenticated {
@@ -331,6 +388,14 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"Cluster":                    api.Cluster{},
 		"Runtime":                    api.Runtime{},
 		"Node":                       api.Node{},
+		"ClusterEvent":               api.ClusterEvent{},
+		"InstanceType":               api.InstanceType{},
+		"AgentRegisterRequest":       api.AgentRegisterRequest{},
+		"AgentRegisterResponse":      api.AgentRegisterResponse{},
+		"AgentConfig":                api.AgentConfig{},
+		"AgentHeartbeat":             api.AgentHeartbeat{},
+		"ResourceDemand":             api.ResourceDemand{},
+		"AgentHeartbeatResponse":     api.AgentHeartbeatResponse{},
 		"AuditEvent":                 api.AuditEvent{},
 		"Health":                     api.Health{},
 		"OrganizationPage":           api.Page[api.Organization]{},
@@ -340,6 +405,12 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"ClusterPage":                api.Page[api.Cluster]{},
 		"NodePage":                   api.Page[api.Node]{},
 		"AuditEventPage":             api.Page[api.AuditEvent]{},
+		"ClusterEventPage":           api.Page[api.ClusterEvent]{},
+		// The catalog is answered whole: the server never sets
+		// next_page_token, so InstanceTypeList is api.Page's items only.
+		"InstanceTypeList": struct {
+			Items []api.InstanceType `json:"items"`
+		}{},
 	}
 	for name, v := range types {
 		schema, err := resolvePointer(doc, "#/components/schemas/"+name)

@@ -30,6 +30,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: get, Path: "/v1/clouds/{cloud_id}", Action: "clouds.get", Role: reader, handle: s.getCloud},
 		{Method: put, Path: "/v1/clouds/{cloud_id}", Action: "clouds.update", Role: writer, handle: s.updateCloud},
 		{Method: del, Path: "/v1/clouds/{cloud_id}", Action: "clouds.delete", Role: writer, handle: s.deleteCloud},
+		{Method: get, Path: "/v1/clouds/{cloud_id}/instance-types", Action: "clouds.instance_types", Role: reader, handle: s.listInstanceTypes},
 
 		{Method: post, Path: "/v1/compute-configs", Action: "compute_configs.create", Role: writer, handle: s.createComputeConfig},
 		{Method: get, Path: "/v1/compute-configs", Action: "compute_configs.list", Role: reader, handle: s.listComputeConfigs},
@@ -45,6 +46,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: put, Path: "/v1/clusters/{cluster_id}", Action: "clusters.update", Role: writer, handle: s.updateCluster},
 		{Method: del, Path: "/v1/clusters/{cluster_id}", Action: "clusters.delete", Role: writer, handle: s.deleteCluster},
 		{Method: get, Path: "/v1/clusters/{cluster_id}/nodes", Action: "nodes.list", Role: reader, handle: s.listNodes},
+		{Method: get, Path: "/v1/clusters/{cluster_id}/events", Action: "clusters.events", Role: reader, handle: s.listClusterEvents},
 
 		{Method: get, Path: "/v1/audit-events", Action: "audit_events.list", Role: adm, handle: s.listAuditEvents},
 	}

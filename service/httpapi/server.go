@@ -47,6 +47,13 @@ type Config struct {
 	LocalStorageRoot string
 	// MaxBodyBytes bounds request bodies; 0 means 1 MiB.
 	MaxBodyBytes int64
+	// Agents answers the node agents; nil serves no agent routes (503).
+	Agents *service.Agents
+	// Drivers answers a cloud's driver, for instance-type catalogs; nil
+	// means no catalog checks.
+	Drivers service.DriverFunc
+	// Wake asks the reconciler for a pass after a cluster changes.
+	Wake func()
 }
 
 // Server serves the API.
@@ -58,6 +65,8 @@ type Server struct {
 	router  *mux.Router
 	metrics *metrics
 	routes  []Route
+
+	agentRoutes []AgentRoute
 }
 
 // New builds a Server with every route registered.
@@ -73,6 +82,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.LastUsed == nil {
 		cfg.LastUsed = &service.LastUsed{}
+	}
+	if cfg.Wake == nil {
+		cfg.Wake = func() {}
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -90,6 +102,11 @@ func New(cfg Config) *Server {
 	for i := range s.routes {
 		rt := &s.routes[i]
 		s.router.Handle(rt.Path, s.instrument(rt.Path, s.handler(rt))).Methods(rt.Method)
+	}
+	s.agentRoutes = s.newAgentRoutes()
+	for i := range s.agentRoutes {
+		rt := &s.agentRoutes[i]
+		s.router.Handle(rt.Path, s.instrument(rt.Path, s.agentHandler(rt))).Methods(rt.Method)
 	}
 	s.router.Handle("/healthz", s.instrument("/healthz", http.HandlerFunc(s.healthz))).Methods(http.MethodGet)
 	s.router.Handle("/readyz", s.instrument("/readyz", http.HandlerFunc(s.readyz))).Methods(http.MethodGet)

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 
@@ -86,39 +85,3 @@ func (t *tx) PutIdempotencyKey(ctx context.Context, orgID string, rec service.Id
 	return conflictOnUnique(err, "idempotency key %q is already in use", rec.Key)
 }
 
-const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, n.instance_id, n.address, n.status, n.status_reason,
-	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.created_at, n.updated_at`
-
-func scanNode(s scanner) (api.Node, error) {
-	var n api.Node
-	var changed, created, updated int64
-	var hb, idle sql.NullInt64
-	var res, usage string
-	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
-		&changed, &hb, &idle, &res, &usage, &created, &updated); err != nil {
-		return n, err
-	}
-	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
-		return n, fmt.Errorf("node %s resources: %w", n.ID, err)
-	}
-	if err := json.Unmarshal([]byte(usage), &n.Usage); err != nil {
-		return n, fmt.Errorf("node %s usage: %w", n.ID, err)
-	}
-	n.StatusChangedAt, n.CreatedAt, n.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
-	n.LastHeartbeatAt, n.IdleSince = fromNullTS(hb), fromNullTS(idle)
-	return n, nil
-}
-
-func (t *tx) ListNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error) {
-	if _, err := t.GetCluster(ctx, orgID, clusterID); err != nil {
-		return api.Page[api.Node]{}, err
-	}
-	p, err := newPage(opts)
-	if err != nil {
-		return api.Page[api.Node]{}, err
-	}
-	cond, args := p.cond("n.id", false)
-	items, err := queryList(ctx, t, p, scanNode, `SELECT `+nodeCols+` FROM nodes n WHERE n.cluster_id = ? AND `+cond+` ORDER BY n.id`,
-		append([]any{clusterID}, args...)...)
-	return finish(p, items, func(n api.Node) string { return n.ID }), err
-}

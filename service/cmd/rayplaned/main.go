@@ -30,6 +30,7 @@ const usage = `usage: rayplaned <command> [flags]
 
 commands:
   serve             run the control plane
+  agent             run the node agent (started by a cloud driver on every node)
   admin bootstrap   create the first organization and admin token in a data directory
   version           print the version
 
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
+	case "agent":
+		return agentCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
 		if len(args) < 2 || args[1] != "bootstrap" {
 			fmt.Fprintln(stderr, usage)

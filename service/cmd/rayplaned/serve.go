@@ -19,6 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	rpapi "github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/cloud/local"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/httpapi"
 	"github.com/rayplane/rayplane/service/sqlite"
@@ -26,8 +29,11 @@ import (
 )
 
 type serveConfig struct {
-	listen, dataDir, tlsCert, tlsKey, tlsSANs, logLevel, logFormat string
-	shutdownTimeout                                                time.Duration
+	listen, dataDir, tlsCert, tlsKey, tlsCA, tlsSANs, logLevel, logFormat string
+	advertiseURL                                                          string
+	shutdownTimeout                                                       time.Duration
+	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
+	heartbeatFlush                                                        time.Duration
 }
 
 func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -41,7 +47,14 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.tlsSANs, "tls-san", env("TLS_SAN", ""), "extra comma-separated host names or IPs for the generated certificate ($RAYPLANE_TLS_SAN)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error ($RAYPLANE_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json ($RAYPLANE_LOG_FORMAT)")
+	fs.StringVar(&c.tlsCA, "tls-ca", env("TLS_CA", ""), "CA PEM that signed --tls-cert, handed to node agents; empty means the system roots ($RAYPLANE_TLS_CA)")
+	fs.StringVar(&c.advertiseURL, "advertise-url", env("ADVERTISE_URL", ""), "URL node agents use to reach this server; empty means https://<listen address> ($RAYPLANE_ADVERTISE_URL)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGTERM")
+	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", time.Second, "time between reconcile passes")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "how long a draining node has to stop its work before it is terminated")
+	fs.DurationVar(&c.bootTimeout, "boot-timeout", 2*time.Minute, "how long a new instance has to register its agent before it is replaced")
+	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
+	fs.DurationVar(&c.heartbeatFlush, "heartbeat-flush", 2*time.Second, "how often heartbeats are written to the store in one batch")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -89,6 +102,45 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	endpoint := "https://" + ln.Addr().String()
+	advertise := cfg.advertiseURL
+	if advertise == "" {
+		advertise = endpoint
+	}
+	caPEM := ""
+	if caFile := firstNonEmpty(caPath, cfg.tlsCA); caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("read CA for agents: %w", err)
+		}
+		caPEM = string(b)
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary for local agents: %w", err)
+	}
+	localDriver, err := local.New(local.Config{Root: filepath.Join(dataDir, "local-nodes"), AgentBinary: self, Logger: log})
+	if err != nil {
+		return err
+	}
+	drivers := func(ctx context.Context, c rpapi.Cloud, secret string) (cloud.Driver, error) {
+		if c.Provider == rpapi.ProviderLocal {
+			return localDriver, nil
+		}
+		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
+	}
+	liveness := service.NewLiveness(time.Now())
+	reconciler := service.NewReconciler(service.ReconcilerConfig{
+		Store: st, Drivers: drivers, Liveness: liveness, Logger: log,
+		ControlPlaneURL: advertise, CACertPEM: caPEM,
+		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
+	})
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	lastUsed := &service.LastUsed{}
@@ -98,12 +150,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Registry:         reg,
 		LastUsed:         lastUsed,
 		LocalStorageRoot: filepath.Join(dataDir, "storage"),
+		Drivers:          drivers,
+		Wake:             reconciler.Wake,
+		Agents:           &service.Agents{Store: st, Liveness: liveness, Wake: reconciler.Wake, Now: time.Now},
 	})
-
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	srv := &http.Server{
 		Handler:           api,
 		TLSConfig:         tlsConf,
@@ -119,11 +169,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loops.Go(func() {
 		lastUsed.Run(loopCtx, st, 10*time.Second, func(err error) { log.Warn("record token use", "err", err) })
 	})
+	loops.Go(func() {
+		liveness.Run(loopCtx, st, cfg.heartbeatFlush, func(err error) { log.Warn("record heartbeats", "err", err) })
+	})
+	loops.Go(func() { reconciler.Run(loopCtx) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 
-	endpoint := "https://" + ln.Addr().String()
 	log.Info("serving", "endpoint", endpoint, "data_dir", dataDir)
 	if caPath != "" {
 		fmt.Fprintf(stdout, "rayplaned: CA certificate %s\n", caPath)
@@ -146,6 +199,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loops.Wait()
 	log.Info("stopped")
 	return err
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // serverTLS loads the operator's pair, or keeps a generated CA and server

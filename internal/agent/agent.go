@@ -1,0 +1,345 @@
+// Package agent is the node agent, `rayplaned agent`: it registers a node
+// with the control plane using the one-time bootstrap token a cloud driver
+// gave it, supervises the node's runtime (Ray, or the cluster's own
+// command), reports state and usage with heartbeats, and acts on the
+// configuration each heartbeat answers (a new head address, drain, stop).
+//
+// It talks to the control plane only through internal/client, and knows
+// nothing of the server's store or of cloud drivers. It must never log or
+// report the bootstrap token or the node credential, and must not leave a
+// runtime process behind when it returns.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/client"
+)
+
+// Config configures Run.
+type Config struct {
+	// BootstrapFile is the api.AgentBootstrap JSON the cloud driver wrote.
+	BootstrapFile string
+	// WorkDir holds the node credential, the worker's runtime log and is
+	// the runtime's working directory; empty means BootstrapFile's
+	// directory. It is created 0700.
+	WorkDir string
+	// Logger receives the agent's own logs; nil discards them.
+	Logger *slog.Logger
+	// LookPath finds ray; nil means exec.LookPath.
+	LookPath func(string) (string, error)
+	// Now is the clock for reported times; nil means time.Now.
+	Now func() time.Time
+	// RetryMin and RetryMax bound the backoff of calls to an unreachable
+	// control plane; zero means 500ms and 5s. Heartbeat retries are also
+	// capped at the heartbeat interval.
+	RetryMin, RetryMax time.Duration
+	// Version is reported at registration and in the User-Agent.
+	Version string
+}
+
+// Grace periods between SIGTERM and SIGKILL of the runtime's processes.
+const (
+	shutdownGrace     = 10 * time.Second // the agent itself is stopping
+	restartGrace      = 10 * time.Second // a changed config replaces the runtime
+	stopGrace         = 5 * time.Second  // desired "stop": the instance is about to go
+	defaultDrainGrace = time.Minute      // desired "drain" without a deadline
+	requestTimeout    = 10 * time.Second // one call to the control plane
+	finalReportWithin = 10 * time.Second // the last heartbeat after a stop
+)
+
+// Run registers the node, supervises its runtime and heartbeats until the
+// control plane says stop (nil), ctx ends (nil, after stopping the
+// runtime), or the node turns out not to exist any more (an error). A
+// refused bootstrap token is an error at once; an unreachable control
+// plane is retried.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	boot, err := readBootstrap(cfg.BootstrapFile)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	if cfg.WorkDir, err = filepath.Abs(cfg.WorkDir); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	log := cfg.Logger.With("cluster_id", boot.ClusterID, "node_id", boot.NodeID)
+	base, err := client.New(client.Config{
+		Endpoint:  boot.ControlPlaneURL,
+		CACertPEM: []byte(boot.CACertPEM),
+		UserAgent: "rayplaned-agent/" + cfg.Version,
+		Timeout:   requestTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("bootstrap file %s: %w", cfg.BootstrapFile, err)
+	}
+	c, conf, err := connect(ctx, cfg, log, boot, base)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop before anything ran
+		}
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	a := &agent{
+		cfg: cfg, log: log, c: c,
+		clusterID: boot.ClusterID, nodeID: boot.NodeID,
+		port:    port,
+		sup:     NewSupervisor(log, DefaultRestartBackoff),
+		started: cfg.Now(),
+		retry:   backoff{min: cfg.RetryMin, max: cfg.RetryMax},
+	}
+	return a.serve(ctx, conf)
+}
+
+func (c Config) withDefaults() Config {
+	if c.WorkDir == "" {
+		c.WorkDir = filepath.Dir(c.BootstrapFile)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.LookPath == nil {
+		c.LookPath = exec.LookPath
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 500 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	c.RetryMax = max(c.RetryMax, c.RetryMin)
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	return c
+}
+
+// agent is the state of one node's agent after registration. Only serve's
+// goroutine touches it; the supervisor has its own.
+type agent struct {
+	cfg                Config
+	log                *slog.Logger
+	c                  *client.Client // with the node credential
+	clusterID, nodeID  string
+	port               int
+	sup                *Supervisor
+	started            time.Time // when the agent began serving
+	retry              backoff
+	usage              usageSampler
+	conf               api.AgentConfig
+	plan               plan
+	running            *Spec // what the supervisor was last told to run; nil when nothing
+	draining           bool
+	drainDone          <-chan struct{}
+	drainReported      bool
+	stopped            bool // desired "stop" was carried out
+	loggedNote, warned string
+}
+
+// serve applies conf and heartbeats until the end; see Run.
+func (a *agent) serve(ctx context.Context, conf api.AgentConfig) error {
+	if a.apply(conf) {
+		return a.stopNow(ctx)
+	}
+	failures := 0
+	var wait time.Duration // the first heartbeat goes out at once
+	for {
+		var drained <-chan struct{}
+		if a.draining && !a.drainReported && failures == 0 {
+			drained = a.drainDone // report a finished drain without waiting for the interval
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return a.shutdown()
+		case <-t.C:
+		case <-drained:
+			t.Stop()
+		}
+
+		hb := a.heartbeat()
+		resp, err := a.c.AgentHeartbeat(ctx, a.clusterID, a.nodeID, hb)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // the next pass shuts down
+			}
+			if nodeGone(err) {
+				a.log.Error("the control plane no longer knows this node; stopping the runtime", "error", err)
+				<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
+				return fmt.Errorf("node %s: heartbeat refused, the node no longer exists: %w", a.nodeID, err)
+			}
+			failures++
+			wait = min(a.retry.delay(), a.interval())
+			if !retryable(err) {
+				wait = a.interval() // our request is wrong: retrying sooner will not help
+			}
+			if failures == 1 || failures%10 == 0 {
+				a.log.Warn("heartbeat failed; the runtime keeps running", "failures", failures, "retry_in", wait, "error", err)
+			}
+			continue
+		}
+		if failures > 0 {
+			a.log.Info("heartbeats resumed", "after_failures", failures)
+			failures = 0
+			a.retry.reset()
+		}
+		if hb.Drained {
+			a.drainReported = true
+		}
+		if a.apply(resp.Config) {
+			return a.stopNow(ctx)
+		}
+		wait = a.interval()
+	}
+}
+
+func (a *agent) interval() time.Duration {
+	if s := a.conf.HeartbeatIntervalSeconds; s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return api.DefaultHeartbeatIntervalSeconds * time.Second
+}
+
+// apply makes the runtime match conf. It is level-triggered: applying the
+// same config twice does nothing the second time. It answers true when
+// conf says stop, which serve carries out.
+func (a *agent) apply(conf api.AgentConfig) (stop bool) {
+	// The node's identity comes from the bootstrap file, not the answer.
+	conf.ClusterID, conf.NodeID = a.clusterID, a.nodeID
+	a.conf = conf
+	switch conf.Desired {
+	case api.AgentStop:
+		return true
+	case api.AgentDrain:
+		deadline := a.cfg.Now().Add(defaultDrainGrace)
+		if conf.DrainDeadline != nil {
+			deadline = *conf.DrainDeadline
+		}
+		if !a.draining {
+			a.log.Info("draining: stopping the runtime", "deadline", deadline.Format(time.RFC3339))
+			a.draining, a.drainReported = true, false
+		}
+		a.drainDone = a.sup.Stop(deadline) // a later, earlier deadline moves the SIGKILL forward
+		a.running = nil
+		return false
+	case api.AgentRun:
+	default:
+		a.warnOnce(fmt.Sprintf("unknown desired state %q; running the runtime", conf.Desired))
+	}
+	if a.draining {
+		a.log.Info("drain cancelled; starting the runtime again")
+		a.draining = false
+	}
+
+	a.plan = planRuntime(planInput{
+		conf: conf, port: a.port, workDir: a.cfg.WorkDir, environ: os.Environ(), lookPath: a.cfg.LookPath,
+	})
+	if n := a.plan.logNote; n != "" && n != a.loggedNote {
+		a.log.Warn(n)
+		a.loggedNote = n
+	}
+	switch p := a.plan; {
+	case p.spec != nil:
+		if a.running == nil || !a.running.Equal(*p.spec) {
+			if a.running != nil {
+				a.log.Info("runtime configuration changed; restarting the runtime", "head_address", conf.HeadAddress)
+			}
+			a.sup.Start(*p.spec, restartGrace)
+			a.running = p.spec
+		}
+	case p.state == api.RuntimeUnavailable:
+		if a.running != nil {
+			a.sup.Stop(a.cfg.Now().Add(restartGrace))
+			a.running = nil
+		}
+		a.warnOnce(p.message)
+	default:
+		// A worker without a head address: one that runs keeps running (its
+		// head may come back at the same address); one that does not waits.
+	}
+	return false
+}
+
+func (a *agent) warnOnce(msg string) {
+	if msg != a.warned {
+		a.log.Warn(msg)
+		a.warned = msg
+	}
+}
+
+// heartbeat builds the report of this moment.
+func (a *agent) heartbeat() api.AgentHeartbeat {
+	now := a.cfg.Now()
+	st := a.sup.Status()
+	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts}
+	switch {
+	case a.stopped:
+		hb.RuntimeState, hb.RuntimeMessage = api.RuntimeStopped, "stopped: the control plane asked the node to stop"
+	case a.draining:
+		select {
+		case <-a.drainDone:
+			hb.RuntimeState, hb.RuntimeMessage, hb.Drained = api.RuntimeStopped, "drained", true
+		default:
+			hb.RuntimeState, hb.RuntimeMessage = st.State, "draining: stopping the runtime"
+		}
+	case a.running != nil:
+		hb.RuntimeState, hb.RuntimeMessage = st.State, st.Message
+	default:
+		hb.RuntimeState, hb.RuntimeMessage = a.plan.state, a.plan.message
+	}
+	pid := 0
+	if hb.RuntimeState == api.RuntimeRunning {
+		pid = st.PID
+	}
+	hb.Usage = a.usage.sample(pid, now)
+	// Without a Ray adapter the agent cannot see tasks or actors, so it
+	// counts the node idle since the runtime last started (or since the
+	// agent began serving, if it never did). Ray's own idle tracking can
+	// replace this once the agent reads Ray's state.
+	idle := st.StartedAt
+	if idle.IsZero() {
+		idle = a.started
+	}
+	hb.IdleSince = &idle
+	return hb
+}
+
+// stopNow carries out desired "stop": stop the runtime now, report it
+// once, and end.
+func (a *agent) stopNow(ctx context.Context) error {
+	a.log.Info("the control plane asked the node to stop; stopping the runtime")
+	<-a.sup.Stop(a.cfg.Now().Add(stopGrace))
+	a.running, a.stopped = nil, true
+	rctx, cancel := context.WithTimeout(ctx, finalReportWithin)
+	defer cancel()
+	if _, err := a.c.AgentHeartbeat(rctx, a.clusterID, a.nodeID, a.heartbeat()); err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Warn("last heartbeat failed", "error", err)
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+// shutdown stops the runtime when the agent itself is asked to stop.
+func (a *agent) shutdown() error {
+	a.log.Info("shutting down: stopping the runtime")
+	<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
+	return nil
+}

@@ -1,0 +1,370 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// These tests run the agent in-process against fakeCP, with real runtime
+// processes (small shell commands). Every test's Cleanup stops the agent
+// and fails if a process of its node is left.
+
+func TestRegistersOnceThenHeartbeatsAtTheInterval(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "exec sleep 1000"))
+	token := cp.bootToken
+	a := startAgent(t, cp)
+
+	time.Sleep(3500 * time.Millisecond)
+	beats := cp.beats()
+	cp.set(func(cp *fakeCP) {
+		if cp.registers != 1 {
+			t.Errorf("registers = %d, want 1", cp.registers)
+		}
+	})
+	// The first heartbeat goes out at once, then one a second.
+	if n := len(beats); n < 3 || n > 5 {
+		t.Fatalf("%d heartbeats in 3.5s with a 1s interval, want 3 to 5", n)
+	}
+	for i := 1; i < len(beats); i++ {
+		if gap := beats[i].at.Sub(beats[i-1].at); gap < 900*time.Millisecond || gap > 2*time.Second {
+			t.Errorf("gap between heartbeats %d and %d = %s, want about 1s", i-1, i, gap)
+		}
+	}
+	hb := beats[len(beats)-1].hb
+	if hb.RuntimeState != api.RuntimeRunning {
+		t.Errorf("runtime_state = %q (%s), want running", hb.RuntimeState, hb.RuntimeMessage)
+	}
+	if !regexp.MustCompile(`^127\.0\.0\.1:\d+$`).MatchString(hb.Address) {
+		t.Errorf("address = %q, want 127.0.0.1:<port>", hb.Address)
+	}
+	if hb.IdleSince == nil || time.Since(*hb.IdleSince) > 10*time.Second {
+		t.Errorf("idle_since = %v, want the runtime's start", hb.IdleSince)
+	}
+	if hb.Usage["memory"] <= 0 {
+		t.Errorf("usage = %v, want the runtime's resident memory", hb.Usage)
+	}
+	if _, ok := hb.Usage["CPU"]; !ok {
+		t.Errorf("usage = %v, want CPU", hb.Usage)
+	}
+
+	// The one-time token is gone from disk; the rest of the file stays.
+	data, err := os.ReadFile(a.bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), token) || strings.Contains(string(data), "bootstrap_token") {
+		t.Errorf("bootstrap file still holds the token:\n%s", data)
+	}
+	if b, err := readBootstrap(a.bootstrap); err != nil || b.NodeID != cp.conf.NodeID {
+		t.Errorf("scrubbed bootstrap file: %+v, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(a.dir, credentialFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("stored credential: %v, %v; want a 0600 file", fi, err)
+	}
+	// Neither secret is ever logged.
+	logs := a.logs.String()
+	if strings.Contains(logs, token) || strings.Contains(logs, cp.cred) {
+		t.Errorf("a secret is in the logs:\n%s", logs)
+	}
+}
+
+func TestCrashingRuntimeIsRestartedWithGrowingDelays(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "echo crashing; exit 3"))
+	a := startAgent(t, cp)
+
+	hb := cp.waitBeat(t, 10*time.Second, "3 restarts", func(hb api.AgentHeartbeat) bool { return hb.RuntimeRestarts >= 3 })
+	if hb.RuntimeState != api.RuntimeCrashed && hb.RuntimeState != api.RuntimeRunning {
+		t.Errorf("runtime_state = %q, want crashed", hb.RuntimeState)
+	}
+	if !strings.Contains(hb.RuntimeMessage, "exited with status 3") {
+		t.Errorf("runtime_message = %q, want the exit status", hb.RuntimeMessage)
+	}
+
+	// The runtime log shows when each start happened: 1s, 2s, 4s apart.
+	starts := startTimes(t, filepath.Join(a.dir, "runtime.log"))
+	if len(starts) < 3 {
+		t.Fatalf("%d starts in runtime.log, want at least 3", len(starts))
+	}
+	for i, want := range []time.Duration{time.Second, 2 * time.Second} {
+		if gap := starts[i+1].Sub(starts[i]); gap < want || gap > want+time.Second {
+			t.Errorf("start %d came %s after start %d, want %s", i+1, gap, i, want)
+		}
+	}
+}
+
+// startTimes reads the supervisor's start markers from a runtime log.
+func startTimes(t *testing.T, path string) []time.Time {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Time
+	for _, m := range regexp.MustCompile(`(?m)^--- (\S+) rayplane agent: starting`).FindAllStringSubmatch(string(data), -1) {
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, at)
+	}
+	return out
+}
+
+func TestDrainStopsTheRuntimeGracefully(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", `trap 'echo got-term; exit 0' TERM; echo $$ > pid; while :; do sleep 0.1; done`))
+	a := startAgent(t, cp)
+	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+	pid := readPID(t, filepath.Join(a.dir, "pid"))
+
+	deadline := time.Now().Add(30 * time.Second)
+	asked := time.Now()
+	cp.set(func(cp *fakeCP) { cp.conf.Desired, cp.conf.DrainDeadline = api.AgentDrain, &deadline })
+	hb := cp.waitBeat(t, 10*time.Second, "drained", func(hb api.AgentHeartbeat) bool { return hb.Drained })
+	if hb.RuntimeState != api.RuntimeStopped {
+		t.Errorf("runtime_state = %q, want stopped", hb.RuntimeState)
+	}
+	if took := time.Since(asked); took > 5*time.Second {
+		t.Errorf("drain took %s; a runtime that exits on SIGTERM should not wait for the deadline", took)
+	}
+	if pidAlive(pid) {
+		t.Errorf("runtime %d still runs after the drain", pid)
+	}
+	if log, _ := os.ReadFile(filepath.Join(a.dir, "runtime.log")); !strings.Contains(string(log), "got-term") {
+		t.Errorf("runtime did not get SIGTERM; log:\n%s", log)
+	}
+
+	// Drained stays drained: later heartbeats say the same.
+	n := len(cp.beats())
+	waitFor(t, 5*time.Second, "another heartbeat", func() bool { return len(cp.beats()) > n })
+	if hb, _ := cp.last(); !hb.Drained || hb.RuntimeState != api.RuntimeStopped {
+		t.Errorf("later heartbeat = %+v, want stopped and drained", hb)
+	}
+}
+
+func TestStopEndsRunWithNoProcessLeft(t *testing.T) {
+	t.Parallel()
+	// A runtime with children, as `ray start` has.
+	cp := newFakeCP(t, testConf("sh", "-c", `sleep 1000 & sleep 1000 & echo $$ > pid; wait`))
+	a := startAgent(t, cp)
+	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+	readPID(t, filepath.Join(a.dir, "pid"))
+	if n := len(processesWithEnv("RAYPLANE_NODE_ID=" + cp.conf.NodeID)); n != 3 {
+		t.Fatalf("%d runtime processes, want 3 (sh and two sleeps)", n)
+	}
+
+	cp.set(func(cp *fakeCP) { cp.conf.Desired = api.AgentStop })
+	if err := a.wait(t, 15*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil after stop", err)
+	}
+	if left := processesWithEnv("RAYPLANE_NODE_ID=" + cp.conf.NodeID); len(left) > 0 {
+		t.Errorf("processes left after stop: %v", left)
+	}
+	if hb, _ := cp.last(); hb.RuntimeState != api.RuntimeStopped {
+		t.Errorf("last heartbeat = %+v, want runtime_state stopped", hb)
+	}
+}
+
+func TestControlPlaneOutageKeepsTheRuntime(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", `echo $$ > pid; exec sleep 1000`))
+	a := startAgent(t, cp)
+	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+	pid := readPID(t, filepath.Join(a.dir, "pid"))
+
+	for _, mode := range []string{"503", "drop"} {
+		cp.set(func(cp *fakeCP) { cp.mode = mode })
+		n := len(cp.beats())
+		time.Sleep(2500 * time.Millisecond)
+		if got := len(cp.beats()); got != n {
+			t.Fatalf("%s: %d heartbeats recorded during the outage", mode, got-n)
+		}
+		cp.set(func(cp *fakeCP) { cp.mode = "" })
+		waitFor(t, 5*time.Second, mode+": heartbeats again", func() bool { return len(cp.beats()) > n })
+	}
+	if !pidAlive(pid) || readPID(t, filepath.Join(a.dir, "pid")) != pid {
+		t.Errorf("runtime %d did not survive the outage", pid)
+	}
+	if hb, _ := cp.last(); hb.RuntimeState != api.RuntimeRunning || hb.RuntimeRestarts != 0 {
+		t.Errorf("heartbeat after the outage = %+v, want running with no restart", hb)
+	}
+}
+
+func TestHeadWritesRuntimeLogUnderStorageLocation(t *testing.T) {
+	t.Parallel()
+	conf := testConf("sh", "-c", "echo hello-from-runtime; exec sleep 1000")
+	storage := t.TempDir()
+	conf.StorageLocation = storage
+	cp := newFakeCP(t, conf)
+	startAgent(t, cp)
+
+	dir := filepath.Join(storage, conf.ClusterID, conf.NodeID)
+	path := filepath.Join(dir, "runtime.log")
+	waitFor(t, 10*time.Second, "runtime.log under the storage location", func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Contains(string(b), "hello-from-runtime")
+	})
+	for _, d := range []string{filepath.Join(storage, conf.ClusterID), dir} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v, %v; want a 0700 directory", d, fi, err)
+		}
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("runtime.log mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestUnavailableWithoutCommandOrRay(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf()) // no head_command; LookPath is stubbed to fail
+	startAgent(t, cp)
+	hb := cp.waitBeat(t, 10*time.Second, "two heartbeats", func(api.AgentHeartbeat) bool { return len(cp.beats()) >= 2 })
+	if hb.RuntimeState != api.RuntimeUnavailable {
+		t.Errorf("runtime_state = %q, want unavailable", hb.RuntimeState)
+	}
+	if !strings.Contains(hb.RuntimeMessage, "ray is not on PATH") {
+		t.Errorf("runtime_message = %q, want it to say ray is missing", hb.RuntimeMessage)
+	}
+}
+
+func TestWorkerWaitsForHeadAndFollowsItsAddress(t *testing.T) {
+	t.Parallel()
+	conf := testConf()
+	conf.Head, conf.Group = false, "cpu"
+	conf.Runtime.WorkerCmd = []string{"sh", "-c",
+		`echo "$1 $2 $3 $RAYPLANE_HEAD_ADDRESS $GREETING" > args; echo $$ > pid; exec sleep 1000`,
+		"sh", "--address={head_address}", "{node_id}", "{cluster_id}"}
+	conf.Runtime.Env = map[string]string{"GREETING": "hi-{node_id}"}
+	cp := newFakeCP(t, conf)
+	a := startAgent(t, cp)
+
+	hb := cp.waitBeat(t, 10*time.Second, "a heartbeat", func(api.AgentHeartbeat) bool { return true })
+	if hb.RuntimeState != api.RuntimeStarting || !strings.Contains(hb.RuntimeMessage, "head") {
+		t.Errorf("without a head address: %q (%s), want starting, waiting for the head", hb.RuntimeState, hb.RuntimeMessage)
+	}
+
+	argsFile := filepath.Join(a.dir, "args")
+	prev := 0
+	for i, head := range []string{"127.0.0.1:6001", "127.0.0.1:6002"} {
+		cp.set(func(cp *fakeCP) { cp.conf.HeadAddress = head })
+		want := "--address=" + head + " " + conf.NodeID + " cls_test " + head + " hi-" + conf.NodeID + "\n"
+		waitFor(t, 20*time.Second, "the runtime against "+head, func() bool {
+			b, _ := os.ReadFile(argsFile)
+			return string(b) == want
+		})
+		pid := readPID(t, filepath.Join(a.dir, "pid"))
+		if pid == prev || prev != 0 && pidAlive(prev) {
+			t.Errorf("head %d: runtime %d, previous %d still alive: the old runtime must be stopped", i, pid, prev)
+		}
+		if n := len(processesWithEnv("RAYPLANE_NODE_ID=" + conf.NodeID)); n != 1 {
+			t.Errorf("head %d: %d runtime processes, want 1", i, n)
+		}
+		cp.waitBeat(t, 5*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+		prev = pid
+	}
+	// The worker's log is in its work directory.
+	if starts := startTimes(t, filepath.Join(a.dir, "runtime.log")); len(starts) != 2 {
+		t.Errorf("%d starts in the worker's runtime.log, want 2", len(starts))
+	}
+}
+
+func TestRefusedBootstrapTokenFailsFast(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "exec sleep 1000"))
+	dir := t.TempDir()
+	start := time.Now()
+	a := runAgent(t, cp, dir, writeBootstrap(t, cp, dir, "rpb_not-the-one"))
+	err := a.wait(t, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "refused the bootstrap token") {
+		t.Fatalf("Run = %v, want a refused bootstrap token", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("took %s to give up on a refused token", took)
+	}
+	cp.set(func(cp *fakeCP) {
+		if cp.registers != 1 {
+			t.Errorf("register tried %d times, want once", cp.registers)
+		}
+	})
+}
+
+func TestRegisterRetriesWhileControlPlaneIsDown(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "exec sleep 1000"))
+	cp.set(func(cp *fakeCP) { cp.mode = "drop" })
+	startAgent(t, cp)
+	time.Sleep(1200 * time.Millisecond)
+	cp.set(func(cp *fakeCP) { cp.mode = "503" })
+	time.Sleep(1200 * time.Millisecond)
+	cp.set(func(cp *fakeCP) { cp.mode = "" })
+	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+	cp.set(func(cp *fakeCP) {
+		if cp.registers != 1 {
+			t.Errorf("registers answered = %d, want 1", cp.registers)
+		}
+	})
+}
+
+func TestDeletedNodeStopsTheAgent(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "exec sleep 1000"))
+	a := startAgent(t, cp)
+	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+	cp.set(func(cp *fakeCP) { cp.gone = true })
+	err := a.wait(t, 20*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "no longer exists") {
+		t.Fatalf("Run = %v, want an error saying the node is gone", err)
+	}
+	if left := processesWithEnv("RAYPLANE_NODE_ID=" + cp.conf.NodeID); len(left) > 0 {
+		t.Errorf("processes left: %v", left)
+	}
+}
+
+func TestRestartedAgentResumesWithStoredCredential(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "exec sleep 1000"))
+	a := startAgent(t, cp)
+	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
+	a.cancel()
+	if err := a.wait(t, 15*time.Second); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	if left := processesWithEnv("RAYPLANE_NODE_ID=" + cp.conf.NodeID); len(left) > 0 {
+		t.Fatalf("processes left after cancel: %v", left)
+	}
+
+	n := len(cp.beats())
+	runAgent(t, cp, a.dir, a.bootstrap)
+	waitFor(t, 10*time.Second, "heartbeats from the restarted agent", func() bool { return len(cp.beats()) > n+1 })
+	cp.set(func(cp *fakeCP) {
+		if cp.registers != 1 || cp.configGets != 1 {
+			t.Errorf("registers = %d, config reads = %d; want 1 and 1", cp.registers, cp.configGets)
+		}
+	})
+}
+
+func TestBootstrapFileErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"not json":   "{",
+		"no url":     `{"cluster_id":"cls_a","node_id":"node_a","bootstrap_token":"x"}`,
+		"used token": `{"control_plane_url":"https://127.0.0.1:1","cluster_id":"cls_a","node_id":"node_a"}`,
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
+		os.WriteFile(path, []byte(content), 0o600)
+		err := Run(t.Context(), Config{BootstrapFile: path})
+		if err == nil {
+			t.Errorf("%s: Run = nil, want an error", name)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+}

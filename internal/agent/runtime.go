@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// plan is what a node should run for a configuration: a Spec, or the
+// state to report when there is nothing to run.
+type plan struct {
+	spec    *Spec
+	state   string // with a nil spec: api.RuntimeUnavailable or api.RuntimeStarting
+	message string
+	address string // what the node reports as its address; the head's is the one workers join
+	logNote string // when the runtime log cannot go where it should, why
+}
+
+// planInput is everything plan depends on, so that it is a pure function.
+type planInput struct {
+	conf     api.AgentConfig
+	port     int      // the port the agent picked for the head's runtime
+	workDir  string   // the node's work directory
+	environ  []string // the agent's own environment
+	lookPath func(string) (string, error)
+}
+
+// planRuntime chooses the runtime's command, environment and log file.
+//
+// The command is the configured head_command or worker_command, else
+// `ray start` when ray is on PATH. Placeholders are substituted in every
+// argument and every value of runtime.env: {head_address}, {port},
+// {node_id}, {cluster_id}.
+func planRuntime(in planInput) plan {
+	c := in.conf
+	var p plan
+	headAddress := c.HeadAddress
+	if c.Head {
+		// The head's own address is the truth for the head; the config's
+		// copy of it may lag behind.
+		headAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(in.port))
+		p.address = headAddress
+	}
+
+	args := c.Runtime.WorkerCmd
+	if c.Head {
+		args = c.Runtime.HeadCmd
+	}
+	if len(args) == 0 {
+		ray, err := in.lookPath("ray")
+		if err != nil {
+			kind := "worker_command"
+			if c.Head {
+				kind = "head_command"
+			}
+			p.state = api.RuntimeUnavailable
+			p.message = fmt.Sprintf("no runtime: the cluster sets no %s and ray is not on PATH; the node serves with its declared resources", kind)
+			return p
+		}
+		if c.Head {
+			args = []string{ray, "start", "--head", "--block", "--port={port}", "--dashboard-host=127.0.0.1"}
+		} else {
+			args = []string{ray, "start", "--block", "--address={head_address}"}
+		}
+	}
+	if !c.Head && headAddress == "" {
+		p.state = api.RuntimeStarting
+		p.message = "waiting for the head's address"
+		return p
+	}
+
+	r := strings.NewReplacer(
+		"{head_address}", headAddress,
+		"{port}", strconv.Itoa(in.port),
+		"{node_id}", c.NodeID,
+		"{cluster_id}", c.ClusterID,
+	)
+	spec := Spec{Dir: in.workDir, LogPath: filepath.Join(in.workDir, "runtime.log")}
+	for _, a := range args {
+		spec.Args = append(spec.Args, r.Replace(a))
+	}
+	spec.Env = slices.Clone(in.environ)
+	keys := make([]string, 0, len(c.Runtime.Env))
+	for k := range c.Runtime.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // a stable order, so that an unchanged config yields an equal Spec
+	for _, k := range keys {
+		spec.Env = append(spec.Env, k+"="+r.Replace(c.Runtime.Env[k]))
+	}
+	spec.Env = append(spec.Env,
+		"RAYPLANE_CLUSTER_ID="+c.ClusterID,
+		"RAYPLANE_NODE_ID="+c.NodeID,
+		"RAYPLANE_HEAD_ADDRESS="+headAddress,
+	)
+
+	if c.Head && c.StorageLocation != "" {
+		// The local cloud's storage location is a directory; a bucket
+		// (s3://, gs://) is not written by the agent yet.
+		loc := strings.TrimPrefix(c.StorageLocation, "file://")
+		if filepath.IsAbs(loc) {
+			spec.LogPath = filepath.Join(loc, c.ClusterID, c.NodeID, "runtime.log")
+		} else {
+			p.logNote = fmt.Sprintf("storage location %q is not a local directory; the runtime log stays in the work directory", c.StorageLocation)
+		}
+	}
+	p.spec = &spec
+	return p
+}
+
+// freePort answers a TCP port on 127.0.0.1 that nothing listens on now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a port for the runtime: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,100 @@
+package api
+
+import "time"
+
+// The agent protocol: what `rayplaned agent` on every node says to the
+// control plane, and what it hears back. Every call is HTTPS; the first is
+// authenticated by a one-time bootstrap token bound to the node, all later
+// ones by the node credential that registration answers.
+//
+//	POST /v1/agent/register                                      Bearer <bootstrap token>
+//	POST /v1/agent/clusters/{cluster_id}/nodes/{node_id}/heartbeat  Bearer <node credential>
+//	GET  /v1/agent/clusters/{cluster_id}/nodes/{node_id}/config     Bearer <node credential>
+
+// AgentBootstrap is the payload a cloud driver hands to a new instance
+// (a 0600 file, user data, a secret volume). It holds a one-time secret.
+type AgentBootstrap struct {
+	ControlPlaneURL string    `json:"control_plane_url"`
+	CACertPEM       string    `json:"ca_cert_pem,omitempty"`
+	ClusterID       string    `json:"cluster_id"`
+	NodeID          string    `json:"node_id"`
+	BootstrapToken  string    `json:"bootstrap_token"`
+	ExpiresAt       time.Time `json:"expires_at"`
+}
+
+// AgentRegisterRequest is the agent's first call.
+type AgentRegisterRequest struct {
+	NodeID       string    `json:"node_id"`
+	Hostname     string    `json:"hostname,omitempty"`
+	AgentVersion string    `json:"agent_version,omitempty"`
+	Resources    Resources `json:"resources,omitempty"` // what the node offers, as the agent sees it
+}
+
+// AgentRegisterResponse answers the node credential, shown only here, and
+// the node's configuration.
+type AgentRegisterResponse struct {
+	NodeCredential string      `json:"node_credential"`
+	Config         AgentConfig `json:"config"`
+}
+
+// What the control plane wants a node to do.
+const (
+	AgentRun   = "run"   // run the runtime
+	AgentDrain = "drain" // stop taking work, stop the runtime by DrainDeadline, report drained
+	AgentStop  = "stop"  // stop the runtime now; the instance is about to be terminated
+)
+
+// AgentConfig is a node's configuration. The agent receives it at
+// registration and again with every heartbeat answer, and acts on changes
+// (a new head address after recovery, drain, stop).
+type AgentConfig struct {
+	ClusterID                string     `json:"cluster_id"`
+	NodeID                   string     `json:"node_id"`
+	Head                     bool       `json:"head"`
+	Group                    string     `json:"group"`
+	InstanceType             string     `json:"instance_type"`
+	Resources                Resources  `json:"resources,omitempty"` // declared by the instance type
+	HeadAddress              string     `json:"head_address,omitempty"`
+	Runtime                  Runtime    `json:"runtime"`
+	HeartbeatIntervalSeconds int        `json:"heartbeat_interval_seconds"`
+	StorageLocation          string     `json:"storage_location,omitempty"` // where the head writes runtime logs
+	Desired                  string     `json:"desired"`
+	DrainDeadline            *time.Time `json:"drain_deadline,omitempty"`
+}
+
+// Runtime states an agent reports.
+const (
+	RuntimeStarting    = "starting"
+	RuntimeRunning     = "running"
+	RuntimeCrashed     = "crashed"     // exited; the agent restarts it with backoff
+	RuntimeUnavailable = "unavailable" // no ray on PATH and no command set: the node serves with its declared resources
+	RuntimeStopped     = "stopped"     // stopped on drain or stop
+)
+
+// AgentHeartbeat is what an agent reports every interval.
+type AgentHeartbeat struct {
+	RuntimeState    string    `json:"runtime_state"`
+	RuntimeMessage  string    `json:"runtime_message,omitempty"`
+	RuntimeRestarts int       `json:"runtime_restarts,omitempty"`
+	// Address is where the node's runtime can be reached; on the head it
+	// is the address workers join (Ray's GCS address).
+	Address   string     `json:"address,omitempty"`
+	Usage     Resources  `json:"usage,omitempty"`
+	IdleSince *time.Time `json:"idle_since,omitempty"` // nil while the node has work
+	Drained   bool       `json:"drained,omitempty"`    // the runtime stopped after a drain
+	// Demand is the head's pending resource shapes (autoscaling).
+	Demand []ResourceDemand `json:"demand,omitempty"`
+}
+
+// ResourceDemand is Count bundles of Shape waiting for capacity, placed
+// together by Strategy when they form a placement group.
+type ResourceDemand struct {
+	Shape    Resources `json:"shape"`
+	Count    int       `json:"count"`
+	Strategy string    `json:"strategy,omitempty"` // PACK, SPREAD, STRICT_PACK, STRICT_SPREAD; empty for plain tasks
+}
+
+// AgentHeartbeatResponse answers the node's current configuration.
+type AgentHeartbeatResponse struct {
+	Config AgentConfig `json:"config"`
+}

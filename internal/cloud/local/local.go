@@ -1,0 +1,576 @@
+// Package local is the embedded default data plane: each node is a
+// `rayplaned agent` process on this machine, in its own process group and its
+// own work directory under Config.Root. It is what `make demo`, the tests and
+// a laptop user run, behind the same cloud.Driver interface as the aws, gcp
+// and kubernetes drivers.
+//
+// All of its state is on disk (one instance.json per instance) and in /proc,
+// never only in memory, so a new Driver on the same Root (a restarted control
+// plane) lists and terminates the agents an earlier one started.
+//
+// It must not: signal a process it cannot tie to one of its agents (pids are
+// reused), leave a process of an agent's group behind after Terminate, tie an
+// agent's life to the control plane's process (agents outlive a control-plane
+// restart by design), log the bootstrap payload or hand it over other than as
+// a 0600 file in the instance's directory, or delete an instance's directory
+// and logs. The catalog's resources are declared, not reserved. It reads
+// Linux's /proc.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/cloud"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// Root holds one work directory per instance, Root/<cluster>/<id>/.
+	// It is created 0700 when missing.
+	Root string
+	// AgentBinary is the absolute path of the rayplaned binary.
+	AgentBinary string
+	// AgentArgs come before the bootstrap flags; empty means {"agent"}.
+	AgentArgs []string
+	// TerminateGrace is how long Terminate waits after SIGTERM before it
+	// sends SIGKILL; 0 means 5s.
+	TerminateGrace time.Duration
+	// MaxInstances caps the live instances; beyond it Launch answers a
+	// cloud.Capacity error, like a cloud that is out of machines. 0 means
+	// no cap.
+	MaxInstances int
+	// Logger is optional.
+	Logger *slog.Logger
+	// Env is extra environment (KEY=value) for the agents, optional.
+	Env []string
+}
+
+// Driver runs nodes as local agent processes. It is safe for concurrent use.
+type Driver struct {
+	root  string
+	cfg   Config
+	log   *slog.Logger
+	locks keyLocks
+	// capMu makes "count live instances, then start one" atomic, so
+	// concurrent Launches with different keys cannot overshoot MaxInstances.
+	capMu sync.Mutex
+}
+
+var _ cloud.Driver = (*Driver)(nil)
+
+const (
+	defaultGrace = 5 * time.Second
+	// killWait bounds the wait for a process group to disappear after
+	// SIGKILL; only a process stuck in the kernel takes longer.
+	killWait     = 2 * time.Second
+	pollInterval = 20 * time.Millisecond
+
+	// Address is where every local instance is reached.
+	Address = "127.0.0.1"
+
+	// Environment every agent gets on top of the driver's own.
+	EnvClusterID = "RAYPLANE_CLUSTER_ID"
+	EnvNodeID    = "RAYPLANE_NODE_ID"
+)
+
+// Log keys.
+const (
+	logInstanceID   = "instance_id"
+	logNodeID       = "node_id"
+	logClusterID    = "cluster_id"
+	logInstanceType = "instance_type"
+	logPID          = "pid"
+	logPGID         = "pgid"
+	logErr          = "err"
+)
+
+// New answers a Driver for cfg. It creates Root but does not check the agent
+// binary: Verify does, so a misconfigured cloud shows as an error on the
+// cloud rather than stopping the control plane.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Root == "" {
+		return nil, errors.New("local driver: root is empty")
+	}
+	if !filepath.IsAbs(cfg.AgentBinary) {
+		return nil, fmt.Errorf("local driver: agent binary %q is not an absolute path", cfg.AgentBinary)
+	}
+	if cfg.MaxInstances < 0 {
+		return nil, fmt.Errorf("local driver: max instances %d is negative", cfg.MaxInstances)
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("local driver: root %s: %w", cfg.Root, err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("local driver: create root: %w", err)
+	}
+	// Agents are recognized by their work directory in /proc/<pid>/cmdline,
+	// so the path must be spelled the same way by every Driver on this root.
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		return nil, fmt.Errorf("local driver: root %s: %w", cfg.Root, err)
+	}
+	if len(cfg.AgentArgs) == 0 {
+		cfg.AgentArgs = []string{"agent"}
+	}
+	cfg.AgentArgs = slices.Clone(cfg.AgentArgs)
+	cfg.Env = slices.Clone(cfg.Env)
+	if cfg.TerminateGrace <= 0 {
+		cfg.TerminateGrace = defaultGrace
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{root: root, cfg: cfg, log: log}, nil
+}
+
+// Root answers the directory holding the instances' work directories.
+func (d *Driver) Root() string { return d.root }
+
+// Launch starts the agent for req, or answers the live one already started
+// for req.IdempotencyKey.
+func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Instance, error) {
+	const op = "launch"
+	if err := ctx.Err(); err != nil {
+		return cloud.Instance{}, &cloud.Error{Kind: cloud.Transient, Op: op, Err: err}
+	}
+	if _, ok := cloud.Find(catalog, req.InstanceType); !ok {
+		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "unknown instance type %q", req.InstanceType)
+	}
+	switch {
+	case req.IdempotencyKey == "":
+		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "idempotency key is empty")
+	case req.NodeID == "":
+		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node id is empty")
+	case len(req.Bootstrap) == 0:
+		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: bootstrap payload is empty", req.NodeID)
+	}
+	id := instanceID(req.IdempotencyKey)
+	unlock := d.locks.lock(id)
+	defer unlock()
+
+	dir, err := findDir(d.root, id)
+	if err != nil {
+		return cloud.Instance{}, d.fail(op, "find instance %s: %w", id, err)
+	}
+	if dir != "" {
+		if inst, ok, err := d.existing(dir, id, req); err != nil || ok {
+			return inst, err
+		}
+	} else {
+		dir = filepath.Join(d.root, clusterDir(req.Tags[cloud.TagCluster]), id)
+	}
+
+	if d.cfg.MaxInstances > 0 {
+		d.capMu.Lock()
+		defer d.capMu.Unlock()
+		live, err := d.list(nil)
+		if err != nil {
+			return cloud.Instance{}, d.fail(op, "count instances: %w", err)
+		}
+		if len(live) >= d.cfg.MaxInstances {
+			return cloud.Instance{}, cloud.Errorf(cloud.Capacity, op,
+				"%d of %d local instances are running", len(live), d.cfg.MaxInstances)
+		}
+	}
+	return d.start(dir, id, req)
+}
+
+// existing handles a Launch whose instance directory already holds a record:
+// it answers the instance when its agent is alive, adopting an agent that a
+// crashed Launch started without recording its pid. ok false means start one.
+func (d *Driver) existing(dir, id string, req cloud.LaunchRequest) (inst cloud.Instance, ok bool, err error) {
+	r, err := readRecord(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.log.Warn("local instance record unreadable, launching again", logInstanceID, id, logErr, err)
+	}
+	if err == nil && alive(dir, r) {
+		return toInstance(id, r), true, nil
+	}
+	pid, st, err := findByArg(dir)
+	if err != nil {
+		return cloud.Instance{}, false, d.fail("launch", "find agent of %s: %w", id, err)
+	}
+	if pid == 0 {
+		return cloud.Instance{}, false, nil
+	}
+	r = newRecord(id, req)
+	r.PID, r.PGID, r.StartTicks = pid, st.PGID, st.Start
+	if err := writeRecord(dir, r); err != nil {
+		return cloud.Instance{}, false, d.fail("launch", "record instance %s: %w", id, err)
+	}
+	d.log.Info("local instance adopted", logInstanceID, id, logNodeID, req.NodeID, logPID, pid)
+	return toInstance(id, r), true, nil
+}
+
+// start writes the instance's directory and starts its agent.
+func (d *Driver) start(dir, id string, req cloud.LaunchRequest) (cloud.Instance, error) {
+	const op = "launch"
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return cloud.Instance{}, d.fail(op, "create work directory: %w", err)
+	}
+	bootstrap := filepath.Join(dir, bootstrapFile)
+	if err := writeFileAtomic(bootstrap, req.Bootstrap); err != nil {
+		return cloud.Instance{}, d.fail(op, "write bootstrap of %s: %w", id, err)
+	}
+	// Intent before side effect: a record with pid 0 says a Launch is (or
+	// was, before a crash) starting this agent; a retried Launch or a
+	// Terminate then looks for the agent by its work directory.
+	r := newRecord(id, req)
+	if err := writeRecord(dir, r); err != nil {
+		return cloud.Instance{}, d.fail(op, "record instance %s: %w", id, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		_ = os.Remove(filepath.Join(dir, recordFile))
+		return cloud.Instance{}, d.fail(op, "open agent log: %w", err)
+	}
+	cluster := req.Tags[cloud.TagCluster]
+	args := append(slices.Clone(d.cfg.AgentArgs), "--bootstrap", bootstrap, "--work-dir", dir)
+	// Not exec.CommandContext: the agent must outlive this call and the
+	// control plane itself. Its own process group keeps a terminal's ^C to
+	// the control plane away from it, and lets Terminate stop its children.
+	cmd := exec.Command(d.cfg.AgentBinary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), d.cfg.Env...),
+		EnvClusterID+"="+cluster, EnvNodeID+"="+req.NodeID)
+	// An *os.File, not a pipe: Wait then returns when the agent exits,
+	// without waiting for its children to close their copies.
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	_ = logf.Close()
+	if err != nil {
+		_ = os.Remove(filepath.Join(dir, recordFile))
+		kind := cloud.Transient
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			kind = cloud.Invalid
+		}
+		return cloud.Instance{}, cloud.Errorf(kind, op, "start agent %s: %w", d.cfg.AgentBinary, err)
+	}
+	pid := cmd.Process.Pid
+	_ = d.reap
+
+	r.PID, r.PGID = pid, pid
+	if st, err := readStat(pid); err == nil {
+		r.StartTicks = st.Start
+	}
+	if err := writeRecord(dir, r); err != nil {
+		// An agent nobody can list would be left behind: stop it.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return cloud.Instance{}, d.fail(op, "record instance %s: %w", id, err)
+	}
+	d.log.Info("local instance launched", logInstanceID, id, logNodeID, req.NodeID,
+		logClusterID, cluster, logInstanceType, req.InstanceType, logPID, pid)
+	return toInstance(id, r), nil
+}
+
+// reap waits for an agent this Driver started, so it leaves no zombie while
+// the control plane runs. Agents started before a restart are reaped by init.
+func (d *Driver) reap(cmd *exec.Cmd, id string) {
+	err := cmd.Wait()
+	d.log.Info("local agent exited", logInstanceID, id, logPID, cmd.Process.Pid,
+		"status", cmd.ProcessState.String(), logErr, err)
+}
+
+// List answers the live instances whose tags include every tag given.
+func (d *Driver) List(ctx context.Context, tags map[string]string) ([]cloud.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &cloud.Error{Kind: cloud.Transient, Op: "list", Err: err}
+	}
+	out, err := d.list(tags)
+	if err != nil {
+		return nil, d.fail("list", "%w", err)
+	}
+	return out, nil
+}
+
+func (d *Driver) list(tags map[string]string) ([]cloud.Instance, error) {
+	dirs, err := recordDirs(d.root)
+	if err != nil {
+		return nil, err
+	}
+	var out []cloud.Instance
+	for _, dir := range dirs {
+		r, err := readRecord(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // terminated while we looked
+		}
+		if err != nil {
+			// Not skipped: an instance the control plane cannot see would
+			// be replaced while its agent runs on.
+			return nil, err
+		}
+		if !hasTags(r.Tags, tags) || !alive(dir, r) {
+			continue
+		}
+		out = append(out, toInstance(filepath.Base(dir), r))
+	}
+	slices.SortFunc(out, func(a, b cloud.Instance) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Terminate stops the instance's whole process group: SIGTERM, then after
+// TerminateGrace SIGKILL, then it waits until no process of the group is
+// left. Its directory and logs are kept; instance.json becomes
+// terminated.json. An unknown or already-dead instance answers nil.
+func (d *Driver) Terminate(ctx context.Context, id string) error {
+	const op = "terminate"
+	if !validID(id) {
+		return nil // not an id this driver gives out: no such instance
+	}
+	unlock := d.locks.lock(id)
+	defer unlock()
+	dir, err := findDir(d.root, id)
+	if err != nil {
+		return d.fail(op, "find instance %s: %w", id, err)
+	}
+	if dir == "" {
+		return nil
+	}
+	pgid, err := d.group(dir)
+	if err != nil {
+		return d.fail(op, "instance %s: %w", id, err)
+	}
+	if pgid != 0 {
+		if pgid <= 1 || pgid == syscall.Getpgrp() || pgid == os.Getpid() {
+			return cloud.Errorf(cloud.Invalid, op, "instance %s: refusing to signal process group %d", id, pgid)
+		}
+		if err := d.killGroup(ctx, pgid); err != nil {
+			return &cloud.Error{Kind: cloud.Transient, Op: op, Err: fmt.Errorf("instance %s: %w", id, err)}
+		}
+	}
+	if err := os.Rename(filepath.Join(dir, recordFile), filepath.Join(dir, terminatedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return d.fail(op, "instance %s: %w", id, err)
+	}
+	d.log.Info("local instance terminated", logInstanceID, id, logPGID, pgid)
+	return nil
+}
+
+// group answers the process group to stop for the instance in dir, or 0
+// when nothing of it can be running. It signals nothing it cannot tie to
+// the instance: a recorded pid now used by another process means the
+// agent's group is gone, since Linux reuses a pid only when no process
+// group holds it either.
+func (d *Driver) group(dir string) (int, error) {
+	r, err := readRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil || r.PID == 0 {
+		// A crashed Launch, or a record we cannot read: find the agent by
+		// its work directory.
+		pid, st, ferr := findByArg(dir)
+		if ferr != nil || pid == 0 {
+			return 0, ferr
+		}
+		return st.PGID, nil
+	}
+	st, err := readStat(r.PID)
+	switch {
+	case err != nil:
+		// The agent is gone; members of its group may not be (a child it
+		// left behind when killed alone).
+		return r.PGID, nil
+	case r.StartTicks != 0 && st.Start == r.StartTicks:
+		return r.PGID, nil
+	case r.StartTicks == 0 && (st.dead() || cmdlineHas(r.PID, dir)):
+		return r.PGID, nil
+	default:
+		return 0, nil // the pid belongs to another process now
+	}
+}
+
+// killGroup stops every process of group pgid.
+func (d *Driver) killGroup(ctx context.Context, pgid int) error {
+	members, err := groupMembers(pgid)
+	if err != nil || len(members) == 0 {
+		return err
+	}
+	if err := signalGroup(pgid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	if gone, err := waitGone(ctx, pgid, d.cfg.TerminateGrace); err != nil || gone {
+		return err
+	}
+	ctxErr := ctx.Err()
+	if err := signalGroup(pgid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	if ctxErr != nil {
+		// SIGKILL is sent; the caller's next Terminate checks it worked.
+		return ctxErr
+	}
+	gone, err := waitGone(context.Background(), pgid, killWait)
+	if err != nil {
+		return err
+	}
+	if !gone {
+		left, _ := groupMembers(pgid)
+		return fmt.Errorf("processes %v of group %d still running %s after SIGKILL", left, pgid, killWait)
+	}
+	d.log.Warn("local instance needed SIGKILL", logPGID, pgid, "grace", d.cfg.TerminateGrace)
+	return nil
+}
+
+func signalGroup(pgid int, sig syscall.Signal) error {
+	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal group %d with %v: %w", pgid, sig, err)
+	}
+	return nil
+}
+
+// waitGone polls until no process of group pgid is left, for at most d.
+func waitGone(ctx context.Context, pgid int, d time.Duration) (bool, error) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		members, err := groupMembers(pgid)
+		if err != nil {
+			return false, err
+		}
+		if len(members) == 0 {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-deadline.C:
+			return false, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Verify checks that Root is writable and the agent binary executable.
+func (d *Driver) Verify(ctx context.Context) error {
+	const op = "verify"
+	if err := ctx.Err(); err != nil {
+		return &cloud.Error{Kind: cloud.Transient, Op: op, Err: err}
+	}
+	f, err := os.CreateTemp(d.root, ".verify-*")
+	if err != nil {
+		return cloud.Errorf(cloud.Invalid, op, "root %s is not writable: %w", d.root, err)
+	}
+	_ = f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return cloud.Errorf(cloud.Invalid, op, "root %s: %w", d.root, err)
+	}
+	fi, err := os.Stat(d.cfg.AgentBinary)
+	if err != nil {
+		return cloud.Errorf(cloud.Invalid, op, "agent binary %s: %w", d.cfg.AgentBinary, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return cloud.Errorf(cloud.Invalid, op, "agent binary %s is not an executable file (mode %v)", d.cfg.AgentBinary, fi.Mode())
+	}
+	return nil
+}
+
+// InstanceTypes answers the built-in catalog (see catalog.go).
+func (d *Driver) InstanceTypes(ctx context.Context) ([]cloud.InstanceType, error) {
+	return Catalog(), nil
+}
+
+// fail wraps an unexpected failure (disk, /proc) as a transient driver
+// error: the reconciler retries it.
+func (d *Driver) fail(op, format string, args ...any) error {
+	return cloud.Errorf(cloud.Transient, op, format, args...)
+}
+
+// alive reports whether the record's agent is running: its pid exists, has
+// not exited, and is the process that was started (same start time, and its
+// command line names the work directory), not a later one with a reused pid.
+func alive(dir string, r record) bool {
+	if r.PID <= 0 {
+		return false
+	}
+	st, err := readStat(r.PID)
+	if err != nil || st.dead() {
+		return false
+	}
+	if r.StartTicks != 0 && st.Start != r.StartTicks {
+		return false
+	}
+	return cmdlineHas(r.PID, dir)
+}
+
+func newRecord(id string, req cloud.LaunchRequest) record {
+	return record{
+		ID:           id,
+		NodeID:       req.NodeID,
+		InstanceType: req.InstanceType,
+		Market:       req.Market,
+		Tags:         maps.Clone(req.Tags),
+		StartedAt:    time.Now().UTC(),
+	}
+}
+
+func toInstance(id string, r record) cloud.Instance {
+	return cloud.Instance{
+		ID:           id,
+		NodeID:       r.NodeID,
+		InstanceType: r.InstanceType,
+		Tags:         maps.Clone(r.Tags),
+		State:        cloud.InstanceRunning,
+		Address:      Address,
+	}
+}
+
+func hasTags(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// keyLocks is one mutex per instance id, held by Launch and Terminate, and
+// dropped when nobody holds or waits for it.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *keyLocks) lock(key string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = make(map[string]*keyLock)
+	}
+	k := l.m[key]
+	if k == nil {
+		k = &keyLock{}
+		l.m[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	k.mu.Lock()
+	return func() {
+		k.mu.Unlock()
+		l.mu.Lock()
+		if k.refs--; k.refs == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
+}

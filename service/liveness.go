@@ -1,0 +1,122 @@
+package service
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// Liveness keeps the latest heartbeat of every node in memory and writes
+// them to the store in batches: heartbeats are the hot path, and one slow
+// disk write must not stall thousands of agents.
+type Liveness struct {
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	pending map[string]Heartbeat
+	// started is when this process began: after a control-plane restart
+	// no node counts as silent for longer than the control plane was gone.
+	started time.Time
+}
+
+// NewLiveness starts tracking at now.
+func NewLiveness(now time.Time) *Liveness {
+	return &Liveness{seen: map[string]time.Time{}, pending: map[string]Heartbeat{}, started: now}
+}
+
+// Beat records a heartbeat.
+func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen[nodeID] = at
+	l.pending[nodeID] = Heartbeat{
+		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
+		RuntimeState: hb.RuntimeState, RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
+	}
+}
+
+// Seen marks a node alive at at without a report (registration).
+func (l *Liveness) Seen(nodeID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen[nodeID] = at
+}
+
+// LastSeen answers when each of the nodes was last heard from, never
+// earlier than this process's start.
+func (l *Liveness) LastSeen(nodeIDs []string) map[string]time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]time.Time, len(nodeIDs))
+	for _, id := range nodeIDs {
+		t := l.seen[id]
+		if t.Before(l.started) {
+			t = l.started
+		}
+		out[id] = t
+	}
+	return out
+}
+
+// Forget drops a node that is gone.
+func (l *Liveness) Forget(nodeID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.seen, nodeID)
+	delete(l.pending, nodeID)
+}
+
+// Flush writes the heartbeats received since the last flush in one
+// transaction.
+func (l *Liveness) Flush(ctx context.Context, st Store) error {
+	l.mu.Lock()
+	batch := make([]Heartbeat, 0, len(l.pending))
+	for _, hb := range l.pending {
+		batch = append(batch, hb)
+	}
+	l.pending = map[string]Heartbeat{}
+	l.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := st.Update(ctx, func(tx Tx) error { return tx.RecordHeartbeats(ctx, batch) })
+	if err != nil {
+		l.mu.Lock()
+		for _, hb := range batch {
+			if cur, ok := l.pending[hb.NodeID]; !ok || cur.At.Before(hb.At) {
+				l.pending[hb.NodeID] = hb
+			}
+		}
+		l.mu.Unlock()
+	}
+	return err
+}
+
+// Run flushes every interval until ctx ends, then once more.
+func (l *Liveness) Run(ctx context.Context, st Store, every time.Duration, onErr func(error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := l.Flush(fctx, st); err != nil {
+				onErr(err)
+			}
+			cancel()
+			return
+		case <-t.C:
+			if err := l.Flush(ctx, st); err != nil {
+				onErr(err)
+			}
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

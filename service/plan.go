@@ -1,0 +1,518 @@
+package service
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
+)
+
+// PlanInput is everything the planner looks at: the desired cluster, the
+// nodes the store holds, the instances the driver lists, liveness, and the
+// cloud's quota use by other clusters.
+type PlanInput struct {
+	Cluster         api.Cluster
+	DeleteRequested bool
+	Spec            api.ComputeConfigSpec
+	Catalog         []cloud.InstanceType
+	// Nodes are the cluster's nodes that are not TERMINATED.
+	Nodes []NodeRecord
+	// Instances are the live instances listed with the cluster's owner tag.
+	Instances []cloud.Instance
+	// LastSeen is each node's latest heartbeat.
+	LastSeen map[string]time.Time
+	Quota    Quota
+	Now      time.Time
+	// LostAfter is how long a RUNNING node may go without a heartbeat.
+	LostAfter time.Duration
+	// BootTimeout is how long an instance may run before its agent registers.
+	BootTimeout time.Duration
+	// DrainTimeout is how long a draining node has to stop its work.
+	DrainTimeout time.Duration
+}
+
+// Quota is a cloud's limits and what other clusters of it already use.
+type Quota struct {
+	MaxNodes  *int
+	MaxVCPUs  *int
+	UsedNodes int
+	UsedVCPUs float64
+}
+
+// NewNode is a node the plan creates.
+type NewNode struct {
+	Group        string
+	Head         bool
+	InstanceType string
+	Market       string
+	VCPUs        float64
+	Resources    api.Resources
+}
+
+// NodeChange is one planned change to an existing node.
+type NodeChange struct {
+	NodeID     string
+	InstanceID string
+	From       string // the status the plan saw; the change applies only if it still holds
+	Reason     string
+}
+
+// Plan is what one reconcile pass does. The executor applies store
+// changes first (intent) and then calls the driver.
+type Plan struct {
+	Create []NewNode
+	// Launch: nodes to (re)launch through the driver; idempotent per node.
+	Launch []NodeChange
+	// Adopt: nodes whose instance is listed but not recorded (a crash came
+	// between launch and persist).
+	Adopt []NodeChange
+	// Lost: nodes that stopped answering; they are terminated and replaced.
+	Lost  []NodeChange
+	Drain []NodeChange
+	// Terminate: instances to terminate; their nodes become TERMINATING.
+	Terminate []NodeChange
+	// Finish: nodes with no instance left; they become TERMINATED.
+	Finish []NodeChange
+	// Orphans: tagged instances no live node owns.
+	Orphans []cloud.Instance
+
+	Status, Reason string
+	// Delete removes the cluster record (its deletion was requested and
+	// everything is terminated).
+	Delete bool
+}
+
+// Empty reports whether the plan changes nothing but perhaps the status.
+func (p Plan) Empty() bool {
+	return len(p.Create)+len(p.Launch)+len(p.Adopt)+len(p.Lost)+len(p.Drain)+len(p.Terminate)+len(p.Finish)+len(p.Orphans) == 0 && !p.Delete
+}
+
+// active reports whether a node holds, or is about to hold, an instance
+// doing the cluster's work.
+func active(status string) bool {
+	switch status {
+	case api.NodeRequested, api.NodeLaunching, api.NodeRegistering, api.NodeRunning:
+		return true
+	}
+	return false
+}
+
+// PlanCluster decides one reconcile pass. It is pure: the same input gives
+// the same plan, and it does no I/O.
+func PlanCluster(in PlanInput) Plan {
+	var p Plan
+	instByNode := map[string]cloud.Instance{}
+	for _, inst := range in.Instances {
+		instByNode[inst.NodeID] = inst
+	}
+	known := map[string]bool{}
+	for _, n := range in.Nodes {
+		known[n.ID] = true
+	}
+	for _, inst := range in.Instances {
+		if !known[inst.NodeID] {
+			p.Orphans = append(p.Orphans, inst)
+		}
+	}
+
+	// 1. What each node's observed state calls for.
+	live := map[string]NodeRecord{} // nodes still counted as the cluster's after this pass
+	for _, n := range in.Nodes {
+		inst, hasInst := instByNode[n.ID]
+		change := NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status}
+		if hasInst {
+			change.InstanceID = inst.ID
+		}
+		switch n.Status {
+		case api.NodeRequested, api.NodeLaunching:
+			if hasInst {
+				p.Adopt = append(p.Adopt, change)
+			} else {
+				p.Launch = append(p.Launch, change)
+			}
+			live[n.ID] = n
+		case api.NodeRegistering:
+			switch {
+			case !hasInst:
+				change.Reason = "instance disappeared before its agent registered"
+				p.Lost = append(p.Lost, change)
+			case in.Now.Sub(n.StatusChangedAt) > in.BootTimeout:
+				change.Reason = fmt.Sprintf("agent did not register within %s", in.BootTimeout)
+				p.Lost = append(p.Lost, change)
+			default:
+				live[n.ID] = n
+			}
+		case api.NodeRunning:
+			seen := in.LastSeen[n.ID]
+			if n.LastHeartbeatAt != nil && n.LastHeartbeatAt.After(seen) {
+				seen = *n.LastHeartbeatAt
+			}
+			if !hasInst {
+				// The cloud no longer has it (the process died, the VM was
+				// reclaimed): no need to wait for the heartbeats to stop.
+				change.Reason = "instance no longer exists"
+				p.Lost = append(p.Lost, change)
+			} else if in.Now.Sub(seen) > in.LostAfter {
+				change.Reason = fmt.Sprintf("missed heartbeats: last seen %s ago", in.Now.Sub(seen).Round(time.Second))
+				p.Lost = append(p.Lost, change)
+			} else {
+				live[n.ID] = n
+			}
+		case api.NodeDraining:
+			switch {
+			case !hasInst:
+				change.Reason = "instance gone while draining"
+				p.Finish = append(p.Finish, change)
+			case n.Drained:
+				change.Reason = "drained"
+				p.Terminate = append(p.Terminate, change)
+			case n.DrainDeadline != nil && !in.Now.Before(*n.DrainDeadline):
+				change.Reason = "drain deadline passed"
+				p.Terminate = append(p.Terminate, change)
+			}
+		case api.NodeLost:
+			// Terminate even when the listing no longer shows it: what the
+			// instance left behind (a runtime, a disk) goes with it.
+			if hasInst || n.InstanceID != "" {
+				change.Reason = terminatedReason(n)
+				p.Terminate = append(p.Terminate, change)
+			} else {
+				change.Reason = terminatedReason(n)
+				p.Finish = append(p.Finish, change)
+			}
+		case api.NodeTerminating:
+			if hasInst {
+				change.Reason = n.StatusReason
+				p.Terminate = append(p.Terminate, change)
+			} else {
+				change.Reason = n.StatusReason
+				p.Finish = append(p.Finish, change)
+			}
+		}
+	}
+
+	stopping := in.DeleteRequested || in.Cluster.DesiredState == api.DesiredTerminated
+	if stopping {
+		planStop(&p, in, live, instByNode)
+		return p
+	}
+	if in.Cluster.Status == api.ClusterErrored {
+		// Nothing new is launched until the user re-applies the desired
+		// state; nodes that fail are still cleaned up.
+		p.Status, p.Reason = api.ClusterErrored, in.Cluster.StatusReason
+		return p
+	}
+	planRun(&p, in, live)
+	return p
+}
+
+func terminatedReason(n NodeRecord) string {
+	return "lost and replaced: " + n.StatusReason
+}
+
+// planStop drains and terminates every node; the cluster is TERMINATED
+// once nothing is left, by the store's word and the driver's listing.
+func planStop(p *Plan, in PlanInput, live map[string]NodeRecord, instByNode map[string]cloud.Instance) {
+	for _, n := range sortedNodes(live) {
+		_, hasInst := instByNode[n.ID]
+		change := NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status}
+		if inst, ok := instByNode[n.ID]; ok {
+			change.InstanceID = inst.ID
+		}
+		switch {
+		case n.Status == api.NodeRunning && in.DrainTimeout > 0:
+			change.Reason = "cluster terminating: draining"
+			p.Drain = append(p.Drain, change)
+		case hasInst:
+			change.Reason = "cluster terminating"
+			p.Terminate = append(p.Terminate, change)
+		default:
+			change.Reason = "cluster terminated before this node started"
+			p.Finish = append(p.Finish, change)
+		}
+		removeChange(&p.Launch, n.ID)
+		removeChange(&p.Adopt, n.ID)
+	}
+	remaining := len(in.Nodes) - len(p.Finish)
+	if remaining == 0 && len(in.Instances) == 0 {
+		p.Status, p.Reason = api.ClusterTerminated, "all nodes terminated"
+		if in.DeleteRequested {
+			p.Delete = true
+		}
+		return
+	}
+	p.Status, p.Reason = api.ClusterTerminating, fmt.Sprintf("terminating %d node(s)", max(remaining, len(in.Instances)))
+}
+
+func removeChange(list *[]NodeChange, nodeID string) {
+	*list = slices.DeleteFunc(*list, func(c NodeChange) bool { return c.NodeID == nodeID })
+}
+
+func sortedNodes(m map[string]NodeRecord) []NodeRecord {
+	out := make([]NodeRecord, 0, len(m))
+	for _, n := range m {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// planRun keeps one head and each group between its bounds, within the
+// cloud's quota, and says where the cluster stands.
+func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
+	budget := newQuotaBudget(in.Quota, live)
+	var blocked []string
+	nodes := sortedNodes(live)
+
+	// The head.
+	var heads []NodeRecord
+	for _, n := range nodes {
+		if n.Head {
+			heads = append(heads, n)
+		}
+	}
+	if len(heads) == 0 {
+		nn, err := newNode(in.Catalog, "head", true, in.Spec.HeadNode.InstanceType, api.MarketOnDemand)
+		switch {
+		case err != nil:
+			p.Status, p.Reason = api.ClusterErrored, err.Error()
+			return
+		case !budget.take(nn):
+			p.Status, p.Reason = api.ClusterErrored, "quota exceeded: "+budget.why(nn)+"; the head node was not launched"
+			return
+		}
+		p.Create = append(p.Create, nn)
+	}
+	// Of several heads keep the one most worth keeping (the busy one that
+	// has run longest); the others drain.
+	if len(heads) > 1 {
+		order := scaleDownOrder(heads)
+		for _, extra := range order[:len(order)-1] {
+			p.Drain = append(p.Drain, NodeChange{NodeID: extra.ID, InstanceID: extra.InstanceID, From: extra.Status, Reason: "a cluster has one head"})
+		}
+	}
+
+	// Worker groups, in the order the config lists them.
+	groups := map[string][]NodeRecord{}
+	for _, n := range nodes {
+		if !n.Head {
+			groups[n.Group] = append(groups[n.Group], n)
+		}
+	}
+	drain := func(n NodeRecord, reason string) {
+		p.Drain = append(p.Drain, NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status, Reason: reason})
+	}
+	total, need := 0, 0
+	deficit := map[string]int{}
+	for _, g := range in.Spec.WorkerGroups {
+		have := groups[g.Name]
+		if len(have) > g.MaxNodes {
+			for _, n := range scaleDownOrder(have)[:len(have)-g.MaxNodes] {
+				drain(n, fmt.Sprintf("group %s has %d nodes, max_nodes is %d", g.Name, len(have), g.MaxNodes))
+			}
+			have = scaleDownOrder(have)[len(have)-g.MaxNodes:]
+			groups[g.Name] = have
+		}
+		total += len(have)
+		deficit[g.Name] = max(0, g.MinNodes-len(have))
+		need += deficit[g.Name]
+	}
+	maxWorkers := -1
+	if in.Spec.MaxWorkers != nil {
+		maxWorkers = *in.Spec.MaxWorkers
+	}
+	if maxWorkers >= 0 && total+need > maxWorkers {
+		// Minimums come first: make room by draining nodes that other
+		// groups hold above their minimum (validation keeps max_workers at
+		// or above the sum of minimums, so there is always enough).
+		var spare []NodeRecord
+		for _, g := range in.Spec.WorkerGroups {
+			have := groups[g.Name]
+			if len(have) > g.MinNodes {
+				spare = append(spare, scaleDownOrder(have)[:len(have)-g.MinNodes]...)
+			}
+		}
+		spare = scaleDownOrder(spare)
+		for _, n := range spare[:min(len(spare), total+need-maxWorkers)] {
+			drain(n, fmt.Sprintf("making room under max_workers %d for groups below their minimum", maxWorkers))
+			total--
+		}
+	}
+	for _, g := range in.Spec.WorkerGroups {
+		for range deficit[g.Name] {
+			if maxWorkers >= 0 && total >= maxWorkers {
+				blocked = append(blocked, fmt.Sprintf("group %s: max_workers %d reached", g.Name, maxWorkers))
+				break
+			}
+			nn, err := newNode(in.Catalog, g.Name, false, g.InstanceType, g.Market)
+			if err != nil {
+				p.Status, p.Reason = api.ClusterErrored, err.Error()
+				return
+			}
+			if !budget.take(nn) {
+				p.Status, p.Reason = api.ClusterErrored, fmt.Sprintf("quota exceeded: %s; group %s needs %d node(s), has %d",
+					budget.why(nn), g.Name, g.MinNodes, len(groups[g.Name])+countGroup(p.Create, g.Name))
+				return
+			}
+			p.Create = append(p.Create, nn)
+			total++
+		}
+	}
+	// Nodes of groups the config no longer has.
+	for name, have := range groups {
+		if !slices.ContainsFunc(in.Spec.WorkerGroups, func(g api.WorkerGroup) bool { return g.Name == name }) {
+			for _, n := range have {
+				p.Drain = append(p.Drain, NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status, Reason: "group " + name + " is not in the compute config"})
+			}
+		}
+	}
+	// A drain of a node with no agent yet is a termination or nothing.
+	var drains []NodeChange
+	for _, d := range p.Drain {
+		switch d.From {
+		case api.NodeRunning:
+			drains = append(drains, d)
+		case api.NodeRegistering:
+			p.Terminate = append(p.Terminate, d)
+		default:
+			removeChange(&p.Launch, d.NodeID)
+			removeChange(&p.Adopt, d.NodeID)
+			p.Finish = append(p.Finish, d)
+		}
+	}
+	p.Drain = drains
+	p.Status, p.Reason = runStatus(in, live, p, blocked)
+}
+
+func countGroup(nodes []NewNode, group string) int {
+	n := 0
+	for _, nn := range nodes {
+		if nn.Group == group && !nn.Head {
+			n++
+		}
+	}
+	return n
+}
+
+// scaleDownOrder puts the nodes cheapest to lose first: not yet started,
+// then idle longest, then newest.
+func scaleDownOrder(nodes []NodeRecord) []NodeRecord {
+	out := slices.Clone(nodes)
+	rank := func(n NodeRecord) int {
+		if n.Status != api.NodeRunning {
+			return 0
+		}
+		if n.IdleSince != nil {
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if rank(a) != rank(b) {
+			return rank(a) < rank(b)
+		}
+		if a.IdleSince != nil && b.IdleSince != nil && !a.IdleSince.Equal(*b.IdleSince) {
+			return a.IdleSince.Before(*b.IdleSince)
+		}
+		return a.ID > b.ID
+	})
+	return out
+}
+
+func newNode(catalog []cloud.InstanceType, group string, head bool, typ, market string) (NewNode, error) {
+	it, ok := cloud.Find(catalog, typ)
+	if !ok {
+		names := make([]string, len(catalog))
+		for i, t := range catalog {
+			names[i] = t.Name
+		}
+		return NewNode{}, fmt.Errorf("instance type %q is not offered by this cloud (it offers %s)", typ, strings.Join(names, ", "))
+	}
+	return NewNode{Group: group, Head: head, InstanceType: typ, Market: market, VCPUs: it.CPUs, Resources: cloud.Resources(it)}, nil
+}
+
+// runStatus says where a cluster that should run stands.
+func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan, blocked []string) (string, string) {
+	lost := len(p.Lost)
+	headRunning, workersRunning, workersWanted := false, 0, 0
+	for _, n := range live {
+		if n.Status != api.NodeRunning || slices.ContainsFunc(p.Drain, func(c NodeChange) bool { return c.NodeID == n.ID }) {
+			continue
+		}
+		if n.Head {
+			headRunning = true
+		} else {
+			workersRunning++
+		}
+	}
+	for _, g := range in.Spec.WorkerGroups {
+		workersWanted += g.MinNodes
+	}
+	hadHead := in.Cluster.Status == api.ClusterRunning || in.Cluster.Status == api.ClusterRecovering || in.Cluster.Status == api.ClusterUpdating
+	launching := len(p.Create) + len(p.Launch)
+	switch {
+	case hadHead && (!headRunning || in.Cluster.HeadAddress == ""):
+		return api.ClusterRecovering, "head node lost; starting a new head"
+	case !headRunning || in.Cluster.HeadAddress == "":
+		if launching > 0 && in.Cluster.Status != api.ClusterStarting {
+			return api.ClusterProvisioning, fmt.Sprintf("launching %d node(s)", launching)
+		}
+		return api.ClusterStarting, "waiting for the head node's agent"
+	case workersRunning < workersWanted && !hadHead:
+		return api.ClusterStarting, fmt.Sprintf("%d of %d minimum workers running", workersRunning, workersWanted)
+	}
+	reason := fmt.Sprintf("head and %d worker(s) running", workersRunning)
+	if lost > 0 {
+		reason += fmt.Sprintf("; replacing %d lost node(s)", lost)
+	} else if workersRunning < workersWanted {
+		reason += fmt.Sprintf("; %d more starting", workersWanted-workersRunning)
+	}
+	if len(blocked) > 0 {
+		reason += "; " + strings.Join(blocked, "; ")
+	}
+	return api.ClusterRunning, reason
+}
+
+// quotaBudget tracks what a plan may still launch within a cloud's quota.
+type quotaBudget struct {
+	q     Quota
+	nodes int
+	vcpus float64
+}
+
+func newQuotaBudget(q Quota, live map[string]NodeRecord) *quotaBudget {
+	b := &quotaBudget{q: q, nodes: q.UsedNodes, vcpus: q.UsedVCPUs}
+	for _, n := range live {
+		b.nodes++
+		b.vcpus += n.VCPUs
+	}
+	return b
+}
+
+func (b *quotaBudget) fits(n NewNode) bool {
+	if b.q.MaxNodes != nil && b.nodes+1 > *b.q.MaxNodes {
+		return false
+	}
+	return b.q.MaxVCPUs == nil || b.vcpus+n.VCPUs <= float64(*b.q.MaxVCPUs)
+}
+
+func (b *quotaBudget) take(n NewNode) bool {
+	if !b.fits(n) {
+		return false
+	}
+	b.nodes++
+	b.vcpus += n.VCPUs
+	return true
+}
+
+func (b *quotaBudget) why(n NewNode) string {
+	if b.q.MaxNodes != nil && b.nodes+1 > *b.q.MaxNodes {
+		return fmt.Sprintf("cloud max_nodes is %d and %d are in use", *b.q.MaxNodes, b.nodes)
+	}
+	return fmt.Sprintf("cloud max_vcpus is %d and %g are in use; a %s node needs %g", *b.q.MaxVCPUs, b.vcpus, n.InstanceType, n.VCPUs)
+}

@@ -1,0 +1,488 @@
+package service
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
+)
+
+var testCatalog = []cloud.InstanceType{
+	{Name: "small", CPUs: 1, MemoryBytes: 1 << 30, PricePerHour: 0.01},
+	{Name: "large", CPUs: 4, MemoryBytes: 4 << 30, PricePerHour: 0.04},
+}
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// world is a model of the store and the cloud for the planner to act on.
+type world struct {
+	cluster   api.Cluster
+	deleteReq bool
+	nodes     map[string]*NodeRecord
+	instances map[string]cloud.Instance // by node id
+	now       time.Time
+	seq       int
+	deleted   bool
+}
+
+func (w *world) input(spec api.ComputeConfigSpec, quota Quota) PlanInput {
+	in := PlanInput{Cluster: w.cluster, DeleteRequested: w.deleteReq, Spec: spec, Catalog: testCatalog, Quota: quota, Now: w.now,
+		LostAfter: 20 * time.Second, BootTimeout: time.Minute, DrainTimeout: 10 * time.Second, LastSeen: map[string]time.Time{}}
+	for _, id := range sortedKeys(w.nodes) {
+		n := w.nodes[id]
+		if n.Status != api.NodeTerminated {
+			in.Nodes = append(in.Nodes, *n)
+		}
+	}
+	for _, id := range sortedKeys(w.instances) {
+		in.Instances = append(in.Instances, w.instances[id])
+	}
+	return in
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	for i := range ks {
+		for j := i + 1; j < len(ks); j++ {
+			if ks[j] < ks[i] {
+				ks[i], ks[j] = ks[j], ks[i]
+			}
+		}
+	}
+	return ks
+}
+
+// apply carries a plan out the way the executor and a well-behaved cloud
+// would, then lets one interval pass in which agents register, heartbeat
+// and finish draining.
+func (w *world) apply(p Plan) {
+	set := func(id, from, to, reason string) {
+		if n, ok := w.nodes[id]; ok && n.Status == from {
+			n.Status, n.StatusReason, n.StatusChangedAt = to, reason, w.now
+		}
+	}
+	for _, nn := range p.Create {
+		w.seq++
+		id := fmt.Sprintf("node_%03d", w.seq)
+		w.nodes[id] = &NodeRecord{Node: api.Node{ID: id, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Status: api.NodeRequested, StatusChangedAt: w.now}, VCPUs: nn.VCPUs}
+		p.Launch = append(p.Launch, NodeChange{NodeID: id, From: api.NodeRequested})
+	}
+	for _, a := range p.Adopt {
+		if n := w.nodes[a.NodeID]; n != nil && (n.Status == api.NodeRequested || n.Status == api.NodeLaunching) {
+			n.InstanceID, n.Status, n.StatusChangedAt = a.InstanceID, api.NodeRegistering, w.now
+		}
+	}
+	for _, l := range p.Lost {
+		set(l.NodeID, l.From, api.NodeLost, l.Reason)
+		if w.nodes[l.NodeID] != nil && w.nodes[l.NodeID].Head {
+			w.cluster.HeadAddress = ""
+		}
+	}
+	for _, d := range p.Drain {
+		if n := w.nodes[d.NodeID]; n != nil && (n.Status == api.NodeRunning || n.Status == api.NodeRegistering) {
+			deadline := w.now.Add(10 * time.Second)
+			n.Status, n.DrainDeadline, n.StatusChangedAt = api.NodeDraining, &deadline, w.now
+		}
+	}
+	for _, t := range p.Terminate {
+		if t.From != api.NodeTerminating {
+			set(t.NodeID, t.From, api.NodeTerminating, t.Reason)
+		}
+		delete(w.instances, t.NodeID)
+	}
+	for _, f := range p.Finish {
+		set(f.NodeID, f.From, api.NodeTerminated, f.Reason)
+	}
+	for _, o := range p.Orphans {
+		delete(w.instances, o.NodeID)
+	}
+	for _, l := range p.Launch {
+		n := w.nodes[l.NodeID]
+		if n == nil || (n.Status != api.NodeRequested && n.Status != api.NodeLaunching) {
+			continue
+		}
+		w.instances[n.ID] = cloud.Instance{ID: "i-" + n.ID, NodeID: n.ID, InstanceType: n.InstanceType, State: cloud.InstanceRunning}
+		n.InstanceID, n.Status, n.StatusChangedAt = "i-"+n.ID, api.NodeRegistering, w.now
+	}
+	if p.Status != "" {
+		w.cluster.Status, w.cluster.StatusReason = p.Status, p.Reason
+	}
+	if p.Delete {
+		w.deleted = true
+	}
+	// One interval later: agents of live instances register and heartbeat.
+	w.now = w.now.Add(time.Second)
+	for _, id := range sortedKeys(w.nodes) {
+		n := w.nodes[id]
+		if _, up := w.instances[id]; !up {
+			continue
+		}
+		switch n.Status {
+		case api.NodeRegistering:
+			n.Status, n.StatusChangedAt = api.NodeRunning, w.now
+			fallthrough
+		case api.NodeRunning:
+			t := w.now
+			n.LastHeartbeatAt = &t
+			if n.Head {
+				w.cluster.HeadAddress = "127.0.0.1:6379"
+			}
+		case api.NodeDraining:
+			n.Drained = true
+		}
+	}
+}
+
+// genWorld draws a cluster in some arbitrary state: nodes of every status,
+// some with instances, some instances with no node.
+func genWorld(t *rapid.T, spec api.ComputeConfigSpec) *world {
+	w := &world{nodes: map[string]*NodeRecord{}, instances: map[string]cloud.Instance{}, now: epoch.Add(time.Hour)}
+	w.cluster = api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning,
+		Status: rapid.SampledFrom([]string{api.ClusterPending, api.ClusterProvisioning, api.ClusterStarting, api.ClusterRunning, api.ClusterRecovering}).Draw(t, "status")}
+	groups := []string{"head"}
+	for _, g := range spec.WorkerGroups {
+		groups = append(groups, g.Name)
+	}
+	statuses := []string{api.NodeRequested, api.NodeLaunching, api.NodeRegistering, api.NodeRunning, api.NodeDraining, api.NodeTerminating, api.NodeLost}
+	for i := range rapid.IntRange(0, 12).Draw(t, "nodes") {
+		g := rapid.SampledFrom(groups).Draw(t, "group")
+		id := fmt.Sprintf("node_e%02d", i)
+		n := &NodeRecord{Node: api.Node{ID: id, Group: g, Head: g == "head", InstanceType: "small",
+			Status: rapid.SampledFrom(statuses).Draw(t, "node_status"), StatusChangedAt: w.now.Add(-time.Duration(rapid.IntRange(0, 300).Draw(t, "age")) * time.Second)}, VCPUs: 1}
+		if rapid.Bool().Draw(t, "beating") {
+			hb := w.now.Add(-time.Duration(rapid.IntRange(0, 60).Draw(t, "hb_age")) * time.Second)
+			n.LastHeartbeatAt = &hb
+		} else {
+			hb := w.now.Add(-time.Hour)
+			n.LastHeartbeatAt = &hb
+		}
+		if rapid.Bool().Draw(t, "idle") {
+			idle := w.now.Add(-time.Minute)
+			n.IdleSince = &idle
+		}
+		if n.Status == api.NodeDraining {
+			d := w.now.Add(time.Duration(rapid.IntRange(-10, 10).Draw(t, "deadline")) * time.Second)
+			n.DrainDeadline = &d
+		}
+		w.nodes[id] = n
+		if rapid.Bool().Draw(t, "has_instance") {
+			w.instances[id] = cloud.Instance{ID: "i-" + id, NodeID: id, State: cloud.InstanceRunning}
+			n.InstanceID = "i-" + id
+		}
+		w.seq = 100
+	}
+	for i := range rapid.IntRange(0, 2).Draw(t, "orphans") {
+		id := fmt.Sprintf("node_orphan%d", i)
+		w.instances[id] = cloud.Instance{ID: "i-" + id, NodeID: id, State: cloud.InstanceRunning}
+	}
+	if w.cluster.Status == api.ClusterRunning {
+		w.cluster.HeadAddress = "127.0.0.1:6379"
+	}
+	return w
+}
+
+func genSpec(t *rapid.T) api.ComputeConfigSpec {
+	spec := api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"}}
+	for i := range rapid.IntRange(0, 3).Draw(t, "groups") {
+		min := rapid.IntRange(0, 3).Draw(t, "min")
+		spec.WorkerGroups = append(spec.WorkerGroups, api.WorkerGroup{
+			Name: fmt.Sprintf("g%d", i), InstanceType: rapid.SampledFrom([]string{"small", "large"}).Draw(t, "type"),
+			MinNodes: min, MaxNodes: min + rapid.IntRange(0, 3).Draw(t, "extra"), Market: api.MarketOnDemand,
+		})
+	}
+	if rapid.Bool().Draw(t, "has_max_workers") {
+		sumMin := 0 // validation keeps max_workers at or above the sum of minimums
+		for _, g := range spec.WorkerGroups {
+			sumMin += g.MinNodes
+		}
+		mw := rapid.IntRange(sumMin, sumMin+5).Draw(t, "max_workers")
+		spec.MaxWorkers = &mw
+	}
+	return spec
+}
+
+// afterPlan counts, per group, the nodes still working for the cluster once
+// the plan is carried out.
+func afterPlan(in PlanInput, p Plan) map[string]int {
+	gone := map[string]bool{}
+	for _, list := range [][]NodeChange{p.Lost, p.Drain, p.Terminate, p.Finish} {
+		for _, c := range list {
+			gone[c.NodeID] = true
+		}
+	}
+	count := map[string]int{}
+	for _, n := range in.Nodes {
+		if active(n.Status) && !gone[n.ID] {
+			count[n.Group]++
+		}
+	}
+	for _, nn := range p.Create {
+		count[nn.Group]++
+	}
+	return count
+}
+
+func TestPlanProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		spec := genSpec(t)
+		w := genWorld(t, spec)
+		var quota Quota
+		if rapid.Bool().Draw(t, "quota") {
+			mn := rapid.IntRange(1, 12).Draw(t, "max_nodes")
+			quota.MaxNodes = &mn
+			quota.UsedNodes = rapid.IntRange(0, 3).Draw(t, "used")
+		}
+		in := w.input(spec, quota)
+		p := PlanCluster(in)
+
+		// Deterministic.
+		if again := PlanCluster(in); !reflect.DeepEqual(p, again) {
+			t.Fatalf("two plans for one input:\n%+v\n%+v", p, again)
+		}
+		after := afterPlan(in, p)
+		// Never more than max: creates only fill up to min, and what is
+		// over max is drained.
+		for _, g := range spec.WorkerGroups {
+			have := 0
+			for _, n := range in.Nodes {
+				if n.Group == g.Name && active(n.Status) {
+					have++
+				}
+			}
+			if after[g.Name] > max(g.MaxNodes, 0) && after[g.Name] > have {
+				t.Fatalf("group %s grows to %d past max %d", g.Name, after[g.Name], g.MaxNodes)
+			}
+			if after[g.Name] > g.MaxNodes && p.Status != api.ClusterErrored {
+				t.Fatalf("group %s left at %d over max %d", g.Name, after[g.Name], g.MaxNodes)
+			}
+		}
+		if after["head"] > 1 {
+			t.Fatalf("%d heads after plan", after["head"])
+		}
+		if spec.MaxWorkers != nil {
+			created := 0
+			for _, nn := range p.Create {
+				if !nn.Head {
+					created++
+				}
+			}
+			workers := 0
+			for g, n := range after {
+				if g != "head" {
+					workers += n
+				}
+			}
+			if created > 0 && workers > *spec.MaxWorkers {
+				t.Fatalf("creates %d workers to %d past max_workers %d", created, workers, *spec.MaxWorkers)
+			}
+		}
+		// Quota: creates never go past it.
+		if quota.MaxNodes != nil && len(p.Create) > 0 {
+			total := quota.UsedNodes
+			for _, n := range after {
+				total += n
+			}
+			if total > *quota.MaxNodes {
+				t.Fatalf("plan holds %d nodes past quota %d", total, *quota.MaxNodes)
+			}
+		}
+		// Never below min by choice: scale-down drains only over max.
+		for _, g := range spec.WorkerGroups {
+			for _, d := range p.Drain {
+				if n := findNode(in.Nodes, d.NodeID); n != nil && n.Group == g.Name && after[g.Name] < g.MinNodes {
+					t.Fatalf("drains %s of group %s to %d below min %d", d.NodeID, g.Name, after[g.Name], g.MinNodes)
+				}
+			}
+		}
+		// Never terminates a node at work while the cluster should run.
+		for _, c := range p.Terminate {
+			if c.From == api.NodeRunning {
+				t.Fatalf("terminates RUNNING node %s directly (%s)", c.NodeID, c.Reason)
+			}
+		}
+		gone := map[string]bool{}
+		for _, list := range [][]NodeChange{p.Lost, p.Drain, p.Terminate, p.Finish} {
+			for _, c := range list {
+				gone[c.NodeID] = true
+			}
+		}
+		for _, d := range p.Drain {
+			if n := findNode(in.Nodes, d.NodeID); n != nil && n.Status == api.NodeRunning && n.IdleSince == nil {
+				for _, o := range in.Nodes {
+					if o.Group == n.Group && o.Status == api.NodeRunning && o.IdleSince != nil && !gone[o.ID] {
+						t.Fatalf("drains busy node %s while idle node %s of group %s stays", n.ID, o.ID, n.Group)
+					}
+				}
+			}
+		}
+	})
+}
+
+func findNode(nodes []NodeRecord, id string) *NodeRecord {
+	for i := range nodes {
+		if nodes[i].ID == id {
+			return &nodes[i]
+		}
+	}
+	return nil
+}
+
+// TestPlanConverges: from any state, passes against a well-behaved cloud
+// reach RUNNING with every group at its minimum within a bounded number of
+// passes, and a terminating cluster reaches TERMINATED with nothing left.
+func TestPlanConverges(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		spec := genSpec(t)
+		w := genWorld(t, spec)
+		const bound = 12
+		var p Plan
+		for pass := 0; ; pass++ {
+			if pass > bound {
+				t.Fatalf("not RUNNING after %d passes: %s (%s); last plan %+v", bound, w.cluster.Status, w.cluster.StatusReason, p)
+			}
+			p = PlanCluster(w.input(spec, Quota{}))
+			w.apply(p)
+			if w.cluster.Status == api.ClusterRunning && p.Empty() {
+				break
+			}
+		}
+		counts := map[string]int{}
+		for _, n := range w.nodes {
+			if active(n.Status) {
+				counts[n.Group]++
+			}
+		}
+		workers := 0
+		for _, g := range spec.WorkerGroups {
+			workers += counts[g.Name]
+			if counts[g.Name] < g.MinNodes || counts[g.Name] > g.MaxNodes {
+				t.Fatalf("group %s converged to %d, want %d..%d", g.Name, counts[g.Name], g.MinNodes, g.MaxNodes)
+			}
+		}
+		if spec.MaxWorkers != nil && workers > *spec.MaxWorkers {
+			t.Fatalf("converged to %d workers, max_workers %d", workers, *spec.MaxWorkers)
+		}
+		if counts["head"] != 1 {
+			t.Fatalf("%d heads", counts["head"])
+		}
+
+		// Then terminate it.
+		w.cluster.DesiredState = api.DesiredTerminated
+		w.deleteReq = rapid.Bool().Draw(t, "delete")
+		for pass := 0; ; pass++ {
+			if pass > bound {
+				t.Fatalf("not TERMINATED after %d passes: %s (%s)", bound, w.cluster.Status, w.cluster.StatusReason)
+			}
+			w.now = w.now.Add(5 * time.Second) // drains finish or time out
+			p = PlanCluster(w.input(spec, Quota{}))
+			w.apply(p)
+			if w.cluster.Status == api.ClusterTerminated {
+				break
+			}
+		}
+		if len(w.instances) != 0 {
+			t.Fatalf("%d instances left after termination", len(w.instances))
+		}
+		if w.deleteReq != w.deleted {
+			t.Fatalf("delete requested %v, deleted %v", w.deleteReq, w.deleted)
+		}
+	})
+}
+
+// Table tests for the decisions users see.
+func TestPlanCases(t *testing.T) {
+	spec := api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"},
+		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 2, MaxNodes: 4}}}
+	base := func() *world {
+		return &world{cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: api.ClusterPending},
+			nodes: map[string]*NodeRecord{}, instances: map[string]cloud.Instance{}, now: epoch}
+	}
+	t.Run("fresh cluster launches head and min workers", func(t *testing.T) {
+		p := PlanCluster(base().input(spec, Quota{}))
+		if len(p.Create) != 3 || !p.Create[0].Head || p.Status != api.ClusterProvisioning {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("quota stops at the limit with a reason", func(t *testing.T) {
+		two := 2
+		p := PlanCluster(base().input(spec, Quota{MaxNodes: &two}))
+		if len(p.Create) != 2 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, "quota exceeded") || !strings.Contains(p.Reason, "max_nodes is 2") {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("vcpu quota", func(t *testing.T) {
+		one := 1
+		p := PlanCluster(base().input(spec, Quota{MaxVCPUs: &one}))
+		if len(p.Create) != 1 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, "max_vcpus is 1") {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("unknown instance type", func(t *testing.T) {
+		bad := spec
+		bad.HeadNode.InstanceType = "huge"
+		p := PlanCluster(base().input(bad, Quota{}))
+		if len(p.Create) != 0 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, `"huge" is not offered`) {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("silent worker is lost and replaced in one pass", func(t *testing.T) {
+		w := base()
+		for range 5 {
+			w.apply(PlanCluster(w.input(spec, Quota{})))
+		}
+		if w.cluster.Status != api.ClusterRunning {
+			t.Fatalf("status %s", w.cluster.Status)
+		}
+		var victim *NodeRecord
+		for _, id := range sortedKeys(w.nodes) {
+			if n := w.nodes[id]; !n.Head && n.Status == api.NodeRunning {
+				victim = n
+				break
+			}
+		}
+		old := w.now.Add(-time.Minute)
+		victim.LastHeartbeatAt = &old
+		delete(w.instances, victim.ID) // its process died
+		p := PlanCluster(w.input(spec, Quota{}))
+		if len(p.Lost) != 1 || p.Lost[0].NodeID != victim.ID || len(p.Create) != 1 || p.Create[0].Group != "cpu" || p.Status != api.ClusterRunning {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("lost head recovers", func(t *testing.T) {
+		w := base()
+		for range 5 {
+			w.apply(PlanCluster(w.input(spec, Quota{})))
+		}
+		for _, n := range w.nodes {
+			if n.Head {
+				old := w.now.Add(-time.Minute)
+				n.LastHeartbeatAt = &old
+			}
+		}
+		p := PlanCluster(w.input(spec, Quota{}))
+		if len(p.Lost) != 1 || len(p.Create) != 1 || !p.Create[0].Head || p.Status != api.ClusterRecovering {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("terminating drains running nodes first", func(t *testing.T) {
+		w := base()
+		for range 5 {
+			w.apply(PlanCluster(w.input(spec, Quota{})))
+		}
+		w.cluster.DesiredState = api.DesiredTerminated
+		p := PlanCluster(w.input(spec, Quota{}))
+		if len(p.Drain) != 3 || len(p.Terminate) != 0 || p.Status != api.ClusterTerminating {
+			t.Fatalf("plan %+v", p)
+		}
+	})
+}
+

@@ -1,0 +1,412 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
+)
+
+// Log keys shared by the control plane's loops.
+const (
+	LogClusterID = "cluster_id"
+	LogNodeID    = "node_id"
+	LogErr       = "err"
+)
+
+// DriverFunc answers the driver for a cloud; secret is its write-only
+// credential, if any.
+type DriverFunc func(ctx context.Context, c api.Cloud, secret string) (cloud.Driver, error)
+
+// ReconcilerConfig wires a Reconciler. Durations of zero take defaults.
+type ReconcilerConfig struct {
+	Store    Store
+	Drivers  DriverFunc
+	Liveness *Liveness
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// ControlPlaneURL and CACertPEM go into every node's bootstrap payload.
+	ControlPlaneURL string
+	CACertPEM       string
+	Interval        time.Duration // between passes; default 1s
+	BootstrapTTL    time.Duration // life of a bootstrap token; default 10m
+	BootTimeout     time.Duration // from instance start to agent registration; default 2m
+	DrainTimeout    time.Duration // for a draining node; default 30s
+}
+
+// Reconciler drives every cluster toward its desired state: level
+// triggered, each pass planned from scratch by PlanCluster, intent written
+// before each driver call, safe to kill at any point.
+type Reconciler struct {
+	cfg  ReconcilerConfig
+	log  *slog.Logger
+	wake chan struct{}
+}
+
+// NewReconciler applies defaults.
+func NewReconciler(cfg ReconcilerConfig) *Reconciler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.BootstrapTTL == 0 {
+		cfg.BootstrapTTL = 10 * time.Minute
+	}
+	if cfg.BootTimeout == 0 {
+		cfg.BootTimeout = 2 * time.Minute
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.Liveness == nil {
+		cfg.Liveness = NewLiveness(cfg.Now())
+	}
+	return &Reconciler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+}
+
+// Wake asks for a pass soon (a cluster was created or changed).
+func (r *Reconciler) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run makes passes until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		r.ReconcileAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.wake:
+		}
+	}
+}
+
+// ReconcileAll makes one pass over every cluster that is not at rest. A
+// failure on one cluster is logged and recorded on it; the others go on.
+func (r *Reconciler) ReconcileAll(ctx context.Context) {
+	var clusters []ClusterRecord
+	err := r.cfg.Store.View(ctx, func(tx Tx) (err error) {
+		clusters, err = tx.ListClustersToReconcile(ctx)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("list clusters to reconcile", LogErr, err)
+		}
+		return
+	}
+	for _, c := range clusters {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := r.ReconcileCluster(ctx, c); err != nil && ctx.Err() == nil {
+			r.log.Warn("reconcile cluster", LogClusterID, c.ID, LogErr, err)
+		}
+	}
+}
+
+// observed is what one pass reads before planning.
+type observed struct {
+	cloud     api.Cloud
+	secret    string
+	spec      api.ComputeConfigSpec
+	nodes     []NodeRecord
+	cloudUsed []NodeRecord
+}
+
+// ReconcileCluster makes one pass over one cluster.
+func (r *Reconciler) ReconcileCluster(ctx context.Context, c ClusterRecord) error {
+	var o observed
+	err := r.cfg.Store.View(ctx, func(tx Tx) error {
+		var err error
+		if o.cloud, err = tx.GetCloud(ctx, c.OrgID, c.CloudID); err != nil {
+			return fmt.Errorf("cloud: %w", err)
+		}
+		if o.secret, err = tx.GetCloudSecret(ctx, c.OrgID, c.CloudID); err != nil {
+			return fmt.Errorf("cloud secret: %w", err)
+		}
+		cc, err := tx.GetComputeConfig(ctx, c.OrgID, c.ComputeConfigID, c.ComputeConfigVersion)
+		if err != nil {
+			return fmt.Errorf("compute config: %w", err)
+		}
+		o.spec = cc.ComputeConfigSpec
+		if o.nodes, err = tx.ListClusterNodes(ctx, c.ID, false); err != nil {
+			return err
+		}
+		o.cloudUsed, err = tx.ListCloudNodes(ctx, c.CloudID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	now := r.cfg.Now().UTC()
+	driver, err := r.cfg.Drivers(ctx, o.cloud, o.secret)
+	if err != nil {
+		return r.fail(ctx, c, "no driver for this cloud: "+err.Error(), now)
+	}
+	catalog, err := driver.InstanceTypes(ctx)
+	if err != nil {
+		return r.driverFailed(ctx, c, "list instance types", err, now)
+	}
+	instances, err := driver.List(ctx, map[string]string{cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCluster: c.ID})
+	if err != nil {
+		return r.driverFailed(ctx, c, "list instances", err, now)
+	}
+
+	quota := Quota{MaxNodes: o.cloud.Quotas.MaxNodes, MaxVCPUs: o.cloud.Quotas.MaxVCPUs}
+	for _, n := range o.cloudUsed {
+		if n.ClusterID != c.ID {
+			quota.UsedNodes++
+			quota.UsedVCPUs += n.VCPUs
+		}
+	}
+	ids := make([]string, len(o.nodes))
+	for i, n := range o.nodes {
+		ids[i] = n.ID
+	}
+	hb := o.cloud.Heartbeat
+	interval := time.Duration(max(hb.IntervalSeconds, 1)) * time.Second
+	plan := PlanCluster(PlanInput{
+		Cluster:         c.Cluster,
+		DeleteRequested: c.DeleteRequested,
+		Spec:            o.spec,
+		Catalog:         catalog,
+		Nodes:           o.nodes,
+		Instances:       instances,
+		LastSeen:        r.cfg.Liveness.LastSeen(ids),
+		Quota:           quota,
+		Now:             now,
+		LostAfter:       time.Duration(max(hb.LostAfter, 1))*interval + interval, // + one interval of grace
+		BootTimeout:     r.cfg.BootTimeout,
+		DrainTimeout:    r.cfg.DrainTimeout,
+	})
+	return r.execute(ctx, c, o, plan, driver, now)
+}
+
+// launch is a node whose intent to launch is committed, with the
+// one-time secret that goes to its instance.
+type launch struct {
+	node      NodeRecord
+	bootstrap string
+	expires   time.Time
+}
+
+// execute applies a plan: every store change first, in one transaction
+// (the intent), then the driver calls, each followed by its own record.
+func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, plan Plan, driver cloud.Driver, now time.Time) error {
+	byID := map[string]NodeRecord{}
+	for _, n := range o.nodes {
+		byID[n.ID] = n
+	}
+	var launches []launch
+	var terminate []NodeChange
+	err := r.cfg.Store.Update(ctx, func(tx Tx) error {
+		launches, terminate = launches[:0], terminate[:0]
+		ev := func(kind, format string, args ...any) error {
+			return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: kind, Message: fmt.Sprintf(format, args...)})
+		}
+		for _, nn := range plan.Create {
+			n := NodeRecord{Node: api.Node{
+				ID: NewID(PrefixNode, now), ClusterID: c.ID, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Market: nn.Market,
+				Status: api.NodeRequested, StatusReason: "planned", StatusChangedAt: now, Resources: nn.Resources, CreatedAt: now, UpdatedAt: now,
+			}, VCPUs: nn.VCPUs}
+			if err := tx.CreateNode(ctx, n); err != nil {
+				return err
+			}
+			byID[n.ID] = n
+			plan.Launch = append(plan.Launch, NodeChange{NodeID: n.ID, From: api.NodeRequested})
+		}
+		for _, a := range plan.Adopt {
+			if err := tx.SetNodeInstance(ctx, a.NodeID, a.InstanceID, "", now); err != nil {
+				return err
+			}
+			if err := ev("node_adopted", "node %s: found instance %s started before a restart", a.NodeID, a.InstanceID); err != nil {
+				return err
+			}
+		}
+		for _, l := range plan.Lost {
+			ok, err := tx.TransitionNode(ctx, l.NodeID, []string{l.From}, api.NodeLost, l.Reason, now)
+			if err != nil || !ok {
+				continue
+			}
+			if byID[l.NodeID].Head {
+				if err := tx.SetClusterHeadAddress(ctx, c.ID, "", now); err != nil {
+					return err
+				}
+			}
+			if err := ev("node_lost", "node %s (%s) lost: %s", l.NodeID, byID[l.NodeID].Group, l.Reason); err != nil {
+				return err
+			}
+		}
+		for _, d := range plan.Drain {
+			if ok, err := tx.DrainNode(ctx, d.NodeID, now.Add(r.cfg.DrainTimeout), d.Reason, now); err != nil {
+				return err
+			} else if ok {
+				if err := ev("node_draining", "node %s draining: %s", d.NodeID, d.Reason); err != nil {
+					return err
+				}
+			}
+		}
+		for _, t := range plan.Terminate {
+			if t.From != api.NodeTerminating {
+				ok, err := tx.TransitionNode(ctx, t.NodeID, []string{t.From}, api.NodeTerminating, t.Reason, now)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+			}
+			terminate = append(terminate, t)
+		}
+		for _, f := range plan.Finish {
+			ok, err := tx.TransitionNode(ctx, f.NodeID, []string{f.From}, api.NodeTerminated, f.Reason, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				r.cfg.Liveness.Forget(f.NodeID)
+				if err := ev("node_terminated", "node %s terminated: %s", f.NodeID, f.Reason); err != nil {
+					return err
+				}
+			}
+		}
+		for _, l := range plan.Launch {
+			secret, prefix := newSecret(schemeBootstrap)
+			expires := now.Add(r.cfg.BootstrapTTL)
+			ok, err := tx.StartLaunch(ctx, l.NodeID, prefix, HashToken(secret), expires, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				launches = append(launches, launch{node: byID[l.NodeID], bootstrap: secret, expires: expires})
+			}
+		}
+		if plan.Status != "" {
+			changed, err := tx.SetClusterStatus(ctx, c.ID, c.DesiredState, plan.Status, plan.Reason, now)
+			if err != nil {
+				return err
+			}
+			if changed && plan.Status != c.Status {
+				if err := ev("status", "%s: %s", plan.Status, plan.Reason); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record plan: %w", err)
+	}
+
+	// Side effects, after the intent is on disk.
+	var errs []error
+	for _, t := range terminate {
+		if t.InstanceID == "" {
+			continue
+		}
+		if err := driver.Terminate(ctx, t.InstanceID); err != nil {
+			errs = append(errs, fmt.Errorf("terminate %s: %w", t.InstanceID, err))
+		}
+	}
+	for _, inst := range plan.Orphans {
+		r.log.Info("terminating orphan instance", LogClusterID, c.ID, "instance_id", inst.ID, LogNodeID, inst.NodeID)
+		if err := driver.Terminate(ctx, inst.ID); err != nil {
+			errs = append(errs, fmt.Errorf("terminate orphan %s: %w", inst.ID, err))
+		}
+	}
+	for _, l := range launches {
+		if err := r.launch(ctx, c, o, l, driver, now); err != nil {
+			errs = append(errs, err)
+			if kind := cloud.KindOf(err); kind != cloud.Transient {
+				errs = append(errs, r.fail(ctx, c, fmt.Sprintf("launch of node %s failed (%s): %v", l.node.ID, kind, errors.Unwrap(err)), now))
+				break
+			}
+		}
+	}
+	if plan.Delete {
+		if err := r.cfg.Store.Update(ctx, func(tx Tx) error { return tx.DeleteClusterRecord(ctx, c.ID) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+const schemeBootstrap = "rpb"
+
+func (r *Reconciler) launch(ctx context.Context, c ClusterRecord, o observed, l launch, driver cloud.Driver, now time.Time) error {
+	payload, err := json.Marshal(api.AgentBootstrap{
+		ControlPlaneURL: r.cfg.ControlPlaneURL, CACertPEM: r.cfg.CACertPEM,
+		ClusterID: c.ID, NodeID: l.node.ID, BootstrapToken: l.bootstrap, ExpiresAt: l.expires,
+	})
+	if err != nil {
+		return err
+	}
+	inst, err := driver.Launch(ctx, cloud.LaunchRequest{
+		NodeID:       l.node.ID,
+		InstanceType: l.node.InstanceType,
+		Market:       l.node.Market,
+		Tags: map[string]string{
+			cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCloud: o.cloud.ID, cloud.TagCluster: c.ID,
+			cloud.TagNode: l.node.ID, cloud.TagGroup: l.node.Group,
+		},
+		Bootstrap:      payload,
+		IdempotencyKey: l.node.ID,
+	})
+	if err != nil {
+		if cloud.KindOf(err) != cloud.Transient {
+			_ = r.cfg.Store.Update(ctx, func(tx Tx) error {
+				_, err := tx.TransitionNode(ctx, l.node.ID, []string{api.NodeLaunching}, api.NodeTerminated, "launch failed: "+err.Error(), now)
+				return err
+			})
+		}
+		return fmt.Errorf("launch node %s: %w", l.node.ID, err)
+	}
+	return r.cfg.Store.Update(ctx, func(tx Tx) error {
+		if err := tx.SetNodeInstance(ctx, l.node.ID, inst.ID, inst.Address, now); err != nil {
+			return err
+		}
+		return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "node_launched",
+			Message: fmt.Sprintf("node %s (%s, %s) launched as %s", l.node.ID, l.node.Group, l.node.InstanceType, inst.ID)})
+	})
+}
+
+// fail records that a cluster cannot go on: ERRORED with reason, until the
+// user re-applies its desired state.
+func (r *Reconciler) fail(ctx context.Context, c ClusterRecord, reason string, now time.Time) error {
+	if c.DesiredState != api.DesiredRunning {
+		return errors.New(reason)
+	}
+	return r.cfg.Store.Update(ctx, func(tx Tx) error {
+		changed, err := tx.SetClusterStatus(ctx, c.ID, c.DesiredState, api.ClusterErrored, reason, now)
+		if err != nil || !changed {
+			return err
+		}
+		return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "status", Message: api.ClusterErrored + ": " + reason})
+	})
+}
+
+// driverFailed records a failed driver call: a transient one is retried
+// on the next pass; any other stops the cluster with the reason.
+func (r *Reconciler) driverFailed(ctx context.Context, c ClusterRecord, what string, err error, now time.Time) error {
+	if cloud.KindOf(err) == cloud.Transient {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return errors.Join(fmt.Errorf("%s: %w", what, err), r.fail(ctx, c, fmt.Sprintf("%s failed: %v", what, err), now))
+}

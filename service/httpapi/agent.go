@@ -14,8 +14,8 @@ import (
 // a bootstrap token or a node credential, not an API token.
 type AgentRoute struct {
 	Method, Path, Action string
-	handle           func(c *call) (service.AgentCaller, error)
-	auditSuccess     bool
+	handle               func(c *call) (service.AgentCaller, error)
+	auditSuccess         bool
 }
 
 // AgentRoutes lists the agent protocol's routes.

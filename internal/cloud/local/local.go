@@ -262,7 +262,7 @@ func (d *Driver) start(dir, id string, req cloud.LaunchRequest) (cloud.Instance,
 		return cloud.Instance{}, cloud.Errorf(kind, op, "start agent %s: %w", d.cfg.AgentBinary, err)
 	}
 	pid := cmd.Process.Pid
-	_ = d.reap
+	go d.reap(cmd, id)
 
 	r.PID, r.PGID = pid, pid
 	if st, err := readStat(pid); err == nil {

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// The data plane end to end: real `rayplaned agent` processes launched by
+// the local driver, killed with SIGKILL, replaced, terminated.
+
+// fastFlags make the control plane react in seconds, not minutes.
+var fastFlags = []string{"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms"}
+
+// Runtime commands: a head and workers that just live, in the agent's
+// process group, carrying the cluster id in their environment.
+const (
+	cloudJSON   = `{"name":%q,"provider":"local","heartbeat":{"interval_seconds":1,"lost_after_intervals":2}%s}`
+	computeJSON = `{"name":%q,"head_node":{"instance_type":"local.small"},"worker_groups":[{"name":"cpu","instance_type":"local.small","min_nodes":%d,"max_nodes":4}]}`
+	clusterJSON = `{"name":%q,"cloud_id":%q,"compute_config_id":%q,"runtime":{"head_command":["sh","-c","echo head {node_id} on {port}; exec sleep 600"],"worker_command":["sh","-c","echo worker {node_id} joins {head_address}; exec sleep 600"]}}`
+)
+
+func decodeJSON[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return v
+}
+
+// newCluster creates a cloud, a compute config and a cluster.
+func (s *server) newCluster(t *testing.T, name string, workers int, quota string) api.Cluster {
+	t.Helper()
+	cl := decodeJSON[api.Cloud](t, s.must(t, 201, "POST", "/v1/clouds", fmt.Sprintf(cloudJSON, name, quota)))
+	cc := decodeJSON[api.ComputeConfig](t, s.must(t, 201, "POST", "/v1/compute-configs", fmt.Sprintf(computeJSON, name, workers)))
+	return decodeJSON[api.Cluster](t, s.must(t, 201, "POST", "/v1/clusters", fmt.Sprintf(clusterJSON, name, cl.ID, cc.ID)))
+}
+
+func (s *server) cluster(t *testing.T, id string) api.Cluster {
+	t.Helper()
+	return decodeJSON[api.Cluster](t, s.must(t, 200, "GET", "/v1/clusters/"+id, ""))
+}
+
+func (s *server) nodes(t *testing.T, clusterID string) []api.Node {
+	t.Helper()
+	return decodeJSON[api.Page[api.Node]](t, s.must(t, 200, "GET", "/v1/clusters/"+clusterID+"/nodes?limit=500", "")).Items
+}
+
+// waitFor polls until ok answers true, failing after limit with what the
+// cluster looked like.
+func (s *server) waitFor(t *testing.T, clusterID string, limit time.Duration, what string, ok func(api.Cluster, []api.Node) bool) (api.Cluster, []api.Node) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		c, ns := s.cluster(t, clusterID), s.nodes(t, clusterID)
+		if ok(c, ns) {
+			return c, ns
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: cluster %s (%s), nodes %s\nserver log:\n%s", limit, what, c.Status, c.StatusReason, describe(ns), tail(s.stderr.String(), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func describe(ns []api.Node) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, fmt.Sprintf("%s/%s=%s(%s)", n.Group, n.ID[len(n.ID)-6:], n.Status, n.StatusReason))
+	}
+	return strings.Join(parts, " ")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func byStatus(ns []api.Node, status string) []api.Node {
+	var out []api.Node
+	for _, n := range ns {
+		if n.Status == status {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func runningWith(workers int) func(api.Cluster, []api.Node) bool {
+	return func(c api.Cluster, ns []api.Node) bool {
+		return c.Status == api.ClusterRunning && len(byStatus(ns, api.NodeRunning)) == workers+1
+	}
+}
+
+// procs answers the pids of processes whose environment holds key=value.
+func procs(t *testing.T, key, value string) []int {
+	t.Helper()
+	want := []byte(key + "=" + value + "\x00")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(append(env, 0), want) {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+				continue // a zombie is not running
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// agentPID answers the pid of a node's agent process.
+func agentPID(t *testing.T, nodeID string) int {
+	t.Helper()
+	for _, pid := range procs(t, "RAYPLANE_NODE_ID", nodeID) {
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if bytes.Contains(cmd, []byte("agent\x00--bootstrap")) {
+			return pid
+		}
+	}
+	t.Fatalf("no agent process for node %s", nodeID)
+	return 0
+}
+
+// killCluster SIGKILLs whatever a test left of a cluster's processes.
+func killCluster(t *testing.T, clusterID string) {
+	for _, pid := range procs(t, "RAYPLANE_CLUSTER_ID", clusterID) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestClusterLifecycle: a cluster of a head and two workers reaches
+// RUNNING with every node heartbeating; a SIGKILLed worker is LOST and
+// replaced; a SIGKILLed head sends the cluster through RECOVERING back to
+// RUNNING; termination leaves no process of the cluster.
+func TestClusterLifecycle(t *testing.T) {
+	s := startServer(t, t.TempDir(), fastFlags...)
+	c := s.newCluster(t, "life", 2, "")
+	t.Cleanup(func() { killCluster(t, c.ID) })
+	start := time.Now()
+
+	c, ns := s.waitFor(t, c.ID, 60*time.Second, "RUNNING with 3 nodes", runningWith(2))
+	t.Logf("create to RUNNING (1 head + 2 workers): %s", time.Since(start).Round(10*time.Millisecond))
+	if c.HeadAddress == "" {
+		t.Fatal("RUNNING cluster has no head address")
+	}
+	// Every node heartbeats: wait past a flush and look at the times.
+	time.Sleep(1500 * time.Millisecond)
+	for _, n := range s.nodes(t, c.ID) {
+		if n.Status != api.NodeRunning || n.LastHeartbeatAt == nil || time.Since(*n.LastHeartbeatAt) > 3*time.Second || n.RuntimeState != api.RuntimeRunning {
+			t.Fatalf("node %+v is not heartbeating with a running runtime", n)
+		}
+	}
+	// Agents and runtimes are processes carrying the cluster id.
+	if got := len(procs(t, "RAYPLANE_CLUSTER_ID", c.ID)); got != 6 {
+		t.Fatalf("%d processes of the cluster, want 3 agents + 3 runtimes", got)
+	}
+
+	// kill -9 of a worker agent: LOST, then replaced; its runtime goes too.
+	var victim api.Node
+	for _, n := range ns {
+		if !n.Head {
+			victim = n
+			break
+		}
+	}
+	if err := syscall.Kill(agentPID(t, victim.ID), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, ns = s.waitFor(t, c.ID, 30*time.Second, "the killed worker replaced", func(c api.Cluster, ns []api.Node) bool {
+		for _, n := range ns {
+			if n.ID == victim.ID && (n.Status == api.NodeLost || n.Status == api.NodeTerminating || n.Status == api.NodeTerminated) {
+				return runningWith(2)(c, ns)
+			}
+		}
+		return false
+	})
+	for _, n := range ns {
+		if n.ID == victim.ID && !strings.Contains(n.StatusReason, "lost") && n.Status != api.NodeLost {
+			t.Fatalf("killed worker ended %s (%s), want a reason that says it was lost", n.Status, n.StatusReason)
+		}
+	}
+	if pids := procs(t, "RAYPLANE_NODE_ID", victim.ID); len(pids) != 0 {
+		// Its termination takes the whole process group, runtime included.
+		time.Sleep(2 * time.Second)
+		if pids := procs(t, "RAYPLANE_NODE_ID", victim.ID); len(pids) != 0 {
+			t.Fatalf("processes of the killed worker remain: %v", pids)
+		}
+	}
+
+	// kill -9 of the head: RECOVERING, then RUNNING with a new head.
+	var head api.Node
+	for _, n := range byStatus(ns, api.NodeRunning) {
+		if n.Head {
+			head = n
+		}
+	}
+	oldAddress := c.HeadAddress
+	if err := syscall.Kill(agentPID(t, head.ID), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c, ns = s.waitFor(t, c.ID, 60*time.Second, "RUNNING with a new head", func(c api.Cluster, ns []api.Node) bool {
+		for _, n := range byStatus(ns, api.NodeRunning) {
+			if n.Head && n.ID != head.ID {
+				return runningWith(2)(c, ns) && c.HeadAddress != ""
+			}
+		}
+		return false
+	})
+	if c.HeadAddress == oldAddress {
+		t.Logf("new head reuses address %s", c.HeadAddress)
+	}
+	events := decodeJSON[api.Page[api.ClusterEvent]](t, s.must(t, 200, "GET", "/v1/clusters/"+c.ID+"/events?limit=500", ""))
+	kinds := map[string]int{}
+	var statuses []string
+	for _, e := range events.Items {
+		kinds[e.Kind]++
+		if e.Kind == "status" {
+			statuses = append(statuses, strings.SplitN(e.Message, ":", 2)[0])
+		}
+	}
+	// The head's loss went through RECOVERING back to RUNNING (often too
+	// fast to poll for, so the events are the witness).
+	if got := strings.Join(statuses, " "); !strings.Contains(got, "RUNNING RECOVERING RUNNING") {
+		t.Fatalf("status history %q lacks RUNNING RECOVERING RUNNING", got)
+	}
+	if kinds["node_lost"] < 2 || kinds["node_launched"] < 5 {
+		t.Fatalf("events %v", kinds)
+	}
+
+	// Terminate: TERMINATED and no process left.
+	body := fmt.Sprintf(`{"name":"life","cloud_id":%q,"compute_config_id":%q,"desired_state":"terminated"}`, c.CloudID, c.ComputeConfigID)
+	s.must(t, 200, "PUT", "/v1/clusters/"+c.ID, body)
+	s.waitFor(t, c.ID, 30*time.Second, "TERMINATED", func(c api.Cluster, ns []api.Node) bool {
+		return c.Status == api.ClusterTerminated && len(byStatus(ns, api.NodeTerminated)) == len(ns)
+	})
+	if pids := procs(t, "RAYPLANE_CLUSTER_ID", c.ID); len(pids) != 0 {
+		t.Fatalf("processes left after termination: %v", pids)
+	}
+	// The head's runtime log stays in the cloud's storage.
+	cloud := decodeJSON[api.Cloud](t, s.must(t, 200, "GET", "/v1/clouds/"+c.CloudID, ""))
+	logs, _ := filepath.Glob(filepath.Join(cloud.StorageLocation, c.ID, "*", "runtime.log"))
+	if len(logs) < 2 {
+		t.Fatalf("head runtime logs in %s: %v", cloud.StorageLocation, logs)
+	}
+}
+
+// TestCrashDuringProvisioning kills rayplaned with SIGKILL while a cluster
+// is being provisioned, restarts it, and checks the cluster completes with
+// exactly the planned number of node processes.
+func TestCrashDuringProvisioning(t *testing.T) {
+	dir := t.TempDir()
+	addr := freePort(t)
+	flags := append([]string{"--listen", addr}, fastFlags...)
+	s := startServer(t, dir, flags...)
+	c := s.newCluster(t, "crash", 3, "")
+	t.Cleanup(func() { killCluster(t, c.ID) })
+	// Kill as soon as provisioning has started but not finished.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ns := s.nodes(t, c.ID)
+		if len(ns) > 0 && len(byStatus(ns, api.NodeRunning)) < 4 {
+			t.Logf("SIGKILL of rayplaned with nodes %s", describe(ns))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("provisioning never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.exited
+	s.exited <- nil
+	s2 := startServer(t, dir, flags...)
+	s2.waitFor(t, c.ID, 60*time.Second, "RUNNING after the restart", runningWith(3))
+	// Give the reconciler a few more passes to do anything wrong.
+	time.Sleep(2 * time.Second)
+	ns := s2.nodes(t, c.ID)
+	if got := len(byStatus(ns, api.NodeRunning)); got != 4 {
+		t.Fatalf("%d running nodes, want 4: %s", got, describe(ns))
+	}
+	agents := 0
+	for _, n := range byStatus(ns, api.NodeRunning) {
+		if agentPID(t, n.ID) > 0 {
+			agents++
+		}
+	}
+	if pids := procs(t, "RAYPLANE_CLUSTER_ID", c.ID); len(pids) != 8 || agents != 4 {
+		t.Fatalf("%d processes (want 4 agents + 4 runtimes), %d agents of running nodes: %s", len(pids), agents, describe(ns))
+	}
+	s2.must(t, 202, "DELETE", "/v1/clusters/"+c.ID, "")
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		status, _, _ := s2.call("GET", "/v1/clusters/"+c.ID, "")
+		if status == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted cluster still there: %s", describe(s2.nodes(t, c.ID)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if pids := procs(t, "RAYPLANE_CLUSTER_ID", c.ID); len(pids) != 0 {
+		t.Fatalf("processes left after delete: %v", pids)
+	}
+}
+
+// TestQuotaExceeded: a cluster that does not fit its cloud's quota stops
+// with the reason, and nothing is launched past the quota.
+func TestQuotaExceeded(t *testing.T) {
+	s := startServer(t, t.TempDir(), fastFlags...)
+	c := s.newCluster(t, "quota", 3, `,"quotas":{"max_nodes":2}`)
+	t.Cleanup(func() { killCluster(t, c.ID) })
+	c, ns := s.waitFor(t, c.ID, 30*time.Second, "ERRORED", func(c api.Cluster, _ []api.Node) bool { return c.Status == api.ClusterErrored })
+	if !strings.Contains(c.StatusReason, "quota exceeded") || !strings.Contains(c.StatusReason, "max_nodes is 2") {
+		t.Fatalf("reason %q does not say which quota", c.StatusReason)
+	}
+	time.Sleep(time.Second)
+	ns = s.nodes(t, c.ID)
+	if len(ns) > 2 {
+		t.Fatalf("%d nodes created past a quota of 2: %s", len(ns), describe(ns))
+	}
+	if agents := len(procs(t, "RAYPLANE_CLUSTER_ID", c.ID)) / 2; agents > 2 {
+		t.Fatalf("%d agents running past a quota of 2", agents)
+	}
+	s.must(t, 202, "DELETE", "/v1/clusters/"+c.ID, "")
+	s.waitFor(t, c.ID, 30*time.Second, "termination", func(c api.Cluster, _ []api.Node) bool { return c.Status == api.ClusterTerminating || c.Status == api.ClusterTerminated })
+}

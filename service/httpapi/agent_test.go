@@ -1,0 +1,247 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/sqlite"
+)
+
+// recordingDriver launches nothing: it keeps the launch requests (and so
+// the bootstrap payloads) and lists what it "launched".
+type recordingDriver struct {
+	mu       sync.Mutex
+	launched map[string]cloud.LaunchRequest
+}
+
+func (d *recordingDriver) Launch(_ context.Context, req cloud.LaunchRequest) (cloud.Instance, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.launched[req.NodeID] = req
+	return cloud.Instance{ID: "i-" + req.NodeID, NodeID: req.NodeID, Tags: req.Tags, State: cloud.InstanceRunning}, nil
+}
+
+func (d *recordingDriver) Terminate(_ context.Context, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.launched, strings.TrimPrefix(id, "i-"))
+	return nil
+}
+
+func (d *recordingDriver) List(_ context.Context, tags map[string]string) ([]cloud.Instance, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []cloud.Instance
+	for id, req := range d.launched {
+		if req.Tags[cloud.TagCluster] == tags[cloud.TagCluster] {
+			out = append(out, cloud.Instance{ID: "i-" + id, NodeID: id, Tags: req.Tags, State: cloud.InstanceRunning})
+		}
+	}
+	return out, nil
+}
+
+func (d *recordingDriver) Verify(context.Context) error { return nil }
+
+func (d *recordingDriver) InstanceTypes(context.Context) ([]api.InstanceType, error) {
+	return []api.InstanceType{{Name: "local.small", CPUs: 1, MemoryBytes: 2 << 30, PricePerHour: 0.01}}, nil
+}
+
+func (d *recordingDriver) bootstraps(t testing.TB, clusterID string) map[string]api.AgentBootstrap {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]api.AgentBootstrap{}
+	for id, req := range d.launched {
+		if req.Tags[cloud.TagCluster] != clusterID {
+			continue
+		}
+		var b api.AgentBootstrap
+		if err := json.Unmarshal(req.Bootstrap, &b); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = b
+	}
+	return out
+}
+
+// dataPlaneEnv is an API server with a reconciler over a recording driver
+// and a clock the test moves.
+type dataPlaneEnv struct {
+	*testEnv
+	driver *recordingDriver
+	rec    *service.Reconciler
+	mu     sync.Mutex
+	clock  time.Time
+}
+
+func (e *dataPlaneEnv) now() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.clock
+}
+
+func (e *dataPlaneEnv) advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.clock = e.clock.Add(d)
+}
+
+func newDataPlaneEnv(t *testing.T) *dataPlaneEnv {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &dataPlaneEnv{driver: &recordingDriver{launched: map[string]cloud.LaunchRequest{}}, clock: time.Now().UTC()}
+	tok, _, err := service.Bootstrap(ctx, st, e.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivers := func(context.Context, api.Cloud, string) (cloud.Driver, error) { return e.driver, nil }
+	live := service.NewLiveness(e.now())
+	e.rec = service.NewReconciler(service.ReconcilerConfig{Store: st, Drivers: drivers, Liveness: live, Now: e.now,
+		ControlPlaneURL: "https://127.0.0.1:1", BootstrapTTL: time.Minute})
+	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Drivers: drivers,
+		Agents: &service.Agents{Store: st, Liveness: live, Wake: func() {}, Now: e.now}})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	e.testEnv = &testEnv{t: t, st: st, srv: srv, api: s, dir: dir, admin: tok.Secret, sysOrg: tok.OrgID}
+	return e
+}
+
+// launchCluster creates a cluster and runs a reconcile pass, so its nodes
+// are launched and their bootstrap payloads recorded.
+func (e *dataPlaneEnv) launchCluster(name string) (api.Cluster, map[string]api.AgentBootstrap) {
+	e.t.Helper()
+	f := e.fixture(e.admin)
+	var c api.Cluster
+	e.must(201, "POST", "/v1/clusters", e.admin, fmt.Sprintf(clusterBody, name, f.cloud, f.computeConfig)).decode(e.t, &c)
+	e.rec.ReconcileAll(context.Background())
+	boots := e.driver.bootstraps(e.t, c.ID)
+	if len(boots) != 2 { // head + cpu group min 1
+		e.t.Fatalf("%d nodes launched, want 2", len(boots))
+	}
+	return c, boots
+}
+
+func TestBootstrapTokenSingleUse(t *testing.T) {
+	e := newDataPlaneEnv(t)
+	c, boots := e.launchCluster("one")
+	for nodeID, b := range boots {
+		if b.ClusterID != c.ID || b.NodeID != nodeID || !strings.HasPrefix(b.BootstrapToken, "rpb_") {
+			t.Fatalf("bootstrap payload %+v", b)
+		}
+		body := fmt.Sprintf(`{"node_id":%q}`, nodeID)
+		var resp api.AgentRegisterResponse
+		e.must(200, "POST", "/v1/agent/register", b.BootstrapToken, body).decode(t, &resp)
+		if !strings.HasPrefix(resp.NodeCredential, "rpn_") || resp.Config.NodeID != nodeID || resp.Config.Desired != api.AgentRun {
+			t.Fatalf("register answer %+v", resp)
+		}
+		// The same token again is refused, and says why.
+		r := e.must(401, "POST", "/v1/agent/register", b.BootstrapToken, body)
+		if !strings.Contains(r.apiError(t).Message, "already used") {
+			t.Fatalf("second use: %s", r.body)
+		}
+		// The credential works for its own node.
+		e.must(200, "POST", fmt.Sprintf("/v1/agent/clusters/%s/nodes/%s/heartbeat", c.ID, nodeID), resp.NodeCredential, `{"runtime_state":"running"}`)
+	}
+	var nodes api.Page[api.Node]
+	e.must(200, "GET", "/v1/clusters/"+c.ID+"/nodes", e.admin, "").decode(t, &nodes)
+	for _, n := range nodes.Items {
+		if n.Status != api.NodeRunning {
+			t.Fatalf("node %s is %s after registering", n.ID, n.Status)
+		}
+	}
+	// Failures are audited as authentication failures.
+	found := false
+	for _, ev := range e.auditEvents(e.sysOrg) {
+		if ev.Action == "auth.failed" && strings.Contains(ev.Reason, "already used") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no audit event for the reused bootstrap token")
+	}
+}
+
+func TestBootstrapTokenExpires(t *testing.T) {
+	e := newDataPlaneEnv(t)
+	_, boots := e.launchCluster("late")
+	e.advance(2 * time.Minute) // the TTL is one minute
+	for nodeID, b := range boots {
+		r := e.must(401, "POST", "/v1/agent/register", b.BootstrapToken, fmt.Sprintf(`{"node_id":%q}`, nodeID))
+		if !strings.Contains(r.apiError(t).Message, "expired") {
+			t.Fatalf("expired token: %s", r.body)
+		}
+	}
+	// A token for one node cannot register another.
+	e2 := newDataPlaneEnv(t)
+	_, boots = e2.launchCluster("swap")
+	var ids []string
+	for id := range boots {
+		ids = append(ids, id)
+	}
+	e2.must(403, "POST", "/v1/agent/register", boots[ids[0]].BootstrapToken, fmt.Sprintf(`{"node_id":%q}`, ids[1]))
+}
+
+func TestNodeCredentialBoundToItsCluster(t *testing.T) {
+	e := newDataPlaneEnv(t)
+	a, bootsA := e.launchCluster("a")
+	b, bootsB := e.launchCluster("b")
+	register := func(boots map[string]api.AgentBootstrap) map[string]string {
+		creds := map[string]string{}
+		for nodeID, bs := range boots {
+			var resp api.AgentRegisterResponse
+			e.must(200, "POST", "/v1/agent/register", bs.BootstrapToken, fmt.Sprintf(`{"node_id":%q}`, nodeID)).decode(t, &resp)
+			creds[nodeID] = resp.NodeCredential
+		}
+		return creds
+	}
+	credsA, credsB := register(bootsA), register(bootsB)
+	var nodeA, nodeB string
+	for id := range credsA {
+		nodeA = id
+	}
+	for id := range credsB {
+		nodeB = id
+	}
+	hb := `{"runtime_state":"running"}`
+	// A's credential for B's node, in B's cluster or in A's: refused.
+	for _, path := range []string{
+		fmt.Sprintf("/v1/agent/clusters/%s/nodes/%s/heartbeat", b.ID, nodeB),
+		fmt.Sprintf("/v1/agent/clusters/%s/nodes/%s/heartbeat", b.ID, nodeA),
+		fmt.Sprintf("/v1/agent/clusters/%s/nodes/%s/config", b.ID, nodeB),
+	} {
+		method := http.MethodPost
+		body := hb
+		if strings.HasSuffix(path, "/config") {
+			method, body = http.MethodGet, ""
+		}
+		if r := e.do(method, path, credsA[nodeA], body); r.status != http.StatusForbidden {
+			t.Fatalf("%s with cluster A's credential: %d %s", path, r.status, r.body)
+		}
+	}
+	// API tokens are not node credentials, and node credentials are not API tokens.
+	e.must(401, "POST", fmt.Sprintf("/v1/agent/clusters/%s/nodes/%s/heartbeat", a.ID, nodeA), e.admin, hb)
+	e.must(401, "GET", "/v1/clusters", credsA[nodeA], "")
+	// Its own cluster works.
+	var resp api.AgentHeartbeatResponse
+	e.must(200, "POST", fmt.Sprintf("/v1/agent/clusters/%s/nodes/%s/heartbeat", a.ID, nodeA), credsA[nodeA], hb).decode(t, &resp)
+	if resp.Config.ClusterID != a.ID || resp.Config.HeartbeatIntervalSeconds != api.DefaultHeartbeatIntervalSeconds {
+		t.Fatalf("heartbeat answer %+v", resp)
+	}
+}

@@ -141,7 +141,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			}
 			if drained {
 				return tx.RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
-					RuntimeState: hb.RuntimeState, RuntimeMessage: hb.RuntimeMessage, Drained: true}})
+					RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: true}})
 			}
 			return nil
 		})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,12 +26,44 @@ const idAlphabet = "0123456789abcdefghjkmnpqrstvwxyz" // Crockford base32, lower
 
 // NewID returns prefix_ followed by 26 characters: 48 bits of milliseconds
 // then 80 random bits, so ids sort by creation time and list pages can use
-// the last id as their cursor.
+// the last id as their cursor. Within one millisecond of this process the
+// random part counts up, so ids made one after another also sort in the
+// order they were made (audit events and cluster events of one request or
+// pass read in order).
 func NewID(prefix string, now time.Time) string {
+	ms := uint64(now.UnixMilli())
+	idMu.Lock()
+	if ms <= idLastMS {
+		ms = idLastMS
+		idRand.hi, idRand.lo = inc80(idRand.hi, idRand.lo)
+	} else {
+		var r [10]byte
+		_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
+		// Leave headroom so counting up within a millisecond never wraps.
+		r[0] &= 0x7f
+		idRand.hi, idRand.lo = uint64(binary.BigEndian.Uint16(r[:2])), binary.BigEndian.Uint64(r[2:])
+		idLastMS = ms
+	}
+	hi, lo := idRand.hi, idRand.lo
+	idMu.Unlock()
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
+	binary.BigEndian.PutUint64(b[:8], ms<<16|hi&0xffff)
+	binary.BigEndian.PutUint64(b[8:], lo)
 	return prefix + "_" + encode128(b)
+}
+
+var (
+	idMu     sync.Mutex
+	idLastMS uint64
+	idRand   struct{ hi, lo uint64 } // 16 + 64 bits
+)
+
+func inc80(hi, lo uint64) (uint64, uint64) {
+	lo++
+	if lo == 0 {
+		hi++
+	}
+	return hi, lo
 }
 
 func encode128(b [16]byte) string {

@@ -32,7 +32,7 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) {
 	l.seen[nodeID] = at
 	l.pending[nodeID] = Heartbeat{
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
-		RuntimeState: hb.RuntimeState, RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
+		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
 	}
 }
 

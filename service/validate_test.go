@@ -206,3 +206,19 @@ func TestIDs(t *testing.T) {
 		t.Fatal("token hash comparison")
 	}
 }
+
+func TestIDsOrderWithinAMillisecond(t *testing.T) {
+	now := time.Now()
+	prev := NewID(PrefixAuditEvent, now)
+	for range 1000 {
+		id := NewID(PrefixAuditEvent, now)
+		if id <= prev || !ValidID(PrefixAuditEvent, id) {
+			t.Fatalf("%s does not follow %s", id, prev)
+		}
+		prev = id
+	}
+	// A clock that steps back does not break the order either.
+	if id := NewID(PrefixAuditEvent, now.Add(-time.Second)); id <= prev {
+		t.Fatalf("%s after a clock step back does not follow %s", id, prev)
+	}
+}

@@ -343,7 +343,7 @@ type Node struct {
 type ClusterEvent struct {
 	ID      string    `json:"id"`
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // e.g. "status", "node_launched", "node_lost", "quota"
+	Kind    string    `json:"kind"` // status, node_launched, node_registered, node_lost, node_draining, node_terminated, node_adopted
 	Message string    `json:"message"`
 }
 

@@ -81,7 +81,7 @@ const (
 	// Address is where every local instance is reached.
 	Address = "127.0.0.1"
 
-	// Environment every agent gets on top of the driver's own.
+	// Environment every agent gets on top of agentEnv and Config.Env.
 	EnvClusterID = "RAYPLANE_CLUSTER_ID"
 	EnvNodeID    = "RAYPLANE_NODE_ID"
 )
@@ -245,7 +245,7 @@ func (d *Driver) start(dir, id string, req cloud.LaunchRequest) (cloud.Instance,
 	// the control plane away from it, and lets Terminate stop its children.
 	cmd := exec.Command(d.cfg.AgentBinary, args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), d.cfg.Env...),
+	cmd.Env = append(append(agentEnv(), d.cfg.Env...),
 		EnvClusterID+"="+cluster, EnvNodeID+"="+req.NodeID)
 	// An *os.File, not a pipe: Wait then returns when the agent exits,
 	// without waiting for its children to close their copies.
@@ -573,4 +573,17 @@ func (l *keyLocks) lock(key string) (unlock func()) {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// agentEnv is the part of the control plane's environment agents inherit:
+// enough to find programs and behave like a login session, and nothing else,
+// so no credential of the control plane's leaks into a node.
+func agentEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }

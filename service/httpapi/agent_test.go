@@ -81,6 +81,7 @@ type dataPlaneEnv struct {
 	*testEnv
 	driver *recordingDriver
 	rec    *service.Reconciler
+	live   *service.Liveness
 	mu     sync.Mutex
 	clock  time.Time
 }
@@ -97,7 +98,9 @@ func (e *dataPlaneEnv) advance(d time.Duration) {
 	e.clock = e.clock.Add(d)
 }
 
-func newDataPlaneEnv(t *testing.T) *dataPlaneEnv {
+func newDataPlaneEnv(t *testing.T) *dataPlaneEnv { return newDataPlaneEnvTB(t) }
+
+func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -113,6 +116,7 @@ func newDataPlaneEnv(t *testing.T) *dataPlaneEnv {
 	}
 	drivers := func(context.Context, api.Cloud, string) (cloud.Driver, error) { return e.driver, nil }
 	live := service.NewLiveness(e.now())
+	e.live = live
 	e.rec = service.NewReconciler(service.ReconcilerConfig{Store: st, Drivers: drivers, Liveness: live, Now: e.now,
 		ControlPlaneURL: "https://127.0.0.1:1", BootstrapTTL: time.Minute})
 	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Drivers: drivers,

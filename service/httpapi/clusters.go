@@ -34,10 +34,28 @@ func (s *Server) createCluster(c *call) error {
 	body, _ := json.Marshal(req)
 	sum := sha256.Sum256(body)
 	reqHash := hex.EncodeToString(sum[:])
-	if err := s.precheckCatalog(c, &req, ""); err != nil {
-		return err
-	}
 	now := s.now()
+	// A retry of a create that already happened answers its cluster even
+	// if the cloud's catalog has changed or its driver is down since.
+	seen := false
+	if key != "" {
+		err := c.view(func(tx service.Tx) error {
+			rec, err := tx.GetIdempotencyKey(c.ctx(), c.orgID(), key)
+			seen = err == nil && now.Sub(rec.CreatedAt) < service.IdempotencyKeyTTL
+			if api.IsCode(err, api.CodeNotFound) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !seen {
+		if err := s.precheckCatalog(c, &req, ""); err != nil {
+			return err
+		}
+	}
 	var cluster api.Cluster
 	replayed := false
 	err := c.update(func(tx service.Tx) error {

@@ -485,4 +485,3 @@ func TestPlanCases(t *testing.T) {
 		}
 	})
 }
-

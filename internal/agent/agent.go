@@ -134,23 +134,27 @@ func (c Config) withDefaults() Config {
 // agent is the state of one node's agent after registration. Only serve's
 // goroutine touches it; the supervisor has its own.
 type agent struct {
-	cfg                Config
-	log                *slog.Logger
-	c                  *client.Client // with the node credential
-	clusterID, nodeID  string
-	port               int
-	sup                *Supervisor
-	started            time.Time // when the agent began serving
-	retry              backoff
-	usage              usageSampler
-	conf               api.AgentConfig
-	plan               plan
-	running            *Spec // what the supervisor was last told to run; nil when nothing
-	draining           bool
-	drainDone          <-chan struct{}
-	drainReported      bool
-	stopped            bool // desired "stop" was carried out
-	loggedNote, warned string
+	cfg               Config
+	log               *slog.Logger
+	c                 *client.Client // with the node credential
+	clusterID, nodeID string
+	port              int // picked once; the head's runtime listens there
+	sup               *Supervisor
+	started           time.Time // when the agent began serving
+	retry             backoff   // heartbeats while the control plane is unreachable
+	usage             usageSampler
+
+	// What apply decided last.
+	conf    api.AgentConfig
+	plan    plan
+	running *Spec // what the supervisor was last told to run; nil when nothing
+
+	draining      bool
+	drainDone     <-chan struct{} // closed once the drained runtime is gone
+	drainReported bool            // a heartbeat with drained=true was accepted
+	stopped       bool            // desired "stop" was carried out
+
+	loggedNote, warned string // said once, not at every heartbeat
 }
 
 // serve applies conf and heartbeats until the end; see Run.
@@ -184,6 +188,7 @@ func (a *agent) serve(ctx context.Context, conf api.AgentConfig) error {
 			if nodeGone(err) {
 				a.log.Error("the control plane no longer knows this node; stopping the runtime", "error", err)
 				<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
+				a.forgetCredential()
 				return fmt.Errorf("node %s: heartbeat refused, the node no longer exists: %w", a.nodeID, err)
 			}
 			failures++
@@ -333,8 +338,18 @@ func (a *agent) stopNow(ctx context.Context) error {
 	if _, err := a.c.AgentHeartbeat(rctx, a.clusterID, a.nodeID, a.heartbeat()); err != nil && !errors.Is(err, context.Canceled) {
 		a.log.Warn("last heartbeat failed", "error", err)
 	}
+	a.forgetCredential()
 	a.log.Info("stopped")
 	return nil
+}
+
+// forgetCredential removes the stored node credential once the node is
+// over: the work directory outlives the node (it holds logs), the secret
+// need not.
+func (a *agent) forgetCredential() {
+	if err := os.Remove(filepath.Join(a.cfg.WorkDir, credentialFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("cannot remove the stored node credential", "error", err)
+	}
 }
 
 // shutdown stops the runtime when the agent itself is asked to stop.

@@ -171,6 +171,9 @@ func TestStopEndsRunWithNoProcessLeft(t *testing.T) {
 	if hb, _ := cp.last(); hb.RuntimeState != api.RuntimeStopped {
 		t.Errorf("last heartbeat = %+v, want runtime_state stopped", hb)
 	}
+	if _, err := os.Stat(filepath.Join(a.dir, credentialFile)); !os.IsNotExist(err) {
+		t.Errorf("the node credential outlives the node: %v", err)
+	}
 }
 
 func TestControlPlaneOutageKeepsTheRuntime(t *testing.T) {

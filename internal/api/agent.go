@@ -73,9 +73,9 @@ const (
 
 // AgentHeartbeat is what an agent reports every interval.
 type AgentHeartbeat struct {
-	RuntimeState    string    `json:"runtime_state"`
-	RuntimeMessage  string    `json:"runtime_message,omitempty"`
-	RuntimeRestarts int       `json:"runtime_restarts,omitempty"`
+	RuntimeState    string `json:"runtime_state"`
+	RuntimeMessage  string `json:"runtime_message,omitempty"`
+	RuntimeRestarts int    `json:"runtime_restarts,omitempty"`
 	// Address is where the node's runtime can be reached; on the head it
 	// is the address workers join (Ray's GCS address).
 	Address   string     `json:"address,omitempty"`

@@ -18,8 +18,7 @@ import (
 // same endpoint, trust and transport. The token is checked as New checks
 // it, and never echoed.
 func (c *Client) WithToken(token string) (*Client, error) {
-	// The same rule as New's; New is not refactored to share it because
-	// this file is the agent's and client.go is not.
+	// New's rule, repeated here rather than refactored out of New.
 	token = strings.TrimSpace(token)
 	for _, r := range token {
 		if r <= ' ' || r == 0x7f {

@@ -84,4 +84,3 @@ func (t *tx) PutIdempotencyKey(ctx context.Context, orgID string, rec service.Id
 		orgID, rec.Key, rec.RequestHash, rec.ObjectID, ts(rec.CreatedAt))
 	return conflictOnUnique(err, "idempotency key %q is already in use", rec.Key)
 }
-

@@ -360,5 +360,7 @@ func TestQuotaExceeded(t *testing.T) {
 		t.Fatalf("%d agents running past a quota of 2", agents)
 	}
 	s.must(t, 202, "DELETE", "/v1/clusters/"+c.ID, "")
-	s.waitFor(t, c.ID, 30*time.Second, "termination", func(c api.Cluster, _ []api.Node) bool { return c.Status == api.ClusterTerminating || c.Status == api.ClusterTerminated })
+	s.waitFor(t, c.ID, 30*time.Second, "termination", func(c api.Cluster, _ []api.Node) bool {
+		return c.Status == api.ClusterTerminating || c.Status == api.ClusterTerminated
+	})
 }

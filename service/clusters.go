@@ -15,6 +15,7 @@ func NewCluster(req api.ClusterRequest, version int, now time.Time) api.Cluster 
 		ComputeConfigID:      req.ComputeConfigID,
 		ComputeConfigVersion: version,
 		Runtime:              req.Runtime,
+		ResourceRequests:     req.ResourceRequests,
 		CreatedAt:            now,
 		UpdatedAt:            now,
 		StatusChangedAt:      now,
@@ -36,6 +37,9 @@ func ReplaceCluster(old api.Cluster, req api.ClusterRequest, version int, now ti
 	}
 	c := old
 	c.Name, c.ComputeConfigID, c.ComputeConfigVersion, c.Runtime = req.Name, req.ComputeConfigID, version, req.Runtime
+	if req.ResourceRequests != nil {
+		c.ResourceRequests = req.ResourceRequests
+	}
 	c.UpdatedAt = now
 	SetDesiredState(&c, req.DesiredState, now)
 	return c, nil

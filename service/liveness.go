@@ -15,6 +15,9 @@ type Liveness struct {
 	mu      sync.Mutex
 	seen    map[string]time.Time
 	pending map[string]Heartbeat
+	// demand is each head's latest report of pending resource shapes; it
+	// lives only in memory: after a restart the heads report it again.
+	demand map[string][]api.ResourceDemand
 	// started is when this process began: after a control-plane restart
 	// no node counts as silent for longer than the control plane was gone.
 	started time.Time
@@ -22,7 +25,7 @@ type Liveness struct {
 
 // NewLiveness starts tracking at now.
 func NewLiveness(now time.Time) *Liveness {
-	return &Liveness{seen: map[string]time.Time{}, pending: map[string]Heartbeat{}, started: now}
+	return &Liveness{seen: map[string]time.Time{}, pending: map[string]Heartbeat{}, demand: map[string][]api.ResourceDemand{}, started: now}
 }
 
 // Beat records a heartbeat.
@@ -30,6 +33,11 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seen[nodeID] = at
+	if len(hb.Demand) > 0 {
+		l.demand[nodeID] = hb.Demand
+	} else {
+		delete(l.demand, nodeID)
+	}
 	l.pending[nodeID] = Heartbeat{
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
@@ -59,12 +67,20 @@ func (l *Liveness) LastSeen(nodeIDs []string) map[string]time.Time {
 	return out
 }
 
+// Demand answers the pending demand a node (the head) last reported.
+func (l *Liveness) Demand(nodeID string) []api.ResourceDemand {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.demand[nodeID]
+}
+
 // Forget drops a node that is gone.
 func (l *Liveness) Forget(nodeID string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.seen, nodeID)
 	delete(l.pending, nodeID)
+	delete(l.demand, nodeID)
 }
 
 // Flush writes the heartbeats received since the last flush in one

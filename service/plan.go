@@ -33,6 +33,8 @@ type PlanInput struct {
 	BootTimeout time.Duration
 	// DrainTimeout is how long a draining node has to stop its work.
 	DrainTimeout time.Duration
+	// Demand is the head's latest report of pending resource shapes.
+	Demand []api.ResourceDemand
 }
 
 // Quota is a cloud's limits and what other clusters of it already use.
@@ -50,6 +52,7 @@ type NewNode struct {
 	InstanceType string
 	Market       string
 	VCPUs        float64
+	PricePerHour float64
 	Resources    api.Resources
 }
 
@@ -81,6 +84,18 @@ type Plan struct {
 	Orphans []cloud.Instance
 
 	Status, Reason string
+	// Stop ends the cluster (idle termination, maximum uptime): its
+	// desired state becomes terminated, with this reason.
+	Stop string
+	// Autoscale is what the autoscaler decided this pass, for events;
+	// empty when it changed nothing.
+	Autoscale string
+	// AutoscaleLaunched names the group of each node the autoscaler
+	// launches beyond the minimums; AutoscaleDrained counts its drains.
+	AutoscaleLaunched []string
+	AutoscaleDrained  int
+	// Blocked lists the kinds of limit that stopped wanted nodes, for metrics.
+	Blocked []string
 	// Delete removes the cluster record (its deletion was requested and
 	// everything is terminated).
 	Delete bool
@@ -264,7 +279,12 @@ func sortedNodes(m map[string]NodeRecord) []NodeRecord {
 // planRun keeps one head and each group between its bounds, within the
 // cloud's quota, and says where the cluster stands.
 func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
-	budget := newQuotaBudget(in.Quota, live)
+	if reason := stopReason(in, live); reason != "" {
+		p.Stop = reason
+		p.Status, p.Reason = api.ClusterTerminating, reason
+		return
+	}
+	budget := newQuotaBudget(in.Quota, in.Spec.MaxHourlyCost, live)
 	var blocked []string
 	nodes := sortedNodes(live)
 
@@ -282,7 +302,7 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 			p.Status, p.Reason = api.ClusterErrored, err.Error()
 			return
 		case !budget.take(nn):
-			p.Status, p.Reason = api.ClusterErrored, "quota exceeded: "+budget.why(nn)+"; the head node was not launched"
+			p.Status, p.Reason = api.ClusterErrored, budget.why(nn)+"; the head node was not launched"
 			return
 		}
 		p.Create = append(p.Create, nn)
@@ -353,15 +373,18 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 				p.Status, p.Reason = api.ClusterErrored, err.Error()
 				return
 			}
-			if !budget.take(nn) {
-				p.Status, p.Reason = api.ClusterErrored, fmt.Sprintf("quota exceeded: %s; group %s needs %d node(s), has %d",
-					budget.why(nn), g.Name, g.MinNodes, len(groups[g.Name])+countGroup(p.Create, g.Name))
+			if why := budget.why(nn); why != "" {
+				p.Status, p.Reason = api.ClusterErrored, fmt.Sprintf("%s; group %s needs %d node(s), has %d",
+					why, g.Name, g.MinNodes, len(groups[g.Name])+countGroup(p.Create, g.Name))
 				return
 			}
+			budget.take(nn)
 			p.Create = append(p.Create, nn)
 			total++
 		}
 	}
+	blocked = append(blocked, autoscale(p, in, groups, budget)...)
+
 	// Nodes of groups the config no longer has.
 	for name, have := range groups {
 		if !slices.ContainsFunc(in.Spec.WorkerGroups, func(g api.WorkerGroup) bool { return g.Name == name }) {
@@ -433,7 +456,15 @@ func newNode(catalog []cloud.InstanceType, group string, head bool, typ, market 
 		}
 		return NewNode{}, fmt.Errorf("instance type %q is not offered by this cloud (it offers %s)", typ, strings.Join(names, ", "))
 	}
-	return NewNode{Group: group, Head: head, InstanceType: typ, Market: market, VCPUs: it.CPUs, Resources: cloud.Resources(it)}, nil
+	return NewNode{Group: group, Head: head, InstanceType: typ, Market: market, VCPUs: it.CPUs, PricePerHour: price(it, market), Resources: cloud.Resources(it)}, nil
+}
+
+// price answers what a node of type it costs per hour in market.
+func price(it cloud.InstanceType, market string) float64 {
+	if market != api.MarketOnDemand && market != "" && it.SpotPrice > 0 {
+		return it.SpotPrice
+	}
+	return it.PricePerHour
 }
 
 // runStatus says where a cluster that should run stands.
@@ -478,28 +509,27 @@ func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan, blocked []stri
 	return api.ClusterRunning, reason
 }
 
-// quotaBudget tracks what a plan may still launch within a cloud's quota.
+// quotaBudget tracks what a plan may still launch within a cloud's quota
+// and the cluster's cost cap.
 type quotaBudget struct {
-	q     Quota
-	nodes int
-	vcpus float64
+	q       Quota
+	costCap *float64
+	nodes   int
+	vcpus   float64
+	cost    float64 // of this cluster's nodes
 }
 
-func newQuotaBudget(q Quota, live map[string]NodeRecord) *quotaBudget {
-	b := &quotaBudget{q: q, nodes: q.UsedNodes, vcpus: q.UsedVCPUs}
+func newQuotaBudget(q Quota, costCap *float64, live map[string]NodeRecord) *quotaBudget {
+	b := &quotaBudget{q: q, costCap: costCap, nodes: q.UsedNodes, vcpus: q.UsedVCPUs}
 	for _, n := range live {
 		b.nodes++
 		b.vcpus += n.VCPUs
+		b.cost += n.PricePerHour
 	}
 	return b
 }
 
-func (b *quotaBudget) fits(n NewNode) bool {
-	if b.q.MaxNodes != nil && b.nodes+1 > *b.q.MaxNodes {
-		return false
-	}
-	return b.q.MaxVCPUs == nil || b.vcpus+n.VCPUs <= float64(*b.q.MaxVCPUs)
-}
+func (b *quotaBudget) fits(n NewNode) bool { return b.why(n) == "" }
 
 func (b *quotaBudget) take(n NewNode) bool {
 	if !b.fits(n) {
@@ -507,12 +537,69 @@ func (b *quotaBudget) take(n NewNode) bool {
 	}
 	b.nodes++
 	b.vcpus += n.VCPUs
+	b.cost += n.PricePerHour
 	return true
 }
 
+// why answers the limit one more node n would break, or "".
 func (b *quotaBudget) why(n NewNode) string {
-	if b.q.MaxNodes != nil && b.nodes+1 > *b.q.MaxNodes {
-		return fmt.Sprintf("cloud max_nodes is %d and %d are in use", *b.q.MaxNodes, b.nodes)
+	switch {
+	case b.q.MaxNodes != nil && b.nodes+1 > *b.q.MaxNodes:
+		return fmt.Sprintf("quota exceeded: cloud max_nodes is %d and %d are in use", *b.q.MaxNodes, b.nodes)
+	case b.q.MaxVCPUs != nil && b.vcpus+n.VCPUs > float64(*b.q.MaxVCPUs):
+		return fmt.Sprintf("quota exceeded: cloud max_vcpus is %d and %g are in use; a %s node needs %g", *b.q.MaxVCPUs, b.vcpus, n.InstanceType, n.VCPUs)
+	case b.costCap != nil && b.cost+n.PricePerHour > *b.costCap+1e-9:
+		return fmt.Sprintf("cost cap exceeded: max_hourly_cost is %.2f and the cluster's nodes cost %.2f; a %s node costs %.2f", *b.costCap, b.cost, n.InstanceType, n.PricePerHour)
 	}
-	return fmt.Sprintf("cloud max_vcpus is %d and %g are in use; a %s node needs %g", *b.q.MaxVCPUs, b.vcpus, n.InstanceType, n.VCPUs)
+	return ""
+}
+
+// remaining answers what the quota still allows, for the autoscaler.
+func (b *quotaBudget) remaining() (nodes *int, vcpus *float64) {
+	if b.q.MaxNodes != nil {
+		n := max(*b.q.MaxNodes-b.nodes, 0)
+		nodes = &n
+	}
+	if b.q.MaxVCPUs != nil {
+		v := max(float64(*b.q.MaxVCPUs)-b.vcpus, 0)
+		vcpus = &v
+	}
+	return nodes, vcpus
+}
+
+// stopReason says why a running cluster should end by itself: its
+// maximum uptime has passed, or no node has had work for the idle
+// termination time (and nothing is pending or requested). "" means run on.
+func stopReason(in PlanInput, live map[string]NodeRecord) string {
+	if len(live) == 0 {
+		return ""
+	}
+	if up := in.Spec.MaximumUptimeSeconds; up > 0 {
+		oldest := in.Now
+		for _, n := range live {
+			if n.CreatedAt.Before(oldest) {
+				oldest = n.CreatedAt
+			}
+		}
+		if in.Now.Sub(oldest) >= time.Duration(up)*time.Second {
+			return fmt.Sprintf("maximum uptime reached: up for %s (maximum_uptime_seconds is %d)", in.Now.Sub(oldest).Round(time.Second), up)
+		}
+	}
+	idle := in.Spec.IdleTerminationSeconds
+	if idle <= 0 || in.Cluster.Status != api.ClusterRunning || len(in.Demand) > 0 || len(in.Cluster.ResourceRequests) > 0 {
+		return ""
+	}
+	var lastWork time.Time
+	for _, n := range live {
+		if n.Status != api.NodeRunning || n.IdleSince == nil {
+			return "" // a node is busy or not up yet
+		}
+		if n.IdleSince.After(lastWork) {
+			lastWork = *n.IdleSince
+		}
+	}
+	if in.Now.Sub(lastWork) >= time.Duration(idle)*time.Second {
+		return fmt.Sprintf("idle termination: no work on any node for %s (idle_termination_seconds is %d)", in.Now.Sub(lastWork).Round(time.Second), idle)
+	}
+	return ""
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
 )
@@ -37,15 +39,24 @@ type ReconcilerConfig struct {
 	BootstrapTTL    time.Duration // life of a bootstrap token; default 10m
 	BootTimeout     time.Duration // from instance start to agent registration; default 2m
 	DrainTimeout    time.Duration // for a draining node; default 30s
+	// Registry receives the reconciler's metrics; nil keeps them private.
+	Registry prometheus.Registerer
 }
 
 // Reconciler drives every cluster toward its desired state: level
 // triggered, each pass planned from scratch by PlanCluster, intent written
 // before each driver call, safe to kill at any point.
 type Reconciler struct {
-	cfg  ReconcilerConfig
-	log  *slog.Logger
-	wake chan struct{}
+	cfg     ReconcilerConfig
+	log     *slog.Logger
+	wake    chan struct{}
+	metrics reconcileMetrics
+}
+
+type reconcileMetrics struct {
+	launched *prometheus.CounterVec
+	drained  prometheus.Counter
+	blocked  *prometheus.CounterVec
 }
 
 // NewReconciler applies defaults.
@@ -71,7 +82,19 @@ func NewReconciler(cfg ReconcilerConfig) *Reconciler {
 	if cfg.Liveness == nil {
 		cfg.Liveness = NewLiveness(cfg.Now())
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	r := &Reconciler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	r.metrics = reconcileMetrics{
+		launched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_autoscaler_nodes_launched_total",
+			Help: "Worker nodes the autoscaler launched beyond the groups' minimums, by worker group."}, []string{"group"}),
+		drained: prometheus.NewCounter(prometheus.CounterOpts{Name: "rayplane_autoscaler_nodes_drained_total",
+			Help: "Idle worker nodes the autoscaler drained."}),
+		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_autoscaler_blocked_total",
+			Help: "Reconcile passes in which wanted nodes were not launched, by reason: max_nodes, max_workers, quota, cost_cap, upscaling_speed, infeasible."}, []string{"reason"}),
+	}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked)
+	}
+	return r
 }
 
 // Wake asks for a pass soon (a cluster was created or changed).
@@ -195,6 +218,7 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c ClusterRecord) erro
 		LostAfter:       time.Duration(max(hb.LostAfter, 1))*interval + interval, // + one interval of grace
 		BootTimeout:     r.cfg.BootTimeout,
 		DrainTimeout:    r.cfg.DrainTimeout,
+		Demand:          r.cfg.Liveness.Demand(headOf(o.nodes)),
 	})
 	return r.execute(ctx, c, o, plan, driver, now)
 }
@@ -225,7 +249,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			n := NodeRecord{Node: api.Node{
 				ID: NewID(PrefixNode, now), ClusterID: c.ID, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Market: nn.Market,
 				Status: api.NodeRequested, StatusReason: "planned", StatusChangedAt: now, Resources: nn.Resources, CreatedAt: now, UpdatedAt: now,
-			}, VCPUs: nn.VCPUs}
+			}, VCPUs: nn.VCPUs, PricePerHour: nn.PricePerHour}
 			if err := tx.CreateNode(ctx, n); err != nil {
 				return err
 			}
@@ -298,6 +322,20 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 				launches = append(launches, launch{node: byID[l.NodeID], bootstrap: secret, expires: expires})
 			}
 		}
+		if plan.Autoscale != "" {
+			if err := ev("autoscaler", "%s", plan.Autoscale); err != nil {
+				return err
+			}
+		}
+		if plan.Stop != "" {
+			ok, err := tx.StopCluster(ctx, c.ID, plan.Stop, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return ev("status", "%s: %s", api.ClusterTerminating, plan.Stop)
+			}
+		}
 		if plan.Status != "" {
 			changed, err := tx.SetClusterStatus(ctx, c.ID, c.DesiredState, plan.Status, plan.Reason, now)
 			if err != nil {
@@ -314,6 +352,8 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 	if err != nil {
 		return fmt.Errorf("record plan: %w", err)
 	}
+
+	r.count(plan)
 
 	// Side effects, after the intent is on disk.
 	var errs []error
@@ -409,4 +449,25 @@ func (r *Reconciler) driverFailed(ctx context.Context, c ClusterRecord, what str
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return errors.Join(fmt.Errorf("%s: %w", what, err), r.fail(ctx, c, fmt.Sprintf("%s failed: %v", what, err), now))
+}
+
+// headOf answers the id of the cluster's head node, or "".
+func headOf(nodes []NodeRecord) string {
+	for _, n := range nodes {
+		if n.Head && n.Status == api.NodeRunning {
+			return n.ID
+		}
+	}
+	return ""
+}
+
+// count records a committed plan's autoscaling decisions in the metrics.
+func (r *Reconciler) count(p Plan) {
+	for _, d := range p.AutoscaleLaunched {
+		r.metrics.launched.WithLabelValues(d).Inc()
+	}
+	r.metrics.drained.Add(float64(p.AutoscaleDrained))
+	for _, k := range p.Blocked {
+		r.metrics.blocked.WithLabelValues(k).Inc()
+	}
 }

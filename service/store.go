@@ -127,6 +127,10 @@ type DataPlaneTx interface {
 	// still the one the caller planned for.
 	SetClusterStatus(ctx context.Context, id, plannedDesired, status, reason string, at time.Time) (bool, error)
 	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
+	// StopCluster ends a running cluster on the control plane's own
+	// decision (idle termination, maximum uptime): desired state
+	// terminated, status TERMINATING with the reason.
+	StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error)
 	// RequestClusterDelete marks a cluster to be removed once terminated.
 	RequestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error
 	DeleteClusterRecord(ctx context.Context, id string) error
@@ -172,6 +176,7 @@ type ClusterRecord struct {
 type NodeRecord struct {
 	api.Node
 	VCPUs              float64
+	PricePerHour       float64
 	BootstrapPrefix    string
 	BootstrapHash      []byte
 	BootstrapExpiresAt *time.Time

@@ -300,6 +300,7 @@ func CheckCluster(c *api.ClusterRequest) error {
 	if rt.RayVersion != "" && !rayVersionPattern.MatchString(rt.RayVersion) {
 		fe.Add("runtime.ray_version", "must be a version like 2.40.0")
 	}
+	CheckResourceDemand(&fe, "resource_requests", c.ResourceRequests)
 	checkCommand(&fe, "runtime.head_command", rt.HeadCmd)
 	checkCommand(&fe, "runtime.worker_command", rt.WorkerCmd)
 	if len(rt.Env) > maxEnvVars {
@@ -331,5 +332,41 @@ func checkCommand(fe *api.FieldErrors, field string, argv []string) {
 	}
 	if argv[0] == "" {
 		fe.Add(field+"[0]", "must name a program")
+	}
+}
+
+const (
+	maxDemandEntries = 256
+	maxBundleCount   = 10000
+)
+
+var resourceNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
+
+// CheckResourceDemand validates bundles of resource shapes: known
+// strategies, positive counts and amounts, resource names as Ray allows.
+func CheckResourceDemand(fe *api.FieldErrors, field string, ds []api.ResourceDemand) {
+	if len(ds) > maxDemandEntries {
+		fe.Add(field, "must have at most %d entries", maxDemandEntries)
+		return
+	}
+	for i, d := range ds {
+		p := fmt.Sprintf("%s[%d]", field, i)
+		if d.Count < 1 || d.Count > maxBundleCount {
+			fe.Add(p+".count", "must be between 1 and %d", maxBundleCount)
+		}
+		if d.Strategy != "" {
+			checkOneOf(fe, p+".strategy", d.Strategy, []string{StrategyPack, StrategySpread, StrategyStrictPack, StrategyStrictSpread})
+		}
+		if len(d.Shape) == 0 {
+			fe.Add(p+".shape", "must ask for at least one resource, e.g. {\"CPU\": 1}")
+		}
+		for _, k := range slices.Sorted(maps.Keys(d.Shape)) {
+			if !resourceNamePattern.MatchString(k) {
+				fe.Add(fmt.Sprintf("%s.shape[%q]", p, k), "is not a resource name")
+			}
+			if v := d.Shape[k]; v <= 0 || v > 1e15 {
+				fe.Add(fmt.Sprintf("%s.shape[%q]", p, k), "must be a positive amount")
+			}
+		}
 	}
 }

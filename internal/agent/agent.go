@@ -141,6 +141,7 @@ type agent struct {
 	port              int // picked once; the head's runtime listens there
 	sup               *Supervisor
 	started           time.Time // when the agent began serving
+	lastBusy          time.Time // the last heartbeat at which the runtime used busyCPU or more
 	retry             backoff   // heartbeats while the control plane is unreachable
 	usage             usageSampler
 
@@ -315,17 +316,27 @@ func (a *agent) heartbeat() api.AgentHeartbeat {
 		pid = st.PID
 	}
 	hb.Usage = a.usage.sample(pid, now)
-	// Without a Ray adapter the agent cannot see tasks or actors, so it
-	// counts the node idle since the runtime last started (or since the
-	// agent began serving, if it never did). Ray's own idle tracking can
-	// replace this once the agent reads Ray's state.
+	// Without Ray's own view of tasks and actors, work is what the runtime
+	// burns: a node is busy while its processes use at least busyCPU cores,
+	// and idle since the later of the runtime's start and its last busy
+	// moment.
+	if hb.Usage["CPU"] >= busyCPU {
+		a.lastBusy = now
+		return hb
+	}
 	idle := st.StartedAt
 	if idle.IsZero() {
 		idle = a.started
 	}
+	if a.lastBusy.After(idle) {
+		idle = a.lastBusy
+	}
 	hb.IdleSince = &idle
 	return hb
 }
+
+// busyCPU is the CPU use (in cores) at which a node counts as having work.
+const busyCPU = 0.2
 
 // stopNow carries out desired "stop": stop the runtime now, report it
 // once, and end.

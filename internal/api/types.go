@@ -283,6 +283,16 @@ type ClusterRequest struct {
 	ComputeConfigVersion int     `json:"compute_config_version,omitempty"`
 	Runtime              Runtime `json:"runtime"`
 	DesiredState         string  `json:"desired_state,omitempty"` // default running
+	// ResourceRequests is capacity held for the cluster whatever its load
+	// (Ray's request_resources). Omitted keeps the held requests; an empty
+	// list withdraws them.
+	ResourceRequests []ResourceDemand `json:"resource_requests,omitempty"`
+}
+
+// ResourceRequestsBody is the body of POST /v1/clusters/{id}/resource-requests:
+// it replaces the held requests (an empty list withdraws them).
+type ResourceRequestsBody struct {
+	Bundles []ResourceDemand `json:"bundles"`
 }
 
 // Cluster is a Ray cluster.
@@ -298,8 +308,17 @@ type Cluster struct {
 	StatusReason         string    `json:"status_reason,omitempty"`
 	StatusChangedAt      time.Time `json:"status_changed_at"`
 	HeadAddress          string    `json:"head_address,omitempty"`
-	CreatedAt            time.Time `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
+	// ResourceRequests is the capacity held for the cluster.
+	ResourceRequests []ResourceDemand `json:"resource_requests"`
+	// NodesRunning and NodesTotal count the head and workers that are
+	// RUNNING, and that hold or are getting an instance.
+	NodesRunning int `json:"nodes_running"`
+	NodesTotal   int `json:"nodes_total"`
+	// HourlyCost is what the cluster's nodes cost per hour, in USD, at the
+	// cloud's catalog prices.
+	HourlyCost float64   `json:"hourly_cost"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Node statuses.

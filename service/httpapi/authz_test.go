@@ -61,6 +61,10 @@ var okCalls = map[string]okCall{
 		return fmt.Sprintf(clusterBody, n, f.cloud, f.computeConfig)
 	}},
 	"clusters.delete": {204, nil},
+	"clusters.resource_requests.set": {200, func(f matrixFixture, n string) string {
+		return `{"bundles":[{"shape":{"CPU":1},"count":2,"strategy":"SPREAD"}]}`
+	}},
+	"clusters.resource_requests.withdraw": {200, nil},
 }
 
 func (c okCall) request(f matrixFixture, n string) string {

@@ -345,3 +345,58 @@ func (s *Server) listClusterEvents(c *call) error {
 	writeJSON(c.w, http.StatusOK, page)
 	return nil
 }
+
+// setResourceRequests replaces the capacity held for a cluster, like
+// Ray's request_resources: the newest call wins, an empty list withdraws.
+func (s *Server) setResourceRequests(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	c.target("cluster", id)
+	var body api.ResourceRequestsBody
+	if c.r.Method == http.MethodPost {
+		if err := c.decode(&body); err != nil {
+			return err
+		}
+	}
+	if body.Bundles == nil {
+		body.Bundles = []api.ResourceDemand{}
+	}
+	var fe api.FieldErrors
+	service.CheckResourceDemand(&fe, "bundles", body.Bundles)
+	if err := fe.Err(); err != nil {
+		return err
+	}
+	var cluster api.Cluster
+	err = c.update(func(tx service.Tx) error {
+		if cluster, err = tx.GetCluster(c.ctx(), c.orgID(), id); err != nil {
+			return err
+		}
+		cluster.ResourceRequests, cluster.UpdatedAt = body.Bundles, s.now()
+		return tx.UpdateCluster(c.ctx(), c.orgID(), cluster)
+	})
+	if err != nil {
+		return err
+	}
+	s.cfg.Wake()
+	writeJSON(c.w, http.StatusOK, api.ResourceRequestsBody{Bundles: cluster.ResourceRequests})
+	return nil
+}
+
+func (s *Server) getResourceRequests(c *call) error {
+	id, err := c.pathID("cluster_id", service.PrefixCluster)
+	if err != nil {
+		return err
+	}
+	var cluster api.Cluster
+	err = c.view(func(tx service.Tx) error {
+		cluster, err = tx.GetCluster(c.ctx(), c.orgID(), id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, api.ResourceRequestsBody{Bundles: cluster.ResourceRequests})
+	return nil
+}

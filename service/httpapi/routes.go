@@ -47,6 +47,9 @@ func (s *Server) apiRoutes() []Route {
 		{Method: del, Path: "/v1/clusters/{cluster_id}", Action: "clusters.delete", Role: writer, handle: s.deleteCluster},
 		{Method: get, Path: "/v1/clusters/{cluster_id}/nodes", Action: "nodes.list", Role: reader, handle: s.listNodes},
 		{Method: get, Path: "/v1/clusters/{cluster_id}/events", Action: "clusters.events", Role: reader, handle: s.listClusterEvents},
+		{Method: get, Path: "/v1/clusters/{cluster_id}/resource-requests", Action: "clusters.resource_requests.get", Role: reader, handle: s.getResourceRequests},
+		{Method: post, Path: "/v1/clusters/{cluster_id}/resource-requests", Action: "clusters.resource_requests.set", Role: writer, handle: s.setResourceRequests},
+		{Method: del, Path: "/v1/clusters/{cluster_id}/resource-requests", Action: "clusters.resource_requests.withdraw", Role: writer, handle: s.setResourceRequests},
 
 		{Method: get, Path: "/v1/audit-events", Action: "audit_events.list", Role: adm, handle: s.listAuditEvents},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/service"
@@ -11,28 +12,47 @@ import (
 
 func (t *tx) CreateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	_, err := t.exec(ctx, `INSERT INTO clusters (id, org_id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state,
-		status, status_reason, status_changed_at, head_address, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		status, status_reason, status_changed_at, head_address, resource_requests, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, orgID, c.Name, c.CloudID, c.ComputeConfigID, c.ComputeConfigVersion, mustJSON(c.Runtime), c.DesiredState,
-		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, ts(c.CreatedAt), ts(c.UpdatedAt))
+		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, mustJSON(requestsOrEmpty(c.ResourceRequests)), ts(c.CreatedAt), ts(c.UpdatedAt))
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
+// clusterCols ends with what is computed from the cluster's nodes: running
+// and live counts and the hourly cost of every node not yet terminated.
 const clusterCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
-	status_changed_at, head_address, created_at, updated_at`
+	status_changed_at, head_address, resource_requests, created_at, updated_at,
+	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status = 'RUNNING'),
+	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status IN ('REQUESTED', 'LAUNCHING', 'REGISTERING', 'RUNNING', 'DRAINING')),
+	(SELECT COALESCE(SUM(n.price), 0) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED')`
 
 func scanCluster(s scanner) (api.Cluster, error) {
+	c, _, err := scanClusterWith(s)
+	return c, err
+}
+
+// scanClusterWith scans clusterCols and then any extra destinations.
+func scanClusterWith(s scanner, extra ...any) (api.Cluster, []any, error) {
 	var c api.Cluster
-	var rt string
+	var rt, reqs string
 	var changed, created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &c.CloudID, &c.ComputeConfigID, &c.ComputeConfigVersion, &rt, &c.DesiredState, &c.Status, &c.StatusReason,
-		&changed, &c.HeadAddress, &created, &updated); err != nil {
-		return c, err
+	dest := append([]any{&c.ID, &c.Name, &c.CloudID, &c.ComputeConfigID, &c.ComputeConfigVersion, &rt, &c.DesiredState, &c.Status, &c.StatusReason,
+		&changed, &c.HeadAddress, &reqs, &created, &updated, &c.NodesRunning, &c.NodesTotal, &c.HourlyCost}, extra...)
+	if err := s.Scan(dest...); err != nil {
+		return c, extra, err
 	}
 	if err := json.Unmarshal([]byte(rt), &c.Runtime); err != nil {
-		return c, fmt.Errorf("cluster %s runtime: %w", c.ID, err)
+		return c, extra, fmt.Errorf("cluster %s runtime: %w", c.ID, err)
 	}
+	if err := json.Unmarshal([]byte(reqs), &c.ResourceRequests); err != nil {
+		return c, extra, fmt.Errorf("cluster %s resource requests: %w", c.ID, err)
+	}
+	if c.ResourceRequests == nil {
+		c.ResourceRequests = []api.ResourceDemand{}
+	}
+	c.HourlyCost = math.Round(c.HourlyCost*1e6) / 1e6
 	c.StatusChangedAt, c.CreatedAt, c.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
-	return c, nil
+	return c, extra, nil
 }
 
 func (t *tx) GetCluster(ctx context.Context, orgID, id string) (api.Cluster, error) {
@@ -54,9 +74,9 @@ func (t *tx) ListClusters(ctx context.Context, orgID string, f service.ClusterFi
 
 func (t *tx) UpdateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	err := t.execOne(ctx, "cluster", c.ID, `UPDATE clusters SET name = ?, compute_config_id = ?, compute_config_version = ?, runtime = ?, desired_state = ?,
-		status = ?, status_reason = ?, status_changed_at = ?, head_address = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
+		status = ?, status_reason = ?, status_changed_at = ?, head_address = ?, resource_requests = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
 		c.Name, c.ComputeConfigID, c.ComputeConfigVersion, mustJSON(c.Runtime), c.DesiredState,
-		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, ts(c.UpdatedAt), c.ID, orgID)
+		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, mustJSON(requestsOrEmpty(c.ResourceRequests)), ts(c.UpdatedAt), c.ID, orgID)
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
@@ -83,4 +103,11 @@ func (t *tx) PutIdempotencyKey(ctx context.Context, orgID string, rec service.Id
 	_, err := t.exec(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, object_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 		orgID, rec.Key, rec.RequestHash, rec.ObjectID, ts(rec.CreatedAt))
 	return conflictOnUnique(err, "idempotency key %q is already in use", rec.Key)
+}
+
+func requestsOrEmpty(r []api.ResourceDemand) []api.ResourceDemand {
+	if r == nil {
+		return []api.ResourceDemand{}
+	}
+	return r
 }

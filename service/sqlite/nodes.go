@@ -14,7 +14,7 @@ import (
 
 const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, n.instance_id, n.address, n.status, n.status_reason,
 	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.runtime_state, n.runtime_message, n.created_at, n.updated_at,
-	n.vcpus, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
+	n.vcpus, n.price, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
 	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained`
 
 func scanNode(s scanner) (service.NodeRecord, error) {
@@ -24,7 +24,7 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	var res, usage string
 	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
 		&changed, &hb, &idle, &res, &usage, &n.RuntimeState, &n.RuntimeMessage, &created, &updated,
-		&n.VCPUs, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained); err != nil {
+		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained); err != nil {
 		return n, err
 	}
 	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
@@ -84,9 +84,9 @@ func (t *tx) ListCloudNodes(ctx context.Context, cloudID string) ([]service.Node
 
 func (t *tx) CreateNode(ctx context.Context, n service.NodeRecord) error {
 	_, err := t.exec(ctx, `INSERT INTO nodes (id, cluster_id, grp, head, instance_type, market, instance_id, address, status, status_reason,
-		status_changed_at, resources, usage, created_at, updated_at, vcpus) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		status_changed_at, resources, usage, created_at, updated_at, vcpus, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		n.ID, n.ClusterID, n.Group, n.Head, n.InstanceType, n.Market, n.InstanceID, n.Address, n.Status, n.StatusReason,
-		ts(n.StatusChangedAt), mustJSON(orEmpty(n.Resources)), mustJSON(orEmpty(n.Usage)), ts(n.CreatedAt), ts(n.UpdatedAt), n.VCPUs)
+		ts(n.StatusChangedAt), mustJSON(orEmpty(n.Resources)), mustJSON(orEmpty(n.Usage)), ts(n.CreatedAt), ts(n.UpdatedAt), n.VCPUs, n.PricePerHour)
 	return err
 }
 
@@ -184,18 +184,10 @@ func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) er
 const clusterRecordCols = clusterCols + `, org_id, delete_requested`
 
 func scanClusterRecord(s scanner) (service.ClusterRecord, error) {
-	var c service.ClusterRecord
-	var rt string
-	var changed, created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &c.CloudID, &c.ComputeConfigID, &c.ComputeConfigVersion, &rt, &c.DesiredState, &c.Status, &c.StatusReason,
-		&changed, &c.HeadAddress, &created, &updated, &c.OrgID, &c.DeleteRequested); err != nil {
-		return c, err
-	}
-	if err := json.Unmarshal([]byte(rt), &c.Runtime); err != nil {
-		return c, fmt.Errorf("cluster %s runtime: %w", c.ID, err)
-	}
-	c.StatusChangedAt, c.CreatedAt, c.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
-	return c, nil
+	var rec service.ClusterRecord
+	c, _, err := scanClusterWith(s, &rec.OrgID, &rec.DeleteRequested)
+	rec.Cluster = c
+	return rec, err
 }
 
 func (t *tx) ListClustersToReconcile(ctx context.Context) ([]service.ClusterRecord, error) {
@@ -226,6 +218,11 @@ func (t *tx) SetClusterStatus(ctx context.Context, id, plannedDesired, status, r
 		status_changed_at = CASE WHEN status = ? THEN status_changed_at ELSE ? END, updated_at = ?
 		WHERE id = ? AND desired_state = ? AND (status != ? OR status_reason != ?)`,
 		status, reason, status, ts(at), ts(at), id, plannedDesired, status, reason)
+}
+
+func (t *tx) StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error) {
+	return t.changed(ctx, `UPDATE clusters SET desired_state = ?, status = ?, status_reason = ?, status_changed_at = ?, updated_at = ?
+		WHERE id = ? AND desired_state = ?`, api.DesiredTerminated, api.ClusterTerminating, reason, ts(at), ts(at), id, api.DesiredRunning)
 }
 
 func (t *tx) SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error {

@@ -33,6 +33,10 @@ commands:
   agent             run the node agent (started by a cloud driver on every node)
   admin bootstrap   create the first organization and admin token in a data directory
   version           print the version
+  clusters          list, get, create, start, terminate, delete, wait for a status, show events
+  nodes list        list a cluster's nodes with their heartbeats
+  clouds            list, create
+  compute-configs   list, create
 
 Run 'rayplaned <command> -h' for the flags of a command.`
 
@@ -55,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("admin needs a verb: bootstrap")
 		}
 		return adminBootstrap(ctx, args[2:], stdout, stderr)
+	case "clusters", "nodes", "clouds", "compute-configs":
+		return userCmd(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "rayplaned", version)
 		return nil

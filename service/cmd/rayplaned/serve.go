@@ -135,14 +135,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
 	liveness := service.NewLiveness(time.Now())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reconciler := service.NewReconciler(service.ReconcilerConfig{
-		Store: st, Drivers: drivers, Liveness: liveness, Logger: log,
+		Store: st, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
 	})
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	lastUsed := &service.LastUsed{}
 	api := httpapi.New(httpapi.Config{
 		Store:            st,

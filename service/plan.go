@@ -472,7 +472,7 @@ func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan, blocked []stri
 	lost := len(p.Lost)
 	headRunning, workersRunning, workersWanted := false, 0, 0
 	for _, n := range live {
-		if n.Status != api.NodeRunning || slices.ContainsFunc(p.Drain, func(c NodeChange) bool { return c.NodeID == n.ID }) {
+		if !ready(n) || slices.ContainsFunc(p.Drain, func(c NodeChange) bool { return c.NodeID == n.ID }) {
 			continue
 		}
 		if n.Head {
@@ -602,4 +602,12 @@ func stopReason(in PlanInput, live map[string]NodeRecord) string {
 		return fmt.Sprintf("idle termination: no work on any node for %s (idle_termination_seconds is %d)", in.Now.Sub(lastWork).Round(time.Second), idle)
 	}
 	return ""
+}
+
+// ready reports whether a node serves: its agent is registered and its
+// runtime is up (or, with no runtime to run, the node serves with its
+// declared resources). A cluster is RUNNING only when its nodes are ready,
+// so `terraform apply` returns when jobs can run.
+func ready(n NodeRecord) bool {
+	return n.Status == api.NodeRunning && (n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
 }

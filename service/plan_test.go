@@ -133,6 +133,7 @@ func (w *world) apply(p Plan) {
 		case api.NodeRunning:
 			t := w.now
 			n.LastHeartbeatAt = &t
+			n.RuntimeState = api.RuntimeRunning
 			if n.Head {
 				w.cluster.HeadAddress = "127.0.0.1:6379"
 			}

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// The recorded outputs follow the layout of `ray status` as Ray's
+// documentation shows it.
+func TestParseRayStatus(t *testing.T) {
+	cases := []struct {
+		file string
+		want []api.ResourceDemand
+	}{
+		{"testdata/ray-status-busy.txt", []api.ResourceDemand{
+			{Shape: api.Resources{"CPU": 1}, Count: 40},
+			{Shape: api.Resources{"CPU": 2, "memory": 4294967296}, Count: 3},
+			{Shape: api.Resources{"CPU": 1}, Count: 1, Strategy: "PACK"},
+			{Shape: api.Resources{"GPU": 2}, Count: 1, Strategy: "PACK"},
+			{Shape: api.Resources{"CPU": 4}, Count: 6, Strategy: "STRICT_SPREAD"},
+			{Shape: api.Resources{"CPU": 8}, Count: 2},
+		}},
+		{"testdata/ray-status-idle.txt", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			out, err := os.ReadFile(c.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := RayStatus{Run: func(context.Context, []string) ([]byte, error) { return out, nil }}.Demand(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("demand\n got %+v\nwant %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestRayStatusErrors(t *testing.T) {
+	_, err := RayStatus{Run: func(context.Context, []string) ([]byte, error) { return nil, errors.New("exit status 1") }}.Demand(context.Background())
+	if err == nil {
+		t.Fatal("a failing ray status answered no error")
+	}
+	for _, line := range []string{" {'CPU': x}: 3+ pending tasks/actors", " {}: 3+ pending tasks/actors", " something new: 3"} {
+		got, err := ParseRayStatus([]byte("Demands:\n" + line + "\n {'CPU': 2.0}: 1+ pending tasks/actors\n"))
+		if err != nil || len(got) != 1 || got[0].Shape["CPU"] != 2 {
+			t.Fatalf("%q: got %+v, %v; want the line skipped and the next one read", line, got, err)
+		}
+	}
+}

@@ -44,6 +44,9 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// Version is reported at registration and in the User-Agent.
 	Version string
+	// Demand reads the head's pending demand when the runtime is Ray; nil
+	// means `ray status`. Tests put a recorded source here.
+	Demand DemandSource
 }
 
 // Grace periods between SIGTERM and SIGKILL of the runtime's processes.
@@ -316,6 +319,9 @@ func (a *agent) heartbeat() api.AgentHeartbeat {
 		pid = st.PID
 	}
 	hb.Usage = a.usage.sample(pid, now)
+	if a.plan.ray != "" && a.conf.Head && hb.RuntimeState == api.RuntimeRunning {
+		hb.Demand = a.rayDemand()
+	}
 	// Without Ray's own view of tasks and actors, work is what the runtime
 	// burns: a node is busy while its processes use at least busyCPU cores,
 	// and idle since the later of the runtime's start and its last busy
@@ -369,3 +375,24 @@ func (a *agent) shutdown() error {
 	<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
 	return nil
 }
+
+// rayDemand reads the head's pending demand from Ray. A failure is logged
+// once and reported as no demand: the autoscaler then keeps what runs.
+func (a *agent) rayDemand() []api.ResourceDemand {
+	src := a.cfg.Demand
+	if src == nil {
+		src = RayStatus{Argv: []string{a.plan.ray, "status"}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), demandTimeout)
+	defer cancel()
+	d, err := src.Demand(ctx)
+	if err != nil {
+		a.warnOnce("cannot read Ray's pending demand: " + err.Error())
+		return nil
+	}
+	return d
+}
+
+// demandTimeout bounds one `ray status`, so a slow head delays a heartbeat
+// but never stops them.
+const demandTimeout = 3 * time.Second

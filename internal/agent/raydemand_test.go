@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -54,5 +56,40 @@ func TestRayStatusErrors(t *testing.T) {
 		if err != nil || len(got) != 1 || got[0].Shape["CPU"] != 2 {
 			t.Fatalf("%q: got %+v, %v; want the line skipped and the next one read", line, got, err)
 		}
+	}
+}
+
+// TestHeadReportsRayDemand: a head whose runtime is Ray (a stand-in `ray`
+// that blocks like `ray start --block`) reports the demand its recorded
+// `ray status` shows in its heartbeats.
+func TestHeadReportsRayDemand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fakeRay := filepath.Join(dir, "ray")
+	if err := os.WriteFile(fakeRay, []byte("#!/bin/sh\nexec sleep 300\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := os.ReadFile("testdata/ray-status-busy.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := newFakeCP(t, testConf()) // no head_command: the agent runs ray
+	startAgent(t, cp, func(c *Config) {
+		c.LookPath = func(name string) (string, error) {
+			if name == "ray" {
+				return fakeRay, nil
+			}
+			return "", errors.New("not found")
+		}
+		c.Demand = RayStatus{Run: func(_ context.Context, argv []string) ([]byte, error) {
+			if argv[len(argv)-1] != "status" {
+				return nil, errors.New("unexpected command")
+			}
+			return recorded, nil
+		}}
+	})
+	hb := cp.waitBeat(t, 15*time.Second, "a heartbeat with demand", func(hb api.AgentHeartbeat) bool { return len(hb.Demand) > 0 })
+	if hb.RuntimeState != api.RuntimeRunning || len(hb.Demand) != 6 || hb.Demand[0].Count != 40 {
+		t.Fatalf("heartbeat %+v", hb)
 	}
 }

@@ -19,6 +19,7 @@ type plan struct {
 	message string
 	address string // what the node reports as its address; the head's is the one workers join
 	logNote string // when the runtime log cannot go where it should, why
+	ray     string // the ray binary, when the runtime is Ray started by the agent
 }
 
 // planInput is everything plan depends on, so that it is a pure function.
@@ -62,6 +63,7 @@ func planRuntime(in planInput) plan {
 			p.message = fmt.Sprintf("no runtime: the cluster sets no %s and ray is not on PATH; the node serves with its declared resources", kind)
 			return p
 		}
+		p.ray = ray
 		if c.Head {
 			args = []string{ray, "start", "--head", "--block", "--port={port}", "--dashboard-host=127.0.0.1"}
 		} else {

@@ -119,7 +119,7 @@ func Schedule(in ScheduleInput) ScheduleResult {
 		l.workers++
 		l.cost += typeOf[n.Group].PricePerHour
 	}
-	running := len(nodes)
+	running := len(nodes) + 1 // Ray counts the head too
 	speed := in.Limits.UpscalingSpeed
 	if speed <= 0 {
 		speed = api.DefaultUpscalingSpeed
@@ -216,6 +216,8 @@ type launcher struct {
 	speedLeft int
 	fresh     []*bin
 	launched  int
+
+	cpuPrice, gpuPrice float64 // see unitPrices
 }
 
 // why answers the limit that stops one more node of t, or "".
@@ -272,6 +274,7 @@ type group struct {
 	shapes   []api.Resources
 	strategy string
 	request  api.ResourceDemand
+	key      string // of a single shape, for counting alike bundles
 }
 
 // expand turns demands into placement units, largest first.
@@ -296,8 +299,9 @@ func expand(ds []api.ResourceDemand) []group {
 			}
 			out = append(out, group{shapes: shapes, strategy: d.Strategy, request: d})
 		default:
+			g := group{shapes: []api.Resources{d.Shape}, request: api.ResourceDemand{Shape: d.Shape, Count: 1, Strategy: d.Strategy}, key: shapeString(d.Shape)}
 			for range d.Count {
-				out = append(out, group{shapes: []api.Resources{d.Shape}, request: api.ResourceDemand{Shape: d.Shape, Count: 1, Strategy: d.Strategy}})
+				out = append(out, g)
 			}
 		}
 	}
@@ -320,23 +324,60 @@ func size(g group) float64 {
 }
 
 // place packs units into bins, launching nodes for what does not fit, and
-// answers what no node type can hold.
+// answers what no node type can hold. Plain bundles (and STRICT_PACK
+// groups, which are one combined bundle) are packed as counts of distinct
+// shapes, which keeps a pass fast however many bundles are pending; each
+// new node is of the type the remaining bundles would use best. STRICT_SPREAD
+// groups are placed bundle by bundle on distinct nodes.
 func (l *launcher) place(units []group, bins *[]*bin, why string, exempt bool) []api.ResourceDemand {
 	var infeasible []api.ResourceDemand
+	var spread []group
+	var plain []shapeCount
+	index := map[string]int{}
 	for _, u := range units {
 		if !l.feasible(u) {
 			infeasible = append(infeasible, u.request)
 			continue
 		}
+		if u.strategy == StrategyStrictSpread {
+			spread = append(spread, u)
+			continue
+		}
+		k := u.key
+		if k == "" {
+			k = shapeString(u.shapes[0])
+		}
+		if i, ok := index[k]; ok {
+			plain[i].count++
+			continue
+		}
+		index[k] = len(plain)
+		plain = append(plain, shapeCount{shape: u.shapes[0], count: 1})
+	}
+	// Units arrive largest first, so plain is in that order too.
+	for _, b := range *bins {
+		if fill(b, plain) > 0 {
+			b.used = true
+		}
+	}
+	for remaining(plain) > 0 {
+		t, ok := l.bestFor(plain)
+		if !ok || !l.launch(t, why, exempt) {
+			break
+		}
+		nb := &bin{id: l.fresh[len(l.fresh)-1].id, group: t.Group, free: clone(t.Resources), fresh: true}
+		if fill(nb, plain) > 0 {
+			nb.used = true
+		}
+		*bins = append(*bins, nb)
+	}
+	for _, u := range spread {
 		for {
 			if placeUnit(u, *bins) {
 				break
 			}
 			t, ok := l.bestType(u, *bins)
-			if !ok {
-				break // reason recorded in Blocked
-			}
-			if !l.launch(t, why, exempt) {
+			if !ok || !l.launch(t, why, exempt) {
 				break
 			}
 			nb := l.fresh[len(l.fresh)-1]
@@ -344,6 +385,145 @@ func (l *launcher) place(units []group, bins *[]*bin, why string, exempt bool) [
 		}
 	}
 	return infeasible
+}
+
+// shapeCount is how many bundles of one shape wait for capacity.
+type shapeCount struct {
+	shape api.Resources
+	count int
+}
+
+func remaining(sc []shapeCount) int {
+	n := 0
+	for _, s := range sc {
+		n += s.count
+	}
+	return n
+}
+
+// fill packs as many waiting bundles into b as fit, largest shapes first,
+// and answers how many it took.
+func fill(b *bin, sc []shapeCount) int {
+	took := 0
+	for i := range sc {
+		if sc[i].count == 0 {
+			continue
+		}
+		n := min(sc[i].count, maxFit(b.free, sc[i].shape))
+		if n == 0 {
+			continue
+		}
+		for k, v := range sc[i].shape {
+			b.free[k] -= v * float64(n)
+		}
+		sc[i].count -= n
+		took += n
+	}
+	return took
+}
+
+// maxFit answers how many bundles of shape fit into free.
+func maxFit(free, shape api.Resources) int {
+	n := math.MaxInt
+	for k, v := range shape {
+		if v <= 0 {
+			continue
+		}
+		n = min(n, int(math.Floor(free[k]/v+1e-9)))
+	}
+	if n == math.MaxInt {
+		return 0
+	}
+	return max(n, 0)
+}
+
+// bestFor picks the node type for the next node: for each type that may
+// still be launched, pack one empty node of it with the waiting bundles and
+// weigh what it would hold against what it costs. A bundle's worth is its
+// CPUs and GPUs at the catalog's cheapest price per CPU and per GPU, so the
+// score is the share of a node's price that buys work: capacity left idle
+// (GPUs under CPU work, half-empty nodes) lowers it. Ties go to the type
+// that holds more, so fewer nodes do the same work.
+func (l *launcher) bestFor(sc []shapeCount) (NodeType, bool) {
+	cpuPrice, gpuPrice := l.unitPrices()
+	var best NodeType
+	bestScore, bestWorth, found := -1.0, 0.0, false
+	for _, t := range l.in.Types {
+		if l.why(t, true) != "" && l.why(t, false) != "" {
+			continue
+		}
+		trial := &bin{free: clone(t.Resources)}
+		work := make([]shapeCount, len(sc))
+		copy(work, sc)
+		if fill(trial, work) == 0 {
+			continue
+		}
+		worth := 0.0
+		for i := range sc {
+			n := float64(sc[i].count - work[i].count)
+			worth += n * (sc[i].shape["CPU"]*cpuPrice + sc[i].shape["GPU"]*gpuPrice)
+		}
+		score := worth / math.Max(t.PricePerHour, 1e-9)
+		if t.PricePerHour <= 0 {
+			score = nodeUtilization(t.Resources, trial.free) // a free catalog: fall back to utilization
+		}
+		if score > bestScore+1e-9 || (math.Abs(score-bestScore) <= 1e-9 && worth > bestWorth) {
+			best, bestScore, bestWorth, found = t, score, worth, true
+		}
+	}
+	if !found {
+		for _, t := range l.in.Types {
+			if why := l.why(t, false); why != "" {
+				l.res.Blocked = append(l.res.Blocked, why)
+			}
+		}
+	}
+	return best, found
+}
+
+// unitPrices answers the catalog's cheapest price of a CPU (on types
+// without GPUs) and of a GPU (what a GPU type costs beyond its CPUs).
+func (l *launcher) unitPrices() (cpu, gpu float64) {
+	if l.cpuPrice > 0 || l.gpuPrice > 0 {
+		return l.cpuPrice, l.gpuPrice
+	}
+	cpu = math.Inf(1)
+	for _, t := range l.in.Types {
+		if c := t.Resources["CPU"]; c > 0 && t.Resources["GPU"] == 0 {
+			cpu = math.Min(cpu, t.PricePerHour/c)
+		}
+	}
+	if math.IsInf(cpu, 1) {
+		cpu = 0
+	}
+	gpu = math.Inf(1)
+	for _, t := range l.in.Types {
+		if g := t.Resources["GPU"]; g > 0 {
+			gpu = math.Min(gpu, math.Max(t.PricePerHour-t.Resources["CPU"]*cpu, 0)/g)
+		}
+	}
+	if math.IsInf(gpu, 1) {
+		gpu = 0
+	}
+	l.cpuPrice, l.gpuPrice = cpu, gpu
+	return cpu, gpu
+}
+
+// nodeUtilization is the mean share used of a node's CPU, GPU and memory.
+func nodeUtilization(capacity, free api.Resources) float64 {
+	total, n := 0.0, 0
+	for _, k := range []string{"CPU", "GPU", "memory"} {
+		c := capacity[k]
+		if c <= 0 {
+			continue
+		}
+		total += (c - free[k]) / c
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	return total / float64(n)
 }
 
 // feasible reports whether some node type, empty, can hold the unit.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -549,5 +550,42 @@ func TestHealth(t *testing.T) {
 	wantCode(t, err, api.CodeUnavailable, h.admin.Secret)
 	if got.Checks["store"] != "unavailable" || !strings.Contains(err.Error(), "store") {
 		t.Errorf("readyz with the store closed = %+v, %v", got, err)
+	}
+}
+
+func TestClusterEventsAndResourceRequests(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c := h.c
+	cloud, err := c.CreateCloud(ctx, api.CloudSpec{Name: "ev", Provider: api.ProviderLocal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := c.CreateComputeConfig(ctx, api.ComputeConfigRequest{Name: "ev", ComputeConfigSpec: api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "local.small"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.CreateCluster(ctx, api.ClusterRequest{Name: "ev", CloudID: cloud.ID, ComputeConfigID: cc.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []api.ResourceDemand{{Shape: api.Resources{"CPU": 2}, Count: 3, Strategy: "SPREAD"}}
+	got, err := c.SetResourceRequests(ctx, cl.ID, want)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("set: %+v, %v", got, err)
+	}
+	if got, err = c.GetResourceRequests(ctx, cl.ID); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	if got, err = c.SetResourceRequests(ctx, cl.ID, nil); err != nil || len(got) != 0 {
+		t.Fatalf("withdraw: %+v, %v", got, err)
+	}
+	_, err = c.SetResourceRequests(ctx, cl.ID, []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 0}})
+	if e, ok := err.(*api.Error); !ok || e.Code != api.CodeInvalid || e.Fields[0].Field != "bundles[0].count" {
+		t.Fatalf("bad count: %v", err)
+	}
+	events, err := c.ListClusterEvents(ctx, cl.ID, api.ListOptions{})
+	if err != nil || events.Items == nil {
+		t.Fatalf("events: %+v, %v", events, err)
 	}
 }

@@ -88,3 +88,34 @@ func (c *Client) ListNodes(ctx context.Context, clusterID string, opts api.ListO
 	}
 	return get[api.Page[api.Node]](ctx, c, "/v1/clusters/"+clusterID+"/nodes", listQuery(opts))
 }
+
+// ListClusterEvents lists what the control plane did or saw on a cluster,
+// oldest first.
+func (c *Client) ListClusterEvents(ctx context.Context, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error) {
+	if err := checkID("cluster_id", clusterID); err != nil {
+		return api.Page[api.ClusterEvent]{}, err
+	}
+	return get[api.Page[api.ClusterEvent]](ctx, c, "/v1/clusters/"+clusterID+"/events", listQuery(opts))
+}
+
+// GetResourceRequests answers the capacity held for a cluster.
+func (c *Client) GetResourceRequests(ctx context.Context, clusterID string) ([]api.ResourceDemand, error) {
+	if err := checkID("cluster_id", clusterID); err != nil {
+		return nil, err
+	}
+	body, err := get[api.ResourceRequestsBody](ctx, c, "/v1/clusters/"+clusterID+"/resource-requests", nil)
+	return body.Bundles, err
+}
+
+// SetResourceRequests replaces the capacity held for a cluster (Ray's
+// request_resources); an empty list withdraws it.
+func (c *Client) SetResourceRequests(ctx context.Context, clusterID string, bundles []api.ResourceDemand) ([]api.ResourceDemand, error) {
+	if err := checkID("cluster_id", clusterID); err != nil {
+		return nil, err
+	}
+	if bundles == nil {
+		bundles = []api.ResourceDemand{}
+	}
+	body, err := send[api.ResourceRequestsBody](ctx, c, http.MethodPost, "/v1/clusters/"+clusterID+"/resource-requests", api.ResourceRequestsBody{Bundles: bundles})
+	return body.Bundles, err
+}

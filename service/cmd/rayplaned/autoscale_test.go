@@ -39,9 +39,13 @@ func TestAutoscaleRequestsUpAndIdleDown(t *testing.T) {
 	c := s.autoscaledCluster(t, "elastic", "", "")
 	s.waitFor(t, c.ID, 60*time.Second, "RUNNING at min", runningWith(1))
 
-	// Hold capacity for 3 one-CPU bundles: local.small has 1 CPU, so the
-	// group grows from 1 to 3 workers.
-	s.must(t, 200, "POST", "/v1/clusters/"+c.ID+"/resource-requests", `{"bundles":[{"shape":{"CPU":1},"count":3}]}`)
+	// Hold capacity for 3 one-CPU bundles (through the CLI): local.small has
+	// 1 CPU, so the group grows from 1 to 3 workers.
+	cli := newCLIRunner(s)
+	out := cli.must(t, "clusters", "request", c.ID, "--bundle", "CPU=1,count=3")
+	if rows := tableRows(out); len(rows) != 1 || rows[0][0] != "3" || rows[0][1] != "CPU=1" {
+		t.Fatalf("clusters request printed %q", out)
+	}
 	c, _ = s.waitFor(t, c.ID, 60*time.Second, "3 workers", func(c api.Cluster, ns []api.Node) bool {
 		return c.Status == api.ClusterRunning && workersRunning(ns) == 3
 	})
@@ -55,7 +59,7 @@ func TestAutoscaleRequestsUpAndIdleDown(t *testing.T) {
 		t.Fatalf("%d workers while requests hold 3", n)
 	}
 	// Withdraw: back to min after the idle timeout, by draining.
-	s.must(t, 200, "DELETE", "/v1/clusters/"+c.ID+"/resource-requests", "")
+	cli.must(t, "clusters", "request", c.ID, "--withdraw")
 	s.waitFor(t, c.ID, 60*time.Second, "back to 1 worker", func(c api.Cluster, ns []api.Node) bool {
 		return workersRunning(ns) == 1 && c.NodesTotal == 2
 	})

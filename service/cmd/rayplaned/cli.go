@@ -15,7 +15,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -35,6 +34,7 @@ var userVerbs = map[string]map[string]verbFunc{
 	"clusters": {
 		"list": clustersList, "get": clustersGet, "create": clustersCreate, "terminate": clustersTerminate,
 		"start": clustersStart, "delete": clustersDelete, "wait": clustersWait, "events": clustersEvents,
+		"request": clustersRequest,
 	},
 	"nodes":           {"list": nodesList},
 	"clouds":          {"list": cloudsList, "create": cloudsCreate},
@@ -411,7 +411,7 @@ func clustersEvents(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	items, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.ClusterEvent], error) {
-		return x.clusterEvents(ctx, pos[0], o)
+		return x.c.ListClusterEvents(ctx, pos[0], o)
 	})
 	if err != nil {
 		return err
@@ -421,44 +421,6 @@ func clustersEvents(ctx context.Context, args []string, stdout, stderr io.Writer
 		rows[i] = []string{e.Time.Local().Format("15:04:05.000"), e.Kind, e.Message}
 	}
 	return x.show(api.Page[api.ClusterEvent]{Items: items}, []string{"TIME", "KIND", "MESSAGE"}, rows...)
-}
-
-// clusterEvents reads one page of GET /v1/clusters/{id}/events.
-// internal/client has no method for this route yet; this is the CLI's one
-// call past it, on the same transport with the same token.
-func (x *cli) clusterEvents(ctx context.Context, id string, o api.ListOptions) (api.Page[api.ClusterEvent], error) {
-	var page api.Page[api.ClusterEvent]
-	q := url.Values{"limit": {strconv.Itoa(o.Limit)}}
-	if o.PageToken != "" {
-		q.Set("page_token", o.PageToken)
-	}
-	path := "/v1/clusters/" + url.PathEscape(id) + "/events"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(x.endpoint, "/")+path+"?"+q.Encode(), nil)
-	if err != nil {
-		return page, fmt.Errorf("GET %s: %w", path, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+x.token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := x.hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return page, fmt.Errorf("GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var eb api.ErrorBody
-		if json.NewDecoder(resp.Body).Decode(&eb) == nil && eb.Error != nil {
-			return page, eb.Error
-		}
-		return page, fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
-		return page, fmt.Errorf("GET %s: %w", path, err)
-	}
-	return page, nil
 }
 
 func nodesList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -635,5 +597,77 @@ func (w *workerGroups) Set(s string) error {
 		}
 	}
 	*w = append(*w, g)
+	return nil
+}
+
+// clustersRequest holds capacity for a cluster, like Ray's
+// request_resources: `--bundle CPU=1,GPU=1,count=4,strategy=SPREAD`
+// (repeatable) replaces what was held; --withdraw drops it.
+func clustersRequest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	x := newCLI("clusters request", "ID", time.Minute, stdout, stderr)
+	var bundles bundleFlags
+	x.fs.Var(&bundles, "bundle", "a bundle to hold, e.g. CPU=1,GPU=1,count=4,strategy=SPREAD (repeatable)")
+	withdraw := x.fs.Bool("withdraw", false, "withdraw every held request")
+	pos, err := x.parse(args, 1)
+	if err != nil {
+		return err
+	}
+	if len(bundles) == 0 && !*withdraw {
+		return errors.New("pass --bundle (one or more) or --withdraw")
+	}
+	if len(bundles) > 0 && *withdraw {
+		return errors.New("--bundle and --withdraw go separately")
+	}
+	ctx, cancel := context.WithTimeout(ctx, x.timeout)
+	defer cancel()
+	held, err := x.c.SetResourceRequests(ctx, pos[0], bundles)
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, len(held))
+	for i, b := range held {
+		rows[i] = []string{fmt.Sprint(b.Count), shapeText(b.Shape), b.Strategy}
+	}
+	return x.show(api.ResourceRequestsBody{Bundles: held}, []string{"COUNT", "SHAPE", "STRATEGY"}, rows...)
+}
+
+func shapeText(r api.Resources) string {
+	parts := make([]string, 0, len(r))
+	for _, k := range slices.Sorted(maps.Keys(r)) {
+		parts = append(parts, fmt.Sprintf("%s=%g", k, r[k]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// bundleFlags is the repeatable --bundle flag.
+type bundleFlags []api.ResourceDemand
+
+func (b *bundleFlags) String() string { return fmt.Sprint(*b) }
+
+func (b *bundleFlags) Set(s string) error {
+	d := api.ResourceDemand{Shape: api.Resources{}, Count: 1}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return fmt.Errorf("%q is not key=value", kv)
+		}
+		switch k {
+		case "count":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("count: %q is not a number", v)
+			}
+			d.Count = n
+		case "strategy":
+			d.Strategy = strings.ToUpper(v)
+		default:
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a number", k, v)
+			}
+			d.Shape[k] = f
+		}
+	}
+	*b = append(*b, d)
 	return nil
 }

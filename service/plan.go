@@ -496,6 +496,10 @@ func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan, blocked []stri
 		return api.ClusterStarting, "waiting for the head node's agent"
 	case workersRunning < workersWanted && !hadHead:
 		return api.ClusterStarting, fmt.Sprintf("%d of %d minimum workers running", workersRunning, workersWanted)
+	case workersRunning < workersWanted:
+		// A running cluster short of its minimum workers (a resize, a
+		// replaced worker) is UPDATING until they serve.
+		return api.ClusterUpdating, fmt.Sprintf("%d of %d minimum workers running", workersRunning, workersWanted)
 	}
 	reason := fmt.Sprintf("head and %d worker(s) running", workersRunning)
 	if lost > 0 {

@@ -454,7 +454,7 @@ func TestPlanCases(t *testing.T) {
 		victim.LastHeartbeatAt = &old
 		delete(w.instances, victim.ID) // its process died
 		p := PlanCluster(w.input(spec, Quota{}))
-		if len(p.Lost) != 1 || p.Lost[0].NodeID != victim.ID || len(p.Create) != 1 || p.Create[0].Group != "cpu" || p.Status != api.ClusterRunning {
+		if len(p.Lost) != 1 || p.Lost[0].NodeID != victim.ID || len(p.Create) != 1 || p.Create[0].Group != "cpu" || p.Status != api.ClusterUpdating {
 			t.Fatalf("plan %+v", p)
 		}
 	})

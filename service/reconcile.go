@@ -336,6 +336,11 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 				return ev("status", "%s: %s", api.ClusterTerminating, plan.Stop)
 			}
 		}
+		if plan.Status == api.ClusterTerminated && c.HeadAddress != "" {
+			if err := tx.SetClusterHeadAddress(ctx, c.ID, "", now); err != nil {
+				return err
+			}
+		}
 		if plan.Status != "" {
 			changed, err := tx.SetClusterStatus(ctx, c.ID, c.DesiredState, plan.Status, plan.Reason, now)
 			if err != nil {

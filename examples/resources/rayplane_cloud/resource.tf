@@ -1,0 +1,45 @@
+# This machine: nodes are local processes; logs go under the control
+# plane's data directory unless storage_location says otherwise.
+resource "rayplane_cloud" "laptop" {
+  name           = "laptop"
+  cloud_provider = "local"
+  quotas = {
+    max_vcpus = 16
+  }
+}
+
+# An AWS account, through a role the control plane assumes. Put
+# rayplane_cloud.aws.aws.external_id in the role's trust policy.
+resource "rayplane_cloud" "aws" {
+  name             = "prod-aws"
+  cloud_provider   = "aws"
+  region           = "us-east-1"
+  storage_location = "s3://my-ray-logs/prod"
+  aws = {
+    role_arn = "arn:aws:iam::123456789012:role/rayplane"
+  }
+  quotas = {
+    max_nodes = 50
+  }
+  heartbeat_interval_seconds = 10
+}
+
+# A Kubernetes namespace. The token is write-only: it never enters the
+# state; bump token_wo_version to send a new one.
+variable "k8s_token" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+
+resource "rayplane_cloud" "k8s" {
+  name             = "k8s"
+  cloud_provider   = "kubernetes"
+  storage_location = "gs://my-ray-logs"
+  kubernetes = {
+    api_server       = "https://k8s.example.com:6443"
+    namespace        = "ray"
+    token_wo         = var.k8s_token
+    token_wo_version = 1
+  }
+}

@@ -1,0 +1,209 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/client"
+)
+
+func init() { dataSourceConstructors = append(dataSourceConstructors, newCloudDataSource) }
+
+var (
+	_ datasource.DataSourceWithConfigure        = (*cloudDataSource)(nil)
+	_ datasource.DataSourceWithConfigValidators = (*cloudDataSource)(nil)
+)
+
+func newCloudDataSource() datasource.DataSource { return &cloudDataSource{} }
+
+// cloudDataSource is data.rayplane_cloud: one cloud, by id or by name.
+type cloudDataSource struct{ client *client.Client }
+
+type cloudDataModel struct {
+	ID                       types.String `tfsdk:"id"`
+	Name                     types.String `tfsdk:"name"`
+	Provider                 types.String `tfsdk:"cloud_provider"`
+	Region                   types.String `tfsdk:"region"`
+	StorageLocation          types.String `tfsdk:"storage_location"`
+	AWS                      types.Object `tfsdk:"aws"`
+	GCP                      types.Object `tfsdk:"gcp"`
+	Kubernetes               types.Object `tfsdk:"kubernetes"`
+	Quotas                   types.Object `tfsdk:"quotas"`
+	HeartbeatIntervalSeconds types.Int64  `tfsdk:"heartbeat_interval_seconds"`
+	HeartbeatLostAfter       types.Int64  `tfsdk:"heartbeat_lost_after"`
+	Status                   types.String `tfsdk:"status"`
+	StatusReason             types.String `tfsdk:"status_reason"`
+}
+
+type cloudDataKubernetesModel struct {
+	APIServer types.String `tfsdk:"api_server"`
+	Namespace types.String `tfsdk:"namespace"`
+	CACertPEM types.String `tfsdk:"ca_cert_pem"`
+	TokenSet  types.Bool   `tfsdk:"token_set"`
+}
+
+var cloudDataK8sAttrTypes = map[string]attr.Type{
+	"api_server": types.StringType, "namespace": types.StringType, "ca_cert_pem": types.StringType, "token_set": types.BoolType,
+}
+
+func (d *cloudDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_cloud"
+}
+
+func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	str := func(desc string) schema.StringAttribute {
+		return schema.StringAttribute{Description: desc, Computed: true}
+	}
+	resp.Schema = schema.Schema{
+		Description: "Reads one cloud of the provider's organization, by `id` or by `name` (set exactly one).",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Description: "Cloud id (`cld_…`). Set this or `name`.",
+				Optional:    true,
+				Computed:    true,
+				Validators:  []validator.String{idValidator("cld")},
+			},
+			"name": schema.StringAttribute{
+				Description: "Cloud name. Set this or `id`.",
+				Optional:    true,
+				Computed:    true,
+				Validators:  []validator.String{nameValidator()},
+			},
+			"cloud_provider":   str("`local`, `aws`, `gcp` or `kubernetes`."),
+			"region":           str("Region, when the provider has one."),
+			"storage_location": str("Where nodes write logs and artifacts."),
+			"aws": schema.SingleNestedAttribute{
+				Description: "AWS role settings; null unless cloud_provider is `aws`.",
+				Computed:    true,
+				Attributes: map[string]schema.Attribute{
+					"role_arn":    str("ARN of the role the control plane assumes."),
+					"external_id": str("External id to require in the role's trust policy."),
+				},
+			},
+			"gcp": schema.SingleNestedAttribute{
+				Description: "GCP identity settings; null unless cloud_provider is `gcp`.",
+				Computed:    true,
+				Attributes: map[string]schema.Attribute{
+					"workload_identity_provider": str("Workload identity provider."),
+					"service_account":            str("Service account impersonated."),
+				},
+			},
+			"kubernetes": schema.SingleNestedAttribute{
+				Description: "Kubernetes settings; null unless cloud_provider is `kubernetes`. The token is never answered.",
+				Computed:    true,
+				Attributes: map[string]schema.Attribute{
+					"api_server":  str("API server URL."),
+					"namespace":   str("Namespace the nodes run in."),
+					"ca_cert_pem": str("CA of the API server, when set."),
+					"token_set":   schema.BoolAttribute{Description: "Whether the control plane holds a token for this cloud.", Computed: true},
+				},
+			},
+			"quotas": schema.SingleNestedAttribute{
+				Description: "Limits on what all clusters of the cloud hold at once; a null limit means none.",
+				Computed:    true,
+				Attributes: map[string]schema.Attribute{
+					"max_nodes": schema.Int64Attribute{Description: "Most nodes at once.", Computed: true},
+					"max_vcpus": schema.Int64Attribute{Description: "Most vCPUs at once.", Computed: true},
+				},
+			},
+			"heartbeat_interval_seconds": schema.Int64Attribute{Description: "How often agents report, in seconds.", Computed: true},
+			"heartbeat_lost_after":       schema.Int64Attribute{Description: "Missed intervals before a node counts as lost.", Computed: true},
+			"status":                     str("`active`, `verifying` or `error`."),
+			"status_reason":              str("Why the cloud has its status, when the control plane says."),
+		},
+	}
+}
+
+func (d *cloudDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
+	return []datasource.ConfigValidator{datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name"))}
+}
+
+func (d *cloudDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = dataSourceClient(req, resp)
+}
+
+func (d *cloudDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var cfg cloudDataModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var c api.Cloud
+	if !cfg.ID.IsNull() {
+		var err error
+		c, err = d.client.GetCloud(ctx, cfg.ID.ValueString())
+		if api.IsCode(err, api.CodeNotFound) {
+			resp.Diagnostics.AddAttributeError(path.Root("id"), "Cloud not found",
+				fmt.Sprintf("No cloud with id %q in this organization.", cfg.ID.ValueString()))
+			return
+		}
+		if err != nil {
+			resp.Diagnostics.Append(apiErrorDiagnostics("Cannot read cloud "+cfg.ID.ValueString(), err, map[string]string{"cloud_id": "id"})...)
+			return
+		}
+	} else {
+		name := cfg.Name.ValueString()
+		page, err := d.client.ListClouds(ctx, client.NameFilter{Name: name}, api.ListOptions{})
+		if err != nil {
+			resp.Diagnostics.Append(apiErrorDiagnostics("Cannot list clouds", err, nil)...)
+			return
+		}
+		if len(page.Items) == 0 {
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "Cloud not found",
+				fmt.Sprintf("No cloud named %q in this organization. Check the name, or create the cloud (resource rayplane_cloud) first.", name))
+			return
+		}
+		c = page.Items[0] // names are unique in an organization
+	}
+	m, diags := cloudDataState(ctx, c)
+	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, m)...)
+}
+
+func cloudDataState(ctx context.Context, c api.Cloud) (cloudDataModel, diag.Diagnostics) {
+	var diags, d diag.Diagnostics
+	m := cloudDataModel{
+		ID:                       types.StringValue(c.ID),
+		Name:                     types.StringValue(c.Name),
+		Provider:                 types.StringValue(c.Provider),
+		Region:                   stringOrNull(c.Region),
+		StorageLocation:          stringOrNull(c.StorageLocation),
+		HeartbeatIntervalSeconds: types.Int64Value(int64(c.Heartbeat.IntervalSeconds)),
+		HeartbeatLostAfter:       types.Int64Value(int64(c.Heartbeat.LostAfter)),
+		Status:                   types.StringValue(c.Status),
+		StatusReason:             stringOrNull(c.StatusReason),
+		AWS:                      types.ObjectNull(cloudAWSAttrTypes),
+		GCP:                      types.ObjectNull(cloudGCPAttrTypes),
+		Kubernetes:               types.ObjectNull(cloudDataK8sAttrTypes),
+	}
+	if c.AWS != nil {
+		m.AWS, d = types.ObjectValueFrom(ctx, cloudAWSAttrTypes, cloudAWSModel{
+			RoleARN: types.StringValue(c.AWS.RoleARN), ExternalID: stringOrNull(c.AWS.ExternalID)})
+		diags.Append(d...)
+	}
+	if c.GCP != nil {
+		m.GCP, d = types.ObjectValueFrom(ctx, cloudGCPAttrTypes, cloudGCPModel{
+			WorkloadIdentityProvider: types.StringValue(c.GCP.WorkloadIdentityProvider), ServiceAccount: types.StringValue(c.GCP.ServiceAccount)})
+		diags.Append(d...)
+	}
+	if k := c.Kubernetes; k != nil {
+		m.Kubernetes, d = types.ObjectValueFrom(ctx, cloudDataK8sAttrTypes, cloudDataKubernetesModel{
+			APIServer: types.StringValue(k.APIServer), Namespace: types.StringValue(k.Namespace),
+			CACertPEM: stringOrNull(k.CACertPEM), TokenSet: types.BoolValue(k.TokenSet)})
+		diags.Append(d...)
+	}
+	m.Quotas, d = types.ObjectValueFrom(ctx, cloudQuotasAttrTypes, cloudQuotasModel{
+		MaxNodes: intPtrValue(c.Quotas.MaxNodes), MaxVCPUs: intPtrValue(c.Quotas.MaxVCPUs)})
+	diags.Append(d...)
+	return m, diags
+}

@@ -1,0 +1,528 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/client"
+)
+
+func init() { resourceConstructors = append(resourceConstructors, newCloudResource) }
+
+var (
+	_ resource.ResourceWithConfigure      = (*cloudResource)(nil)
+	_ resource.ResourceWithImportState    = (*cloudResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*cloudResource)(nil)
+)
+
+func newCloudResource() resource.Resource { return &cloudResource{} }
+
+// cloudResource is rayplane_cloud: an account, cluster or machine that
+// rayplane runs nodes in, reached through a role the customer granted.
+type cloudResource struct{ client *client.Client }
+
+type cloudModel struct {
+	ID                       types.String `tfsdk:"id"`
+	Name                     types.String `tfsdk:"name"`
+	Provider                 types.String `tfsdk:"cloud_provider"`
+	Region                   types.String `tfsdk:"region"`
+	StorageLocation          types.String `tfsdk:"storage_location"`
+	AWS                      types.Object `tfsdk:"aws"`
+	GCP                      types.Object `tfsdk:"gcp"`
+	Kubernetes               types.Object `tfsdk:"kubernetes"`
+	Quotas                   types.Object `tfsdk:"quotas"`
+	HeartbeatIntervalSeconds types.Int64  `tfsdk:"heartbeat_interval_seconds"`
+	HeartbeatLostAfter       types.Int64  `tfsdk:"heartbeat_lost_after"`
+	Status                   types.String `tfsdk:"status"`
+	StatusReason             types.String `tfsdk:"status_reason"`
+}
+
+type cloudAWSModel struct {
+	RoleARN    types.String `tfsdk:"role_arn"`
+	ExternalID types.String `tfsdk:"external_id"`
+}
+
+type cloudGCPModel struct {
+	WorkloadIdentityProvider types.String `tfsdk:"workload_identity_provider"`
+	ServiceAccount           types.String `tfsdk:"service_account"`
+}
+
+type cloudKubernetesModel struct {
+	APIServer      types.String `tfsdk:"api_server"`
+	Namespace      types.String `tfsdk:"namespace"`
+	CACertPEM      types.String `tfsdk:"ca_cert_pem"`
+	TokenWO        types.String `tfsdk:"token_wo"`
+	TokenWOVersion types.Int64  `tfsdk:"token_wo_version"`
+}
+
+type cloudQuotasModel struct {
+	MaxNodes types.Int64 `tfsdk:"max_nodes"`
+	MaxVCPUs types.Int64 `tfsdk:"max_vcpus"`
+}
+
+var (
+	cloudAWSAttrTypes = map[string]attr.Type{"role_arn": types.StringType, "external_id": types.StringType}
+	cloudGCPAttrTypes = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
+	cloudK8sAttrTypes = map[string]attr.Type{
+		"api_server": types.StringType, "namespace": types.StringType, "ca_cert_pem": types.StringType,
+		"token_wo": types.StringType, "token_wo_version": types.Int64Type,
+	}
+	cloudQuotasAttrTypes = map[string]attr.Type{"max_nodes": types.Int64Type, "max_vcpus": types.Int64Type}
+)
+
+// cloudFieldPaths places API field errors whose attribute is not the same
+// path: the API nests heartbeat settings, the schema flattens them. The
+// API's "provider" is cloud_provider here: Terraform reserves "provider".
+var cloudFieldPaths = map[string]string{
+	"heartbeat.interval_seconds":     "heartbeat_interval_seconds",
+	"heartbeat.lost_after_intervals": "heartbeat_lost_after",
+}
+
+func cloudErrorDiagnostics(summary string, err error) diag.Diagnostics {
+	return apiErrorDiagnostics(summary, renameAPIFields(err, cloudFieldPaths), map[string]string{"provider": "cloud_provider", "token": "token_wo"})
+}
+
+func (r *cloudResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_cloud"
+}
+
+func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "A cloud rayplane runs nodes in: this machine (`local`), an AWS account, a GCP project or a Kubernetes " +
+			"namespace. The control plane acts there only through the role, identity or token given here.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Description:   "Cloud id (`cld_…`), assigned by the control plane.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Description: "Name, unique in the organization: 1-63 letters, digits, `_`, `.`, `-`, starting with a letter or digit.",
+				Required:    true,
+				Validators:  []validator.String{nameValidator()},
+			},
+			"cloud_provider": schema.StringAttribute{
+				Description: "Where nodes run: `local`, `aws`, `gcp` or `kubernetes` (the API's `provider`, a name Terraform " +
+					"reserves). Set exactly the matching block (`aws`, `gcp`, `kubernetes`; none for `local`). The control plane " +
+					"cannot change it: changing it replaces the cloud.",
+				Required:      true,
+				Validators:    []validator.String{stringvalidator.OneOf(api.Providers...)},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"region": schema.StringAttribute{
+				Description: "Region, e.g. `us-east-1`. Required for `aws` and `gcp`.",
+				Optional:    true,
+				Validators: []validator.String{stringvalidator.RegexMatches(regionPattern,
+					"must be lower case letters, digits and '-', at most 63")},
+			},
+			"storage_location": schema.StringAttribute{
+				Description: "Where nodes write logs and artifacts: an `s3://` bucket URL for `aws`, `gs://` for `gcp`, either for " +
+					"`kubernetes` (required for those); an absolute directory for `local`, by default a directory under the " +
+					"control plane's data directory. Removing it from the configuration keeps the current location. Data " +
+					"there is never deleted by rayplane.",
+				Optional:      true,
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"aws": schema.SingleNestedAttribute{
+				Description: "AWS cross-account role the control plane assumes. Only with `cloud_provider = \"aws\"`.",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"role_arn": schema.StringAttribute{
+						Description: "ARN of the IAM role to assume, e.g. `arn:aws:iam::123456789012:role/rayplane`.",
+						Required:    true,
+						Validators: []validator.String{stringvalidator.RegexMatches(roleARNPattern,
+							"must be an IAM role ARN like arn:aws:iam::123456789012:role/rayplane")},
+					},
+					"external_id": schema.StringAttribute{
+						Description: "External id the control plane generated for this cloud and always sends when assuming the " +
+							"role. Put it in the role's trust policy (`sts:ExternalId` condition); it never changes.",
+						Computed:      true,
+						PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+					},
+				},
+			},
+			"gcp": schema.SingleNestedAttribute{
+				Description: "GCP Workload Identity Federation into a service account. Only with `cloud_provider = \"gcp\"`.",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"workload_identity_provider": schema.StringAttribute{
+						Description: "Full name of the workload identity provider: " +
+							"`projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.",
+						Required: true,
+						Validators: []validator.String{stringvalidator.RegexMatches(wifProviderPattern,
+							"must look like projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>")},
+					},
+					"service_account": schema.StringAttribute{
+						Description: "Email of the service account to impersonate, `name@project.iam.gserviceaccount.com`.",
+						Required:    true,
+						Validators: []validator.String{stringvalidator.RegexMatches(gcpSAPattern,
+							"must be a service account email like name@project.iam.gserviceaccount.com")},
+					},
+				},
+			},
+			"kubernetes": schema.SingleNestedAttribute{
+				Description: "Kubernetes namespace reached with a service-account token. Only with `cloud_provider = \"kubernetes\"`.",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"api_server": schema.StringAttribute{
+						Description: "URL of the API server, `https://…`.",
+						Required:    true,
+						Validators:  []validator.String{httpsURLValidator()},
+					},
+					"namespace": schema.StringAttribute{
+						Description: "Namespace the nodes run in (a DNS label).",
+						Required:    true,
+						Validators: []validator.String{stringvalidator.RegexMatches(dnsLabelPattern,
+							"must be a DNS label: lower case letters, digits and '-', at most 63")},
+					},
+					"ca_cert_pem": schema.StringAttribute{
+						Description: "PEM of the CA that signed the API server's certificate; omit to trust the system roots.",
+						Optional:    true,
+						Validators:  []validator.String{pemCertValidator()},
+					},
+					"token_wo": schema.StringAttribute{
+						Description: "Service-account token. Write-only: sent to the control plane, never kept in the Terraform " +
+							"state nor answered by the API. It is sent on create and whenever `token_wo_version` changes; " +
+							"omitting it later keeps the stored token.",
+						Optional:   true,
+						Sensitive:  true,
+						WriteOnly:  true,
+						Validators: []validator.String{stringvalidator.LengthBetween(1, maxK8sTokenLen)},
+					},
+					"token_wo_version": schema.Int64Attribute{
+						Description: "Any number; change it to send `token_wo` again (to rotate the token).",
+						Optional:    true,
+						Validators: []validator.Int64{int64validator.AlsoRequires(
+							path.MatchRelative().AtParent().AtName("token_wo"))},
+					},
+				},
+			},
+			"quotas": schema.SingleNestedAttribute{
+				Description: "Limits on what all clusters of this cloud hold at once. Omit a limit for none.",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"max_nodes": schema.Int64Attribute{
+						Description: "Most nodes (heads and workers) at once, at least 1.",
+						Optional:    true,
+						Validators:  []validator.Int64{int64validator.AtLeast(1)},
+					},
+					"max_vcpus": schema.Int64Attribute{
+						Description: "Most vCPUs at once, at least 1.",
+						Optional:    true,
+						Validators:  []validator.Int64{int64validator.AtLeast(1)},
+					},
+				},
+			},
+			"heartbeat_interval_seconds": schema.Int64Attribute{
+				Description: fmt.Sprintf("How often the agents of this cloud's nodes report, in seconds, 1-%d. Default %d.",
+					maxHeartbeatSec, api.DefaultHeartbeatIntervalSeconds),
+				Optional:   true,
+				Computed:   true,
+				Default:    int64default.StaticInt64(api.DefaultHeartbeatIntervalSeconds),
+				Validators: []validator.Int64{int64validator.Between(1, maxHeartbeatSec)},
+			},
+			"heartbeat_lost_after": schema.Int64Attribute{
+				Description: fmt.Sprintf("How many heartbeat intervals may pass without one before a node counts as lost "+
+					"and is replaced, 1-%d. Default %d.", maxLostAfter, api.DefaultHeartbeatLostAfter),
+				Optional:   true,
+				Computed:   true,
+				Default:    int64default.StaticInt64(api.DefaultHeartbeatLostAfter),
+				Validators: []validator.Int64{int64validator.Between(1, maxLostAfter)},
+			},
+			"status": schema.StringAttribute{
+				Description: "`active`, `verifying` (credentials not yet checked; also after they change) or `error`.",
+				Computed:    true,
+			},
+			"status_reason": schema.StringAttribute{
+				Description: "Why the cloud has its status, when the control plane says.",
+				Computed:    true,
+			},
+		},
+	}
+}
+
+func (r *cloudResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = resourceClient(req, resp)
+}
+
+// ValidateConfig checks what spans attributes: the provider's block and
+// the storage location the provider needs, as service.CheckCloud does.
+func (r *cloudResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var cfg cloudModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() || cfg.Provider.IsNull() || cfg.Provider.IsUnknown() {
+		return
+	}
+	p := cfg.Provider.ValueString()
+	for _, b := range []struct {
+		name string
+		v    types.Object
+	}{{api.ProviderAWS, cfg.AWS}, {api.ProviderGCP, cfg.GCP}, {api.ProviderKubernetes, cfg.Kubernetes}} {
+		switch {
+		case b.name == p && b.v.IsNull():
+			resp.Diagnostics.AddAttributeError(path.Root(b.name), "Missing "+b.name+" settings",
+				fmt.Sprintf("A cloud with cloud_provider = %q needs the %s attribute.", p, b.name))
+		case b.name != p && !b.v.IsNull():
+			resp.Diagnostics.AddAttributeError(path.Root(b.name), "Settings for another provider",
+				fmt.Sprintf("Attribute %s must not be set when cloud_provider = %q; set only the block of the cloud's provider.", b.name, p))
+		}
+	}
+	if (p == api.ProviderAWS || p == api.ProviderGCP) && cfg.Region.IsNull() {
+		resp.Diagnostics.AddAttributeError(path.Root("region"), "Missing region",
+			fmt.Sprintf("Attribute region is required when cloud_provider = %q.", p))
+	}
+	loc := cfg.StorageLocation
+	if loc.IsUnknown() {
+		return
+	}
+	if reason := storageLocationProblem(p, loc.ValueString(), loc.IsNull()); reason != "" {
+		resp.Diagnostics.AddAttributeError(path.Root("storage_location"), "Invalid storage location",
+			fmt.Sprintf("Attribute storage_location %s.", reason))
+	}
+}
+
+// storageLocationProblem mirrors service.CheckCloud's storage rules.
+func storageLocationProblem(provider, loc string, null bool) string {
+	switch provider {
+	case api.ProviderLocal:
+		p := strings.TrimPrefix(loc, "file://")
+		if !null && (!filepath.IsAbs(p) || len(p) > maxPathLen || strings.ContainsRune(p, 0)) {
+			return "must be an absolute directory path (or file:// URL) for a local cloud"
+		}
+	case api.ProviderAWS, api.ProviderGCP:
+		scheme := map[string]string{api.ProviderAWS: "s3", api.ProviderGCP: "gs"}[provider]
+		if null {
+			return fmt.Sprintf("is required when cloud_provider = %q: a %s:// bucket URL", provider, scheme)
+		}
+		if !strings.HasPrefix(loc, scheme+"://") || !bucketURLPattern.MatchString(loc) {
+			return fmt.Sprintf("must be a %s:// bucket URL when cloud_provider = %q", scheme, provider)
+		}
+	case api.ProviderKubernetes:
+		if null {
+			return `is required when cloud_provider = "kubernetes": an s3:// or gs:// bucket URL`
+		}
+		if !bucketURLPattern.MatchString(loc) {
+			return "must be an s3:// or gs:// bucket URL"
+		}
+	}
+	return ""
+}
+
+// spec is what the API gets. token is the write-only Kubernetes token to
+// send, "" to keep the stored one.
+func (m cloudModel) spec(ctx context.Context, token string) (api.CloudSpec, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	s := api.CloudSpec{
+		Name:            m.Name.ValueString(),
+		Provider:        m.Provider.ValueString(),
+		Region:          m.Region.ValueString(),
+		StorageLocation: m.StorageLocation.ValueString(), // unknown: "" lets the server choose
+		Heartbeat: api.HeartbeatConfig{
+			IntervalSeconds: int(m.HeartbeatIntervalSeconds.ValueInt64()),
+			LostAfter:       int(m.HeartbeatLostAfter.ValueInt64()),
+		},
+	}
+	if !m.AWS.IsNull() && !m.AWS.IsUnknown() {
+		var a cloudAWSModel
+		diags.Append(m.AWS.As(ctx, &a, objectAsOptions)...)
+		s.AWS = &api.AWSCloud{RoleARN: a.RoleARN.ValueString()}
+	}
+	if !m.GCP.IsNull() && !m.GCP.IsUnknown() {
+		var g cloudGCPModel
+		diags.Append(m.GCP.As(ctx, &g, objectAsOptions)...)
+		s.GCP = &api.GCPCloud{WorkloadIdentityProvider: g.WorkloadIdentityProvider.ValueString(), ServiceAccount: g.ServiceAccount.ValueString()}
+	}
+	if !m.Kubernetes.IsNull() && !m.Kubernetes.IsUnknown() {
+		var k cloudKubernetesModel
+		diags.Append(m.Kubernetes.As(ctx, &k, objectAsOptions)...)
+		s.Kubernetes = &api.KubernetesCloud{APIServer: k.APIServer.ValueString(), Namespace: k.Namespace.ValueString(),
+			CACertPEM: k.CACertPEM.ValueString(), Token: token}
+	}
+	if !m.Quotas.IsNull() && !m.Quotas.IsUnknown() {
+		var q cloudQuotasModel
+		diags.Append(m.Quotas.As(ctx, &q, objectAsOptions)...)
+		s.Quotas = api.Quotas{MaxNodes: intPtrFrom(q.MaxNodes), MaxVCPUs: intPtrFrom(q.MaxVCPUs)}
+	}
+	return s, diags
+}
+
+// cloudState is the state for c. prior (the plan, or the state before a
+// refresh) supplies what the API does not answer: the token version, the
+// spelling of an equal storage location, whether empty quotas were written.
+func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel, diag.Diagnostics) {
+	var diags, d diag.Diagnostics
+	m := cloudModel{
+		ID:                       types.StringValue(c.ID),
+		Name:                     types.StringValue(c.Name),
+		Provider:                 types.StringValue(c.Provider),
+		Region:                   stringOrNull(c.Region),
+		StorageLocation:          stringOrNull(c.StorageLocation),
+		HeartbeatIntervalSeconds: types.Int64Value(int64(c.Heartbeat.IntervalSeconds)),
+		HeartbeatLostAfter:       types.Int64Value(int64(c.Heartbeat.LostAfter)),
+		Status:                   types.StringValue(c.Status),
+		StatusReason:             stringOrNull(c.StatusReason),
+		AWS:                      types.ObjectNull(cloudAWSAttrTypes),
+		GCP:                      types.ObjectNull(cloudGCPAttrTypes),
+		Kubernetes:               types.ObjectNull(cloudK8sAttrTypes),
+		Quotas:                   types.ObjectNull(cloudQuotasAttrTypes),
+	}
+	// The server stores file:///x as /x; keep the configured spelling.
+	if pl := prior.StorageLocation; !pl.IsNull() && !pl.IsUnknown() && strings.TrimPrefix(pl.ValueString(), "file://") == c.StorageLocation {
+		m.StorageLocation = pl
+	}
+	if c.AWS != nil {
+		m.AWS, d = types.ObjectValueFrom(ctx, cloudAWSAttrTypes, cloudAWSModel{
+			RoleARN: types.StringValue(c.AWS.RoleARN), ExternalID: stringOrNull(c.AWS.ExternalID)})
+		diags.Append(d...)
+	}
+	if c.GCP != nil {
+		m.GCP, d = types.ObjectValueFrom(ctx, cloudGCPAttrTypes, cloudGCPModel{
+			WorkloadIdentityProvider: types.StringValue(c.GCP.WorkloadIdentityProvider), ServiceAccount: types.StringValue(c.GCP.ServiceAccount)})
+		diags.Append(d...)
+	}
+	if c.Kubernetes != nil {
+		version := types.Int64Null()
+		if !prior.Kubernetes.IsNull() && !prior.Kubernetes.IsUnknown() {
+			var pk cloudKubernetesModel
+			diags.Append(prior.Kubernetes.As(ctx, &pk, objectAsOptions)...)
+			version = pk.TokenWOVersion
+		}
+		m.Kubernetes, d = types.ObjectValueFrom(ctx, cloudK8sAttrTypes, cloudKubernetesModel{
+			APIServer: types.StringValue(c.Kubernetes.APIServer), Namespace: types.StringValue(c.Kubernetes.Namespace),
+			CACertPEM: stringOrNull(c.Kubernetes.CACertPEM), TokenWO: types.StringNull(), TokenWOVersion: version})
+		diags.Append(d...)
+	}
+	if q := c.Quotas; q.MaxNodes != nil || q.MaxVCPUs != nil || (!prior.Quotas.IsNull() && !prior.Quotas.IsUnknown()) {
+		m.Quotas, d = types.ObjectValueFrom(ctx, cloudQuotasAttrTypes, cloudQuotasModel{
+			MaxNodes: intPtrValue(q.MaxNodes), MaxVCPUs: intPtrValue(q.MaxVCPUs)})
+		diags.Append(d...)
+	}
+	return m, diags
+}
+
+func (r *cloudResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan cloudModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	token := r.configToken(ctx, req.Config, plan, &resp.Diagnostics)
+	spec, diags := plan.spec(ctx, token)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	c, err := r.client.CreateCloud(ctx, spec)
+	if err != nil {
+		resp.Diagnostics.Append(cloudErrorDiagnostics("Cannot create cloud "+spec.Name, err)...)
+		return
+	}
+	state, diags := cloudState(ctx, c, plan)
+	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+// configToken reads the write-only token, which only the configuration
+// holds (the plan has it as null).
+func (r *cloudResource) configToken(ctx context.Context, cfg tfsdk.Config, plan cloudModel, diags *diag.Diagnostics) string {
+	if plan.Kubernetes.IsNull() || plan.Kubernetes.IsUnknown() {
+		return ""
+	}
+	var token types.String
+	diags.Append(cfg.GetAttribute(ctx, path.Root("kubernetes").AtName("token_wo"), &token)...)
+	return token.ValueString()
+}
+
+func (r *cloudResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var prior cloudModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	c, err := r.client.GetCloud(ctx, prior.ID.ValueString())
+	if api.IsCode(err, api.CodeNotFound) {
+		resp.State.RemoveResource(ctx) // deleted out of band: the plan recreates it
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.Append(cloudErrorDiagnostics("Cannot read cloud "+prior.ID.ValueString(), err)...)
+		return
+	}
+	state, diags := cloudState(ctx, c, prior)
+	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+func (r *cloudResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, prior cloudModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	// The token is sent again only when its version changes: Terraform
+	// cannot compare a write-only value with anything.
+	token := ""
+	if tokenVersion(ctx, plan) != tokenVersion(ctx, prior) {
+		token = r.configToken(ctx, req.Config, plan, &resp.Diagnostics)
+	}
+	spec, diags := plan.spec(ctx, token)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	c, err := r.client.UpdateCloud(ctx, prior.ID.ValueString(), spec)
+	if err != nil {
+		resp.Diagnostics.Append(cloudErrorDiagnostics("Cannot update cloud "+prior.ID.ValueString(), err)...)
+		return
+	}
+	state, diags := cloudState(ctx, c, plan)
+	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+// tokenVersion is token_wo_version as a comparable string ("" when unset).
+func tokenVersion(ctx context.Context, m cloudModel) string {
+	if m.Kubernetes.IsNull() || m.Kubernetes.IsUnknown() {
+		return ""
+	}
+	var k cloudKubernetesModel
+	if m.Kubernetes.As(ctx, &k, objectAsOptions).HasError() {
+		return ""
+	}
+	return k.TokenWOVersion.String()
+}
+
+func (r *cloudResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var prior cloudModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	err := r.client.DeleteCloud(ctx, prior.ID.ValueString())
+	if err != nil && !api.IsCode(err, api.CodeNotFound) {
+		resp.Diagnostics.Append(cloudErrorDiagnostics("Cannot delete cloud "+prior.ID.ValueString(), err)...)
+	}
+}
+
+func (r *cloudResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}

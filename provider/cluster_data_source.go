@@ -1,0 +1,134 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/client"
+)
+
+func init() {
+	dataSourceConstructors = append(dataSourceConstructors, newClusterDataSource)
+}
+
+var (
+	_ datasource.DataSourceWithConfigure        = (*clusterDataSource)(nil)
+	_ datasource.DataSourceWithConfigValidators = (*clusterDataSource)(nil)
+)
+
+func newClusterDataSource() datasource.DataSource { return &clusterDataSource{} }
+
+// clusterDataSource is the rayplane_cluster data source: one cluster,
+// looked up by id or by name.
+type clusterDataSource struct{ client *client.Client }
+
+func (d *clusterDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_cluster"
+}
+
+func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	computed := func(desc string) schema.StringAttribute {
+		return schema.StringAttribute{Description: desc, Computed: true}
+	}
+	resp.Schema = schema.Schema{
+		Description: "Reads a rayplane cluster by `id` or by `name` (exactly one of them): its declaration, status and node counts.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Description: descClusterID + " Set this or `name`.",
+				Optional:    true,
+				Computed:    true,
+				Validators:  []validator.String{stringvalidator.RegexMatches(clusterIDPattern, "must be a cluster id like cls_…")},
+			},
+			"name": schema.StringAttribute{
+				Description: descClusterName + " Set this or `id`.",
+				Optional:    true,
+				Computed:    true,
+				Validators: []validator.String{stringvalidator.RegexMatches(clusterNamePattern,
+					"must be 1-63 characters of letters, digits, '_', '.', '-', starting with a letter or digit")},
+			},
+			"cloud_id":               computed(descClusterCloudID),
+			"compute_config_id":      computed(descClusterConfigID),
+			"compute_config_version": schema.Int64Attribute{Description: descClusterVersion, Computed: true},
+			"runtime": schema.SingleNestedAttribute{
+				Description: descClusterRuntime + " Null when the cluster declares no runtime settings.",
+				Computed:    true,
+				Attributes: map[string]schema.Attribute{
+					"image":          computed(descClusterRuntimeImage),
+					"ray_version":    computed(descClusterRuntimeRay),
+					"head_command":   schema.ListAttribute{Description: descClusterRuntimeHead, Computed: true, ElementType: types.StringType},
+					"worker_command": schema.ListAttribute{Description: descClusterRuntimeWorker, Computed: true, ElementType: types.StringType},
+					"env":            schema.MapAttribute{Description: descClusterRuntimeEnv, Computed: true, ElementType: types.StringType},
+				},
+			},
+			"desired_state": computed(descClusterDesired),
+			"status":        computed(descClusterStatus),
+			"status_reason": computed(descClusterReason),
+			"head_address":  computed(descClusterHead),
+			"nodes_running": schema.Int64Attribute{Description: descClusterRunning, Computed: true},
+			"nodes_total":   schema.Int64Attribute{Description: descClusterTotal, Computed: true},
+		},
+	}
+}
+
+func (d *clusterDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
+	return []datasource.ConfigValidator{
+		datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name")),
+	}
+}
+
+func (d *clusterDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = dataSourceClient(req, resp)
+}
+
+func (d *clusterDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var m clusterModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	id := m.ID.ValueString()
+	if id == "" {
+		name := m.Name.ValueString()
+		page, err := d.client.ListClusters(ctx, client.ClusterFilter{Name: name}, api.ListOptions{Limit: 2})
+		if err != nil {
+			resp.Diagnostics.Append(errorDiagnostic(fmt.Sprintf("Cannot look up rayplane cluster %q", name), err))
+			return
+		}
+		switch len(page.Items) {
+		case 0:
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "rayplane cluster not found",
+				fmt.Sprintf("The organization has no cluster named %q.", name))
+			return
+		case 1:
+			id = page.Items[0].ID
+		default:
+			// Names are unique per organization; more than one means the
+			// control plane's filter did not apply.
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "Ambiguous rayplane cluster name",
+				fmt.Sprintf("More than one cluster is named %q; look it up by id.", name))
+			return
+		}
+	}
+	cl, nodes, err := readClusterAndNodes(ctx, d.client, id)
+	if api.IsCode(err, api.CodeNotFound) {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "rayplane cluster not found",
+			fmt.Sprintf("The organization has no cluster %s.", id))
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.Append(errorDiagnostic(fmt.Sprintf("Cannot read rayplane cluster %s", id), err))
+		return
+	}
+	m.Runtime = types.ObjectNull(clusterRuntimeAttrTypes)
+	resp.Diagnostics.Append(m.fromAPI(ctx, cl, nodes)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}

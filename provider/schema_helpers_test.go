@@ -1,0 +1,129 @@
+package provider
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+// TestSchemas has the framework check every schema (write-only rules,
+// defaults on optional+computed attributes…) without running Terraform.
+func TestSchemas(t *testing.T) {
+	srv := providerserver.NewProtocol6(New("test")())()
+	resp, err := srv.GetProviderSchema(context.Background(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range resp.Diagnostics {
+		t.Errorf("%s: %s: %s", d.Severity, d.Summary, d.Detail)
+	}
+	for _, name := range []string{"rayplane_cloud", "rayplane_compute_config", "rayplane_api_token"} {
+		if resp.ResourceSchemas[name] == nil {
+			t.Errorf("no resource %s", name)
+		}
+	}
+	for _, name := range []string{"rayplane_cloud", "rayplane_instance_types"} {
+		if resp.DataSourceSchemas[name] == nil {
+			t.Errorf("no data source %s", name)
+		}
+	}
+}
+
+// fieldRefused reports whether the server's check names field.
+func fieldRefused(err error, field string) bool {
+	e, ok := err.(*api.Error)
+	return ok && slices.ContainsFunc(e.Fields, func(f api.FieldError) bool { return f.Field == field })
+}
+
+// TestPatternsAgreeWithServer: the plan-time patterns are copies of
+// service/validate.go's; they must accept and refuse the same values.
+func TestPatternsAgreeWithServer(t *testing.T) {
+	cases := []struct {
+		field   string
+		accepts func(string) bool
+		values  []string
+	}{
+		{"name", namePattern.MatchString, []string{"a", "A-1.b_c", "-a", "", "has space", string(make([]byte, 64))}},
+		{"aws.role_arn", roleARNPattern.MatchString, []string{
+			"arn:aws:iam::123456789012:role/x", "arn:aws-us-gov:iam::123456789012:role/a/b", "arn:aws:iam::1234:role/x",
+			"arn:aws:iam::123456789012:user/x",
+		}},
+		{"region", regionPattern.MatchString, []string{"us-east-1", "US-EAST-1", "-x"}},
+		{"gcp.workload_identity_provider", wifProviderPattern.MatchString, []string{
+			"projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1",
+			"projects/abc/locations/global/workloadIdentityPools/pool-1/providers/prov-1",
+			"projects/123/locations/global/workloadIdentityPools/p/providers/prov-1",
+		}},
+		{"gcp.service_account", gcpSAPattern.MatchString, []string{
+			"rayplane@my-project.iam.gserviceaccount.com", "ab@my-project.iam.gserviceaccount.com", "rayplane@gmail.com",
+		}},
+		{"kubernetes.namespace", dnsLabelPattern.MatchString, []string{"ray", "ray-1", "Ray", "-ray", "ray-"}},
+	}
+	for _, c := range cases {
+		for _, v := range c.values {
+			spec := api.CloudSpec{Name: "n", Provider: api.ProviderAWS, Region: "r", StorageLocation: "s3://bucket",
+				AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x"}}
+			switch c.field {
+			case "name":
+				spec.Name = v
+			case "aws.role_arn":
+				spec.AWS.RoleARN = v
+			case "region":
+				spec.Region = v
+			case "gcp.workload_identity_provider", "gcp.service_account":
+				spec.Provider, spec.AWS, spec.StorageLocation = api.ProviderGCP, nil, "gs://bucket"
+				spec.GCP = &api.GCPCloud{WorkloadIdentityProvider: "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+					ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}
+				if c.field == "gcp.service_account" {
+					spec.GCP.ServiceAccount = v
+				} else {
+					spec.GCP.WorkloadIdentityProvider = v
+				}
+			case "kubernetes.namespace":
+				spec.Provider, spec.AWS, spec.Region = api.ProviderKubernetes, nil, ""
+				spec.Kubernetes = &api.KubernetesCloud{APIServer: "https://k8s", Namespace: v}
+			}
+			serverOK := !fieldRefused(service.CheckCloud(&spec), c.field)
+			if ok := c.accepts(v); ok != serverOK {
+				t.Errorf("%s %q: provider accepts %v, server accepts %v", c.field, v, ok, serverOK)
+			}
+		}
+	}
+	for _, v := range []string{"local.small", "m5.2xlarge", "", ".x", string(make([]byte, 65))} {
+		req := api.ComputeConfigRequest{Name: "n", ComputeConfigSpec: api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: v}}}
+		serverOK := !fieldRefused(service.CheckComputeConfig(&req), "head_node.instance_type")
+		if ok := instanceTypePattern.MatchString(v); ok != serverOK {
+			t.Errorf("instance type %q: provider accepts %v, server accepts %v", v, ok, serverOK)
+		}
+	}
+}
+
+func TestStorageLocationAgreesWithServer(t *testing.T) {
+	for _, c := range []struct{ provider, loc string }{
+		{api.ProviderLocal, ""}, {api.ProviderLocal, "/abs"}, {api.ProviderLocal, "file:///abs"}, {api.ProviderLocal, "rel"},
+		{api.ProviderAWS, ""}, {api.ProviderAWS, "s3://bucket/p"}, {api.ProviderAWS, "gs://bucket"}, {api.ProviderAWS, "s3://B"},
+		{api.ProviderGCP, "gs://bucket"}, {api.ProviderGCP, "s3://bucket"},
+		{api.ProviderKubernetes, ""}, {api.ProviderKubernetes, "gs://bucket"}, {api.ProviderKubernetes, "/abs"},
+	} {
+		spec := api.CloudSpec{Name: "n", Provider: c.provider, Region: "r", StorageLocation: c.loc}
+		switch c.provider {
+		case api.ProviderAWS:
+			spec.AWS = &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x"}
+		case api.ProviderGCP:
+			spec.GCP = &api.GCPCloud{WorkloadIdentityProvider: "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
+				ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}
+		case api.ProviderKubernetes:
+			spec.Kubernetes = &api.KubernetesCloud{APIServer: "https://k8s", Namespace: "ray"}
+		}
+		serverOK := !fieldRefused(service.CheckCloud(&spec), "storage_location")
+		if ok := storageLocationProblem(c.provider, c.loc, c.loc == "") == ""; ok != serverOK {
+			t.Errorf("%s storage %q: provider accepts %v, server accepts %v", c.provider, c.loc, ok, serverOK)
+		}
+	}
+}

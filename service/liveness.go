@@ -111,23 +111,7 @@ func (l *Liveness) Flush(ctx context.Context, st Store) error {
 
 // Run flushes every interval until ctx ends, then once more.
 func (l *Liveness) Run(ctx context.Context, st Store, every time.Duration, onErr func(error)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := l.Flush(fctx, st); err != nil {
-				onErr(err)
-			}
-			cancel()
-			return
-		case <-t.C:
-			if err := l.Flush(ctx, st); err != nil {
-				onErr(err)
-			}
-		}
-	}
+	flushLoop(ctx, every, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
 }
 
 func truncate(s string, n int) string {

@@ -128,20 +128,25 @@ func (l *LastUsed) Flush(ctx context.Context, st Store) error {
 
 // Run flushes every interval until ctx ends, then once more.
 func (l *LastUsed) Run(ctx context.Context, st Store, every time.Duration, onErr func(error)) {
+	flushLoop(ctx, every, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
+}
+
+// flushLoop calls flush every interval until ctx ends, then once more
+// with a context of its own, so what was batched is not lost at shutdown.
+func flushLoop(ctx context.Context, every time.Duration, flush func(context.Context) error, onErr func(error)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			// The request context is gone; the final flush gets its own.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := l.Flush(fctx, st); err != nil {
+			if err := flush(fctx); err != nil {
 				onErr(err)
 			}
 			cancel()
 			return
 		case <-t.C:
-			if err := l.Flush(ctx, st); err != nil {
+			if err := flush(ctx); err != nil {
 				onErr(err)
 			}
 		}

@@ -35,20 +35,10 @@ func (s *Server) createCloud(c *call) error {
 }
 
 func (s *Server) listClouds(c *call) error {
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[api.Cloud]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListClouds(c.ctx(), c.orgID(), service.NameFilter{Name: c.r.URL.Query().Get("name")}, opts)
-		return err
+	f := service.NameFilter{Name: c.r.URL.Query().Get("name")}
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.Cloud], error) {
+		return tx.ListClouds(c.ctx(), c.orgID(), f, opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 func (s *Server) getCloud(c *call) error {
@@ -56,16 +46,7 @@ func (s *Server) getCloud(c *call) error {
 	if err != nil {
 		return err
 	}
-	var cloud api.Cloud
-	err = c.view(func(tx service.Tx) error {
-		cloud, err = tx.GetCloud(c.ctx(), c.orgID(), id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, cloud)
-	return nil
+	return answerView(c, func(tx service.Tx) (api.Cloud, error) { return tx.GetCloud(c.ctx(), c.orgID(), id) })
 }
 
 func (s *Server) updateCloud(c *call) error {

@@ -188,22 +188,11 @@ func (s *Server) checkCatalog(c *call, cloudID string, spec api.ComputeConfigSpe
 }
 
 func (s *Server) listClusters(c *call) error {
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
 	q := c.r.URL.Query()
 	f := service.ClusterFilter{Name: q.Get("name"), CloudID: q.Get("cloud_id"), ComputeConfigID: q.Get("compute_config_id")}
-	var page api.Page[api.Cluster]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListClusters(c.ctx(), c.orgID(), f, opts)
-		return err
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.Cluster], error) {
+		return tx.ListClusters(c.ctx(), c.orgID(), f, opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 func (s *Server) getCluster(c *call) error {
@@ -211,16 +200,7 @@ func (s *Server) getCluster(c *call) error {
 	if err != nil {
 		return err
 	}
-	var cluster api.Cluster
-	err = c.view(func(tx service.Tx) error {
-		cluster, err = tx.GetCluster(c.ctx(), c.orgID(), id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, cluster)
-	return nil
+	return answerView(c, func(tx service.Tx) (api.Cluster, error) { return tx.GetCluster(c.ctx(), c.orgID(), id) })
 }
 
 func (s *Server) updateCluster(c *call) error {
@@ -309,20 +289,9 @@ func (s *Server) listNodes(c *call) error {
 	if err != nil {
 		return err
 	}
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[api.Node]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListNodes(c.ctx(), c.orgID(), id, opts)
-		return err
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.Node], error) {
+		return tx.ListNodes(c.ctx(), c.orgID(), id, opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 func (s *Server) listClusterEvents(c *call) error {
@@ -330,20 +299,9 @@ func (s *Server) listClusterEvents(c *call) error {
 	if err != nil {
 		return err
 	}
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[api.ClusterEvent]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListClusterEvents(c.ctx(), c.orgID(), id, opts)
-		return err
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.ClusterEvent], error) {
+		return tx.ListClusterEvents(c.ctx(), c.orgID(), id, opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 // setResourceRequests replaces the capacity held for a cluster, like
@@ -389,14 +347,8 @@ func (s *Server) getResourceRequests(c *call) error {
 	if err != nil {
 		return err
 	}
-	var cluster api.Cluster
-	err = c.view(func(tx service.Tx) error {
-		cluster, err = tx.GetCluster(c.ctx(), c.orgID(), id)
-		return err
+	return answerView(c, func(tx service.Tx) (api.ResourceRequestsBody, error) {
+		cluster, err := tx.GetCluster(c.ctx(), c.orgID(), id)
+		return api.ResourceRequestsBody{Bundles: cluster.ResourceRequests}, err
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, api.ResourceRequestsBody{Bundles: cluster.ResourceRequests})
-	return nil
 }

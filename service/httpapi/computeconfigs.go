@@ -79,20 +79,10 @@ func sameSpec(a, b api.ComputeConfigSpec) bool {
 }
 
 func (s *Server) listComputeConfigs(c *call) error {
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[api.ComputeConfig]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListComputeConfigs(c.ctx(), c.orgID(), service.NameFilter{Name: c.r.URL.Query().Get("name")}, opts)
-		return err
+	f := service.NameFilter{Name: c.r.URL.Query().Get("name")}
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+		return tx.ListComputeConfigs(c.ctx(), c.orgID(), f, opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 func (s *Server) getComputeConfig(c *call) error {
@@ -113,16 +103,9 @@ func (s *Server) answerComputeConfig(c *call, version int) error {
 	if err != nil {
 		return err
 	}
-	var cc api.ComputeConfig
-	err = c.view(func(tx service.Tx) error {
-		cc, err = tx.GetComputeConfig(c.ctx(), c.orgID(), id, version)
-		return err
+	return answerView(c, func(tx service.Tx) (api.ComputeConfig, error) {
+		return tx.GetComputeConfig(c.ctx(), c.orgID(), id, version)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, cc)
-	return nil
 }
 
 func (s *Server) listComputeConfigVersions(c *call) error {
@@ -130,20 +113,9 @@ func (s *Server) listComputeConfigVersions(c *call) error {
 	if err != nil {
 		return err
 	}
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[api.ComputeConfig]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListComputeConfigVersions(c.ctx(), c.orgID(), id, opts)
-		return err
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+		return tx.ListComputeConfigVersions(c.ctx(), c.orgID(), id, opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 func (s *Server) deleteComputeConfig(c *call) error {

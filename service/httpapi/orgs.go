@@ -41,20 +41,9 @@ func (s *Server) createOrg(c *call) error {
 }
 
 func (s *Server) listOrgs(c *call) error {
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[api.Organization]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListOrgs(c.ctx(), opts)
-		return err
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.Organization], error) {
+		return tx.ListOrgs(c.ctx(), opts)
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
 }
 
 func (s *Server) getOrg(c *call) error {
@@ -62,16 +51,7 @@ func (s *Server) getOrg(c *call) error {
 	if err != nil {
 		return err
 	}
-	var org api.Organization
-	err = c.view(func(tx service.Tx) error {
-		org, err = tx.GetOrg(c.ctx(), id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, org)
-	return nil
+	return answerView(c, func(tx service.Tx) (api.Organization, error) { return tx.GetOrg(c.ctx(), id) })
 }
 
 func (s *Server) createToken(c *call) error {
@@ -93,24 +73,14 @@ func (s *Server) createToken(c *call) error {
 }
 
 func (s *Server) listTokens(c *call) error {
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
-	var page api.Page[service.Token]
-	err = c.view(func(tx service.Tx) error {
-		page, err = tx.ListTokens(c.ctx(), c.orgID(), opts)
-		return err
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.APIToken], error) {
+		page, err := tx.ListTokens(c.ctx(), c.orgID(), opts)
+		out := api.Page[api.APIToken]{Items: make([]api.APIToken, len(page.Items)), NextPageToken: page.NextPageToken}
+		for i, t := range page.Items {
+			out.Items[i] = t.APIToken
+		}
+		return out, err
 	})
-	if err != nil {
-		return err
-	}
-	out := api.Page[api.APIToken]{Items: make([]api.APIToken, len(page.Items)), NextPageToken: page.NextPageToken}
-	for i, t := range page.Items {
-		out.Items[i] = t.APIToken
-	}
-	writeJSON(c.w, http.StatusOK, out)
-	return nil
 }
 
 func (s *Server) getToken(c *call) error {
@@ -118,16 +88,10 @@ func (s *Server) getToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	var tok service.Token
-	err = c.view(func(tx service.Tx) error {
-		tok, err = tx.GetToken(c.ctx(), c.orgID(), id)
-		return err
+	return answerView(c, func(tx service.Tx) (api.APIToken, error) {
+		tok, err := tx.GetToken(c.ctx(), c.orgID(), id)
+		return tok.APIToken, err
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, tok.APIToken)
-	return nil
 }
 
 // revokeToken keeps the row (and so the audit trail's actor) but the token
@@ -154,10 +118,6 @@ func (s *Server) revokeToken(c *call) error {
 }
 
 func (s *Server) listAuditEvents(c *call) error {
-	opts, err := c.listOptions()
-	if err != nil {
-		return err
-	}
 	q := c.r.URL.Query()
 	var f api.AuditFilter
 	var fe api.FieldErrors
@@ -178,18 +138,11 @@ func (s *Server) listAuditEvents(c *call) error {
 	if err := fe.Err(); err != nil {
 		return err
 	}
-	var page api.Page[api.AuditEvent]
-	err = c.view(func(tx service.Tx) error {
-		orgs := []string{c.orgID()}
-		if c.p.org.System {
-			orgs = append(orgs, "") // failures of callers no token identified
-		}
-		page, err = tx.ListAuditEvents(c.ctx(), orgs, f, opts)
-		return err
-	})
-	if err != nil {
-		return err
+	orgs := []string{c.orgID()}
+	if c.p.org.System {
+		orgs = append(orgs, "") // failures of callers no token identified
 	}
-	writeJSON(c.w, http.StatusOK, page)
-	return nil
+	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.AuditEvent], error) {
+		return tx.ListAuditEvents(c.ctx(), orgs, f, opts)
+	})
 }

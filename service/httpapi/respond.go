@@ -143,3 +143,26 @@ func jsonPath(p string) string {
 	}
 	return strings.Join(out, ".")
 }
+
+// answerView reads one value in a read transaction and answers it.
+func answerView[T any](c *call, read func(tx service.Tx) (T, error)) error {
+	var v T
+	err := c.view(func(tx service.Tx) (err error) {
+		v, err = read(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, v)
+	return nil
+}
+
+// answerList reads one page (limit, page_token) and answers it.
+func answerList[T any](c *call, list func(tx service.Tx, opts api.ListOptions) (api.Page[T], error)) error {
+	opts, err := c.listOptions()
+	if err != nil {
+		return err
+	}
+	return answerView(c, func(tx service.Tx) (api.Page[T], error) { return list(tx, opts) })
+}

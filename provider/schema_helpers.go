@@ -17,28 +17,28 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 )
 
-// The control plane's own limits (service/validate.go), repeated here so a
-// plan fails before anything is sent. The server stays the authority: a
-// rule only it knows still comes back as an attribute error through
-// apiErrorDiagnostics. schema_helpers_test.go checks that both sides agree.
+// The control plane's own rules (api's patterns and limits, which the
+// server enforces), checked here so a plan fails before anything is sent.
+// The server stays the authority: a rule only it knows still comes back as
+// an attribute error through apiErrorDiagnostics.
 var (
-	namePattern         = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-	instanceTypePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
-	regionPattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	roleARNPattern      = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
-	wifProviderPattern  = regexp.MustCompile(`^projects/[0-9]{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$`)
-	gcpSAPattern        = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$`)
-	dnsLabelPattern     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	bucketURLPattern    = regexp.MustCompile(`^(s3|gs)://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$`)
+	namePattern         = api.NamePattern
+	instanceTypePattern = api.InstanceTypePattern
+	regionPattern       = api.RegionPattern
+	roleARNPattern      = api.RoleARNPattern
+	wifProviderPattern  = api.WIFProviderPattern
+	gcpSAPattern        = api.GCPServiceAccountPattern
+	dnsLabelPattern     = api.DNSLabelPattern
+	bucketURLPattern    = api.BucketURLPattern
 )
 
 const (
-	maxGroupNodes     = 1000
-	maxWorkerGroups   = 32
-	maxHeartbeatSec   = 300
-	maxLostAfter      = 100
-	maxUpscalingSpeed = 1000
-	maxPathLen        = 4096
+	maxGroupNodes     = api.MaxGroupNodes
+	maxWorkerGroups   = api.MaxWorkerGroups
+	maxHeartbeatSec   = api.MaxHeartbeatSec
+	maxLostAfter      = api.MaxLostAfter
+	maxUpscalingSpeed = api.MaxUpscalingSpeed
+	maxPathLen        = api.MaxStringLen
 	maxCACertLen      = 64 << 10
 	maxK8sTokenLen    = 16 << 10
 )

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -17,28 +16,33 @@ import (
 // api.CodeInvalid error naming every bad field, so a user fixes all of them
 // in one round.
 
+// The patterns and limits are api's, shared with the provider's plan-time
+// checks.
 var (
-	namePattern         = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-	instanceTypePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
-	regionPattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	roleARNPattern      = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
-	wifProviderPattern  = regexp.MustCompile(`^projects/[0-9]{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$`)
-	gcpSAPattern        = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$`)
-	dnsLabelPattern     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	envNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	rayVersionPattern   = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
-	bucketURLPattern    = regexp.MustCompile(`^(s3|gs)://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$`)
+	namePattern         = api.NamePattern
+	instanceTypePattern = api.InstanceTypePattern
+	regionPattern       = api.RegionPattern
+	roleARNPattern      = api.RoleARNPattern
+	wifProviderPattern  = api.WIFProviderPattern
+	gcpSAPattern        = api.GCPServiceAccountPattern
+	dnsLabelPattern     = api.DNSLabelPattern
+	envNamePattern      = api.EnvNamePattern
+	rayVersionPattern   = api.RayVersionPattern
+	bucketURLPattern    = api.BucketURLPattern
+	resourceNamePattern = api.ResourceNamePattern
 )
 
 const (
-	maxGroupNodes     = 1000
-	maxWorkerGroups   = 32
-	maxCommandArgs    = 64
-	maxEnvVars        = 128
-	maxStringLen      = 4096
-	maxHeartbeatSec   = 300
-	maxLostAfter      = 100
-	maxUpscalingSpeed = 1000
+	maxGroupNodes     = api.MaxGroupNodes
+	maxWorkerGroups   = api.MaxWorkerGroups
+	maxCommandArgs    = api.MaxCommandArgs
+	maxEnvVars        = api.MaxEnvVars
+	maxStringLen      = api.MaxStringLen
+	maxHeartbeatSec   = api.MaxHeartbeatSec
+	maxLostAfter      = api.MaxLostAfter
+	maxUpscalingSpeed = api.MaxUpscalingSpeed
+	maxDemandEntries  = api.MaxDemandEntries
+	maxBundleCount    = api.MaxBundleCount
 )
 
 func checkName(fe *api.FieldErrors, field, v string) {
@@ -334,13 +338,6 @@ func checkCommand(fe *api.FieldErrors, field string, argv []string) {
 		fe.Add(field+"[0]", "must name a program")
 	}
 }
-
-const (
-	maxDemandEntries = 256
-	maxBundleCount   = 10000
-)
-
-var resourceNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
 
 // CheckResourceDemand validates bundles of resource shapes: known
 // strategies, positive counts and amounts, resource names as Ray allows.

@@ -40,7 +40,8 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 		return schema.StringAttribute{Description: desc, Computed: true}
 	}
 	resp.Schema = schema.Schema{
-		Description: "Reads a rayplane cluster by `id` or by `name` (exactly one of them): its declaration, status and node counts.",
+		Description: "Reads a rayplane cluster by `id` or by `name` (exactly one of them): its declaration, held resource requests, " +
+			"status, node counts and hourly cost.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description: descClusterID + " Set this or `name`.",
@@ -73,8 +74,20 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 			"status":        computed(descClusterStatus),
 			"status_reason": computed(descClusterReason),
 			"head_address":  computed(descClusterHead),
+			"resource_requests": schema.ListNestedAttribute{
+				Description: "Capacity held for the cluster whatever its load, like Ray's `request_resources`; empty when none is held.",
+				Computed:    true,
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"shape":    schema.MapAttribute{Description: descClusterRequestShape, Computed: true, ElementType: types.Float64Type},
+						"count":    schema.Int64Attribute{Description: descClusterRequestCount, Computed: true},
+						"strategy": computed(descClusterRequestStrategy + " Null for independent bundles."),
+					},
+				},
+			},
 			"nodes_running": schema.Int64Attribute{Description: descClusterRunning, Computed: true},
 			"nodes_total":   schema.Int64Attribute{Description: descClusterTotal, Computed: true},
+			"hourly_cost":   schema.Float64Attribute{Description: descClusterHourlyCost, Computed: true},
 		},
 	}
 }
@@ -118,7 +131,7 @@ func (d *clusterDataSource) Read(ctx context.Context, req datasource.ReadRequest
 			return
 		}
 	}
-	cl, nodes, err := readClusterAndNodes(ctx, d.client, id)
+	cl, err := d.client.GetCluster(ctx, id)
 	if api.IsCode(err, api.CodeNotFound) {
 		resp.Diagnostics.AddAttributeError(path.Root("id"), "rayplane cluster not found",
 			fmt.Sprintf("The organization has no cluster %s.", id))
@@ -129,6 +142,6 @@ func (d *clusterDataSource) Read(ctx context.Context, req datasource.ReadRequest
 		return
 	}
 	m.Runtime = types.ObjectNull(clusterRuntimeAttrTypes)
-	resp.Diagnostics.Append(m.fromAPI(ctx, cl, nodes)...)
+	resp.Diagnostics.Append(m.fromAPI(ctx, cl)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }

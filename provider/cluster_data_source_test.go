@@ -15,13 +15,18 @@ import (
 )
 
 // TestAccClusterDataSource reads a cluster made through the API by id and
-// by name. It is created terminated, so it needs no nodes.
+// by name. It is created terminated, so it needs no nodes; it holds
+// resource requests all the same.
 func TestAccClusterDataSource(t *testing.T) {
 	fx := newClusterTestFixture(t, "acc-cluster-ds", 1, 0)
 	ctx := context.Background()
 	c, err := controlPlane.client.CreateCluster(ctx, api.ClusterRequest{
 		Name: fx.name, CloudID: fx.cloudID, ComputeConfigID: fx.configID, DesiredState: api.DesiredTerminated,
 		Runtime: api.Runtime{RayVersion: "2.40.0", HeadCmd: []string{"sh", "-c", "exec sleep 600"}, Env: map[string]string{"FOO": "bar"}},
+		ResourceRequests: []api.ResourceDemand{
+			{Shape: api.Resources{"CPU": 2, "memory": 1 << 30}, Count: 3, Strategy: "STRICT_SPREAD"},
+			{Shape: api.Resources{"CPU": 0.5}, Count: 1},
+		},
 	}, "")
 	if err != nil {
 		t.Fatalf("create cluster: %v", err)
@@ -58,6 +63,20 @@ data "rayplane_cluster" "by_name" {
 			at("head_address", knownvalue.Null()),
 			at("nodes_running", knownvalue.Int64Exact(0)),
 			at("nodes_total", knownvalue.Int64Exact(0)),
+			at("hourly_cost", knownvalue.Float64Exact(0)),
+			at("resource_requests", knownvalue.ListExact([]knownvalue.Check{
+				knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"shape": knownvalue.MapExact(map[string]knownvalue.Check{
+						"CPU": knownvalue.Float64Exact(2), "memory": knownvalue.Float64Exact(1 << 30)}),
+					"count":    knownvalue.Int64Exact(3),
+					"strategy": knownvalue.StringExact("STRICT_SPREAD"),
+				}),
+				knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"shape":    knownvalue.MapExact(map[string]knownvalue.Check{"CPU": knownvalue.Float64Exact(0.5)}),
+					"count":    knownvalue.Int64Exact(1),
+					"strategy": knownvalue.Null(),
+				}),
+			})),
 			at("runtime", knownvalue.ObjectExact(map[string]knownvalue.Check{
 				"image":          knownvalue.Null(),
 				"ray_version":    knownvalue.StringExact("2.40.0"),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -64,29 +66,43 @@ var (
 	clusterIDPattern              = regexp.MustCompile(`^cls_[0-9a-hjkmnp-tv-z]{26}$`)
 	clusterEnvNamePattern         = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	clusterRayVersionPattern      = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
+	clusterResourceNamePattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
 )
 
 const (
-	clusterMaxCommandArgs = 64
-	clusterMaxEnvVars     = 128
-	clusterMaxStringLen   = 4096
+	clusterMaxCommandArgs       = 64
+	clusterMaxEnvVars           = 128
+	clusterMaxStringLen         = 4096
+	clusterMaxRequestEntries    = 256
+	clusterMaxBundleCount       = 10000
+	clusterMaxResourceAmount    = 1e15
+	clusterStrategyPack         = "PACK"
+	clusterStrategySpread       = "SPREAD"
+	clusterStrategyStrictPack   = "STRICT_PACK"
+	clusterStrategyStrictSpread = "STRICT_SPREAD"
 )
+
+// clusterStrategies are Ray's placement group strategies, as
+// service.CheckResourceDemand accepts them.
+var clusterStrategies = []string{clusterStrategyPack, clusterStrategySpread, clusterStrategyStrictPack, clusterStrategyStrictSpread}
 
 // clusterModel is what rayplane_cluster (resource and data source) shows
 // of a cluster.
 type clusterModel struct {
-	ID                   types.String `tfsdk:"id"`
-	Name                 types.String `tfsdk:"name"`
-	CloudID              types.String `tfsdk:"cloud_id"`
-	ComputeConfigID      types.String `tfsdk:"compute_config_id"`
-	ComputeConfigVersion types.Int64  `tfsdk:"compute_config_version"`
-	Runtime              types.Object `tfsdk:"runtime"`
-	DesiredState         types.String `tfsdk:"desired_state"`
-	Status               types.String `tfsdk:"status"`
-	StatusReason         types.String `tfsdk:"status_reason"`
-	HeadAddress          types.String `tfsdk:"head_address"`
-	NodesRunning         types.Int64  `tfsdk:"nodes_running"`
-	NodesTotal           types.Int64  `tfsdk:"nodes_total"`
+	ID                   types.String  `tfsdk:"id"`
+	Name                 types.String  `tfsdk:"name"`
+	CloudID              types.String  `tfsdk:"cloud_id"`
+	ComputeConfigID      types.String  `tfsdk:"compute_config_id"`
+	ComputeConfigVersion types.Int64   `tfsdk:"compute_config_version"`
+	Runtime              types.Object  `tfsdk:"runtime"`
+	DesiredState         types.String  `tfsdk:"desired_state"`
+	Status               types.String  `tfsdk:"status"`
+	StatusReason         types.String  `tfsdk:"status_reason"`
+	HeadAddress          types.String  `tfsdk:"head_address"`
+	ResourceRequests     types.List    `tfsdk:"resource_requests"`
+	NodesRunning         types.Int64   `tfsdk:"nodes_running"`
+	NodesTotal           types.Int64   `tfsdk:"nodes_total"`
+	HourlyCost           types.Float64 `tfsdk:"hourly_cost"`
 }
 
 type clusterResourceModel struct {
@@ -111,6 +127,19 @@ var clusterRuntimeAttrTypes = map[string]attr.Type{
 	"env":            types.MapType{ElemType: types.StringType},
 }
 
+// clusterDemandModel is one element of resource_requests.
+type clusterDemandModel struct {
+	Shape    types.Map    `tfsdk:"shape"`
+	Count    types.Int64  `tfsdk:"count"`
+	Strategy types.String `tfsdk:"strategy"`
+}
+
+var clusterDemandType = types.ObjectType{AttrTypes: map[string]attr.Type{
+	"shape":    types.MapType{ElemType: types.Float64Type},
+	"count":    types.Int64Type,
+	"strategy": types.StringType,
+}}
+
 // Descriptions shared by the resource and the data source.
 const (
 	descClusterID            = "The cluster's id (`cls_…`)."
@@ -128,8 +157,19 @@ const (
 	descClusterStatus        = "Where the cluster stands: `PENDING`, `PROVISIONING`, `STARTING`, `RUNNING`, `UPDATING`, `RECOVERING`, `TERMINATING`, `TERMINATED` or `ERRORED`."
 	descClusterReason        = "Why the cluster has its status, as the control plane says (for `ERRORED`, what went wrong)."
 	descClusterHead          = "Address (`host:port`) of the head node's Ray runtime while it runs."
-	descClusterRunning       = "Number of nodes, head included, whose agent is running and heartbeating."
-	descClusterTotal         = "Number of nodes that are not terminated: requested, launching, registering, running, draining, terminating or lost."
+	descClusterRequests      = "Capacity held for the cluster whatever its load, like Ray's `request_resources`: the autoscaler adds workers " +
+		"(up to each group's `max_nodes`, within the cloud's quota and the compute config's `max_hourly_cost`) until these bundles " +
+		"fit on the workers, and does not scale down the workers that hold them. A new list replaces the held one in place; an " +
+		"empty list, or none, withdraws it, and idle workers above the groups' `min_nodes` are then scaled down."
+	descClusterRequestShape    = "Resources of one bundle by Ray's names (`CPU`, `GPU`, `memory` in bytes, or a custom resource), each greater than 0."
+	descClusterRequestCount    = "Number of bundles of this shape, 1 to 10000."
+	descClusterRequestStrategy = "Placement group strategy of the bundles: `PACK`, `SPREAD`, `STRICT_PACK` (all on one node) or " +
+		"`STRICT_SPREAD` (each on a different node). Leave it out for independent bundles."
+	descClusterRunning = "Number of nodes, head included, that are `RUNNING`. Changes as the autoscaler adds and removes workers."
+	descClusterTotal   = "Number of nodes, head included, that hold or are getting an instance: requested, launching, registering, " +
+		"running or draining. Changes as the autoscaler adds and removes workers."
+	descClusterHourlyCost = "What the cluster's current nodes cost per hour, in USD, at the cloud's catalog prices (spot prices for " +
+		"spot workers). Changes as the autoscaler adds and removes workers."
 )
 
 func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -141,7 +181,10 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 		Description: "A Ray cluster that the rayplane control plane runs in a cloud, sized by a version of a compute config. " +
 			"Create waits until the cluster is `RUNNING` (or `TERMINATED` with `desired_state = \"terminated\"`); if it fails to " +
 			"start (`ERRORED`, e.g. a quota) or the create timeout passes, what was started is deleted again and the error says why. " +
-			"Changes are applied in place: a new compute config version adds or drains workers without restarting the other nodes.",
+			"Changes are applied in place: a new compute config version or new `resource_requests` add or drain workers without " +
+			"restarting the other nodes. A plan fails when the head and the worker groups' `min_nodes` alone cannot fit the cloud's " +
+			"quota (`max_nodes`, `max_vcpus`) or the compute config's `max_hourly_cost`; other clusters' use of the quota is checked " +
+			"by the control plane at apply.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   descClusterID,
@@ -225,8 +268,47 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"status":        schema.StringAttribute{Description: descClusterStatus, Computed: true},
 			"status_reason": schema.StringAttribute{Description: descClusterReason, Computed: true},
 			"head_address":  schema.StringAttribute{Description: descClusterHead, Computed: true},
+			"resource_requests": schema.ListNestedAttribute{
+				Description: descClusterRequests,
+				Optional:    true,
+				Computed:    true,
+				// Computed with an empty default, so that leaving it out and
+				// `[]` are the same (the control plane answers [] for none)
+				// and leaving it out withdraws what a former list held.
+				Default:    listdefault.StaticValue(types.ListValueMust(clusterDemandType, []attr.Value{})),
+				Validators: []validator.List{listvalidator.SizeAtMost(clusterMaxRequestEntries)},
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"shape": schema.MapAttribute{
+							Description: descClusterRequestShape,
+							Required:    true,
+							ElementType: types.Float64Type,
+							Validators: []validator.Map{
+								mapvalidator.SizeAtLeast(1),
+								mapvalidator.KeysAre(stringvalidator.RegexMatches(clusterResourceNamePattern,
+									"must be a resource name: a letter or '_', then up to 63 letters, digits, '_', ':', '.', '/', '-'")),
+								mapvalidator.ValueFloat64sAre(positiveFloat64{max: clusterMaxResourceAmount}),
+							},
+						},
+						"count": schema.Int64Attribute{
+							Description: descClusterRequestCount,
+							Required:    true,
+							Validators:  []validator.Int64{int64validator.Between(1, clusterMaxBundleCount)},
+						},
+						"strategy": schema.StringAttribute{
+							Description: descClusterRequestStrategy,
+							Optional:    true,
+							Validators:  []validator.String{stringvalidator.OneOf(clusterStrategies...)},
+						},
+					},
+				},
+			},
+			// The counts and the cost change whenever the autoscaler acts,
+			// so they are plain computed values: no UseStateForUnknown, which
+			// would promise the old value across an apply that changes it.
 			"nodes_running": schema.Int64Attribute{Description: descClusterRunning, Computed: true},
 			"nodes_total":   schema.Int64Attribute{Description: descClusterTotal, Computed: true},
+			"hourly_cost":   schema.Float64Attribute{Description: descClusterHourlyCost, Computed: true},
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -262,9 +344,9 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	waitCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	cl, nodes, err := waitForCluster(waitCtx, r.client, created.ID, clusterTarget(body.DesiredState), createTimeout)
+	cl, err := waitForCluster(waitCtx, r.client, created.ID, clusterTarget(body.DesiredState), createTimeout)
 	if err == nil {
-		resp.Diagnostics.Append(plan.fromAPI(ctx, cl, nodes)...)
+		resp.Diagnostics.Append(plan.fromAPI(ctx, cl)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 		return
 	}
@@ -281,7 +363,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		if cl.Status == "" {
 			cl = created // no poll answered
 		}
-		resp.Diagnostics.Append(plan.fromAPI(ctx, cl, nodes)...)
+		resp.Diagnostics.Append(plan.fromAPI(ctx, cl)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 		resp.Diagnostics.AddError(summary, detail+fmt.Sprintf("\n\nThe provider could not delete cluster %s again: %v\n"+
 			"It is kept in the state as tainted; the next apply deletes and recreates it.", created.ID, derr))
@@ -321,7 +403,7 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	cl, nodes, err := readClusterAndNodes(ctx, r.client, state.ID.ValueString())
+	cl, err := r.client.GetCluster(ctx, state.ID.ValueString())
 	if api.IsCode(err, api.CodeNotFound) {
 		// Deleted outside Terraform: the next plan creates it again.
 		resp.State.RemoveResource(ctx)
@@ -331,7 +413,7 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 		resp.Diagnostics.Append(errorDiagnostic(fmt.Sprintf("Cannot read rayplane cluster %s", state.ID.ValueString()), err))
 		return
 	}
-	resp.Diagnostics.Append(state.fromAPI(ctx, cl, nodes)...)
+	resp.Diagnostics.Append(state.fromAPI(ctx, cl)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -350,14 +432,15 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	summary := fmt.Sprintf("Cannot update rayplane cluster %s", id)
 	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
-	if _, err := r.client.UpdateCluster(ctx, id, body); err != nil {
+	_, err := r.client.UpdateCluster(ctx, id, body)
+	if err != nil {
 		resp.Diagnostics.Append(apiErrorDiagnostics(summary, err, nil)...)
 		return
 	}
-	cl, nodes, err := waitForCluster(ctx, r.client, id, clusterTarget(body.DesiredState), updateTimeout)
+	cl, err := waitForCluster(ctx, r.client, id, clusterTarget(body.DesiredState), updateTimeout)
 	if cl.ID != "" && cl.Status != "" {
 		// The change is made; the state says so even if the wait failed.
-		resp.Diagnostics.Append(plan.fromAPI(ctx, cl, nodes)...)
+		resp.Diagnostics.Append(plan.fromAPI(ctx, cl)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
 	if err != nil {
@@ -388,11 +471,17 @@ func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportSt
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
 
-// ModifyPlan makes an ERRORED cluster that should run show a change: the
-// control plane retries an errored cluster when its desired state is
-// applied again, so the plan offers exactly that.
+// ModifyPlan fails a plan whose compute config cannot start within the
+// cloud's quota or its own cost cap (clusterCheckMinimum), and makes an
+// ERRORED cluster that should run show a change: the control plane
+// retries an errored cluster when its desired state is applied again, so
+// the plan offers exactly that.
 func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() {
+		return // destroy
+	}
+	r.checkMinimum(ctx, req, resp)
+	if req.State.Raw.IsNull() || resp.Diagnostics.HasError() {
 		return
 	}
 	var status, reason, desired, id types.String
@@ -409,6 +498,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	for _, a := range []string{"nodes_running", "nodes_total"} {
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root(a), types.Int64Unknown())...)
 	}
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("hourly_cost"), types.Float64Unknown())...)
 	resp.Diagnostics.AddWarning(fmt.Sprintf("rayplane cluster %s is ERRORED", id.ValueString()),
 		reason.ValueString()+"\n\nApplying retries it: the control plane starts provisioning it again.")
 }
@@ -427,6 +517,9 @@ func (m *clusterModel) request(ctx context.Context) (api.ClusterRequest, diag.Di
 	if req.DesiredState == "" {
 		req.DesiredState = api.DesiredRunning
 	}
+	var d diag.Diagnostics
+	req.ResourceRequests, d = clusterDemandsFromList(ctx, m.ResourceRequests)
+	diags.Append(d...)
 	if m.Runtime.IsNull() || m.Runtime.IsUnknown() {
 		return req, diags
 	}
@@ -446,11 +539,51 @@ func (m *clusterModel) request(ctx context.Context) (api.ClusterRequest, diag.Di
 	return req, diags
 }
 
+// clusterDemandsFromList is the API's resource requests for the list of
+// resource_requests; nil for none (null, unknown or empty).
+func clusterDemandsFromList(ctx context.Context, l types.List) ([]api.ResourceDemand, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	if l.IsUnknown() {
+		return nil, diags // omitted: the control plane keeps what it holds
+	}
+	if l.IsNull() {
+		return []api.ResourceDemand{}, diags // sent as []: withdraw
+	}
+	var elems []clusterDemandModel
+	diags.Append(l.ElementsAs(ctx, &elems, false)...)
+	if diags.HasError() {
+		return nil, diags
+	}
+	out := make([]api.ResourceDemand, len(elems))
+	for i, e := range elems {
+		out[i] = api.ResourceDemand{Count: int(e.Count.ValueInt64()), Strategy: e.Strategy.ValueString()}
+		if !e.Shape.IsNull() && !e.Shape.IsUnknown() {
+			diags.Append(e.Shape.ElementsAs(ctx, &out[i].Shape, false)...)
+		}
+	}
+	return out, diags
+}
+
+// clusterDemandsValue is the resource_requests list for the API's
+// requests: an empty list for none, as the attribute's default.
+func clusterDemandsValue(ctx context.Context, ds []api.ResourceDemand) (types.List, diag.Diagnostics) {
+	var diags, d diag.Diagnostics
+	elems := make([]clusterDemandModel, len(ds))
+	for i, x := range ds {
+		elems[i] = clusterDemandModel{Count: types.Int64Value(int64(x.Count)), Strategy: clusterStringOrNull(x.Strategy)}
+		elems[i].Shape, d = types.MapValueFrom(ctx, types.Float64Type, x.Shape)
+		diags.Append(d...)
+	}
+	l, d := types.ListValueFrom(ctx, clusterDemandType, elems)
+	diags.Append(d...)
+	return l, diags
+}
+
 // fromAPI sets every attribute from what the control plane answers. Where
 // the API cannot tell an empty value from an absent one (runtime, env), the
 // model's current value decides, so `env = {}` does not turn into a diff.
-func (m *clusterModel) fromAPI(ctx context.Context, c api.Cluster, nodes []api.Node) diag.Diagnostics {
-	var diags diag.Diagnostics
+func (m *clusterModel) fromAPI(ctx context.Context, c api.Cluster) diag.Diagnostics {
+	var diags, d diag.Diagnostics
 	m.ID = types.StringValue(c.ID)
 	m.Name = types.StringValue(c.Name)
 	m.CloudID = types.StringValue(c.CloudID)
@@ -465,18 +598,13 @@ func (m *clusterModel) fromAPI(ctx context.Context, c api.Cluster, nodes []api.N
 		// termination; nothing listens there any more.
 		m.HeadAddress = types.StringNull()
 	}
-	running, total := 0, 0
-	for _, n := range nodes {
-		if n.Status == api.NodeRunning {
-			running++
-		}
-		if n.Status != api.NodeTerminated {
-			total++
-		}
-	}
-	m.NodesRunning = types.Int64Value(int64(running))
-	m.NodesTotal = types.Int64Value(int64(total))
-	m.Runtime, diags = clusterRuntimeValue(ctx, c.Runtime, m.Runtime)
+	m.NodesRunning = types.Int64Value(int64(c.NodesRunning))
+	m.NodesTotal = types.Int64Value(int64(c.NodesTotal))
+	m.HourlyCost = types.Float64Value(c.HourlyCost)
+	m.ResourceRequests, d = clusterDemandsValue(ctx, c.ResourceRequests)
+	diags.Append(d...)
+	m.Runtime, d = clusterRuntimeValue(ctx, c.Runtime, m.Runtime)
+	diags.Append(d...)
 	return diags
 }
 

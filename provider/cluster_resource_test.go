@@ -35,34 +35,45 @@ type clusterTestFixture struct {
 	cloudID  string
 	configID string
 	config   api.ComputeConfigRequest
+	// others are clusters of the cloud made through the API, not by
+	// Terraform (see occupy); CheckDestroy leaves them be.
+	others map[string]bool
 }
+
+// clusterTestOption changes the cloud or the compute config of a fixture
+// before they are made.
+type clusterTestOption func(*api.CloudSpec, *api.ComputeConfigRequest)
 
 // newClusterTestFixture skips the test without TF_ACC (as resource.Test
 // would, but before anything is created), then makes a local cloud with
 // fast heartbeats and maxNodes as its quota (0: none), and a compute config
-// with one head and a worker group "cpu" of minWorkers..4 local.small nodes.
-func newClusterTestFixture(t *testing.T, prefix string, minWorkers, maxNodes int) clusterTestFixture {
+// with one head and a worker group "cpu" of minWorkers..4 local.small nodes
+// (0.01 USD per hour each).
+func newClusterTestFixture(t *testing.T, prefix string, minWorkers, maxNodes int, opts ...clusterTestOption) clusterTestFixture {
 	t.Helper()
 	if os.Getenv(resource.EnvTfAcc) == "" {
 		t.Skipf("acceptance test: set %s=1", resource.EnvTfAcc)
 	}
 	testAccPreCheck(t)
 	ctx := context.Background()
-	fx := clusterTestFixture{name: uniqueName(prefix)}
+	fx := clusterTestFixture{name: uniqueName(prefix), others: map[string]bool{}}
 	spec := api.CloudSpec{Name: fx.name, Provider: api.ProviderLocal,
 		Heartbeat: api.HeartbeatConfig{IntervalSeconds: 1, LostAfter: 2}}
 	if maxNodes > 0 {
 		spec.Quotas.MaxNodes = &maxNodes
+	}
+	fx.config = api.ComputeConfigRequest{Name: fx.name, ComputeConfigSpec: api.ComputeConfigSpec{
+		HeadNode:     api.HeadNode{InstanceType: "local.small"},
+		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "local.small", MinNodes: minWorkers, MaxNodes: 4}},
+	}}
+	for _, o := range opts {
+		o(&spec, &fx.config)
 	}
 	cloud, err := controlPlane.client.CreateCloud(ctx, spec)
 	if err != nil {
 		t.Fatalf("create cloud: %v", err)
 	}
 	fx.cloudID = cloud.ID
-	fx.config = api.ComputeConfigRequest{Name: fx.name, ComputeConfigSpec: api.ComputeConfigSpec{
-		HeadNode:     api.HeadNode{InstanceType: "local.small"},
-		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "local.small", MinNodes: minWorkers, MaxNodes: 4}},
-	}}
 	cc, err := controlPlane.client.CreateComputeConfig(ctx, fx.config)
 	if err != nil {
 		t.Fatalf("create compute config: %v", err)
@@ -79,6 +90,54 @@ func newClusterTestFixture(t *testing.T, prefix string, minWorkers, maxNodes int
 		}
 	})
 	return fx
+}
+
+// addConfig makes another compute config, the fixture's changed by change,
+// and answers its id.
+func (fx clusterTestFixture) addConfig(t *testing.T, change func(*api.ComputeConfigRequest)) string {
+	t.Helper()
+	ctx := context.Background()
+	req := fx.config
+	req.Name = uniqueName(fx.name)
+	req.WorkerGroups = slices.Clone(req.WorkerGroups)
+	change(&req)
+	cc, err := controlPlane.client.CreateComputeConfig(ctx, req)
+	if err != nil {
+		t.Fatalf("create compute config: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := controlPlane.client.DeleteComputeConfig(ctx, cc.ID); err != nil {
+			t.Logf("delete compute config %s: %v", cc.ID, err)
+		}
+	})
+	return cc.ID
+}
+
+// occupy runs a head-only cluster in the fixture's cloud through the API,
+// so that one node of the cloud's quota is in use by another cluster, and
+// waits until it runs. It is deleted when the test ends.
+func (fx clusterTestFixture) occupy(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	configID := fx.addConfig(t, func(r *api.ComputeConfigRequest) { r.WorkerGroups = []api.WorkerGroup{} })
+	c, err := controlPlane.client.CreateCluster(ctx, api.ClusterRequest{Name: uniqueName(fx.name + "-other"), CloudID: fx.cloudID,
+		ComputeConfigID: configID, Runtime: api.Runtime{HeadCmd: []string{"sh", "-c", "exec sleep 600"}}}, "")
+	if err != nil {
+		t.Fatalf("create cluster: %v", err)
+	}
+	fx.others[c.ID] = true
+	t.Cleanup(func() { // before the config's cleanup, registered earlier
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := deleteClusterAndWait(ctx, controlPlane.client, c.ID, time.Minute); err != nil {
+			t.Errorf("delete cluster %s: %v", c.ID, err)
+		}
+	})
+	if err := clusterTestWait(c.ID, "RUNNING", func(c api.Cluster, err error) bool {
+		return err == nil && c.Status == api.ClusterRunning
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // clusterTestProviders is the terraform block naming the provider's
@@ -102,10 +161,15 @@ terraform {
 `, host+"/"+ns+"/rayplane")
 }
 
-// config is a cluster of the fixture whose nodes just sleep (no Ray
-// needed), marked in their environment with the fixture's name. extra goes
-// into the resource block.
+// hcl is a cluster of the fixture whose nodes just sleep (no Ray needed),
+// marked in their environment with the fixture's name. extra goes into
+// the resource block.
 func (fx clusterTestFixture) hcl(extra string) string {
+	return fx.hclIn(fx.cloudID, fx.configID, extra)
+}
+
+// hclIn is hcl in another cloud or with another compute config.
+func (fx clusterTestFixture) hclIn(cloudID, configID, extra string) string {
 	return clusterTestProviders() + fmt.Sprintf(`
 resource "rayplane_cluster" "test" {
   name              = %q
@@ -118,7 +182,7 @@ resource "rayplane_cluster" "test" {
   }
 %s
 }
-`, fx.name, fx.cloudID, fx.configID, fx.name, extra)
+`, fx.name, cloudID, configID, fx.name, extra)
 }
 
 // clusterTestProcs answers the live processes whose environment holds
@@ -217,8 +281,10 @@ func testAccCheckClusterGone(fx clusterTestFixture, ids ...*string) resource.Tes
 		if err != nil {
 			return err
 		}
-		if len(page.Items) != 0 {
-			return fmt.Errorf("clusters left in cloud %s: %+v", fx.cloudID, page.Items)
+		for _, c := range page.Items {
+			if !fx.others[c.ID] {
+				return fmt.Errorf("cluster %s (%s) left in cloud %s", c.ID, c.Status, fx.cloudID)
+			}
 		}
 		page, err = controlPlane.client.ListClusters(ctx, client.ClusterFilter{Name: fx.name}, api.ListOptions{})
 		if err != nil {
@@ -461,16 +527,19 @@ func TestAccClusterResource_lifecycle(t *testing.T) {
 
 // TestAccClusterResource_createFailureCleanup: a cluster the cloud's quota
 // cannot hold ends ERRORED; create reports the control plane's reason and
-// deletes what it started (the head was launched).
+// deletes what it started (the head was launched). The plan passes: the
+// cluster's own minimum (3 nodes) fits the quota of 3, but another cluster
+// holds one of them, which only the control plane counts.
 func TestAccClusterResource_createFailureCleanup(t *testing.T) {
-	fx := newClusterTestFixture(t, "acc-cluster-quota", 2, 1)
+	fx := newClusterTestFixture(t, "acc-cluster-quota", 2, 3)
+	fx.occupy(t)
 	resource.ParallelTest(t, resource.TestCase{
 		PreCheck:                 func() { testAccPreCheck(t) },
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps: []resource.TestStep{
 			{
 				Config:      fx.hcl(""),
-				ExpectError: regexp.MustCompile(`(?s)quota\s+exceeded:\s+cloud\s+max_nodes\s+is\s+1.*was\s+deleted\s+again`),
+				ExpectError: regexp.MustCompile(`(?s)quota\s+exceeded:\s+cloud\s+max_nodes\s+is\s+3.*was\s+deleted\s+again`),
 			},
 			clusterTestCheckGoneStep(fx),
 		},
@@ -537,6 +606,11 @@ resource "rayplane_cluster" "test" {
 			step(`runtime = { env = { "1X" = "y" } }`, `(?s)runtime\.env\["1X"\].*must\s+be\s+a\s+variable\s+name`),
 			step(`runtime = { ray_version = "latest" }`, `(?s)runtime\.ray_version.*must\s+be\s+a\s+version`),
 			step(`compute_config_version = 0`, `(?s)compute_config_version\s+value\s+must\s+be\s+at\s+least\s+1`),
+			step(`resource_requests = [{ shape = { CPU = 1 }, count = 0 }]`, `(?s)resource_requests\[0\]\.count\s+value\s+must\s+be\s+between\s+1\s+and\s+10000`),
+			step(`resource_requests = [{ shape = {}, count = 1 }]`, `(?s)resource_requests\[0\]\.shape.*at\s+least\s+1`),
+			step(`resource_requests = [{ shape = { CPU = 0 }, count = 1 }]`, `(?s)resource_requests\[0\]\.shape\["CPU"\].*greater\s+than\s+0`),
+			step(`resource_requests = [{ shape = { "1x" = 1 }, count = 1 }]`, `(?s)resource_requests\[0\]\.shape\["1x"\].*must\s+be\s+a\s+resource\s+name`),
+			step(`resource_requests = [{ shape = { CPU = 1 }, count = 1, strategy = "pack" }]`, `(?s)resource_requests\[0\]\.strategy\s+value\s+must\s+be\s+one\s+of`),
 			{
 				Config: strings.Replace(cfg(""), fmt.Sprintf("%q", cloud), fmt.Sprintf("%q", cc), 1), PlanOnly: true,
 				ExpectError: regexp.MustCompile(`(?s)cloud_id.*must\s+be\s+a\s+cloud\s+id`),
@@ -548,8 +622,11 @@ resource "rayplane_cluster" "test" {
 // TestAccClusterResource_erroredRetry: an update the cloud's quota cannot
 // hold fails with the control plane's reason; once the quota is raised,
 // the plan offers to retry the ERRORED cluster and applying it recovers.
+// Another cluster holds one node of the quota of 4, so the new version's
+// minimum (4 nodes) passes the plan-time check but not the control plane's.
 func TestAccClusterResource_erroredRetry(t *testing.T) {
-	fx := newClusterTestFixture(t, "acc-cluster-retry", 1, 3)
+	fx := newClusterTestFixture(t, "acc-cluster-retry", 1, 4)
+	fx.occupy(t)
 	var id string
 	resource.ParallelTest(t, resource.TestCase{
 		PreCheck:                 func() { testAccPreCheck(t) },
@@ -563,7 +640,7 @@ func TestAccClusterResource_erroredRetry(t *testing.T) {
 				Check:             clusterTestID(&id),
 			},
 			{
-				// Version 2 wants 1 head + 3 workers; the quota is 3 nodes.
+				// Version 2 wants 1 head + 3 workers; 3 of the quota's 4 nodes are left.
 				PreConfig: func() {
 					req := fx.config
 					req.WorkerGroups = slices.Clone(req.WorkerGroups)
@@ -602,6 +679,238 @@ func TestAccClusterResource_erroredRetry(t *testing.T) {
 					clusterAttr("nodes_running", knownvalue.Int64Exact(4)),
 				},
 			},
+		},
+	})
+}
+
+// clusterTestRequests is a resource_requests attribute of count bundles of
+// one CPU.
+func clusterTestRequests(count int) string {
+	return fmt.Sprintf("  resource_requests = [{ shape = { CPU = 1 }, count = %d }]\n", count)
+}
+
+// clusterTestScaledTo waits until the cluster has nodes nodes, all running
+// (the autoscaler drains idle workers above the minimum on its own time).
+func clusterTestScaledTo(id *string, nodes int) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		return clusterTestWait(*id, fmt.Sprintf("%d running nodes", nodes), func(c api.Cluster, err error) bool {
+			return err == nil && c.NodesTotal == nodes && c.NodesRunning == nodes
+		})
+	}
+}
+
+// clusterTestHeld checks the requests the control plane holds for the
+// cluster: want bundles of one CPU (0: none).
+func clusterTestHeld(id *string, want int) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		got, err := controlPlane.client.GetResourceRequests(context.Background(), *id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case want == 0 && len(got) != 0:
+			return fmt.Errorf("want the requests withdrawn, the control plane holds %+v", got)
+		case want > 0 && (len(got) != 1 || got[0].Count != want || len(got[0].Shape) != 1 || got[0].Shape["CPU"] != 1 || got[0].Strategy != ""):
+			return fmt.Errorf("want %d bundles of {CPU: 1} held, the control plane holds %+v", want, got)
+		}
+		return nil
+	}
+}
+
+// TestAccClusterResource_resourceRequests: resource_requests grows the
+// cluster in place (its nodes keep running), an empty list and a removed
+// attribute both withdraw, and the idle workers are then scaled down to
+// the minimum. Node counts and the hourly cost follow the nodes (0.01 USD
+// per hour each) without ever making the plan non-empty.
+func TestAccClusterResource_resourceRequests(t *testing.T) {
+	fx := newClusterTestFixture(t, "acc-cluster-req", 1, 0, func(_ *api.CloudSpec, cc *api.ComputeConfigRequest) {
+		cc.WorkerIdleTimeoutSeconds = 1 // scale-down within the test
+	})
+	var id string
+	var before []string // node ids RUNNING before the requests
+	counts := func(nodes int) []statecheck.StateCheck {
+		return []statecheck.StateCheck{
+			clusterAttr("status", knownvalue.StringExact("RUNNING")),
+			clusterAttr("nodes_running", knownvalue.Int64Exact(int64(nodes))),
+			clusterAttr("nodes_total", knownvalue.Int64Exact(int64(nodes))),
+			clusterAttr("hourly_cost", knownvalue.Float64Exact(float64(nodes)/100)),
+		}
+	}
+	update := func(checks ...plancheck.PlanCheck) resource.ConfigPlanChecks {
+		return resource.ConfigPlanChecks{
+			PreApply: append([]plancheck.PlanCheck{
+				plancheck.ExpectResourceAction(clusterTestAddr, plancheck.ResourceActionUpdate),
+				plancheck.ExpectUnknownValue(clusterTestAddr, tfjsonpath.New("nodes_running")),
+				plancheck.ExpectUnknownValue(clusterTestAddr, tfjsonpath.New("hourly_cost")),
+			}, checks...),
+			PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+		}
+	}
+	noRequests := clusterAttr("resource_requests", knownvalue.ListSizeExact(0))
+
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             testAccCheckClusterGone(fx, &id),
+		Steps: []resource.TestStep{
+			{
+				Config:            fx.hcl(""),
+				ConfigPlanChecks:  clusterEmptyPlanAfterApply(),
+				ConfigStateChecks: append(counts(2), noRequests),
+				Check: resource.ComposeTestCheckFunc(
+					clusterTestID(&id),
+					func(*terraform.State) error {
+						nodes, err := clusterTestNodes(id)
+						if err != nil {
+							return err
+						}
+						before = nil
+						for _, n := range nodes {
+							if n.Status == api.NodeRunning {
+								before = append(before, n.ID)
+							}
+						}
+						if len(before) != 2 {
+							return fmt.Errorf("want 2 RUNNING nodes, got %+v", nodes)
+						}
+						return nil
+					},
+				),
+			},
+			{
+				// Three bundles of one CPU need three local.small workers:
+				// two are added, in place.
+				Config: fx.hcl(clusterTestRequests(3)),
+				ConfigPlanChecks: update(plancheck.ExpectKnownValue(clusterTestAddr, tfjsonpath.New("id"),
+					knownvalue.StringFunc(func(v string) error {
+						if v != id {
+							return fmt.Errorf("want the same cluster %s, plan has %s", id, v)
+						}
+						return nil
+					}))),
+				ConfigStateChecks: append(counts(4), clusterAttr("resource_requests", knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"shape":    knownvalue.MapExact(map[string]knownvalue.Check{"CPU": knownvalue.Float64Exact(1)}),
+						"count":    knownvalue.Int64Exact(3),
+						"strategy": knownvalue.Null(),
+					}),
+				}))),
+				Check: resource.ComposeTestCheckFunc(
+					clusterTestHeld(&id, 3),
+					func(*terraform.State) error {
+						nodes, err := clusterTestNodes(id)
+						if err != nil {
+							return err
+						}
+						status := map[string]string{}
+						for _, n := range nodes {
+							status[n.ID] = n.Status
+						}
+						for _, n := range before {
+							if status[n] != api.NodeRunning {
+								return fmt.Errorf("node %s was RUNNING before the request and is %q now: nodes were restarted", n, status[n])
+							}
+						}
+						return nil
+					},
+				),
+			},
+			{
+				// An empty list withdraws; the idle workers go down to the
+				// minimum outside Terraform, and the plan stays empty.
+				Config:            fx.hcl("  resource_requests = []\n"),
+				ConfigPlanChecks:  update(),
+				ConfigStateChecks: []statecheck.StateCheck{noRequests},
+				Check:             resource.ComposeTestCheckFunc(clusterTestHeld(&id, 0), clusterTestScaledTo(&id, 2)),
+			},
+			{
+				Config:            fx.hcl(clusterTestRequests(2)),
+				ConfigPlanChecks:  update(),
+				ConfigStateChecks: counts(3),
+				Check:             clusterTestHeld(&id, 2),
+			},
+			{
+				// Leaving the attribute out withdraws too.
+				Config: fx.hcl(""),
+				ConfigPlanChecks: update(plancheck.ExpectKnownValue(clusterTestAddr, tfjsonpath.New("resource_requests"),
+					knownvalue.ListSizeExact(0))),
+				ConfigStateChecks: []statecheck.StateCheck{noRequests},
+				Check:             resource.ComposeTestCheckFunc(clusterTestHeld(&id, 0), clusterTestScaledTo(&id, 2)),
+			},
+			{
+				// The counts and the cost the refresh reads after the
+				// scale-down are no change to apply.
+				Config: fx.hcl(""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: append(counts(2), noRequests),
+			},
+		},
+	})
+}
+
+// TestAccClusterResource_planLimits: a cluster whose minimum (head and
+// min_nodes) cannot fit the cloud's quota or the compute config's cost
+// cap fails at plan time, on the attribute that picks the version, and
+// nothing is created. Where the plan cannot know (a version unknown until
+// apply, a cloud whose catalog the control plane cannot read) it passes.
+func TestAccClusterResource_planLimits(t *testing.T) {
+	// 1 head + 3 workers = 4 nodes; the cloud allows 3.
+	fx := newClusterTestFixture(t, "acc-cluster-limits", 3, 3)
+	capped := func(market string) func(*api.ComputeConfigRequest) {
+		return func(r *api.ComputeConfigRequest) {
+			r.WorkerGroups[0].MinNodes, r.WorkerGroups[0].Market = 2, market
+			r.MaxHourlyCost = new(0.025)
+		}
+	}
+	// 1 head + 2 workers fit the quota; on demand they cost 0.03 USD per
+	// hour, on spot 0.01 + 2 × 0.003.
+	onDemand := fx.addConfig(t, capped(api.MarketOnDemand))
+	spot := fx.addConfig(t, capped(api.MarketSpot))
+	preferSpot := fx.addConfig(t, capped(api.MarketPreferSpot))
+	// A cloud without a driver in this control plane: its catalog answers 503.
+	vcpus := 1
+	aws, err := controlPlane.client.CreateCloud(context.Background(), api.CloudSpec{Name: uniqueName(fx.name + "-aws"),
+		Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://rayplane-acc-bucket",
+		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}, Quotas: api.Quotas{MaxVCPUs: &vcpus}})
+	if err != nil {
+		t.Fatalf("create cloud: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := controlPlane.client.DeleteCloud(context.Background(), aws.ID); err != nil {
+			t.Logf("delete cloud %s: %v", aws.ID, err)
+		}
+	})
+
+	fails := func(config string, parts ...string) resource.TestStep {
+		return resource.TestStep{Config: config, PlanOnly: true, ExpectError: wordsRE(parts...)}
+	}
+	passes := func(config string) resource.TestStep {
+		return resource.TestStep{Config: config, PlanOnly: true, ExpectNonEmptyPlan: true}
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             testAccCheckClusterGone(fx),
+		Steps: []resource.TestStep{
+			fails(fx.hcl(""), "Cluster does not fit the cloud's quota", "compute_config_id =",
+				"Attribute compute_config_id: version 1 of compute config "+fx.configID+" needs 4 nodes to start",
+				"the head and 3 workers (min_nodes: cpu 3)", "quota max_nodes is 3", "Only this cluster's minimum is counted"),
+			fails(fx.hcl("  compute_config_version = 1\n"), "Cluster does not fit the cloud's quota", "compute_config_version = 1",
+				"Attribute compute_config_version: version 1", "needs 4 nodes", "max_nodes is 3"),
+			fails(fx.hclIn(fx.cloudID, onDemand, ""), "minimum nodes exceed the cost cap",
+				"Attribute compute_config_id: version 1 of compute config "+onDemand+" costs 0.03 USD per hour to start",
+				"(head local.small 0.01 + cpu 2 × local.small 0.01)", "more than its max_hourly_cost of 0.025"),
+			passes(fx.hclIn(fx.cloudID, spot, "")),
+			passes(fx.hclIn(fx.cloudID, preferSpot, "  compute_config_version = 1\n")),
+			// The version is known only at apply: the control plane checks then.
+			passes(fx.hcl("  compute_config_version = timestamp() == \"\" ? 2 : 1\n")),
+			// No catalog, so no vCPUs or prices to check (the node count
+			// needs none, and this cloud has no max_nodes).
+			passes(fx.hclIn(aws.ID, onDemand, "")),
+			clusterTestCheckGoneStep(fx),
 		},
 	})
 }

@@ -1,9 +1,14 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -18,6 +23,16 @@ const (
 	clusterPollFirst = 250 * time.Millisecond
 	clusterPollMax   = 3 * time.Second
 )
+
+// clusterRequestsSettle is how long a running cluster whose resource
+// requests do not fit on its serving workers may stay unchanged, with no
+// worker on the way, before the wait accepts it as it is. The control
+// plane may not launch what the requests want (a group at max_nodes, the
+// quota, the cost cap, a shape no type holds: its status reason says so),
+// and clusterRequestsPlaced packs more simply than the autoscaler does; so
+// an unchanged cluster ends the wait. The time covers the reconciler's
+// first pass after a change (a second at most by default).
+const clusterRequestsSettle = 10 * time.Second
 
 // errClusterGone says the cluster answered 404 while the provider waited
 // for it to reach a state: someone deleted it meanwhile.
@@ -132,16 +147,116 @@ func clusterNodeServes(n api.Node) bool {
 	return n.Status == api.NodeRunning && (n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
 }
 
-// waitForCluster polls the cluster until clusterSettled says it is done,
-// it fails, or ctx ends. timeout is only for the message; ctx carries the
-// deadline. Failed polls that may heal (the control plane restarting, a
-// proxy's 503) are retried until the deadline.
-func waitForCluster(ctx context.Context, c *client.Client, id string, target clusterTarget, timeout time.Duration) (api.Cluster, []api.Node, error) {
+// clusterRequestsPlaced reports whether the cluster's resource requests
+// fit on the total capacity of its serving workers, as the autoscaler
+// places them (the head does not count), and whether a worker is still on
+// the way (launching, registering, or its runtime not up yet).
+//
+// The packing is first-fit in decreasing order: STRICT_PACK groups as one
+// combined bundle, STRICT_SPREAD groups one bundle per distinct worker,
+// the other strategies as independent bundles (they are soft in Ray).
+func clusterRequestsPlaced(reqs []api.ResourceDemand, nodes []api.Node) (placed, pending bool) {
+	var bins []api.Resources
+	for _, n := range nodes {
+		switch {
+		case n.Head:
+		case clusterNodeServes(n):
+			bins = append(bins, maps.Clone(n.Resources))
+		case n.Status == api.NodeRequested || n.Status == api.NodeLaunching || n.Status == api.NodeRegistering || n.Status == api.NodeRunning:
+			pending = true
+		}
+	}
+	type unit struct {
+		shape  api.Resources
+		count  int
+		spread bool // each bundle on a different worker
+	}
+	var units []unit
+	for _, d := range reqs {
+		switch d.Strategy {
+		case clusterStrategyStrictPack:
+			combined := api.Resources{}
+			for k, v := range d.Shape {
+				combined[k] = v * float64(d.Count)
+			}
+			units = append(units, unit{shape: combined, count: 1})
+		case clusterStrategyStrictSpread:
+			units = append(units, unit{shape: d.Shape, count: d.Count, spread: true})
+		default:
+			units = append(units, unit{shape: d.Shape, count: d.Count})
+		}
+	}
+	// Constrained units first, then the biggest: GPUs, CPUs, memory.
+	size := func(r api.Resources) [3]float64 { return [3]float64{r["GPU"], r["CPU"], r["memory"]} }
+	slices.SortStableFunc(units, func(a, b unit) int {
+		if a.spread != b.spread {
+			if a.spread {
+				return -1
+			}
+			return 1
+		}
+		sa, sb := size(a.shape), size(b.shape)
+		for i := range sa {
+			if c := cmp.Compare(sb[i], sa[i]); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+	for _, u := range units {
+		left := u.count
+		for _, b := range bins {
+			if left == 0 {
+				break
+			}
+			k := clusterBundlesFitting(b, u.shape)
+			if u.spread {
+				k = min(k, 1)
+			}
+			k = min(k, left)
+			for r, v := range u.shape {
+				b[r] -= v * float64(k)
+			}
+			left -= k
+		}
+		if left > 0 {
+			return false, pending
+		}
+	}
+	return true, pending
+}
+
+// clusterBundlesFitting is how many bundles of shape fit in free.
+func clusterBundlesFitting(free, shape api.Resources) int {
+	n := math.MaxInt
+	for r, v := range shape {
+		if v <= 0 {
+			continue
+		}
+		// A little slack, so that 0.1 × 10 fits in 1.
+		n = min(n, int(math.Floor(free[r]/v+1e-9)))
+	}
+	if n == math.MaxInt {
+		return 0 // an empty shape asks for nothing; the API refuses it
+	}
+	return max(n, 0)
+}
+
+// waitForCluster polls the cluster until clusterSettled says it is done
+// and its resource requests are placed (or the cluster stays as it is, see
+// clusterRequestsSettle), it fails, or ctx ends. timeout is only for the
+// message; ctx carries the deadline. Failed polls that may heal (the
+// control plane restarting, a proxy's 503) are retried until the deadline.
+func waitForCluster(ctx context.Context, c *client.Client, id string, target clusterTarget, timeout time.Duration) (api.Cluster, error) {
 	var (
 		last    api.Cluster
 		lastErr error
 		spec    *api.ComputeConfigSpec
 		specFor string // compute config id@version spec belongs to
+		// Since when the cluster has looked the same (nodesSeen) while its
+		// requests did not fit and no worker was on the way.
+		unplacedSince time.Time
+		nodesSeen     string
 	)
 	last.ID = id
 	interval := clusterPollFirst
@@ -163,30 +278,53 @@ func waitForCluster(ctx context.Context, c *client.Client, id string, target clu
 			last, lastErr = cl, nil
 			done, failed := clusterSettled(cl, spec, nodes, target)
 			if failed != nil {
-				return cl, nodes, &clusterWaitError{Cluster: cl, Target: target}
+				return cl, &clusterWaitError{Cluster: cl, Target: target}
+			}
+			if done && target == clusterTargetRunning && len(cl.ResourceRequests) > 0 {
+				placed, pending := clusterRequestsPlaced(cl.ResourceRequests, nodes)
+				switch seen := clusterNodesSeen(nodes); {
+				case placed:
+				case pending || seen != nodesSeen || unplacedSince.IsZero():
+					done, unplacedSince, nodesSeen = false, time.Now(), seen
+				default:
+					done = time.Since(unplacedSince) >= clusterRequestsSettle
+				}
 			}
 			if done {
-				return cl, nodes, nil
+				return cl, nil
 			}
 		case api.IsCode(err, api.CodeNotFound):
-			return last, nil, &clusterWaitError{Cluster: last, Target: target, Err: errClusterGone}
+			return last, &clusterWaitError{Cluster: last, Target: target, Err: errClusterGone}
 		case ctx.Err() != nil:
 			// The poll failed because the deadline came: report the timeout.
 		case clusterRetryable(err):
 			lastErr = err
 		default:
-			return last, nil, &clusterWaitError{Cluster: last, Target: target, Err: err}
+			return last, &clusterWaitError{Cluster: last, Target: target, Err: err}
 		}
 		select {
 		case <-ctx.Done():
 			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return last, nil, &clusterWaitError{Cluster: last, Target: target, Err: ctx.Err()} // interrupted
+				return last, &clusterWaitError{Cluster: last, Target: target, Err: ctx.Err()} // interrupted
 			}
-			return last, nil, &clusterWaitError{Cluster: last, Target: target, TimedOut: true, Timeout: timeout, Err: lastErr}
+			return last, &clusterWaitError{Cluster: last, Target: target, TimedOut: true, Timeout: timeout, Err: lastErr}
 		case <-time.After(interval):
 		}
 		interval = min(interval*3/2, clusterPollMax)
 	}
+}
+
+// clusterNodesSeen sums up the live nodes and their states, to tell
+// whether a cluster changed between two polls.
+func clusterNodesSeen(nodes []api.Node) string {
+	var parts []string
+	for _, n := range nodes {
+		if n.Status != api.NodeTerminated {
+			parts = append(parts, n.ID+"="+n.Status+"/"+n.RuntimeState)
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 // readClusterAndNodes reads a cluster and all its nodes.

@@ -141,3 +141,51 @@ func TestClusterPatternsAgreeWithServer(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterRequestsPlaced(t *testing.T) {
+	small := api.Resources{"CPU": 1, "memory": 2 << 30}
+	large := api.Resources{"CPU": 4, "memory": 8 << 30}
+	gpu := api.Resources{"CPU": 4, "GPU": 1, "memory": 16 << 30}
+	serving := func(r api.Resources) api.Node {
+		return api.Node{Group: "cpu", Status: api.NodeRunning, RuntimeState: api.RuntimeRunning, Resources: r}
+	}
+	head := api.Node{Head: true, Group: "head", Status: api.NodeRunning, RuntimeState: api.RuntimeRunning, Resources: large}
+	launching := api.Node{Group: "cpu", Status: api.NodeLaunching, Resources: small}
+	draining := api.Node{Group: "cpu", Status: api.NodeDraining, Resources: large}
+	cpu := func(cpus float64, count int, strategy string) api.ResourceDemand {
+		return api.ResourceDemand{Shape: api.Resources{"CPU": cpus}, Count: count, Strategy: strategy}
+	}
+	cases := []struct {
+		name            string
+		reqs            []api.ResourceDemand
+		nodes           []api.Node
+		placed, pending bool
+	}{
+		{"none", nil, []api.Node{head}, true, false},
+		{"one per worker", []api.ResourceDemand{cpu(1, 3, "")}, []api.Node{head, serving(small), serving(small), serving(small)}, true, false},
+		{"the head does not count", []api.ResourceDemand{cpu(1, 3, "")}, []api.Node{head, serving(small), serving(small)}, false, false},
+		{"a worker on the way", []api.ResourceDemand{cpu(1, 3, "")}, []api.Node{head, serving(small), serving(small), launching}, false, true},
+		{"registered, runtime not up", []api.ResourceDemand{cpu(1, 1, "")},
+			[]api.Node{head, {Group: "cpu", Status: api.NodeRunning, RuntimeState: api.RuntimeStarting, Resources: small}}, false, true},
+		{"draining does not count", []api.ResourceDemand{cpu(1, 1, "")}, []api.Node{head, draining}, false, false},
+		{"fractions pack", []api.ResourceDemand{cpu(0.1, 10, "")}, []api.Node{head, serving(small)}, true, false},
+		{"several on a big node", []api.ResourceDemand{cpu(1, 4, "PACK")}, []api.Node{head, serving(large)}, true, false},
+		{"strict spread wants distinct nodes", []api.ResourceDemand{cpu(1, 2, "STRICT_SPREAD")}, []api.Node{head, serving(large)}, false, false},
+		{"strict spread on two nodes", []api.ResourceDemand{cpu(1, 2, "STRICT_SPREAD")}, []api.Node{head, serving(large), serving(small)}, true, false},
+		{"strict pack wants one node", []api.ResourceDemand{cpu(1, 2, "STRICT_PACK")}, []api.Node{head, serving(small), serving(small)}, false, false},
+		{"strict pack on a big node", []api.ResourceDemand{cpu(1, 4, "STRICT_PACK")}, []api.Node{head, serving(small), serving(large)}, true, false},
+		{"gpu", []api.ResourceDemand{{Shape: api.Resources{"GPU": 1}, Count: 1}}, []api.Node{head, serving(large)}, false, false},
+		{"gpu and cpu", []api.ResourceDemand{cpu(4, 1, ""), {Shape: api.Resources{"GPU": 1, "CPU": 4}, Count: 1}},
+			[]api.Node{head, serving(large), serving(gpu)}, true, false},
+		{"custom resource nobody has", []api.ResourceDemand{{Shape: api.Resources{"TPU": 1}, Count: 1}}, []api.Node{head, serving(large)}, false, false},
+		{"capacity is shared", []api.ResourceDemand{cpu(3, 1, ""), cpu(2, 1, "")}, []api.Node{head, serving(large)}, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			placed, pending := clusterRequestsPlaced(tc.reqs, tc.nodes)
+			if placed != tc.placed || pending != tc.pending {
+				t.Fatalf("clusterRequestsPlaced = placed %v, pending %v; want %v, %v", placed, pending, tc.placed, tc.pending)
+			}
+		})
+	}
+}

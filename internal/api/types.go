@@ -286,7 +286,7 @@ type ClusterRequest struct {
 	// ResourceRequests is capacity held for the cluster whatever its load
 	// (Ray's request_resources). Omitted keeps the held requests; an empty
 	// list withdraws them.
-	ResourceRequests []ResourceDemand `json:"resource_requests,omitempty"`
+	ResourceRequests []ResourceDemand `json:"resource_requests,omitzero"`
 }
 
 // ResourceRequestsBody is the body of POST /v1/clusters/{id}/resource-requests:
@@ -310,8 +310,8 @@ type Cluster struct {
 	HeadAddress          string    `json:"head_address,omitempty"`
 	// ResourceRequests is the capacity held for the cluster.
 	ResourceRequests []ResourceDemand `json:"resource_requests"`
-	// NodesRunning and NodesTotal count the head and workers that are
-	// RUNNING, and that hold or are getting an instance.
+	// NodesRunning counts the head and workers that are RUNNING; NodesTotal
+	// those not yet TERMINATED (they hold, or are getting, an instance).
 	NodesRunning int `json:"nodes_running"`
 	NodesTotal   int `json:"nodes_total"`
 	// HourlyCost is what the cluster's nodes cost per hour, in USD, at the

@@ -580,6 +580,16 @@ func TestClusterEventsAndResourceRequests(t *testing.T) {
 	if got, err = c.SetResourceRequests(ctx, cl.ID, nil); err != nil || len(got) != 0 {
 		t.Fatalf("withdraw: %+v, %v", got, err)
 	}
+	// Through PUT: omitted keeps the held requests, an empty list withdraws them.
+	must(c.SetResourceRequests(ctx, cl.ID, want))(t)
+	req := api.ClusterRequest{Name: "ev", CloudID: cloud.ID, ComputeConfigID: cc.ID}
+	if upd := must(c.UpdateCluster(ctx, cl.ID, req))(t); !reflect.DeepEqual(upd.ResourceRequests, want) {
+		t.Fatalf("PUT without resource_requests dropped them: %+v", upd.ResourceRequests)
+	}
+	req.ResourceRequests = []api.ResourceDemand{}
+	if upd := must(c.UpdateCluster(ctx, cl.ID, req))(t); len(upd.ResourceRequests) != 0 {
+		t.Fatalf("PUT with [] kept %+v", upd.ResourceRequests)
+	}
 	_, err = c.SetResourceRequests(ctx, cl.ID, []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 0}})
 	if e, ok := err.(*api.Error); !ok || e.Code != api.CodeInvalid || e.Fields[0].Field != "bundles[0].count" {
 		t.Fatalf("bad count: %v", err)

@@ -18,12 +18,13 @@ func (t *tx) CreateCluster(ctx context.Context, orgID string, c api.Cluster) err
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
-// clusterCols ends with what is computed from the cluster's nodes: running
-// and live counts and the hourly cost of every node not yet terminated.
+// clusterCols ends with what is computed from the cluster's nodes: how many
+// run, and how many and at what hourly cost are not yet terminated (a node
+// costs until its instance is gone).
 const clusterCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
 	status_changed_at, head_address, resource_requests, created_at, updated_at,
 	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status = 'RUNNING'),
-	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status IN ('REQUESTED', 'LAUNCHING', 'REGISTERING', 'RUNNING', 'DRAINING')),
+	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED'),
 	(SELECT COALESCE(SUM(n.price), 0) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED')`
 
 func scanCluster(s scanner) (api.Cluster, error) {

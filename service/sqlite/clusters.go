@@ -18,27 +18,34 @@ func (t *tx) CreateCluster(ctx context.Context, orgID string, c api.Cluster) err
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
-// clusterCols ends with what is computed from the cluster's nodes: how many
-// run, and how many and at what hourly cost are not yet terminated (a node
-// costs until its instance is gone).
-const clusterCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
-	status_changed_at, head_address, resource_requests, created_at, updated_at,
+// clusterBaseCols are the stored columns; clusterCols adds what is
+// computed from the cluster's nodes for users: how many run, and how many
+// and at what hourly cost are not yet terminated (a node costs until its
+// instance is gone). The control plane's own reads (reconciler, agents)
+// skip the computed part.
+const clusterBaseCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
+	status_changed_at, head_address, resource_requests, created_at, updated_at`
+
+const clusterCols = clusterBaseCols + `,
 	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status = 'RUNNING'),
 	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED'),
 	(SELECT COALESCE(SUM(n.price), 0) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED')`
 
 func scanCluster(s scanner) (api.Cluster, error) {
-	c, _, err := scanClusterWith(s)
+	var running, total int
+	var cost float64
+	c, _, err := scanClusterWith(s, &running, &total, &cost)
+	c.NodesRunning, c.NodesTotal, c.HourlyCost = running, total, math.Round(cost*1e6)/1e6
 	return c, err
 }
 
-// scanClusterWith scans clusterCols and then any extra destinations.
+// scanClusterWith scans clusterBaseCols and then the extra destinations.
 func scanClusterWith(s scanner, extra ...any) (api.Cluster, []any, error) {
 	var c api.Cluster
 	var rt, reqs string
 	var changed, created, updated int64
 	dest := append([]any{&c.ID, &c.Name, &c.CloudID, &c.ComputeConfigID, &c.ComputeConfigVersion, &rt, &c.DesiredState, &c.Status, &c.StatusReason,
-		&changed, &c.HeadAddress, &reqs, &created, &updated, &c.NodesRunning, &c.NodesTotal, &c.HourlyCost}, extra...)
+		&changed, &c.HeadAddress, &reqs, &created, &updated}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return c, extra, err
 	}
@@ -51,7 +58,6 @@ func scanClusterWith(s scanner, extra ...any) (api.Cluster, []any, error) {
 	if c.ResourceRequests == nil {
 		c.ResourceRequests = []api.ResourceDemand{}
 	}
-	c.HourlyCost = math.Round(c.HourlyCost*1e6) / 1e6
 	c.StatusChangedAt, c.CreatedAt, c.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
 	return c, extra, nil
 }

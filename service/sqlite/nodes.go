@@ -181,7 +181,7 @@ func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) er
 	return nil
 }
 
-const clusterRecordCols = clusterCols + `, org_id, delete_requested`
+const clusterRecordCols = clusterBaseCols + `, org_id, delete_requested`
 
 func scanClusterRecord(s scanner) (service.ClusterRecord, error) {
 	var rec service.ClusterRecord

@@ -127,7 +127,9 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	if err != nil {
 		return api.AgentHeartbeatResponse{}, who, err
 	}
-	a.Liveness.Beat(n.ID, hb, now)
+	if a.Liveness.Beat(n.ID, hb, now) {
+		a.Wake() // new demand: the autoscaler looks now, not at the next tick
+	}
 	// Rare changes are written at once; everything else waits for the batch.
 	headMoved := n.Head && n.Status == api.NodeRunning && hb.Address != "" && hb.Address != c.HeadAddress
 	drained := hb.Drained && !n.Drained && n.Status == api.NodeDraining

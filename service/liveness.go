@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"time"
 
@@ -28,11 +29,13 @@ func NewLiveness(now time.Time) *Liveness {
 	return &Liveness{seen: map[string]time.Time{}, pending: map[string]Heartbeat{}, demand: map[string][]api.ResourceDemand{}, started: now}
 }
 
-// Beat records a heartbeat.
-func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) {
+// Beat records a heartbeat and reports whether the node's pending demand
+// changed (the autoscaler should look again).
+func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (demandChanged bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seen[nodeID] = at
+	demandChanged = !reflect.DeepEqual(l.demand[nodeID], hb.Demand) && (len(hb.Demand) > 0 || len(l.demand[nodeID]) > 0)
 	if len(hb.Demand) > 0 {
 		l.demand[nodeID] = hb.Demand
 	} else {
@@ -42,6 +45,7 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) {
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
 	}
+	return demandChanged
 }
 
 // Seen marks a node alive at at without a report (registration).

@@ -343,16 +343,20 @@ func (l *launcher) place(units []group, bins *[]*bin, why string, exempt bool) [
 			spread = append(spread, u)
 			continue
 		}
-		k := u.key
-		if k == "" {
-			k = shapeString(u.shapes[0])
+		// A SPREAD group's bundles are placed like plain ones (spreading
+		// is a preference, not a rule); every bundle counts.
+		for _, shape := range u.shapes {
+			k := u.key
+			if k == "" {
+				k = shapeString(shape)
+			}
+			if i, ok := index[k]; ok {
+				plain[i].count++
+				continue
+			}
+			index[k] = len(plain)
+			plain = append(plain, shapeCount{shape: shape, count: 1})
 		}
-		if i, ok := index[k]; ok {
-			plain[i].count++
-			continue
-		}
-		index[k] = len(plain)
-		plain = append(plain, shapeCount{shape: u.shapes[0], count: 1})
 	}
 	// Units arrive largest first, so plain is in that order too.
 	for _, b := range *bins {

@@ -70,6 +70,13 @@ func TestScheduleRayOracle(t *testing.T) {
 					t.Fatalf("launch %v, want 3 nodes", r.Launch)
 				}
 			}},
+		{"SPREAD of 6 x {CPU:4} on 4-CPU nodes -> 6 nodes (every bundle counts)",
+			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 4}, 6, StrategySpread), Limits: ScheduleLimits{UpscalingSpeed: 10}, Now: now},
+			func(t *testing.T, r ScheduleResult) {
+				if r.Launch["cpu4"] != 6 {
+					t.Fatalf("launch %v, want 6", r.Launch)
+				}
+			}},
 		{"STRICT_PACK of 3 x {CPU:2} -> one node that holds all",
 			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10), cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 3, StrategyStrictPack), Now: now},
 			func(t *testing.T, r ScheduleResult) {

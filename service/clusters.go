@@ -53,7 +53,11 @@ func SetDesiredState(c *api.Cluster, desired string, now time.Time) {
 	if desired == api.DesiredRunning && c.Status == api.ClusterErrored {
 		// Re-applying the desired state is how an errored cluster is retried.
 		c.DesiredState = desired
-		setStatus(c, api.ClusterPending, "retry requested; waiting for the control plane to provision nodes", now)
+		if c.NodesTotal > 0 {
+			setStatus(c, api.ClusterProvisioning, "retry requested", now)
+		} else {
+			setStatus(c, api.ClusterPending, "retry requested; waiting for the control plane to provision nodes", now)
+		}
 		return
 	}
 	if desired == c.DesiredState {
@@ -61,7 +65,7 @@ func SetDesiredState(c *api.Cluster, desired string, now time.Time) {
 	}
 	c.DesiredState = desired
 	switch {
-	case desired == api.DesiredTerminated && c.Status == api.ClusterPending:
+	case desired == api.DesiredTerminated && c.NodesTotal == 0 && (c.Status == api.ClusterPending || c.Status == api.ClusterErrored):
 		setStatus(c, api.ClusterTerminated, "terminated before any node was launched", now)
 	case desired == api.DesiredTerminated && c.Status != api.ClusterTerminated:
 		setStatus(c, api.ClusterTerminating, "termination requested", now)
@@ -74,8 +78,10 @@ func setStatus(c *api.Cluster, status, reason string, now time.Time) {
 	c.Status, c.StatusReason, c.StatusChangedAt = status, reason, now
 }
 
-// Deletable reports whether a cluster can be removed at once: nothing has
-// been launched for it yet, or everything has been terminated.
+// Deletable reports whether a cluster can be removed at once: it has no
+// node that is not terminated, and no pass is about to launch one (a pass
+// that raced the delete fails on the missing cluster row).
 func Deletable(c api.Cluster) bool {
-	return c.Status == api.ClusterPending || (c.Status == api.ClusterTerminated && c.DesiredState == api.DesiredTerminated)
+	return c.NodesTotal == 0 && (c.Status == api.ClusterPending || c.Status == api.ClusterErrored ||
+		(c.Status == api.ClusterTerminated && c.DesiredState == api.DesiredTerminated))
 }

@@ -217,7 +217,12 @@ func PlanCluster(in PlanInput) Plan {
 	}
 	if in.Cluster.Status == api.ClusterErrored {
 		// Nothing new is launched until the user re-applies the desired
-		// state; nodes that fail are still cleaned up.
+		// state: nodes not yet launched are dropped; nodes that fail are
+		// still cleaned up.
+		for _, l := range p.Launch {
+			p.Finish = append(p.Finish, NodeChange{NodeID: l.NodeID, From: l.From, Reason: "not launched: the cluster is ERRORED"})
+		}
+		p.Launch = nil
 		p.Status, p.Reason = api.ClusterErrored, in.Cluster.StatusReason
 		return p
 	}
@@ -284,7 +289,11 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 		p.Status, p.Reason = api.ClusterTerminating, reason
 		return
 	}
-	budget := newQuotaBudget(in.Quota, in.Spec.MaxHourlyCost, live)
+	budget := newQuotaBudget(in.Quota, in.Spec.MaxHourlyCost, in.Nodes)
+	// Nodes of this cluster on their way out still hold instances and
+	// count against the quota; a minimum that waits for them is not an
+	// error.
+	releasing := len(in.Nodes) - len(live)
 	var blocked []string
 	nodes := sortedNodes(live)
 
@@ -301,11 +310,14 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 		case err != nil:
 			p.Status, p.Reason = api.ClusterErrored, err.Error()
 			return
+		case !budget.fits(nn) && releasing > 0:
+			blocked = append(blocked, fmt.Sprintf("head waits for %d node(s) to release the quota", releasing))
 		case !budget.take(nn):
 			p.Status, p.Reason = api.ClusterErrored, budget.why(nn)+"; the head node was not launched"
 			return
+		default:
+			p.Create = append(p.Create, nn)
 		}
-		p.Create = append(p.Create, nn)
 	}
 	// Of several heads keep the one most worth keeping (the busy one that
 	// has run longest); the others drain.
@@ -373,7 +385,10 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 				p.Status, p.Reason = api.ClusterErrored, err.Error()
 				return
 			}
-			if why := budget.why(nn); why != "" {
+			if why := budget.why(nn); why != "" && releasing > 0 {
+				blocked = append(blocked, fmt.Sprintf("group %s waits for %d node(s) to release the quota", g.Name, releasing))
+				break
+			} else if why != "" {
 				p.Status, p.Reason = api.ClusterErrored, fmt.Sprintf("%s; group %s needs %d node(s), has %d",
 					why, g.Name, g.MinNodes, len(groups[g.Name])+countGroup(p.Create, g.Name))
 				return
@@ -408,7 +423,10 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 		}
 	}
 	p.Drain = drains
-	p.Status, p.Reason = runStatus(in, live, p, blocked)
+	p.Status, p.Reason = runStatus(in, live, p)
+	if len(blocked) > 0 {
+		p.Reason += "; " + strings.Join(blocked, "; ")
+	}
 }
 
 func countGroup(nodes []NewNode, group string) int {
@@ -468,7 +486,7 @@ func price(it cloud.InstanceType, market string) float64 {
 }
 
 // runStatus says where a cluster that should run stands.
-func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan, blocked []string) (string, string) {
+func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan) (string, string) {
 	lost := len(p.Lost)
 	headRunning, workersRunning, workersWanted := false, 0, 0
 	for _, n := range live {
@@ -507,9 +525,6 @@ func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan, blocked []stri
 	} else if workersRunning < workersWanted {
 		reason += fmt.Sprintf("; %d more starting", workersWanted-workersRunning)
 	}
-	if len(blocked) > 0 {
-		reason += "; " + strings.Join(blocked, "; ")
-	}
 	return api.ClusterRunning, reason
 }
 
@@ -523,9 +538,9 @@ type quotaBudget struct {
 	cost    float64 // of this cluster's nodes
 }
 
-func newQuotaBudget(q Quota, costCap *float64, live map[string]NodeRecord) *quotaBudget {
+func newQuotaBudget(q Quota, costCap *float64, nodes []NodeRecord) *quotaBudget {
 	b := &quotaBudget{q: q, costCap: costCap, nodes: q.UsedNodes, vcpus: q.UsedVCPUs}
-	for _, n := range live {
+	for _, n := range nodes {
 		b.nodes++
 		b.vcpus += n.VCPUs
 		b.cost += n.PricePerHour

@@ -486,3 +486,70 @@ func TestPlanCases(t *testing.T) {
 		}
 	})
 }
+
+func TestPlanErroredLaunchesNothing(t *testing.T) {
+	spec := api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"},
+		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 2, MaxNodes: 4}}}
+	w := &world{cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: api.ClusterErrored, StatusReason: "capacity"},
+		nodes: map[string]*NodeRecord{
+			"node_1": {Node: api.Node{ID: "node_1", Group: "cpu", Status: api.NodeLaunching, StatusChangedAt: epoch}},
+			"node_2": {Node: api.Node{ID: "node_2", Group: "cpu", Status: api.NodeRequested, StatusChangedAt: epoch}},
+		}, instances: map[string]cloud.Instance{}, now: epoch}
+	p := PlanCluster(w.input(spec, Quota{}))
+	if len(p.Launch) != 0 || len(p.Create) != 0 || len(p.Finish) != 2 || p.Status != api.ClusterErrored {
+		t.Fatalf("plan for an ERRORED cluster %+v", p)
+	}
+}
+
+func TestPlanQuotaWaitsForReleasingNodes(t *testing.T) {
+	spec := api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"},
+		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 2, MaxNodes: 4}}}
+	three := 3
+	beat := epoch
+	running := func(id, group string) *NodeRecord {
+		return &NodeRecord{Node: api.Node{ID: id, Group: group, Head: group == "head", Status: api.NodeRunning, LastHeartbeatAt: &beat,
+			RuntimeState: api.RuntimeRunning, StatusChangedAt: epoch}, VCPUs: 1}
+	}
+	w := &world{cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: api.ClusterRunning, HeadAddress: "h:1"},
+		nodes: map[string]*NodeRecord{"node_1": running("node_1", "head"), "node_2": running("node_2", "cpu"),
+			"node_3": {Node: api.Node{ID: "node_3", Group: "cpu", Status: api.NodeLost, InstanceID: "i-node_3", StatusChangedAt: epoch}, VCPUs: 1}},
+		instances: map[string]cloud.Instance{}, now: epoch}
+	for _, id := range []string{"node_1", "node_2", "node_3"} {
+		w.instances[id] = cloud.Instance{ID: "i-" + id, NodeID: id}
+	}
+	// The lost node still holds its instance: the replacement waits for it
+	// instead of going past the quota, and the cluster is not ERRORED.
+	p := PlanCluster(w.input(spec, Quota{MaxNodes: &three}))
+	if len(p.Create) != 0 || p.Status == api.ClusterErrored || !strings.Contains(p.Reason, "release the quota") {
+		t.Fatalf("plan %+v", p)
+	}
+}
+
+func TestDeletableAndDesiredState(t *testing.T) {
+	now := epoch
+	cases := []struct {
+		name      string
+		c         api.Cluster
+		desired   string
+		status    string
+		deletable bool
+	}{
+		{"pending, nothing launched", api.Cluster{Status: api.ClusterPending, DesiredState: api.DesiredRunning}, api.DesiredTerminated, api.ClusterTerminated, true},
+		{"pending with nodes (a retry)", api.Cluster{Status: api.ClusterPending, DesiredState: api.DesiredRunning, NodesTotal: 3}, api.DesiredTerminated, api.ClusterTerminating, false},
+		{"errored with nodes", api.Cluster{Status: api.ClusterErrored, DesiredState: api.DesiredRunning, NodesTotal: 1}, api.DesiredTerminated, api.ClusterTerminating, false},
+		{"errored retried with nodes", api.Cluster{Status: api.ClusterErrored, DesiredState: api.DesiredRunning, NodesTotal: 1}, api.DesiredRunning, api.ClusterProvisioning, false},
+		{"terminated", api.Cluster{Status: api.ClusterTerminated, DesiredState: api.DesiredTerminated}, api.DesiredRunning, api.ClusterPending, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Deletable(c.c); got != c.deletable {
+				t.Fatalf("Deletable = %v, want %v", got, c.deletable)
+			}
+			cl := c.c
+			SetDesiredState(&cl, c.desired, now)
+			if cl.Status != c.status {
+				t.Fatalf("after desired %s: %s (%s), want %s", c.desired, cl.Status, cl.StatusReason, c.status)
+			}
+		})
+	}
+}

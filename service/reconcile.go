@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,7 +55,7 @@ type Reconciler struct {
 }
 
 type reconcileMetrics struct {
-	launched *prometheus.CounterVec
+	launched prometheus.Counter
 	drained  prometheus.Counter
 	blocked  *prometheus.CounterVec
 }
@@ -84,8 +85,10 @@ func NewReconciler(cfg ReconcilerConfig) *Reconciler {
 	}
 	r := &Reconciler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
 	r.metrics = reconcileMetrics{
-		launched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_autoscaler_nodes_launched_total",
-			Help: "Worker nodes the autoscaler launched beyond the groups' minimums, by worker group."}, []string{"group"}),
+		// No tenant-chosen names (groups, clusters) as labels: /metrics is
+		// unauthenticated and series must stay bounded.
+		launched: prometheus.NewCounter(prometheus.CounterOpts{Name: "rayplane_autoscaler_nodes_launched_total",
+			Help: "Worker nodes the autoscaler launched beyond the groups' minimums."}),
 		drained: prometheus.NewCounter(prometheus.CounterOpts{Name: "rayplane_autoscaler_nodes_drained_total",
 			Help: "Idle worker nodes the autoscaler drained."}),
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_autoscaler_blocked_total",
@@ -240,8 +243,22 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 	}
 	var launches []launch
 	var terminate []NodeChange
+	stale := false
 	err := r.cfg.Store.Update(ctx, func(tx Tx) error {
 		launches, terminate = launches[:0], terminate[:0]
+		// The plan holds only if what it was made from still holds: a user
+		// who changed the desired state, retried, resized or deleted the
+		// cluster since the read gets a new plan on the next pass instead.
+		cur, err := tx.GetClusterRecord(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if cur.DesiredState != c.DesiredState || cur.DeleteRequested != c.DeleteRequested || cur.Status != c.Status ||
+			cur.ComputeConfigID != c.ComputeConfigID || cur.ComputeConfigVersion != c.ComputeConfigVersion ||
+			!reflect.DeepEqual(cur.ResourceRequests, c.ResourceRequests) {
+			stale = true
+			return nil
+		}
 		ev := func(kind, format string, args ...any) error {
 			return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: kind, Message: fmt.Sprintf(format, args...)})
 		}
@@ -266,7 +283,10 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 		}
 		for _, l := range plan.Lost {
 			ok, err := tx.TransitionNode(ctx, l.NodeID, []string{l.From}, api.NodeLost, l.Reason, now)
-			if err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			if !ok {
 				continue
 			}
 			if byID[l.NodeID].Head {
@@ -357,7 +377,10 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 	if err != nil {
 		return fmt.Errorf("record plan: %w", err)
 	}
-
+	if stale {
+		r.Wake()
+		return nil
+	}
 	r.count(plan)
 
 	// Side effects, after the intent is on disk.
@@ -468,9 +491,7 @@ func headOf(nodes []NodeRecord) string {
 
 // count records a committed plan's autoscaling decisions in the metrics.
 func (r *Reconciler) count(p Plan) {
-	for _, d := range p.AutoscaleLaunched {
-		r.metrics.launched.WithLabelValues(d).Inc()
-	}
+	r.metrics.launched.Add(float64(len(p.AutoscaleLaunched)))
 	r.metrics.drained.Add(float64(p.AutoscaleDrained))
 	for _, k := range p.Blocked {
 		r.metrics.blocked.WithLabelValues(k).Inc()

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -53,7 +54,11 @@ func (s *Server) agentHandler(rt *AgentRoute) http.Handler {
 				}
 			}
 			c.route.Action = action
-			c.audit(string(api.ErrorCode(err)), publicMessage(err))
+			if who.OrgID != "" || s.failures.allow(time.Now()) {
+				c.audit(string(api.ErrorCode(err)), publicMessage(err))
+			} else {
+				s.metrics.auditDropped.Inc()
+			}
 			s.fail(c, err)
 			return
 		}
@@ -71,7 +76,11 @@ func bearer(r *http.Request) string {
 	return strings.TrimSpace(secret)
 }
 
+// maxAgentBody bounds what an agent may send before it is authenticated.
+const maxAgentBody = 64 << 10
+
 func (s *Server) agentRegister(c *call) (service.AgentCaller, error) {
+	c.r.Body = http.MaxBytesReader(c.w, c.r.Body, maxAgentBody)
 	var req api.AgentRegisterRequest
 	if err := c.decode(&req); err != nil {
 		return service.AgentCaller{}, err
@@ -84,6 +93,7 @@ func (s *Server) agentRegister(c *call) (service.AgentCaller, error) {
 }
 
 func (s *Server) agentHeartbeat(c *call) (service.AgentCaller, error) {
+	c.r.Body = http.MaxBytesReader(c.w, c.r.Body, maxAgentBody)
 	var hb api.AgentHeartbeat
 	if err := c.decode(&hb); err != nil {
 		return service.AgentCaller{}, err

@@ -249,3 +249,38 @@ func TestNodeCredentialBoundToItsCluster(t *testing.T) {
 		t.Fatalf("heartbeat answer %+v", resp)
 	}
 }
+
+// TestStalePlanDoesNotOverwriteARetry: a pass planned from a snapshot taken
+// before the user's retry changes nothing; the next pass plans again.
+func TestStalePlanDoesNotOverwriteARetry(t *testing.T) {
+	e := newDataPlaneEnv(t)
+	c, _ := e.launchCluster("stale")
+	ctx := context.Background()
+	if err := e.st.Update(ctx, func(tx service.Tx) error {
+		_, err := tx.SetClusterStatus(ctx, c.ID, api.DesiredRunning, api.ClusterErrored, "launch failed: capacity", e.now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var snapshot service.ClusterRecord
+	if err := e.st.View(ctx, func(tx service.Tx) (err error) { snapshot, err = tx.GetClusterRecord(ctx, c.ID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var cur api.Cluster
+	e.must(200, "GET", "/v1/clusters/"+c.ID, e.admin, "").decode(t, &cur)
+	body := fmt.Sprintf(`{"name":"stale","cloud_id":%q,"compute_config_id":%q,"desired_state":"running"}`, cur.CloudID, cur.ComputeConfigID)
+	var retried api.Cluster
+	e.must(200, "PUT", "/v1/clusters/"+c.ID, e.admin, body).decode(t, &retried)
+	if retried.Status != api.ClusterProvisioning {
+		t.Fatalf("retry of an ERRORED cluster with nodes: %s (%s)", retried.Status, retried.StatusReason)
+	}
+	if err := e.rec.ReconcileCluster(ctx, snapshot); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, "GET", "/v1/clusters/"+c.ID, e.admin, "").decode(t, &cur)
+	if cur.Status != api.ClusterProvisioning || cur.StatusReason != "retry requested" {
+		t.Fatalf("a stale pass overwrote the retry: %s (%s)", cur.Status, cur.StatusReason)
+	}
+	// And a DELETE while it has nodes terminates first instead of dropping them.
+	e.must(202, "DELETE", "/v1/clusters/"+c.ID, e.admin, "")
+}

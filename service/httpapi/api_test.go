@@ -262,3 +262,20 @@ func TestTokenSecretNotOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthFailureFloodIsBounded: callers no token identifies cannot write
+// audit events faster than the limit; what is dropped is counted.
+func TestAuthFailureFloodIsBounded(t *testing.T) {
+	e := newTestEnv(t)
+	for range 300 {
+		e.must(401, "GET", "/v1/clusters", "rpt_aaaaaaaaaaaa_"+strings.Repeat("B", 43), "")
+	}
+	events := e.auditEvents("")
+	if len(events) < 50 || len(events) > 150 {
+		t.Fatalf("%d audit events for 300 failures in a burst; want about the burst of 100", len(events))
+	}
+	metrics := string(e.must(200, "GET", "/metrics", "", "").body)
+	if !strings.Contains(metrics, "rayplane_audit_auth_failures_dropped_total") || strings.Contains(metrics, "rayplane_audit_auth_failures_dropped_total 0\n") {
+		t.Fatalf("dropped failures are not counted:\n%s", metrics)
+	}
+}

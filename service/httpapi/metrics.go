@@ -14,8 +14,9 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	auditDropped prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -30,7 +31,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method", "code"}),
 	}
-	reg.MustRegister(m.requests, m.latency)
+	m.auditDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rayplane_audit_auth_failures_dropped_total",
+		Help: "Authentication failures of unidentified callers not written to the audit log because they came faster than the limit.",
+	})
+	reg.MustRegister(m.requests, m.latency, m.auditDropped)
 	return m
 }
 

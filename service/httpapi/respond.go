@@ -66,7 +66,7 @@ func decodeError(err error, limit int64) error {
 	)
 	switch {
 	case errors.As(err, &tooBig):
-		return api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", limit)
+		return api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", min(limit, tooBig.Limit))
 	case errors.As(err, &syntax):
 		return api.Errorf(api.CodeInvalid, "request body is not valid JSON at byte %d: %v", syntax.Offset, err)
 	case errors.As(err, &typ):

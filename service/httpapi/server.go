@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -67,6 +68,7 @@ type Server struct {
 	routes  []Route
 
 	agentRoutes []AgentRoute
+	failures    *tokenBucket
 }
 
 // New builds a Server with every route registered.
@@ -91,6 +93,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: func() time.Time { return cfg.Now().UTC() }}
 	s.metrics = newMetrics(cfg.Registry)
+	s.failures = newTokenBucket(authFailureBurst, authFailureRate)
 	s.router = mux.NewRouter()
 	s.router.NotFoundHandler = s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
@@ -231,6 +234,13 @@ func (s *Server) handler(rt *Route) http.Handler {
 			}
 			c.route = &Route{Method: rt.Method, Path: rt.Path, Action: action}
 			c.target("route", rt.Method+" "+rt.Path)
+			if c.p.org.ID == "" && !s.failures.allow(time.Now()) {
+				// Unidentified callers cannot fill the audit log (and hold
+				// the one writer) faster than the limit; the rest is counted.
+				s.metrics.auditDropped.Inc()
+				s.fail(c, err)
+				return
+			}
 			reason := publicMessage(err)
 			var ae *authError
 			if errors.As(err, &ae) {
@@ -340,4 +350,37 @@ func (s *Server) authorize(c *call) error {
 		return api.Errorf(api.CodeForbidden, "only admins of the system organization can %s", c.route.Action)
 	}
 	return nil
+}
+
+// Audit events of callers no token identified: at most authFailureRate a
+// second, in bursts of authFailureBurst.
+const (
+	authFailureRate  = 20.0
+	authFailureBurst = 100.0
+)
+
+// tokenBucket is a small rate limiter.
+type tokenBucket struct {
+	mu          sync.Mutex
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func newTokenBucket(burst, rate float64) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: burst, tokens: burst}
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

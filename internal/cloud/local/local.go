@@ -314,7 +314,26 @@ func (d *Driver) list(tags map[string]string) ([]cloud.Instance, error) {
 			// be replaced while its agent runs on.
 			return nil, err
 		}
-		if !hasTags(r.Tags, tags) || !alive(dir, r) {
+		if !hasTags(r.Tags, tags) {
+			continue
+		}
+		if r.PID <= 0 {
+			// Recorded before its start (a crash came between the start and
+			// the record's pid): find the agent by its work directory, so an
+			// instance that runs is never invisible.
+			pid, st, err := findByArg(dir)
+			if err != nil {
+				return nil, err
+			}
+			if pid == 0 {
+				continue
+			}
+			r.PID, r.PGID, r.StartTicks = pid, st.PGID, st.Start
+			if err := writeRecord(dir, r); err != nil {
+				return nil, err
+			}
+		}
+		if !alive(dir, r) {
 			continue
 		}
 		out = append(out, toInstance(filepath.Base(dir), r))

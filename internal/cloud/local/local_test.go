@@ -808,3 +808,41 @@ func killAll(t *testing.T, root string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestListFindsAgentRecordedBeforeItsStart: a crash between starting an
+// agent and recording its pid leaves a record with pid 0; List still finds
+// the agent (by its work directory), so it can be adopted or terminated.
+func TestListFindsAgentRecordedBeforeItsStart(t *testing.T) {
+	d := newTestDriver(t, sleeper, nil)
+	ctx := context.Background()
+	inst, err := d.Launch(ctx, launchRequest("key-crash", "cl_c", "nd_c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := findDir(d.Root(), inst.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := readRecord(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := r.PID
+	r.PID, r.PGID, r.StartTicks = 0, 0, 0
+	if err := writeRecord(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.List(ctx, map[string]string{cloud.TagCluster: "cl_c"})
+	if err != nil || len(got) != 1 || got[0].ID != inst.ID {
+		t.Fatalf("list after a pid-0 record: %+v, %v", got, err)
+	}
+	if r, _ = readRecord(dir); r.PID != pid {
+		t.Fatalf("record pid %d, want the agent's %d", r.PID, pid)
+	}
+	if err := d.Terminate(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.List(ctx, map[string]string{cloud.TagCluster: "cl_c"}); len(got) != 0 {
+		t.Fatalf("still listed after terminate: %+v", got)
+	}
+}

@@ -51,9 +51,9 @@ func TestMain(m *testing.M) {
 }
 
 func TestLaunchList(t *testing.T) {
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	d := newTestDriver(t, sleeper, func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.Env = []string{"EXTRA_FOR_AGENT=yes"}
 	})
 	ctx := context.Background()
@@ -845,4 +845,23 @@ func TestListFindsAgentRecordedBeforeItsStart(t *testing.T) {
 	if got, _ := d.List(ctx, map[string]string{cloud.TagCluster: "cl_c"}); len(got) != 0 {
 		t.Fatalf("still listed after terminate: %+v", got)
 	}
+}
+
+// lockedBuffer is a log sink the driver's reaper goroutines may write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -133,6 +133,10 @@ func (d *cloudDataSource) Configure(_ context.Context, req datasource.ConfigureR
 }
 
 func (d *cloudDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	if d.client == nil {
+		notConfigured(&resp.Diagnostics)
+		return
+	}
 	var cfg cloudDataModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {

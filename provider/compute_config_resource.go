@@ -339,6 +339,10 @@ func computeConfigState(ctx context.Context, cc api.ComputeConfig) (computeConfi
 }
 
 func (r *computeConfigResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if r.client == nil {
+		notConfigured(&resp.Diagnostics)
+		return
+	}
 	var plan computeConfigModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	if resp.Diagnostics.HasError() {
@@ -360,6 +364,9 @@ func (r *computeConfigResource) Create(ctx context.Context, req resource.CreateR
 }
 
 func (r *computeConfigResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if r.client == nil {
+		return // settings known only after apply: keep the state as it is
+	}
 	var prior computeConfigModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	if resp.Diagnostics.HasError() {
@@ -380,6 +387,10 @@ func (r *computeConfigResource) Read(ctx context.Context, req resource.ReadReque
 }
 
 func (r *computeConfigResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	if r.client == nil {
+		notConfigured(&resp.Diagnostics)
+		return
+	}
 	var plan, prior computeConfigModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
@@ -402,6 +413,10 @@ func (r *computeConfigResource) Update(ctx context.Context, req resource.UpdateR
 }
 
 func (r *computeConfigResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	if r.client == nil {
+		notConfigured(&resp.Diagnostics)
+		return
+	}
 	var prior computeConfigModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	if resp.Diagnostics.HasError() {

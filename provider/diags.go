@@ -106,3 +106,11 @@ func resourceClient(req resource.ConfigureRequest, resp *resource.ConfigureRespo
 func dataSourceClient(req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) *client.Client {
 	return clientFrom(req.ProviderData, &resp.Diagnostics)
 }
+
+// notConfigured is the error of a call that needs the control plane while
+// the provider's own settings are not known yet (they come from a resource
+// that is still to be applied).
+func notConfigured(diags *diag.Diagnostics) {
+	diags.AddError("The rayplane provider is not configured yet",
+		"Its endpoint or token is known only after apply. Apply the resources they come from first (for example with -target), then apply again.")
+}

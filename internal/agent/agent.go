@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -145,7 +146,8 @@ type agent struct {
 	sup               *Supervisor
 	started           time.Time // when the agent began serving
 	lastBusy          time.Time // the last heartbeat at which the runtime used busyCPU or more
-	retry             backoff   // heartbeats while the control plane is unreachable
+	demand            demandCache
+	retry             backoff // heartbeats while the control plane is unreachable
 	usage             usageSampler
 
 	// What apply decided last.
@@ -320,7 +322,7 @@ func (a *agent) heartbeat() api.AgentHeartbeat {
 	}
 	hb.Usage = a.usage.sample(pid, now)
 	if a.plan.ray != "" && a.conf.Head && hb.RuntimeState == api.RuntimeRunning {
-		hb.Demand = a.rayDemand()
+		hb.Demand = a.latestDemand()
 	}
 	// Without Ray's own view of tasks and actors, work is what the runtime
 	// burns: a node is busy while its processes use at least busyCPU cores,
@@ -376,21 +378,51 @@ func (a *agent) shutdown() error {
 	return nil
 }
 
+// demandCache holds the latest demand read from Ray. Reading it takes a
+// `ray status` (a second or more), so it happens beside the heartbeats,
+// never in their way: a slow Ray must not make the head look lost.
+type demandCache struct {
+	mu      sync.Mutex
+	last    []api.ResourceDemand
+	reading bool
+	failed  string // the last failure, logged once
+}
+
+// latestDemand answers the last demand read and starts the next read if
+// none is under way.
+func (a *agent) latestDemand() []api.ResourceDemand {
+	a.demand.mu.Lock()
+	defer a.demand.mu.Unlock()
+	if !a.demand.reading {
+		a.demand.reading = true
+		src := a.cfg.Demand
+		if src == nil {
+			src = RayStatus{Argv: []string{a.plan.ray, "status"}}
+		}
+		go func() {
+			d, err := a.rayDemand(src)
+			a.demand.mu.Lock()
+			defer a.demand.mu.Unlock()
+			a.demand.last, a.demand.reading = d, false
+			switch {
+			case err != nil && err.Error() != a.demand.failed:
+				// No demand is reported then: the autoscaler keeps what runs.
+				a.demand.failed = err.Error()
+				a.log.Warn("cannot read Ray's pending demand", "error", err)
+			case err == nil:
+				a.demand.failed = ""
+			}
+		}()
+	}
+	return a.demand.last
+}
+
 // rayDemand reads the head's pending demand from Ray. A failure is logged
 // once and reported as no demand: the autoscaler then keeps what runs.
-func (a *agent) rayDemand() []api.ResourceDemand {
-	src := a.cfg.Demand
-	if src == nil {
-		src = RayStatus{Argv: []string{a.plan.ray, "status"}}
-	}
+func (a *agent) rayDemand(src DemandSource) ([]api.ResourceDemand, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), demandTimeout)
 	defer cancel()
-	d, err := src.Demand(ctx)
-	if err != nil {
-		a.warnOnce("cannot read Ray's pending demand: " + err.Error())
-		return nil
-	}
-	return d
+	return src.Demand(ctx)
 }
 
 // demandTimeout bounds one `ray status`, so a slow head delays a heartbeat

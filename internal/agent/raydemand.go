@@ -41,7 +41,10 @@ func (r RayStatus) Demand(ctx context.Context) ([]api.ResourceDemand, error) {
 		run = func(ctx context.Context, argv []string) ([]byte, error) {
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			return exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			// A child of ray's that keeps stdout open must not hold Wait.
+			cmd.WaitDelay = time.Second
+			return cmd.Output()
 		}
 	}
 	out, err := run(ctx, argv)

@@ -191,19 +191,9 @@ func clustersList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := x.parse(args, 0); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.timeout)
-	defer cancel()
-	items, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.Cluster], error) {
+	return showAll(ctx, x, clusterHeader, clusterRow, func(ctx context.Context, o api.ListOptions) (api.Page[api.Cluster], error) {
 		return x.c.ListClusters(ctx, client.ClusterFilter{}, o)
 	})
-	if err != nil {
-		return err
-	}
-	rows := make([][]string, len(items))
-	for i, c := range items {
-		rows[i] = clusterRow(c)
-	}
-	return x.show(api.Page[api.Cluster]{Items: items}, clusterHeader, rows...)
 }
 
 func clustersGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -404,23 +394,14 @@ func clustersEvents(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.timeout)
-	defer cancel()
-	// GetCluster checks the id and answers a clear not_found.
-	if _, err := x.c.GetCluster(ctx, pos[0]); err != nil {
-		return err
+	row := func(e api.ClusterEvent) []string {
+		return []string{e.Time.Local().Format("15:04:05.000"), e.Kind, e.Message}
 	}
-	items, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.ClusterEvent], error) {
-		return x.c.ListClusterEvents(ctx, pos[0], o)
-	})
-	if err != nil {
-		return err
-	}
-	rows := make([][]string, len(items))
-	for i, e := range items {
-		rows[i] = []string{e.Time.Local().Format("15:04:05.000"), e.Kind, e.Message}
-	}
-	return x.show(api.Page[api.ClusterEvent]{Items: items}, []string{"TIME", "KIND", "MESSAGE"}, rows...)
+	// The events route answers not_found for a missing cluster itself.
+	return showAll(ctx, x, []string{"TIME", "KIND", "MESSAGE"}, row,
+		func(ctx context.Context, o api.ListOptions) (api.Page[api.ClusterEvent], error) {
+			return x.c.ListClusterEvents(ctx, pos[0], o)
+		})
 }
 
 func nodesList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -429,24 +410,18 @@ func nodesList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.timeout)
-	defer cancel()
-	items, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.Node], error) {
-		return x.c.ListNodes(ctx, pos[0], o)
-	})
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	rows := make([][]string, len(items))
-	for i, n := range items {
+	row := func(n api.Node) []string {
 		hb := ""
 		if n.LastHeartbeatAt != nil {
 			hb = now.Sub(*n.LastHeartbeatAt).Round(100*time.Millisecond).String() + " ago"
 		}
-		rows[i] = []string{n.ID, n.Group, n.Status, n.InstanceID, hb, n.RuntimeState, n.StatusReason}
+		return []string{n.ID, n.Group, n.Status, n.InstanceID, hb, n.RuntimeState, n.StatusReason}
 	}
-	return x.show(api.Page[api.Node]{Items: items}, []string{"ID", "GROUP", "STATUS", "INSTANCE", "HEARTBEAT", "RUNTIME", "REASON"}, rows...)
+	return showAll(ctx, x, []string{"ID", "GROUP", "STATUS", "INSTANCE", "HEARTBEAT", "RUNTIME", "REASON"}, row,
+		func(ctx context.Context, o api.ListOptions) (api.Page[api.Node], error) {
+			return x.c.ListNodes(ctx, pos[0], o)
+		})
 }
 
 var cloudHeader = []string{"ID", "NAME", "PROVIDER", "STATUS", "MAX NODES", "HEARTBEAT", "REASON"}
@@ -468,19 +443,9 @@ func cloudsList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := x.parse(args, 0); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.timeout)
-	defer cancel()
-	items, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.Cloud], error) {
+	return showAll(ctx, x, cloudHeader, cloudRow, func(ctx context.Context, o api.ListOptions) (api.Page[api.Cloud], error) {
 		return x.c.ListClouds(ctx, client.NameFilter{}, o)
 	})
-	if err != nil {
-		return err
-	}
-	rows := make([][]string, len(items))
-	for i, c := range items {
-		rows[i] = cloudRow(c)
-	}
-	return x.show(api.Page[api.Cloud]{Items: items}, cloudHeader, rows...)
 }
 
 func cloudsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -524,19 +489,9 @@ func computeConfigsList(ctx context.Context, args []string, stdout, stderr io.Wr
 	if _, err := x.parse(args, 0); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.timeout)
-	defer cancel()
-	items, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.ComputeConfig], error) {
+	return showAll(ctx, x, computeConfigHeader, computeConfigRow, func(ctx context.Context, o api.ListOptions) (api.Page[api.ComputeConfig], error) {
 		return x.c.ListComputeConfigs(ctx, client.NameFilter{}, o)
 	})
-	if err != nil {
-		return err
-	}
-	rows := make([][]string, len(items))
-	for i, c := range items {
-		rows[i] = computeConfigRow(c)
-	}
-	return x.show(api.Page[api.ComputeConfig]{Items: items}, computeConfigHeader, rows...)
 }
 
 func computeConfigsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -670,4 +625,20 @@ func (b *bundleFlags) Set(s string) error {
 	}
 	*b = append(*b, d)
 	return nil
+}
+
+// showAll reads every page of a list and prints it as a table, or as the
+// API's JSON with --json.
+func showAll[T any](ctx context.Context, x *cli, header []string, row func(T) []string, list func(context.Context, api.ListOptions) (api.Page[T], error)) error {
+	ctx, cancel := context.WithTimeout(ctx, x.timeout)
+	defer cancel()
+	items, err := client.All(ctx, list)
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, len(items))
+	for i, it := range items {
+		rows[i] = row(it)
+	}
+	return x.show(api.Page[T]{Items: items}, header, rows...)
 }

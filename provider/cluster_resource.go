@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -56,25 +55,25 @@ const (
 	clusterDeleteTimeout = 20 * time.Minute
 )
 
-// Limits and patterns the control plane enforces (service/validate.go),
-// checked at plan time so a mistake is reported before anything is
-// changed, on the attribute that holds it.
+// Patterns the control plane enforces (internal/api), checked at plan time
+// so a mistake is reported before anything is changed, on the attribute
+// that holds it.
 var (
-	clusterNamePattern            = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-	clusterCloudIDPattern         = regexp.MustCompile(`^cld_[0-9a-hjkmnp-tv-z]{26}$`)
-	clusterComputeConfigIDPattern = regexp.MustCompile(`^cc_[0-9a-hjkmnp-tv-z]{26}$`)
-	clusterIDPattern              = regexp.MustCompile(`^cls_[0-9a-hjkmnp-tv-z]{26}$`)
-	clusterEnvNamePattern         = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	clusterRayVersionPattern      = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
-	clusterResourceNamePattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
+	clusterNamePattern            = api.NamePattern
+	clusterCloudIDPattern         = idPattern("cld")
+	clusterComputeConfigIDPattern = idPattern("cc")
+	clusterIDPattern              = idPattern("cls")
+	clusterEnvNamePattern         = api.EnvNamePattern
+	clusterRayVersionPattern      = api.RayVersionPattern
+	clusterResourceNamePattern    = api.ResourceNamePattern
 )
 
 const (
-	clusterMaxCommandArgs       = 64
-	clusterMaxEnvVars           = 128
-	clusterMaxStringLen         = 4096
-	clusterMaxRequestEntries    = 256
-	clusterMaxBundleCount       = 10000
+	clusterMaxCommandArgs       = api.MaxCommandArgs
+	clusterMaxEnvVars           = api.MaxEnvVars
+	clusterMaxStringLen         = api.MaxStringLen
+	clusterMaxRequestEntries    = api.MaxDemandEntries
+	clusterMaxBundleCount       = api.MaxBundleCount
 	clusterMaxResourceAmount    = 1e15
 	clusterStrategyPack         = "PACK"
 	clusterStrategySpread       = "SPREAD"

@@ -52,7 +52,13 @@ func instanceTypeValidator() validator.String {
 }
 
 func idValidator(prefix string) validator.String {
-	return stringvalidator.RegexMatches(regexp.MustCompile(`^`+prefix+`_[0-9a-hjkmnp-tv-z]{26}$`), "must be an id like "+prefix+"_…")
+	return stringvalidator.RegexMatches(idPattern(prefix), "must be an id like "+prefix+"_…")
+}
+
+// idPattern matches the control plane's ids of one kind: prefix_ and 26
+// characters of Crockford base32.
+func idPattern(prefix string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + prefix + `_[0-9a-hjkmnp-tv-z]{26}$`)
 }
 
 // checkStringFunc is a validator.String from a function that answers what

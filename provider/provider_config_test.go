@@ -10,7 +10,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
-	"github.com/rayplane/rayplane/service/tlsca"
+	"github.com/rayplane/rayplane/internal/tlsca"
 )
 
 // The provider's own settings: each mistake a user can make in the

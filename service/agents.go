@@ -8,16 +8,26 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 )
 
-const schemeNodeCredential = "rpn"
-
 // Agents answers the node agents: registration with a one-time bootstrap
 // token, heartbeats and config pulls with a node credential.
 type Agents struct {
-	Store    Store
-	Liveness *Liveness
+	Store Store
+	// Liveness keeps heartbeats in memory and writes them in batches.
+	Liveness HeartbeatSink
 	// Wake asks the reconciler for a pass (a node registered, a head moved).
 	Wake func()
 	Now  func() time.Time
+}
+
+// HeartbeatSink takes heartbeats off the hot path: it remembers the
+// latest of each node and writes them in batches (service/reconciler's
+// Liveness).
+type HeartbeatSink interface {
+	// Beat records a heartbeat and reports whether the node's pending
+	// demand changed (the autoscaler should look again).
+	Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (demandChanged bool)
+	// Seen marks a node alive at at without a report (registration).
+	Seen(nodeID string, at time.Time)
 }
 
 // AgentCaller identifies the node behind a request, for audit events.
@@ -36,13 +46,14 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 	now := a.Now().UTC()
 	cred, credPrefix := newSecret(schemeNodeCredential)
 	err := a.Store.Update(ctx, func(tx Tx) error {
-		n, err := tx.GetNodeByBootstrapPrefix(ctx, prefix)
+		dp := tx.DataPlane()
+		n, err := dp.GetNodeByBootstrapPrefix(ctx, prefix)
 		if api.IsCode(err, api.CodeNotFound) {
 			return api.Errorf(api.CodeUnauthorized, "unknown bootstrap token")
 		} else if err != nil {
 			return err
 		}
-		c, err := tx.GetClusterRecord(ctx, n.ClusterID)
+		c, err := dp.GetClusterRecord(ctx, n.ClusterID)
 		if err != nil {
 			return err
 		}
@@ -57,7 +68,7 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 		case req.NodeID != n.ID:
 			return api.Errorf(api.CodeForbidden, "this bootstrap token is for another node")
 		}
-		ok, err := tx.RegisterNode(ctx, n.ID, credPrefix, HashToken(cred), now)
+		ok, err := dp.RegisterNode(ctx, n.ID, credPrefix, HashToken(cred), now)
 		if err != nil {
 			return err
 		}
@@ -65,12 +76,12 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 			return api.Errorf(api.CodeConflict, "node %s is %s and cannot register", n.ID, n.Status)
 		}
 		n.Status = api.NodeRunning
-		cloud, err := tx.GetCloud(ctx, c.OrgID, c.CloudID)
+		cloud, err := tx.Org(c.OrgID).GetCloud(ctx, c.CloudID)
 		if err != nil {
 			return err
 		}
 		out = api.AgentRegisterResponse{NodeCredential: cred, Config: agentConfig(n, c, cloud)}
-		return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "node_registered",
+		return dp.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "node_registered",
 			Message: fmt.Sprintf("node %s (%s) registered", n.ID, n.Group)})
 	})
 	if err != nil {
@@ -89,13 +100,13 @@ func (a *Agents) authNode(ctx context.Context, tx Tx, credential, clusterID, nod
 	if prefix == "" {
 		return NodeRecord{}, ClusterRecord{}, who, api.Errorf(api.CodeUnauthorized, "malformed node credential")
 	}
-	n, err := tx.GetNodeByCredentialPrefix(ctx, prefix)
+	n, err := tx.DataPlane().GetNodeByCredentialPrefix(ctx, prefix)
 	if api.IsCode(err, api.CodeNotFound) || (err == nil && !TokenMatches(credential, n.CredentialHash)) {
 		return n, ClusterRecord{}, who, api.Errorf(api.CodeUnauthorized, "unknown node credential")
 	} else if err != nil {
 		return n, ClusterRecord{}, who, err
 	}
-	c, err := tx.GetClusterRecord(ctx, n.ClusterID)
+	c, err := tx.DataPlane().GetClusterRecord(ctx, n.ClusterID)
 	if err != nil {
 		return n, c, who, err
 	}
@@ -121,7 +132,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 		if n, c, who, err = a.authNode(ctx, tx, credential, clusterID, nodeID); err != nil {
 			return err
 		}
-		cloud, err = tx.GetCloud(ctx, c.OrgID, c.CloudID)
+		cloud, err = tx.Org(c.OrgID).GetCloud(ctx, c.CloudID)
 		return err
 	})
 	if err != nil {
@@ -136,13 +147,13 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	if headMoved || drained {
 		err := a.Store.Update(ctx, func(tx Tx) error {
 			if headMoved {
-				if err := tx.SetClusterHeadAddress(ctx, c.ID, hb.Address, now); err != nil {
+				if err := tx.DataPlane().SetClusterHeadAddress(ctx, c.ID, hb.Address, now); err != nil {
 					return err
 				}
 				c.HeadAddress = hb.Address
 			}
 			if drained {
-				return tx.RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
+				return tx.DataPlane().RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
 					RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: true}})
 			}
 			return nil
@@ -165,7 +176,7 @@ func (a *Agents) Config(ctx context.Context, credential, clusterID, nodeID strin
 		if err != nil {
 			return err
 		}
-		cloud, err := tx.GetCloud(ctx, c.OrgID, c.CloudID)
+		cloud, err := tx.Org(c.OrgID).GetCloud(ctx, c.CloudID)
 		if err != nil {
 			return err
 		}
@@ -188,4 +199,11 @@ func agentConfig(n NodeRecord, c ClusterRecord, cloud api.Cloud) api.AgentConfig
 		cfg.Desired = api.AgentStop
 	}
 	return cfg
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

@@ -20,20 +20,20 @@ func Bootstrap(ctx context.Context, st Store, now time.Time) (Token, bool, error
 	var tok Token
 	created := false
 	err := st.Update(ctx, func(tx Tx) error {
-		n, err := tx.CountOrgs(ctx)
+		n, err := tx.System().CountOrgs(ctx)
 		if err != nil || n > 0 {
 			return err
 		}
 		org := api.Organization{ID: NewID(PrefixOrg, now), Name: SystemOrgName, System: true, CreatedAt: now}
-		if err := tx.CreateOrg(ctx, org); err != nil {
+		if err := tx.System().CreateOrg(ctx, org); err != nil {
 			return err
 		}
 		tok = NewToken(org.ID, "bootstrap-admin", api.RoleAdmin, "", nil, now)
-		if err := tx.CreateToken(ctx, tok); err != nil {
+		if err := tx.Org(org.ID).CreateToken(ctx, tok); err != nil {
 			return err
 		}
 		created = true
-		return tx.AddAuditEvent(ctx, api.AuditEvent{
+		return tx.System().AddAuditEvent(ctx, api.AuditEvent{
 			ID: NewID(PrefixAuditEvent, now), OrgID: org.ID, Action: "bootstrap", TargetType: "token", TargetID: tok.ID,
 			Result: api.AuditSuccess, RemoteAddr: "local", Time: now,
 		})

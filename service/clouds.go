@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"time"
@@ -69,4 +70,88 @@ func credentialsChanged(a, b api.Cloud) bool {
 			a.Kubernetes.CACertPEM != b.Kubernetes.CACertPEM || b.Kubernetes.Token != ""
 	}
 	return false
+}
+
+// CreateCloud stores a new cloud of the caller's organization.
+func (cp *ControlPlane) CreateCloud(ctx context.Context, c Caller, spec api.CloudSpec) (api.Cloud, error) {
+	if err := CheckCloud(&spec); err != nil {
+		return api.Cloud{}, err
+	}
+	cloud := NewCloud(spec, cp.LocalStorageRoot, cp.now())
+	err := cp.change(ctx, c, func(tx OrgTx) (_, _ string, err error) {
+		if err := tx.CreateCloud(ctx, cloud); err != nil {
+			return "cloud", cloud.ID, err
+		}
+		// Read back, so the answer is exactly what was stored and never
+		// carries the write-only secret.
+		cloud, err = tx.GetCloud(ctx, cloud.ID)
+		return "cloud", cloud.ID, err
+	})
+	return cloud, err
+}
+
+// ListClouds answers a page of the caller's organization's clouds.
+func (cp *ControlPlane) ListClouds(ctx context.Context, c Caller, f NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
+	return read(ctx, cp, c, func(tx OrgTx) (api.Page[api.Cloud], error) { return tx.ListClouds(ctx, f, opts) })
+}
+
+// GetCloud answers one cloud of the caller's organization.
+func (cp *ControlPlane) GetCloud(ctx context.Context, c Caller, id string) (api.Cloud, error) {
+	return read(ctx, cp, c, func(tx OrgTx) (api.Cloud, error) { return tx.GetCloud(ctx, id) })
+}
+
+// UpdateCloud replaces a cloud's declared fields; see ReplaceCloud.
+func (cp *ControlPlane) UpdateCloud(ctx context.Context, c Caller, id string, spec api.CloudSpec) (api.Cloud, error) {
+	if err := CheckCloud(&spec); err != nil {
+		return api.Cloud{}, err
+	}
+	var cloud api.Cloud
+	err := cp.change(ctx, c, func(tx OrgTx) (_, _ string, err error) {
+		old, err := tx.GetCloud(ctx, id)
+		if err != nil {
+			return "cloud", id, err
+		}
+		if cloud, err = ReplaceCloud(old, spec, cp.now()); err != nil {
+			return "cloud", id, err
+		}
+		if err := tx.UpdateCloud(ctx, cloud); err != nil {
+			return "cloud", id, err
+		}
+		cloud, err = tx.GetCloud(ctx, id)
+		return "cloud", id, err
+	})
+	return cloud, err
+}
+
+// DeleteCloud removes a cloud no cluster uses.
+func (cp *ControlPlane) DeleteCloud(ctx context.Context, c Caller, id string) error {
+	return cp.change(ctx, c, func(tx OrgTx) (string, string, error) { return "cloud", id, tx.DeleteCloud(ctx, id) })
+}
+
+// InstanceTypes answers a cloud's catalog, as its driver knows it.
+func (cp *ControlPlane) InstanceTypes(ctx context.Context, c Caller, cloudID string) ([]api.InstanceType, error) {
+	var cloud api.Cloud
+	var secret string
+	err := cp.Store.View(ctx, func(tx Tx) (err error) {
+		org := tx.Org(c.OrgID())
+		if cloud, err = org.GetCloud(ctx, cloudID); err != nil {
+			return err
+		}
+		secret, err = org.GetCloudSecret(ctx, cloudID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cp.Catalog == nil {
+		return nil, api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
+	}
+	types, err := cp.Catalog(ctx, cloud, secret)
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloudID, err)
+	}
+	if types == nil {
+		types = []api.InstanceType{}
+	}
+	return types, nil
 }

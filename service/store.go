@@ -5,11 +5,13 @@ import (
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service/planner"
 )
 
-// Store is the control plane's durable state. Every API request runs in one
-// transaction: Update for anything that writes, View for reads. Another engine
-// (PostgreSQL for a replicated control plane) implements the same interface.
+// Store is the control plane's durable state. Every request runs in one
+// transaction: Update for anything that writes, View for reads. Another
+// engine (PostgreSQL for a replicated control plane) implements the same
+// interface; service/sqlite is the embedded one.
 type Store interface {
 	// Update runs fn in one write transaction, committed when fn returns nil.
 	Update(ctx context.Context, fn func(Tx) error) error
@@ -20,65 +22,158 @@ type Store interface {
 	Close() error
 }
 
-// Tx is one transaction. Every read and write of an org-owned object is
-// scoped by orgID: an object of another org is api.CodeNotFound, exactly like
-// a missing one. Duplicate names are api.CodeConflict.
+// Tx is one transaction. It hands out narrow views rather than every
+// method at once, so a caller takes only what its job needs: a user's
+// request reaches objects only through Org, scoped to the caller's
+// organization by construction.
 type Tx interface {
-	DataPlaneTx
+	// Org is everything the tokens of one organization reach. An object
+	// of another organization is api.CodeNotFound, exactly like a missing
+	// one; duplicate names are api.CodeConflict.
+	Org(orgID string) OrgTx
+	// System is what belongs to no organization: organizations
+	// themselves, token lookup by secret prefix, the audit log.
+	System() SystemTx
+	// DataPlane is the reconciler's and the agents' view of clusters and
+	// nodes. It is not scoped by organization: its callers reach a
+	// cluster or node through a record they listed or a node credential
+	// they have already checked, never through a user's request.
+	DataPlane() DataPlaneTx
+}
 
+// OrgTx is one organization's objects.
+type OrgTx interface {
+	TokensTx
+	CloudsTx
+	ComputeConfigsTx
+	ClustersTx
+	// ListAuditEvents answers the organization's audit events, newest
+	// first, and with unidentified set also the failures of callers no
+	// token identified (for admins of the system organization).
+	ListAuditEvents(ctx context.Context, unidentified bool, f api.AuditFilter, opts api.ListOptions) (api.Page[api.AuditEvent], error)
+}
+
+// TokensTx is an organization's API tokens.
+type TokensTx interface {
+	// CreateToken stores t in the view's organization.
+	CreateToken(ctx context.Context, t Token) error
+	GetToken(ctx context.Context, id string) (Token, error)
+	ListTokens(ctx context.Context, opts api.ListOptions) (api.Page[Token], error)
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+}
+
+// CloudsTx is an organization's clouds.
+type CloudsTx interface {
+	CreateCloud(ctx context.Context, c api.Cloud) error
+	// GetCloud answers with Kubernetes.Token empty; see GetCloudSecret.
+	GetCloud(ctx context.Context, id string) (api.Cloud, error)
+	ListClouds(ctx context.Context, f NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error)
+	// UpdateCloud replaces a cloud; an empty Kubernetes.Token keeps the stored one.
+	UpdateCloud(ctx context.Context, c api.Cloud) error
+	DeleteCloud(ctx context.Context, id string) error
+	// GetCloudSecret returns the cloud's write-only credential (the
+	// Kubernetes token), for drivers only.
+	GetCloudSecret(ctx context.Context, id string) (string, error)
+}
+
+// ComputeConfigsTx is an organization's compute configs and their versions.
+type ComputeConfigsTx interface {
+	CreateComputeConfig(ctx context.Context, cc api.ComputeConfig) error
+	// GetComputeConfig answers with version v, or the latest when v is 0.
+	GetComputeConfig(ctx context.Context, id string, v int) (api.ComputeConfig, error)
+	ListComputeConfigs(ctx context.Context, f NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error)
+	ListComputeConfigVersions(ctx context.Context, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error)
+	// AddComputeConfigVersion stores cc as the config's next version
+	// (cc.Version) and renames the config to cc.Name.
+	AddComputeConfigVersion(ctx context.Context, cc api.ComputeConfig) error
+	// RenameComputeConfig changes the name only; versions stay as they are.
+	RenameComputeConfig(ctx context.Context, id, name string, at time.Time) error
+	DeleteComputeConfig(ctx context.Context, id string) error
+}
+
+// ClustersTx is an organization's clusters, with what users read of their
+// nodes and events.
+type ClustersTx interface {
+	CreateCluster(ctx context.Context, c api.Cluster) error
+	GetCluster(ctx context.Context, id string) (api.Cluster, error)
+	ListClusters(ctx context.Context, f ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error)
+	// UpdateCluster stores the user's side of a cluster (name, references,
+	// runtime, desired state, requests, generation) and the status the
+	// use case moved it to.
+	UpdateCluster(ctx context.Context, c api.Cluster) error
+	DeleteCluster(ctx context.Context, id string) error
+	// RequestClusterDelete marks a cluster to be removed once terminated.
+	RequestClusterDelete(ctx context.Context, id string, at time.Time) error
+
+	// GetIdempotencyKey finds a create request by its Idempotency-Key.
+	GetIdempotencyKey(ctx context.Context, key string) (IdempotencyRecord, error)
+	PutIdempotencyKey(ctx context.Context, rec IdempotencyRecord) error
+
+	ListNodes(ctx context.Context, clusterID string, opts api.ListOptions) (api.Page[api.Node], error)
+	ListClusterEvents(ctx context.Context, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error)
+}
+
+// SystemTx is what no organization owns.
+type SystemTx interface {
 	CreateOrg(ctx context.Context, org api.Organization) error
 	GetOrg(ctx context.Context, id string) (api.Organization, error)
 	ListOrgs(ctx context.Context, opts api.ListOptions) (api.Page[api.Organization], error)
 	CountOrgs(ctx context.Context) (int, error)
 
-	CreateToken(ctx context.Context, t Token) error
-	// GetTokenByPrefix finds a token of any org by the public part of its secret.
+	// GetTokenByPrefix finds a token of any org by the public part of its
+	// secret: authentication, before the caller's org is known.
 	GetTokenByPrefix(ctx context.Context, prefix string) (Token, error)
-	GetToken(ctx context.Context, orgID, id string) (Token, error)
-	ListTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[Token], error)
-	RevokeToken(ctx context.Context, orgID, id string, at time.Time) error
 	// TouchTokens records last-used times, never moving one backwards.
 	TouchTokens(ctx context.Context, used map[string]time.Time) error
 
-	CreateCloud(ctx context.Context, orgID string, c api.Cloud) error
-	// GetCloud answers with Kubernetes.Token empty; see GetCloudSecret.
-	GetCloud(ctx context.Context, orgID, id string) (api.Cloud, error)
-	ListClouds(ctx context.Context, orgID string, f NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error)
-	// UpdateCloud replaces a cloud; an empty Kubernetes.Token keeps the stored one.
-	UpdateCloud(ctx context.Context, orgID string, c api.Cloud) error
-	DeleteCloud(ctx context.Context, orgID, id string) error
-	// GetCloudSecret returns the cloud's write-only credential (the
-	// Kubernetes token), for drivers only.
-	GetCloudSecret(ctx context.Context, orgID, id string) (string, error)
-
-	CreateComputeConfig(ctx context.Context, orgID string, cc api.ComputeConfig) error
-	// GetComputeConfig answers with version v, or the latest when v is 0.
-	GetComputeConfig(ctx context.Context, orgID, id string, v int) (api.ComputeConfig, error)
-	ListComputeConfigs(ctx context.Context, orgID string, f NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error)
-	ListComputeConfigVersions(ctx context.Context, orgID, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error)
-	// AddComputeConfigVersion stores cc as the config's next version (cc.Version)
-	// and renames the config to cc.Name.
-	AddComputeConfigVersion(ctx context.Context, orgID string, cc api.ComputeConfig) error
-	// RenameComputeConfig changes the name only; versions stay as they are.
-	RenameComputeConfig(ctx context.Context, orgID, id, name string, at time.Time) error
-	DeleteComputeConfig(ctx context.Context, orgID, id string) error
-
-	CreateCluster(ctx context.Context, orgID string, c api.Cluster) error
-	GetCluster(ctx context.Context, orgID, id string) (api.Cluster, error)
-	ListClusters(ctx context.Context, orgID string, f ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error)
-	UpdateCluster(ctx context.Context, orgID string, c api.Cluster) error
-	DeleteCluster(ctx context.Context, orgID, id string) error
-
-	// GetIdempotencyKey finds a create request by its Idempotency-Key.
-	GetIdempotencyKey(ctx context.Context, orgID, key string) (IdempotencyRecord, error)
-	PutIdempotencyKey(ctx context.Context, orgID string, rec IdempotencyRecord) error
-
-	ListNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error)
-
 	AddAuditEvent(ctx context.Context, e api.AuditEvent) error
-	// ListAuditEvents answers the events of any of orgIDs, newest first. The
-	// org id "" holds failures of callers who could not be identified.
-	ListAuditEvents(ctx context.Context, orgIDs []string, f api.AuditFilter, opts api.ListOptions) (api.Page[api.AuditEvent], error)
+}
+
+// DataPlaneTx is what the reconciler and the agent API need. Every state
+// change is conditional on the state it expects, so a change planned on an
+// old snapshot never overwrites a newer one (it answers false and the next
+// pass plans again).
+type DataPlaneTx interface {
+	// ListClustersToReconcile answers every cluster that is not at rest
+	// (TERMINATED with desired terminated and no delete pending).
+	ListClustersToReconcile(ctx context.Context) ([]ClusterRecord, error)
+	GetClusterRecord(ctx context.Context, id string) (ClusterRecord, error)
+	// SetClusterStatus changes status and reason if the desired state is
+	// still the one the caller planned for.
+	SetClusterStatus(ctx context.Context, id, plannedDesired, status, reason string, at time.Time) (bool, error)
+	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
+	// StopCluster ends a running cluster on the control plane's own
+	// decision (idle termination, maximum uptime): desired state
+	// terminated, status TERMINATING with the reason.
+	StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error)
+	DeleteClusterRecord(ctx context.Context, id string) error
+
+	// ListClusterNodes answers a cluster's nodes, without TERMINATED ones
+	// unless all is set.
+	ListClusterNodes(ctx context.Context, clusterID string, all bool) ([]NodeRecord, error)
+	// ListCloudNodes answers the nodes of every cluster of a cloud that
+	// hold (or may soon hold) an instance: what counts against quotas.
+	ListCloudNodes(ctx context.Context, cloudID string) ([]NodeRecord, error)
+	CreateNode(ctx context.Context, n NodeRecord) error
+	GetNodeByBootstrapPrefix(ctx context.Context, prefix string) (NodeRecord, error)
+	GetNodeByCredentialPrefix(ctx context.Context, prefix string) (NodeRecord, error)
+	// TransitionNode moves a node from one of from to to.
+	TransitionNode(ctx context.Context, id string, from []string, to, reason string, at time.Time) (bool, error)
+	// StartLaunch records the intent to launch: a fresh bootstrap token
+	// and status LAUNCHING, before the driver is called.
+	StartLaunch(ctx context.Context, id, bootstrapPrefix string, bootstrapHash []byte, expires, at time.Time) (bool, error)
+	// SetNodeInstance records the instance a launch made; a LAUNCHING node
+	// becomes REGISTERING, a node that registered meanwhile keeps its status.
+	SetNodeInstance(ctx context.Context, id, instanceID, address string, at time.Time) error
+	// RegisterNode spends the bootstrap token and stores the node
+	// credential: LAUNCHING or REGISTERING becomes RUNNING.
+	RegisterNode(ctx context.Context, id, credentialPrefix string, credentialHash []byte, at time.Time) (bool, error)
+	// DrainNode asks a node to drain by deadline.
+	DrainNode(ctx context.Context, id string, deadline time.Time, reason string, at time.Time) (bool, error)
+	// RecordHeartbeats writes a batch of heartbeats.
+	RecordHeartbeats(ctx context.Context, beats []Heartbeat) error
+
+	AddClusterEvent(ctx context.Context, clusterID string, e api.ClusterEvent) error
 }
 
 // Token is an API token as stored: the public description plus the hash of
@@ -112,59 +207,6 @@ type IdempotencyRecord struct {
 // IdempotencyKeyTTL is how long a key is remembered.
 const IdempotencyKeyTTL = 24 * time.Hour
 
-// DataPlaneTx is what the reconciler and the agent API need beyond the
-// user-facing Tx. These calls are not scoped by org: callers reach nodes
-// through a cluster or a node credential they have already checked.
-// Every state change is conditional on the state it expects, so a change
-// planned on an old snapshot never overwrites a newer one (it answers
-// false and the next pass plans again).
-type DataPlaneTx interface {
-	// ListClustersToReconcile answers every cluster that is not at rest
-	// (TERMINATED with desired terminated and no delete pending).
-	ListClustersToReconcile(ctx context.Context) ([]ClusterRecord, error)
-	GetClusterRecord(ctx context.Context, id string) (ClusterRecord, error)
-	// SetClusterStatus changes status and reason if the desired state is
-	// still the one the caller planned for.
-	SetClusterStatus(ctx context.Context, id, plannedDesired, status, reason string, at time.Time) (bool, error)
-	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
-	// StopCluster ends a running cluster on the control plane's own
-	// decision (idle termination, maximum uptime): desired state
-	// terminated, status TERMINATING with the reason.
-	StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error)
-	// RequestClusterDelete marks a cluster to be removed once terminated.
-	RequestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error
-	DeleteClusterRecord(ctx context.Context, id string) error
-
-	// ListClusterNodes answers a cluster's nodes, without TERMINATED ones
-	// unless all is set.
-	ListClusterNodes(ctx context.Context, clusterID string, all bool) ([]NodeRecord, error)
-	// ListCloudNodes answers the nodes of every cluster of a cloud that
-	// hold (or may soon hold) an instance: what counts against quotas.
-	ListCloudNodes(ctx context.Context, cloudID string) ([]NodeRecord, error)
-	CreateNode(ctx context.Context, n NodeRecord) error
-	GetNode(ctx context.Context, id string) (NodeRecord, error)
-	GetNodeByBootstrapPrefix(ctx context.Context, prefix string) (NodeRecord, error)
-	GetNodeByCredentialPrefix(ctx context.Context, prefix string) (NodeRecord, error)
-	// TransitionNode moves a node from one of from to to.
-	TransitionNode(ctx context.Context, id string, from []string, to, reason string, at time.Time) (bool, error)
-	// StartLaunch records the intent to launch: a fresh bootstrap token
-	// and status LAUNCHING, before the driver is called.
-	StartLaunch(ctx context.Context, id, bootstrapPrefix string, bootstrapHash []byte, expires, at time.Time) (bool, error)
-	// SetNodeInstance records the instance a launch made; a LAUNCHING node
-	// becomes REGISTERING, a node that registered meanwhile keeps its status.
-	SetNodeInstance(ctx context.Context, id, instanceID, address string, at time.Time) error
-	// RegisterNode spends the bootstrap token and stores the node
-	// credential: LAUNCHING or REGISTERING becomes RUNNING.
-	RegisterNode(ctx context.Context, id, credentialPrefix string, credentialHash []byte, at time.Time) (bool, error)
-	// DrainNode asks a node to drain by deadline.
-	DrainNode(ctx context.Context, id string, deadline time.Time, reason string, at time.Time) (bool, error)
-	// RecordHeartbeats writes a batch of heartbeats.
-	RecordHeartbeats(ctx context.Context, beats []Heartbeat) error
-
-	AddClusterEvent(ctx context.Context, clusterID string, e api.ClusterEvent) error
-	ListClusterEvents(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error)
-}
-
 // ClusterRecord is a cluster as the reconciler sees it.
 type ClusterRecord struct {
 	api.Cluster
@@ -172,19 +214,17 @@ type ClusterRecord struct {
 	DeleteRequested bool
 }
 
-// NodeRecord is a node with what only the control plane sees.
+// NodeRecord is a node with what only the control plane sees: the planner's
+// view of it, and the hashes of its one-time bootstrap token and its
+// node credential.
 type NodeRecord struct {
-	api.Node
-	VCPUs              float64
-	PricePerHour       float64
+	planner.Node
 	BootstrapPrefix    string
 	BootstrapHash      []byte
 	BootstrapExpiresAt *time.Time
 	BootstrapUsedAt    *time.Time
 	CredentialPrefix   string
 	CredentialHash     []byte
-	DrainDeadline      *time.Time
-	Drained            bool
 }
 
 // Heartbeat is one agent report, as batched to the store.

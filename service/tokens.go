@@ -22,6 +22,17 @@ const (
 	tokenPrefixLen = 12
 )
 
+// Schemes of the other secrets: a node's one-time bootstrap token and its
+// node credential.
+const (
+	schemeBootstrap      = "rpb"
+	schemeNodeCredential = "rpn"
+)
+
+// NewBootstrapSecret returns a fresh one-time bootstrap token for a node
+// and its lookup prefix.
+func NewBootstrapSecret() (secret, prefix string) { return newSecret(schemeBootstrap) }
+
 // NewTokenSecret returns a fresh API token secret and its lookup prefix.
 func NewTokenSecret() (secret, prefix string) { return newSecret(tokenScheme) }
 
@@ -116,7 +127,7 @@ func (l *LastUsed) Flush(ctx context.Context, st Store) error {
 	if len(used) == 0 {
 		return nil
 	}
-	err := st.Update(ctx, func(tx Tx) error { return tx.TouchTokens(ctx, used) })
+	err := st.Update(ctx, func(tx Tx) error { return tx.System().TouchTokens(ctx, used) })
 	if err != nil {
 		// Keep them for the next flush rather than lose them.
 		for id, t := range used {
@@ -126,29 +137,50 @@ func (l *LastUsed) Flush(ctx context.Context, st Store) error {
 	return err
 }
 
-// Run flushes every interval until ctx ends, then once more.
-func (l *LastUsed) Run(ctx context.Context, st Store, every time.Duration, onErr func(error)) {
-	flushLoop(ctx, every, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
+// CreateToken makes a token in the caller's organization; its secret is in
+// this answer only.
+func (cp *ControlPlane) CreateToken(ctx context.Context, c Caller, req api.CreateTokenRequest) (api.APIToken, error) {
+	now := cp.now()
+	if err := CheckToken(&req, now); err != nil {
+		return api.APIToken{}, err
+	}
+	tok := NewToken(c.OrgID(), req.Name, req.Role, c.Token.ID, req.ExpiresAt, now)
+	err := cp.change(ctx, c, func(tx OrgTx) (string, string, error) {
+		return "token", tok.ID, tx.CreateToken(ctx, tok)
+	})
+	return tok.APIToken, err
 }
 
-// flushLoop calls flush every interval until ctx ends, then once more
-// with a context of its own, so what was batched is not lost at shutdown.
-func flushLoop(ctx context.Context, every time.Duration, flush func(context.Context) error, onErr func(error)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := flush(fctx); err != nil {
-				onErr(err)
-			}
-			cancel()
-			return
-		case <-t.C:
-			if err := flush(ctx); err != nil {
-				onErr(err)
-			}
+// ListTokens answers a page of the caller's organization's tokens.
+func (cp *ControlPlane) ListTokens(ctx context.Context, c Caller, opts api.ListOptions) (api.Page[api.APIToken], error) {
+	return read(ctx, cp, c, func(tx OrgTx) (api.Page[api.APIToken], error) {
+		page, err := tx.ListTokens(ctx, opts)
+		out := api.Page[api.APIToken]{Items: make([]api.APIToken, len(page.Items)), NextPageToken: page.NextPageToken}
+		for i, t := range page.Items {
+			out.Items[i] = t.APIToken
 		}
-	}
+		return out, err
+	})
+}
+
+// GetToken answers one token of the caller's organization.
+func (cp *ControlPlane) GetToken(ctx context.Context, c Caller, id string) (api.APIToken, error) {
+	return read(ctx, cp, c, func(tx OrgTx) (api.APIToken, error) {
+		tok, err := tx.GetToken(ctx, id)
+		return tok.APIToken, err
+	})
+}
+
+// RevokeToken keeps the row (and so the audit trail's actor) but the token
+// stops working at once.
+func (cp *ControlPlane) RevokeToken(ctx context.Context, c Caller, id string) (api.APIToken, error) {
+	var tok Token
+	err := cp.change(ctx, c, func(tx OrgTx) (_, _ string, err error) {
+		if err := tx.RevokeToken(ctx, id, cp.now()); err != nil {
+			return "token", id, err
+		}
+		tok, err = tx.GetToken(ctx, id)
+		return "token", id, err
+	})
+	return tok.APIToken, err
 }

@@ -352,7 +352,7 @@ func CheckResourceDemand(fe *api.FieldErrors, field string, ds []api.ResourceDem
 			fe.Add(p+".count", "must be between 1 and %d", maxBundleCount)
 		}
 		if d.Strategy != "" {
-			checkOneOf(fe, p+".strategy", d.Strategy, []string{StrategyPack, StrategySpread, StrategyStrictPack, StrategyStrictSpread})
+			checkOneOf(fe, p+".strategy", d.Strategy, api.Strategies)
 		}
 		if len(d.Shape) == 0 {
 			fe.Add(p+".shape", "must ask for at least one resource, e.g. {\"CPU\": 1}")

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rayplane/rayplane/internal/fsutil"
+
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
 )
@@ -76,31 +78,7 @@ func scrubBootstrap(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(out, '\n'), 0o600)
-}
-
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename there is nothing to remove
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return fsutil.WriteFileAtomic(path, append(out, '\n'), 0o600)
 }
 
 func loadCredential(workDir string, b api.AgentBootstrap) string {
@@ -120,7 +98,7 @@ func saveCredential(workDir string, b api.AgentBootstrap, cred string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(workDir, credentialFile), data, 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(workDir, credentialFile), data, 0o600)
 }
 
 // backoff doubles from min to max.

@@ -83,9 +83,16 @@ func (cp *fakeCP) outage(next http.Handler) http.Handler {
 	})
 }
 
+// statusOf answers the status the control plane sends with each code this
+// fake uses.
+var statusOf = map[api.Code]int{
+	api.CodeInvalid: http.StatusBadRequest, api.CodeUnauthorized: http.StatusUnauthorized,
+	api.CodeNotFound: http.StatusNotFound, api.CodeUnavailable: http.StatusServiceUnavailable,
+}
+
 func writeErr(w http.ResponseWriter, e *api.Error) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Code.HTTPStatus())
+	w.WriteHeader(statusOf[e.Code])
 	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
 }
 

@@ -94,6 +94,17 @@ type ResourceDemand struct {
 	Strategy string    `json:"strategy,omitempty"` // PACK, SPREAD, STRICT_PACK, STRICT_SPREAD; empty for plain tasks
 }
 
+// Placement-group strategies of a ResourceDemand, as Ray names them.
+const (
+	StrategyPack         = "PACK"
+	StrategySpread       = "SPREAD"
+	StrategyStrictPack   = "STRICT_PACK"
+	StrategyStrictSpread = "STRICT_SPREAD"
+)
+
+// Strategies lists the valid strategies.
+var Strategies = []string{StrategyPack, StrategySpread, StrategyStrictPack, StrategyStrictSpread}
+
 // AgentHeartbeatResponse answers the node's current configuration.
 type AgentHeartbeatResponse struct {
 	Config AgentConfig `json:"config"`

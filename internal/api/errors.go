@@ -3,12 +3,12 @@ package api
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 )
 
-// Code classifies an error. Each code maps to exactly one HTTP status in
-// HTTPStatus; the provider maps codes to diagnostics in one place too.
+// Code classifies an error. Each code maps to exactly one HTTP status, in
+// one function of service/httpapi; the provider maps codes to diagnostics
+// in one place too.
 type Code string
 
 const (
@@ -53,32 +53,6 @@ func (e *Error) Error() string {
 		parts[i] = f.Field + ": " + f.Reason
 	}
 	return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, strings.Join(parts, "; "))
-}
-
-// HTTPStatus is the single mapping from error code to HTTP status.
-func (c Code) HTTPStatus() int {
-	switch c {
-	case CodeInvalid:
-		return http.StatusBadRequest
-	case CodeUnauthorized:
-		return http.StatusUnauthorized
-	case CodeForbidden:
-		return http.StatusForbidden
-	case CodeNotFound:
-		return http.StatusNotFound
-	case CodeConflict:
-		return http.StatusConflict
-	case CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case CodeUnsupportedMedia:
-		return http.StatusUnsupportedMediaType
-	case CodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
 }
 
 // Errorf builds an *Error with a formatted message.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/httpapi"
 )
 
@@ -21,8 +22,10 @@ func (catalogDriver) InstanceTypes(context.Context) ([]api.InstanceType, error) 
 
 func TestListInstanceTypes(t *testing.T) {
 	h := newHarness(t)
-	h.url = h.serve(t, httpapi.New(httpapi.Config{Store: h.store, LocalStorageRoot: h.storeRoot,
-		Drivers: func(context.Context, api.Cloud, string) (cloud.Driver, error) { return catalogDriver{}, nil }}))
+	h.url = h.serve(t, httpapi.New(httpapi.Config{ControlPlane: &service.ControlPlane{Store: h.store, LocalStorageRoot: h.storeRoot,
+		Catalog: func(ctx context.Context, _ api.Cloud, _ string) ([]api.InstanceType, error) {
+			return catalogDriver{}.InstanceTypes(ctx)
+		}}}))
 	c := h.client(t, h.admin.Secret)
 	ctx := context.Background()
 	cl := must(c.CreateCloud(ctx, api.CloudSpec{Name: "here", Provider: api.ProviderLocal}))(t)

@@ -3,8 +3,7 @@
 // route, taking and answering the wire types of internal/api.
 //
 // It knows HTTP and internal/api, not the server's internals: it must not
-// import service packages (service/tlsca, a self-contained TLS helper, is
-// the one exception). It must never log, and never put the API token into
+// import service packages. It must never log, and never put the API token into
 // an error: its errors end up in Terraform diagnostics and CI logs.
 package client
 
@@ -21,7 +20,7 @@ import (
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
-	"github.com/rayplane/rayplane/service/tlsca"
+	"github.com/rayplane/rayplane/internal/tlsca"
 )
 
 // DefaultTimeout bounds one request when Config.Timeout is zero. Nothing in

@@ -16,10 +16,10 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
+	"github.com/rayplane/rayplane/internal/tlsca"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/httpapi"
 	"github.com/rayplane/rayplane/service/sqlite"
-	"github.com/rayplane/rayplane/service/tlsca"
 )
 
 // harness is a real control plane in-process: SQLite store, the HTTP API,
@@ -49,10 +49,10 @@ func newHarness(t *testing.T) *harness {
 	h.org = api.Organization{ID: service.NewID(service.PrefixOrg, now), Name: "system", System: true, CreatedAt: now}
 	h.admin = service.NewToken(h.org.ID, "bootstrap", api.RoleAdmin, "", nil, now)
 	err = st.Update(ctx, func(tx service.Tx) error {
-		if err := tx.CreateOrg(ctx, h.org); err != nil {
+		if err := tx.System().CreateOrg(ctx, h.org); err != nil {
 			return err
 		}
-		return tx.CreateToken(ctx, h.admin)
+		return tx.Org(h.org.ID).CreateToken(ctx, h.admin)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func newHarness(t *testing.T) *harness {
 	if h.caPEM, err = os.ReadFile(h.tlsFiles.CACert); err != nil {
 		t.Fatal(err)
 	}
-	h.url = h.serve(t, httpapi.New(httpapi.Config{Store: st, LocalStorageRoot: h.storeRoot}))
+	h.url = h.serve(t, httpapi.New(httpapi.Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: h.storeRoot}, Ready: st.Ready}))
 	h.c = h.client(t, h.admin.Secret)
 	return h
 }
@@ -100,12 +100,12 @@ func (h *harness) setStatus(t *testing.T, id, status string) {
 	t.Helper()
 	ctx := context.Background()
 	err := h.store.Update(ctx, func(tx service.Tx) error {
-		c, err := tx.GetCluster(ctx, h.org.ID, id)
+		c, err := tx.Org(h.org.ID).GetCluster(ctx, id)
 		if err != nil {
 			return err
 		}
 		c.Status = status
-		return tx.UpdateCluster(ctx, h.org.ID, c)
+		return tx.Org(h.org.ID).UpdateCluster(ctx, c)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -106,7 +106,7 @@ func (c *Client) statusError(r request, resp *http.Response, body []byte) error 
 	return &api.Error{Code: codeForStatus(resp.StatusCode), Message: msg}
 }
 
-// codeForStatus inverts api.Code.HTTPStatus, for answers not made by the
+// codeForStatus inverts the server's mapping of codes to statuses (service/httpapi), for answers not made by the
 // API (a proxy, a load balancer).
 func codeForStatus(status int) api.Code {
 	switch status {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
-	"github.com/rayplane/rayplane/service/tlsca"
+	"github.com/rayplane/rayplane/internal/tlsca"
 )
 
 func TestTransportErrors(t *testing.T) {

@@ -40,7 +40,7 @@ func (s *Server) agentHandler(rt *AgentRoute) http.Handler {
 			return
 		}
 		who, err := rt.handle(c)
-		c.p.org.ID, c.p.token.ID = who.OrgID, who.NodeID
+		c.p.Org.ID, c.p.Token.ID = who.OrgID, who.NodeID
 		c.target("node", who.NodeID)
 		if err != nil {
 			action := rt.Action

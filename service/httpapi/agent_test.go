@@ -15,6 +15,7 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/reconciler"
 	"github.com/rayplane/rayplane/service/sqlite"
 )
 
@@ -80,8 +81,8 @@ func (d *recordingDriver) bootstraps(t testing.TB, clusterID string) map[string]
 type dataPlaneEnv struct {
 	*testEnv
 	driver *recordingDriver
-	rec    *service.Reconciler
-	live   *service.Liveness
+	rec    *reconciler.Reconciler
+	live   *reconciler.Liveness
 	mu     sync.Mutex
 	clock  time.Time
 }
@@ -115,11 +116,12 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 		t.Fatal(err)
 	}
 	drivers := func(context.Context, api.Cloud, string) (cloud.Driver, error) { return e.driver, nil }
-	live := service.NewLiveness(e.now())
+	live := reconciler.NewLiveness(e.now())
 	e.live = live
-	e.rec = service.NewReconciler(service.ReconcilerConfig{Store: st, Drivers: drivers, Liveness: live, Now: e.now,
+	e.rec = reconciler.New(reconciler.Config{Store: st, Drivers: drivers, Liveness: live, Now: e.now,
 		ControlPlaneURL: "https://127.0.0.1:1", BootstrapTTL: time.Minute})
-	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Drivers: drivers,
+	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"),
+		Catalog: reconciler.Catalog(drivers)},
 		Agents: &service.Agents{Store: st, Liveness: live, Wake: func() {}, Now: e.now}})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
@@ -257,13 +259,13 @@ func TestStalePlanDoesNotOverwriteARetry(t *testing.T) {
 	c, _ := e.launchCluster("stale")
 	ctx := context.Background()
 	if err := e.st.Update(ctx, func(tx service.Tx) error {
-		_, err := tx.SetClusterStatus(ctx, c.ID, api.DesiredRunning, api.ClusterErrored, "launch failed: capacity", e.now())
+		_, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, api.DesiredRunning, api.ClusterErrored, "launch failed: capacity", e.now())
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	var snapshot service.ClusterRecord
-	if err := e.st.View(ctx, func(tx service.Tx) (err error) { snapshot, err = tx.GetClusterRecord(ctx, c.ID); return err }); err != nil {
+	if err := e.st.View(ctx, func(tx service.Tx) (err error) { snapshot, err = tx.DataPlane().GetClusterRecord(ctx, c.ID); return err }); err != nil {
 		t.Fatal(err)
 	}
 	var cur api.Cluster

@@ -189,7 +189,7 @@ func TestBadRequests(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
 			}
 			apiErr := r.apiError(t)
-			if apiErr.Message == "" || apiErr.Code.HTTPStatus() != c.status {
+			if apiErr.Message == "" || httpStatus(apiErr.Code) != c.status {
 				t.Fatalf("error body %s", r.body)
 			}
 			if c.field != "" && fieldNames(apiErr) != c.field {
@@ -227,7 +227,7 @@ func TestTokenSecretNotOnDisk(t *testing.T) {
 		secrets = append(secrets, s)
 		e.must(200, "GET", "/v1/whoami", s, "") // used, so last_used_at is written
 	}
-	if err := e.api.cfg.LastUsed.Flush(t.Context(), e.st); err != nil {
+	if err := e.api.cp.Tokens.Flush(t.Context(), e.st); err != nil {
 		t.Fatal(err)
 	}
 	var listed api.Page[api.APIToken]

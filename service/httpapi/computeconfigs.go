@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -16,23 +15,14 @@ func (s *Server) createComputeConfig(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if err := service.CheckComputeConfig(&req); err != nil {
-		return err
-	}
-	now := s.now()
-	cc := api.ComputeConfig{ID: service.NewID(service.PrefixComputeConfig, now), Name: req.Name, Version: 1,
-		ComputeConfigSpec: req.ComputeConfigSpec, CreatedAt: now, UpdatedAt: now, VersionCreatedAt: now}
-	c.target("compute_config", cc.ID)
-	if err := c.update(func(tx service.Tx) error { return tx.CreateComputeConfig(c.ctx(), c.orgID(), cc) }); err != nil {
+	cc, err := s.cp.CreateComputeConfig(c.ctx(), c.caller(), req)
+	if err != nil {
 		return err
 	}
 	writeJSON(c.w, http.StatusCreated, cc)
 	return nil
 }
 
-// updateComputeConfig stores the request as the next version. A request
-// equal to the latest version changes nothing, so re-applying the same
-// configuration does not pile up versions.
 func (s *Server) updateComputeConfig(c *call) error {
 	id, err := c.pathID("compute_config_id", service.PrefixComputeConfig)
 	if err != nil {
@@ -43,45 +33,14 @@ func (s *Server) updateComputeConfig(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if err := service.CheckComputeConfig(&req); err != nil {
-		return err
-	}
-	var cc api.ComputeConfig
-	err = c.update(func(tx service.Tx) error {
-		latest, err := tx.GetComputeConfig(c.ctx(), c.orgID(), id, 0)
-		if err != nil {
-			return err
-		}
-		if latest.Name == req.Name && sameSpec(latest.ComputeConfigSpec, req.ComputeConfigSpec) {
-			cc = latest
-			return nil
-		}
-		now := s.now()
-		cc = latest
-		cc.Name, cc.ComputeConfigSpec, cc.UpdatedAt = req.Name, req.ComputeConfigSpec, now
-		if !sameSpec(latest.ComputeConfigSpec, req.ComputeConfigSpec) {
-			cc.Version, cc.VersionCreatedAt = latest.Version+1, now
-			return tx.AddComputeConfigVersion(c.ctx(), c.orgID(), cc)
-		}
-		return tx.RenameComputeConfig(c.ctx(), c.orgID(), id, req.Name, now)
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, cc)
-	return nil
-}
-
-func sameSpec(a, b api.ComputeConfigSpec) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	cc, err := s.cp.UpdateComputeConfig(c.ctx(), c.caller(), id, req)
+	return answer(c, cc, err)
 }
 
 func (s *Server) listComputeConfigs(c *call) error {
 	f := service.NameFilter{Name: c.r.URL.Query().Get("name")}
-	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
-		return tx.ListComputeConfigs(c.ctx(), c.orgID(), f, opts)
+	return answerList(c, func(opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+		return s.cp.ListComputeConfigs(c.ctx(), c.caller(), f, opts)
 	})
 }
 
@@ -103,9 +62,8 @@ func (s *Server) answerComputeConfig(c *call, version int) error {
 	if err != nil {
 		return err
 	}
-	return answerView(c, func(tx service.Tx) (api.ComputeConfig, error) {
-		return tx.GetComputeConfig(c.ctx(), c.orgID(), id, version)
-	})
+	cc, err := s.cp.GetComputeConfig(c.ctx(), c.caller(), id, version)
+	return answer(c, cc, err)
 }
 
 func (s *Server) listComputeConfigVersions(c *call) error {
@@ -113,8 +71,8 @@ func (s *Server) listComputeConfigVersions(c *call) error {
 	if err != nil {
 		return err
 	}
-	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
-		return tx.ListComputeConfigVersions(c.ctx(), c.orgID(), id, opts)
+	return answerList(c, func(opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+		return s.cp.ListComputeConfigVersions(c.ctx(), c.caller(), id, opts)
 	})
 }
 
@@ -124,7 +82,7 @@ func (s *Server) deleteComputeConfig(c *call) error {
 		return err
 	}
 	c.target("compute_config", id)
-	if err := c.update(func(tx service.Tx) error { return tx.DeleteComputeConfig(c.ctx(), c.orgID(), id) }); err != nil {
+	if err := s.cp.DeleteComputeConfig(c.ctx(), c.caller(), id); err != nil {
 		return err
 	}
 	c.w.WriteHeader(http.StatusNoContent)

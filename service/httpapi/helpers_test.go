@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +45,9 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil || !created {
 		t.Fatalf("bootstrap: created=%v err=%v", created, err)
 	}
-	s := New(Config{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), MaxBodyBytes: 64 << 10,
-		Drivers: func(context.Context, api.Cloud, string) (cloud.Driver, error) { return catalogDriver{}, nil }})
+	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Tokens: &service.LastUsed{},
+		Catalog: func(context.Context, api.Cloud, string) ([]api.InstanceType, error) { return catalogDriver{}.InstanceTypes(ctx) }},
+		MaxBodyBytes: 64 << 10})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, st: st, srv: srv, api: s, dir: dir, admin: tok.Secret, sysOrg: tok.OrgID}
@@ -173,22 +175,26 @@ func (e *testEnv) auditEvents(orgIDs ...string) []api.AuditEvent {
 	var out []api.AuditEvent
 	ctx := context.Background()
 	err := e.st.View(ctx, func(tx service.Tx) error {
-		opts := api.ListOptions{Limit: api.MaxPageSize}
-		for {
-			p, err := tx.ListAuditEvents(ctx, orgIDs, api.AuditFilter{}, opts)
-			if err != nil {
-				return err
+		for _, org := range orgIDs {
+			opts := api.ListOptions{Limit: api.MaxPageSize}
+			for {
+				p, err := tx.Org(org).ListAuditEvents(ctx, false, api.AuditFilter{}, opts)
+				if err != nil {
+					return err
+				}
+				out = append(out, p.Items...)
+				if p.NextPageToken == "" {
+					break
+				}
+				opts.PageToken = p.NextPageToken
 			}
-			out = append(out, p.Items...)
-			if p.NextPageToken == "" {
-				return nil
-			}
-			opts.PageToken = p.NextPageToken
 		}
+		return nil
 	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
 	return out
 }
 

@@ -9,40 +9,26 @@ import (
 )
 
 func (s *Server) whoami(c *call) error {
-	writeJSON(c.w, http.StatusOK, api.WhoAmI{Token: c.p.token.APIToken, Organization: c.p.org})
+	writeJSON(c.w, http.StatusOK, api.WhoAmI{Token: c.p.Token.APIToken, Organization: c.p.Org})
 	return nil
 }
 
-// createOrg makes an organization and its first admin token, whose secret
-// is in this answer only.
 func (s *Server) createOrg(c *call) error {
 	var req api.CreateOrganizationRequest
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if err := service.CheckOrganization(&req); err != nil {
-		return err
-	}
-	now := s.now()
-	org := api.Organization{ID: service.NewID(service.PrefixOrg, now), Name: req.Name, CreatedAt: now}
-	tok := service.NewToken(org.ID, "admin", api.RoleAdmin, c.p.token.ID, nil, now)
-	c.target("organization", org.ID)
-	err := c.update(func(tx service.Tx) error {
-		if err := tx.CreateOrg(c.ctx(), org); err != nil {
-			return err
-		}
-		return tx.CreateToken(c.ctx(), tok)
-	})
+	out, err := s.cp.CreateOrg(c.ctx(), c.caller(), req)
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusCreated, api.CreateOrganizationResponse{Organization: org, AdminToken: tok.APIToken})
+	writeJSON(c.w, http.StatusCreated, out)
 	return nil
 }
 
 func (s *Server) listOrgs(c *call) error {
-	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.Organization], error) {
-		return tx.ListOrgs(c.ctx(), opts)
+	return answerList(c, func(opts api.ListOptions) (api.Page[api.Organization], error) {
+		return s.cp.ListOrgs(c.ctx(), opts)
 	})
 }
 
@@ -51,7 +37,8 @@ func (s *Server) getOrg(c *call) error {
 	if err != nil {
 		return err
 	}
-	return answerView(c, func(tx service.Tx) (api.Organization, error) { return tx.GetOrg(c.ctx(), id) })
+	org, err := s.cp.GetOrg(c.ctx(), id)
+	return answer(c, org, err)
 }
 
 func (s *Server) createToken(c *call) error {
@@ -59,27 +46,17 @@ func (s *Server) createToken(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	now := s.now()
-	if err := service.CheckToken(&req, now); err != nil {
+	tok, err := s.cp.CreateToken(c.ctx(), c.caller(), req)
+	if err != nil {
 		return err
 	}
-	tok := service.NewToken(c.orgID(), req.Name, req.Role, c.p.token.ID, req.ExpiresAt, now)
-	c.target("token", tok.ID)
-	if err := c.update(func(tx service.Tx) error { return tx.CreateToken(c.ctx(), tok) }); err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusCreated, tok.APIToken)
+	writeJSON(c.w, http.StatusCreated, tok)
 	return nil
 }
 
 func (s *Server) listTokens(c *call) error {
-	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.APIToken], error) {
-		page, err := tx.ListTokens(c.ctx(), c.orgID(), opts)
-		out := api.Page[api.APIToken]{Items: make([]api.APIToken, len(page.Items)), NextPageToken: page.NextPageToken}
-		for i, t := range page.Items {
-			out.Items[i] = t.APIToken
-		}
-		return out, err
+	return answerList(c, func(opts api.ListOptions) (api.Page[api.APIToken], error) {
+		return s.cp.ListTokens(c.ctx(), c.caller(), opts)
 	})
 }
 
@@ -88,33 +65,18 @@ func (s *Server) getToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	return answerView(c, func(tx service.Tx) (api.APIToken, error) {
-		tok, err := tx.GetToken(c.ctx(), c.orgID(), id)
-		return tok.APIToken, err
-	})
+	tok, err := s.cp.GetToken(c.ctx(), c.caller(), id)
+	return answer(c, tok, err)
 }
 
-// revokeToken keeps the row (and so the audit trail's actor) but the token
-// stops working at once.
 func (s *Server) revokeToken(c *call) error {
 	id, err := c.pathID("token_id", service.PrefixToken)
 	if err != nil {
 		return err
 	}
 	c.target("token", id)
-	var tok service.Token
-	err = c.update(func(tx service.Tx) error {
-		if err := tx.RevokeToken(c.ctx(), c.orgID(), id, s.now()); err != nil {
-			return err
-		}
-		tok, err = tx.GetToken(c.ctx(), c.orgID(), id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, tok.APIToken)
-	return nil
+	tok, err := s.cp.RevokeToken(c.ctx(), c.caller(), id)
+	return answer(c, tok, err)
 }
 
 func (s *Server) listAuditEvents(c *call) error {
@@ -138,11 +100,7 @@ func (s *Server) listAuditEvents(c *call) error {
 	if err := fe.Err(); err != nil {
 		return err
 	}
-	orgs := []string{c.orgID()}
-	if c.p.org.System {
-		orgs = append(orgs, "") // failures of callers no token identified
-	}
-	return answerList(c, func(tx service.Tx, opts api.ListOptions) (api.Page[api.AuditEvent], error) {
-		return tx.ListAuditEvents(c.ctx(), orgs, f, opts)
+	return answerList(c, func(opts api.ListOptions) (api.Page[api.AuditEvent], error) {
+		return s.cp.ListAuditEvents(c.ctx(), c.caller(), f, opts)
 	})
 }

@@ -33,7 +33,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &e) {
 		e = &api.Error{Code: api.CodeInternal, Message: "internal error; the server log has details"}
 	}
-	writeJSON(w, e.Code.HTTPStatus(), api.ErrorBody{Error: e})
+	writeJSON(w, httpStatus(e.Code), api.ErrorBody{Error: e})
 }
 
 // decode reads one JSON object into v: the body must be application/json,
@@ -144,13 +144,8 @@ func jsonPath(p string) string {
 	return strings.Join(out, ".")
 }
 
-// answerView reads one value in a read transaction and answers it.
-func answerView[T any](c *call, read func(tx service.Tx) (T, error)) error {
-	var v T
-	err := c.view(func(tx service.Tx) (err error) {
-		v, err = read(tx)
-		return err
-	})
+// answer writes v with status 200, or passes err on.
+func answer[T any](c *call, v T, err error) error {
 	if err != nil {
 		return err
 	}
@@ -158,11 +153,38 @@ func answerView[T any](c *call, read func(tx service.Tx) (T, error)) error {
 	return nil
 }
 
-// answerList reads one page (limit, page_token) and answers it.
-func answerList[T any](c *call, list func(tx service.Tx, opts api.ListOptions) (api.Page[T], error)) error {
+// answerList reads limit and page_token and answers the page list gives.
+func answerList[T any](c *call, list func(opts api.ListOptions) (api.Page[T], error)) error {
 	opts, err := c.listOptions()
 	if err != nil {
 		return err
 	}
-	return answerView(c, func(tx service.Tx) (api.Page[T], error) { return list(tx, opts) })
+	page, err := list(opts)
+	return answer(c, page, err)
+}
+
+// httpStatus is the single mapping from error code to HTTP status.
+func httpStatus(c api.Code) int {
+	switch c {
+	case api.CodeInvalid:
+		return http.StatusBadRequest
+	case api.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case api.CodeForbidden:
+		return http.StatusForbidden
+	case api.CodeNotFound:
+		return http.StatusNotFound
+	case api.CodeConflict:
+		return http.StatusConflict
+	case api.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case api.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case api.CodeUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case api.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
 }

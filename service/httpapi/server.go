@@ -1,7 +1,9 @@
 // Package httpapi is the control plane's JSON API under /v1: routing,
-// authentication and role checks, request decoding, audit events, metrics
-// and the error mapping to HTTP. It knows HTTP, not SQL: every read and
-// write goes through service.Store.
+// authentication and role checks (authorization lives here, in one route
+// table), request decoding, the audit events of failed calls, metrics and
+// the error mapping to HTTP. Each handler decodes, calls one use case of
+// service.ControlPlane and encodes: it knows HTTP, not SQL, and holds no
+// domain rule.
 package httpapi
 
 import (
@@ -33,36 +35,27 @@ const (
 	logActor  = "actor_id"
 )
 
-// Config wires a Server. Store is required; the rest has defaults.
+// Config wires a Server. ControlPlane is required; the rest has defaults.
 type Config struct {
-	Store  service.Store
-	Logger *slog.Logger
-	// Now is the clock; tests move it.
-	Now func() time.Time
-	// Registry receives the HTTP metrics; nil means a private registry.
-	Registry *prometheus.Registry
-	// LastUsed batches token last-used times; the caller runs its flush loop.
-	LastUsed *service.LastUsed
-	// LocalStorageRoot is where local clouds keep logs unless they name a
-	// storage_location: <root>/<cloud id>.
-	LocalStorageRoot string
-	// MaxBodyBytes bounds request bodies; 0 means 1 MiB.
-	MaxBodyBytes int64
+	// ControlPlane carries out every API call.
+	ControlPlane *service.ControlPlane
 	// Agents answers the node agents; nil serves no agent routes (503).
 	Agents *service.Agents
-	// Drivers answers a cloud's driver, for instance-type catalogs; nil
-	// means no catalog checks.
-	Drivers service.DriverFunc
-	// Wake asks the reconciler for a pass after a cluster changes.
-	Wake func()
+	// Ready reports whether the store answers and its schema is current,
+	// for /readyz; nil counts as ready.
+	Ready  func(context.Context) error
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics; nil means a private registry.
+	Registry *prometheus.Registry
+	// MaxBodyBytes bounds request bodies; 0 means 1 MiB.
+	MaxBodyBytes int64
 }
 
 // Server serves the API.
 type Server struct {
 	cfg     Config
-	store   service.Store
+	cp      *service.ControlPlane
 	log     *slog.Logger
-	now     func() time.Time
 	router  *mux.Router
 	metrics *metrics
 	routes  []Route
@@ -76,22 +69,13 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
-	}
-	if cfg.LastUsed == nil {
-		cfg.LastUsed = &service.LastUsed{}
-	}
-	if cfg.Wake == nil {
-		cfg.Wake = func() {}
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: func() time.Time { return cfg.Now().UTC() }}
+	s := &Server{cfg: cfg, cp: cfg.ControlPlane, log: cfg.Logger}
 	s.metrics = newMetrics(cfg.Registry)
 	s.failures = newTokenBucket(authFailureBurst, authFailureRate)
 	s.router = mux.NewRouter()
@@ -141,78 +125,39 @@ type Route struct {
 // Mutating reports whether the route changes state (and so is audited).
 func (rt Route) Mutating() bool { return rt.Method != http.MethodGet }
 
-// principal is who is calling: a token and its organization.
-type principal struct {
-	token service.Token
-	org   api.Organization
-}
-
 // call is one request on its way through a route.
 type call struct {
 	s     *Server
 	w     http.ResponseWriter
 	r     *http.Request
 	route *Route
-	p     principal
+	p     service.Principal
 
+	// targetType and targetID name what a failed call acted on, for its
+	// audit event; a successful call's use case writes its own.
 	targetType, targetID string
-	audited              bool
 }
 
 func (c *call) ctx() context.Context { return c.r.Context() }
 
-func (c *call) orgID() string { return c.p.org.ID }
+// caller is the principal and route as the use cases take them.
+func (c *call) caller() service.Caller {
+	return service.Caller{Token: c.p.Token, Org: c.p.Org, Action: c.route.Action, RemoteAddr: remoteAddr(c.r)}
+}
 
 // target names the object the call acts on, for its audit event.
 func (c *call) target(kind, id string) { c.targetType, c.targetID = kind, id }
 
-// update runs fn in one write transaction together with the call's
-// success audit event, so a change and its record commit or fail together.
-func (c *call) update(fn func(tx service.Tx) error) error {
-	err := c.s.store.Update(c.ctx(), func(tx service.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return tx.AddAuditEvent(c.ctx(), c.event(api.AuditSuccess, ""))
-	})
-	if err == nil {
-		c.audited = true
-	}
-	return err
-}
-
-// view runs fn in one read transaction.
-func (c *call) view(fn func(tx service.Tx) error) error {
-	return c.s.store.View(c.ctx(), fn)
-}
-
-func (c *call) event(result, reason string) api.AuditEvent {
-	now := c.s.now()
-	return api.AuditEvent{
-		ID:         service.NewID(service.PrefixAuditEvent, now),
-		OrgID:      c.p.org.ID,
-		ActorID:    c.p.token.ID,
-		Action:     c.route.Action,
-		TargetType: c.targetType,
-		TargetID:   c.targetID,
-		Result:     result,
-		Reason:     reason,
-		RemoteAddr: remoteAddr(c.r),
-		Time:       now,
-	}
-}
-
-// audit writes an event in its own transaction: for failures, whose
-// transaction rolled back, and for calls that changed nothing.
+// audit writes the call's event in a transaction of its own: for failures,
+// whose transaction rolled back. The event is written even if the client
+// has gone away.
 func (c *call) audit(result, reason string) {
-	// The event must be written even if the client has gone away.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx()), 5*time.Second)
 	defer cancel()
-	ev := c.event(result, reason)
-	if err := c.s.store.Update(ctx, func(tx service.Tx) error { return tx.AddAuditEvent(ctx, ev) }); err != nil {
+	ev := c.caller().Event(result, reason, c.targetType, c.targetID, time.Now().UTC())
+	if err := c.s.cp.Record(ctx, ev); err != nil {
 		c.s.log.Error("write audit event", "action", ev.Action, logErr, err)
 	}
-	c.audited = true
 }
 
 func remoteAddr(r *http.Request) string { return r.RemoteAddr }
@@ -234,7 +179,7 @@ func (s *Server) handler(rt *Route) http.Handler {
 			}
 			c.route = &Route{Method: rt.Method, Path: rt.Path, Action: action}
 			c.target("route", rt.Method+" "+rt.Path)
-			if c.p.org.ID == "" && !s.failures.allow(time.Now()) {
+			if c.p.Org.ID == "" && !s.failures.allow(time.Now()) {
 				// Unidentified callers cannot fill the audit log (and hold
 				// the one writer) faster than the limit; the rest is counted.
 				s.metrics.auditDropped.Inc()
@@ -242,23 +187,19 @@ func (s *Server) handler(rt *Route) http.Handler {
 				return
 			}
 			reason := publicMessage(err)
-			var ae *authError
-			if errors.As(err, &ae) {
-				reason = ae.why
+			if ae, ok := service.IsAuthError(err); ok {
+				reason = ae.Why
 			}
 			c.audit(string(api.ErrorCode(err)), reason)
 			s.fail(c, err)
 			return
 		}
-		err = rt.handle(c)
-		if rt.Mutating() && !c.audited {
-			result, reason := api.AuditSuccess, ""
-			if err != nil {
-				result, reason = string(api.ErrorCode(err)), publicMessage(err)
+		// A use case that changes something records its success in its
+		// own transaction; a failure is recorded here.
+		if err = rt.handle(c); err != nil {
+			if rt.Mutating() {
+				c.audit(string(api.ErrorCode(err)), publicMessage(err))
 			}
-			c.audit(result, reason)
-		}
-		if err != nil {
 			s.fail(c, err)
 		}
 	})
@@ -270,7 +211,7 @@ func (s *Server) fail(c *call, err error) {
 		if errors.Is(err, context.Canceled) {
 			return // the client went away; nobody reads the answer
 		}
-		s.log.Error("request failed", logRoute, c.route.Action, logOrg, c.p.org.ID, logErr, err)
+		s.log.Error("request failed", logRoute, c.route.Action, logOrg, c.p.Org.ID, logErr, err)
 	}
 	writeError(c.w, err)
 }
@@ -283,70 +224,39 @@ func publicMessage(err error) string {
 	return "internal error"
 }
 
-// authenticate resolves the bearer token. An unknown prefix and a wrong
-// secret answer alike, so a caller cannot probe which prefixes exist; the
-// audit event keeps the precise reason.
+// authenticate resolves the bearer token through the use case; a token
+// that was found but cannot be used still names its org for the audit.
 func (s *Server) authenticate(c *call) error {
 	h := c.r.Header.Get("Authorization")
 	scheme, secret, ok := strings.Cut(h, " ")
 	secret = strings.TrimSpace(secret)
 	switch {
 	case h == "":
-		return unauthorized(c, "no Authorization header", "missing bearer token: send Authorization: Bearer <token>")
+		return unauthorized(c, &service.AuthError{Public: &api.Error{Code: api.CodeUnauthorized,
+			Message: "missing bearer token: send Authorization: Bearer <token>"}, Why: "no Authorization header"})
 	case !ok || !strings.EqualFold(scheme, "Bearer"):
-		return unauthorized(c, "not a Bearer token", "the Authorization header must be Bearer <token>")
+		return unauthorized(c, &service.AuthError{Public: &api.Error{Code: api.CodeUnauthorized,
+			Message: "the Authorization header must be Bearer <token>"}, Why: "not a Bearer token"})
 	}
-	prefix := service.TokenPrefix(secret)
-	if prefix == "" {
-		return unauthorized(c, "malformed token", "invalid token")
-	}
-	var p principal
-	err := s.store.View(c.ctx(), func(tx service.Tx) error {
-		tok, err := tx.GetTokenByPrefix(c.ctx(), prefix)
-		if err != nil {
-			return err
-		}
-		if !service.TokenMatches(secret, tok.Hash) {
-			return api.NotFound("token", prefix)
-		}
-		p.token = tok
-		p.org, err = tx.GetOrg(c.ctx(), tok.OrgID)
-		return err
-	})
-	if api.IsCode(err, api.CodeNotFound) {
-		return unauthorized(c, "unknown token or wrong secret for prefix "+prefix, "invalid token")
-	}
-	if err != nil {
-		return err
-	}
+	p, err := s.cp.Authenticate(c.ctx(), secret)
 	c.p = p
-	if why := p.token.Usable(s.now()); why != "" {
-		return unauthorized(c, why, why)
+	if ae, ok := service.IsAuthError(err); ok {
+		return unauthorized(c, ae)
 	}
-	s.cfg.LastUsed.Record(p.token.ID, s.now())
-	return nil
+	return err
 }
 
-// authError is a 401 whose audit reason says more than the client is told.
-type authError struct {
-	public *api.Error
-	why    string
-}
-
-func unauthorized(c *call, why, public string) error {
+func unauthorized(c *call, ae *service.AuthError) error {
 	c.w.Header().Set("WWW-Authenticate", `Bearer realm="rayplane"`)
-	return &authError{public: &api.Error{Code: api.CodeUnauthorized, Message: public}, why: why}
+	return ae
 }
-
-func (e *authError) Error() string { return e.public.Error() }
-func (e *authError) Unwrap() error { return e.public }
 
 func (s *Server) authorize(c *call) error {
 	need := c.route.Role
-	if !c.p.token.Role.Allows(need) {
-		return api.Errorf(api.CodeForbidden, "this %s token cannot %s: it needs the %s role", c.p.token.Role, c.route.Action, need)
+	if !c.p.Token.Role.Allows(need) {
+		return api.Errorf(api.CodeForbidden, "this %s token cannot %s: it needs the %s role", c.p.Token.Role, c.route.Action, need)
 	}
-	if c.route.System && !c.p.org.System {
+	if c.route.System && !c.p.Org.System {
 		return api.Errorf(api.CodeForbidden, "only admins of the system organization can %s", c.route.Action)
 	}
 	return nil

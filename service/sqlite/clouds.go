@@ -36,7 +36,7 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-func (t *tx) CreateCloud(ctx context.Context, orgID string, c api.Cloud) error {
+func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	cr, secret := splitSecret(c)
 	_, err := t.exec(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -73,12 +73,12 @@ func scanCloud(s scanner) (api.Cloud, error) {
 	return c, nil
 }
 
-func (t *tx) GetCloud(ctx context.Context, orgID, id string) (api.Cloud, error) {
+func (t *tx) getCloud(ctx context.Context, orgID, id string) (api.Cloud, error) {
 	c, err := scanCloud(t.tx.QueryRowContext(ctx, `SELECT `+cloudCols+` FROM clouds WHERE id = ? AND org_id = ?`, id, orgID))
 	return c, notFoundIfNoRows(err, "cloud", id)
 }
 
-func (t *tx) ListClouds(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
+func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.Cloud]{}, err
@@ -89,7 +89,7 @@ func (t *tx) ListClouds(ctx context.Context, orgID string, f service.NameFilter,
 	return finish(p, items, func(c api.Cloud) string { return c.ID }), err
 }
 
-func (t *tx) UpdateCloud(ctx context.Context, orgID string, c api.Cloud) error {
+func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	cr, secret := splitSecret(c)
 	err := t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = ?, region = ?, credentials = ?, secret = CASE WHEN ? = '' THEN secret ELSE ? END,
 		storage_location = ?, quotas = ?, heartbeat = ?, status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
@@ -98,7 +98,7 @@ func (t *tx) UpdateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	return conflictOnUnique(err, "a cloud named %q already exists", c.Name)
 }
 
-func (t *tx) DeleteCloud(ctx context.Context, orgID, id string) error {
+func (t *tx) deleteCloud(ctx context.Context, orgID, id string) error {
 	var n int
 	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM clusters WHERE cloud_id = ? AND org_id = ?`, id, orgID).Scan(&n); err != nil {
 		return err
@@ -109,7 +109,7 @@ func (t *tx) DeleteCloud(ctx context.Context, orgID, id string) error {
 	return t.execOne(ctx, "cloud", id, `DELETE FROM clouds WHERE id = ? AND org_id = ?`, id, orgID)
 }
 
-func (t *tx) GetCloudSecret(ctx context.Context, orgID, id string) (string, error) {
+func (t *tx) getCloudSecret(ctx context.Context, orgID, id string) (string, error) {
 	var secret string
 	err := t.tx.QueryRowContext(ctx, `SELECT secret FROM clouds WHERE id = ? AND org_id = ?`, id, orgID).Scan(&secret)
 	return secret, notFoundIfNoRows(err, "cloud", id)

@@ -39,8 +39,8 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	return n, nil
 }
 
-func (t *tx) ListNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error) {
-	if _, err := t.GetCluster(ctx, orgID, clusterID); err != nil {
+func (t *tx) listNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error) {
+	if _, err := t.getCluster(ctx, orgID, clusterID); err != nil {
 		return api.Page[api.Node]{}, err
 	}
 	p, err := newPage(opts)
@@ -48,7 +48,7 @@ func (t *tx) ListNodes(ctx context.Context, orgID, clusterID string, opts api.Li
 		return api.Page[api.Node]{}, err
 	}
 	cond, args := p.cond("n.id", false)
-	scan := func(s scanner) (api.Node, error) { n, err := scanNode(s); return n.Node, err }
+	scan := func(s scanner) (api.Node, error) { n, err := scanNode(s); return n.Node.Node, err }
 	items, err := queryList(ctx, t, p, scan, `SELECT `+nodeCols+` FROM nodes n WHERE n.cluster_id = ? AND `+cond+` ORDER BY n.id`,
 		append([]any{clusterID}, args...)...)
 	return finish(p, items, func(n api.Node) string { return n.ID }), err
@@ -95,10 +95,6 @@ func orEmpty(r api.Resources) api.Resources {
 		return api.Resources{}
 	}
 	return r
-}
-
-func (t *tx) GetNode(ctx context.Context, id string) (service.NodeRecord, error) {
-	return t.oneNode(ctx, "node", id, `WHERE n.id = ?`, id)
 }
 
 func (t *tx) GetNodeByBootstrapPrefix(ctx context.Context, prefix string) (service.NodeRecord, error) {
@@ -230,7 +226,7 @@ func (t *tx) SetClusterHeadAddress(ctx context.Context, id, address string, at t
 	return err
 }
 
-func (t *tx) RequestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error {
+func (t *tx) requestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error {
 	return t.execOne(ctx, "cluster", id, `UPDATE clusters SET delete_requested = 1, updated_at = ? WHERE id = ? AND org_id = ?`, ts(at), id, orgID)
 }
 
@@ -245,8 +241,8 @@ func (t *tx) AddClusterEvent(ctx context.Context, clusterID string, e api.Cluste
 	return err
 }
 
-func (t *tx) ListClusterEvents(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error) {
-	if _, err := t.GetCluster(ctx, orgID, clusterID); err != nil {
+func (t *tx) listClusterEvents(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error) {
+	if _, err := t.getCluster(ctx, orgID, clusterID); err != nil {
 		return api.Page[api.ClusterEvent]{}, err
 	}
 	p, err := newPage(opts)

@@ -190,10 +190,10 @@ func unavailable(err error) error {
 	return fmt.Errorf("store: %w", err)
 }
 
-// tx implements service.Tx.
+// tx is one transaction; see views.go for the views service.Tx hands out.
 type tx struct{ tx *sql.Tx }
 
-var _ service.Tx = (*tx)(nil)
+
 
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(ctx, q, args...)

@@ -76,7 +76,7 @@ func TestMigrationsFromEmptyAndRerun(t *testing.T) {
 			t.Fatalf("after reopen applied %v", got)
 		}
 		var n int
-		if err := st2.View(ctx, func(tx service.Tx) (err error) { n, err = tx.CountOrgs(ctx); return err }); err != nil || n != 1 {
+		if err := st2.View(ctx, func(tx service.Tx) (err error) { n, err = tx.System().CountOrgs(ctx); return err }); err != nil || n != 1 {
 			t.Fatalf("orgs after reopen: %d, %v", n, err)
 		}
 		st2.Close()
@@ -128,7 +128,7 @@ func newOrg(t *testing.T, st *Store, name string) string {
 	ctx := context.Background()
 	id := service.NewID(service.PrefixOrg, time.Now())
 	if err := st.Update(ctx, func(tx service.Tx) error {
-		return tx.CreateOrg(ctx, api.Organization{ID: id, Name: name, CreatedAt: time.Now()})
+		return tx.System().CreateOrg(ctx, api.Organization{ID: id, Name: name, CreatedAt: time.Now()})
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,24 +141,24 @@ func TestOrgScopingAndConflicts(t *testing.T) {
 	a, b := newOrg(t, st, "a"), newOrg(t, st, "b")
 	now := time.Now().UTC()
 	cloud := service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)
-	if err := st.Update(ctx, func(tx service.Tx) error { return tx.CreateCloud(ctx, a, cloud) }); err != nil {
+	if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(a).CreateCloud(ctx, cloud) }); err != nil {
 		t.Fatal(err)
 	}
-	err := st.View(ctx, func(tx service.Tx) error { _, err := tx.GetCloud(ctx, b, cloud.ID); return err })
+	err := st.View(ctx, func(tx service.Tx) error { _, err := tx.Org(b).GetCloud(ctx, cloud.ID); return err })
 	if !api.IsCode(err, api.CodeNotFound) {
 		t.Fatalf("org b reading org a's cloud: %v", err)
 	}
-	err = st.Update(ctx, func(tx service.Tx) error { return tx.DeleteCloud(ctx, b, cloud.ID) })
+	err = st.Update(ctx, func(tx service.Tx) error { return tx.Org(b).DeleteCloud(ctx, cloud.ID) })
 	if !api.IsCode(err, api.CodeNotFound) {
 		t.Fatalf("org b deleting org a's cloud: %v", err)
 	}
 	dup := service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)
-	err = st.Update(ctx, func(tx service.Tx) error { return tx.CreateCloud(ctx, a, dup) })
+	err = st.Update(ctx, func(tx service.Tx) error { return tx.Org(a).CreateCloud(ctx, dup) })
 	if !api.IsCode(err, api.CodeConflict) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	// The same name in another org is fine.
-	if err := st.Update(ctx, func(tx service.Tx) error { return tx.CreateCloud(ctx, b, dup) }); err != nil {
+	if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(b).CreateCloud(ctx, dup) }); err != nil {
 		t.Fatalf("same name in org b: %v", err)
 	}
 }
@@ -171,7 +171,7 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	now := time.Now().UTC()
 	boom := fmt.Errorf("boom")
 	err := st.Update(ctx, func(tx service.Tx) error {
-		if err := tx.CreateCloud(ctx, org, service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)); err != nil {
+		if err := tx.Org(org).CreateCloud(ctx, service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)); err != nil {
 			return err
 		}
 		return boom
@@ -181,7 +181,7 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	}
 	var page api.Page[api.Cloud]
 	if err := st.View(ctx, func(tx service.Tx) (err error) {
-		page, err = tx.ListClouds(ctx, org, service.NameFilter{}, api.ListOptions{})
+		page, err = tx.Org(org).ListClouds(ctx, service.NameFilter{}, api.ListOptions{})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestPagination(t *testing.T) {
 	for i := range 7 {
 		c := service.NewCloud(api.CloudSpec{Name: fmt.Sprintf("c%d", i), Provider: api.ProviderLocal}, "/tmp", time.Now().UTC())
 		ids = append(ids, c.ID)
-		if err := st.Update(ctx, func(tx service.Tx) error { return tx.CreateCloud(ctx, org, c) }); err != nil {
+		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Millisecond) // ids order by millisecond first
@@ -210,7 +210,7 @@ func TestPagination(t *testing.T) {
 	for {
 		var p api.Page[api.Cloud]
 		if err := st.View(ctx, func(tx service.Tx) (err error) {
-			p, err = tx.ListClouds(ctx, org, service.NameFilter{}, opts)
+			p, err = tx.Org(org).ListClouds(ctx, service.NameFilter{}, opts)
 			return err
 		}); err != nil {
 			t.Fatal(err)

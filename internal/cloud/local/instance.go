@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rayplane/rayplane/internal/fsutil"
 )
 
 // On disk, one directory per instance:
@@ -127,35 +129,7 @@ func writeRecord(dir string, r record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, recordFile), append(b, '\n'))
-}
-
-// writeFileAtomic writes a 0600 file through a temporary file and a rename,
-// so a reader (or a crash) sees the old content or the new, never half.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return fsutil.WriteFileAtomic(filepath.Join(dir, recordFile), append(b, '\n'), 0o600)
 }
 
 // findDir answers the work directory holding a current record for id,

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rayplane/rayplane/internal/fsutil"
+
 	"github.com/rayplane/rayplane/internal/cloud"
 )
 
@@ -223,7 +225,7 @@ func (d *Driver) start(dir, id string, req cloud.LaunchRequest) (cloud.Instance,
 		return cloud.Instance{}, d.fail(op, "create work directory: %w", err)
 	}
 	bootstrap := filepath.Join(dir, bootstrapFile)
-	if err := writeFileAtomic(bootstrap, req.Bootstrap); err != nil {
+	if err := fsutil.WriteFileAtomic(bootstrap, req.Bootstrap, 0o600); err != nil {
 		return cloud.Instance{}, d.fail(op, "write bootstrap of %s: %w", id, err)
 	}
 	// Intent before side effect: a record with pid 0 says a Launch is (or

@@ -24,7 +24,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
-	"github.com/rayplane/rayplane/service/tlsca"
+	"github.com/rayplane/rayplane/internal/tlsca"
 )
 
 type verbFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error

@@ -16,16 +16,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rayplane/rayplane/internal/fsutil"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	rpapi "github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/internal/cloud/local"
+	"github.com/rayplane/rayplane/internal/tlsca"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/httpapi"
+	"github.com/rayplane/rayplane/service/reconciler"
 	"github.com/rayplane/rayplane/service/sqlite"
-	"github.com/rayplane/rayplane/service/tlsca"
 )
 
 type serveConfig struct {
@@ -134,10 +137,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
-	liveness := service.NewLiveness(time.Now())
+	liveness := reconciler.NewLiveness(time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reconciler := service.NewReconciler(service.ReconcilerConfig{
+	rec := reconciler.New(reconciler.Config{
 		Store: st, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
@@ -145,14 +148,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	lastUsed := &service.LastUsed{}
 	api := httpapi.New(httpapi.Config{
-		Store:            st,
-		Logger:           log,
-		Registry:         reg,
-		LastUsed:         lastUsed,
-		LocalStorageRoot: filepath.Join(dataDir, "storage"),
-		Drivers:          drivers,
-		Wake:             reconciler.Wake,
-		Agents:           &service.Agents{Store: st, Liveness: liveness, Wake: reconciler.Wake, Now: time.Now},
+		ControlPlane: &service.ControlPlane{
+			Store:            st,
+			Catalog:          reconciler.Catalog(drivers),
+			Wake:             rec.Wake,
+			Tokens:           lastUsed,
+			LocalStorageRoot: filepath.Join(dataDir, "storage"),
+		},
+		Agents:   &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now},
+		Ready:    st.Ready,
+		Logger:   log,
+		Registry: reg,
 	})
 	srv := &http.Server{
 		Handler:           api,
@@ -167,12 +173,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
 	loops.Go(func() {
-		lastUsed.Run(loopCtx, st, 10*time.Second, func(err error) { log.Warn("record token use", "err", err) })
+		reconciler.FlushLoop(loopCtx, 10*time.Second, func(ctx context.Context) error { return lastUsed.Flush(ctx, st) },
+			func(err error) { log.Warn("record token use", "err", err) })
 	})
 	loops.Go(func() {
 		liveness.Run(loopCtx, st, cfg.heartbeatFlush, func(err error) { log.Warn("record heartbeats", "err", err) })
 	})
-	loops.Go(func() { reconciler.Run(loopCtx) })
+	loops.Go(func() { rec.Run(loopCtx) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
@@ -245,35 +252,9 @@ func bootstrapIfEmpty(ctx context.Context, st service.Store, dataDir string, std
 		return false, err
 	}
 	path := filepath.Join(dataDir, "admin-token")
-	if err := writeSecretFile(path, tok.Secret+"\n"); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(tok.Secret+"\n"), 0o600); err != nil {
 		return true, fmt.Errorf("bootstrap: write admin token: %w", err)
 	}
 	fmt.Fprintf(stdout, "rayplaned: created organization %q and an admin token; the token is in %s\n", service.SystemOrgName, path)
 	return true, nil
-}
-
-// writeSecretFile writes data to path with mode 0600 through a temporary
-// file, so a crash never leaves a half-written secret.
-func writeSecretFile(path, data string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := io.Copy(tmp, strings.NewReader(data)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -1,10 +1,12 @@
-package service
+package reconciler
 
 import (
 	"context"
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/rayplane/rayplane/service"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -15,7 +17,7 @@ import (
 type Liveness struct {
 	mu      sync.Mutex
 	seen    map[string]time.Time
-	pending map[string]Heartbeat
+	pending map[string]service.Heartbeat
 	// demand is each head's latest report of pending resource shapes; it
 	// lives only in memory: after a restart the heads report it again.
 	demand map[string][]api.ResourceDemand
@@ -26,7 +28,7 @@ type Liveness struct {
 
 // NewLiveness starts tracking at now.
 func NewLiveness(now time.Time) *Liveness {
-	return &Liveness{seen: map[string]time.Time{}, pending: map[string]Heartbeat{}, demand: map[string][]api.ResourceDemand{}, started: now}
+	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{}, started: now}
 }
 
 // Beat records a heartbeat and reports whether the node's pending demand
@@ -41,7 +43,7 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (dem
 	} else {
 		delete(l.demand, nodeID)
 	}
-	l.pending[nodeID] = Heartbeat{
+	l.pending[nodeID] = service.Heartbeat{
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
 	}
@@ -89,18 +91,18 @@ func (l *Liveness) Forget(nodeID string) {
 
 // Flush writes the heartbeats received since the last flush in one
 // transaction.
-func (l *Liveness) Flush(ctx context.Context, st Store) error {
+func (l *Liveness) Flush(ctx context.Context, st service.Store) error {
 	l.mu.Lock()
-	batch := make([]Heartbeat, 0, len(l.pending))
+	batch := make([]service.Heartbeat, 0, len(l.pending))
 	for _, hb := range l.pending {
 		batch = append(batch, hb)
 	}
-	l.pending = map[string]Heartbeat{}
+	l.pending = map[string]service.Heartbeat{}
 	l.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
-	err := st.Update(ctx, func(tx Tx) error { return tx.RecordHeartbeats(ctx, batch) })
+	err := st.Update(ctx, func(tx service.Tx) error { return tx.DataPlane().RecordHeartbeats(ctx, batch) })
 	if err != nil {
 		l.mu.Lock()
 		for _, hb := range batch {
@@ -114,13 +116,6 @@ func (l *Liveness) Flush(ctx context.Context, st Store) error {
 }
 
 // Run flushes every interval until ctx ends, then once more.
-func (l *Liveness) Run(ctx context.Context, st Store, every time.Duration, onErr func(error)) {
-	flushLoop(ctx, every, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
+func (l *Liveness) Run(ctx context.Context, st service.Store, every time.Duration, onErr func(error)) {
+	FlushLoop(ctx, every, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
 }

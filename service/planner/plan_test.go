@@ -1,4 +1,4 @@
-package service
+package planner
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 type world struct {
 	cluster   api.Cluster
 	deleteReq bool
-	nodes     map[string]*NodeRecord
+	nodes     map[string]*Node
 	instances map[string]cloud.Instance // by node id
 	now       time.Time
 	seq       int
@@ -73,7 +73,7 @@ func (w *world) apply(p Plan) {
 	for _, nn := range p.Create {
 		w.seq++
 		id := fmt.Sprintf("node_%03d", w.seq)
-		w.nodes[id] = &NodeRecord{Node: api.Node{ID: id, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Status: api.NodeRequested, StatusChangedAt: w.now}, VCPUs: nn.VCPUs}
+		w.nodes[id] = &Node{Node: api.Node{ID: id, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Status: api.NodeRequested, StatusChangedAt: w.now}, VCPUs: nn.VCPUs}
 		p.Launch = append(p.Launch, NodeChange{NodeID: id, From: api.NodeRequested})
 	}
 	for _, a := range p.Adopt {
@@ -146,7 +146,7 @@ func (w *world) apply(p Plan) {
 // genWorld draws a cluster in some arbitrary state: nodes of every status,
 // some with instances, some instances with no node.
 func genWorld(t *rapid.T, spec api.ComputeConfigSpec) *world {
-	w := &world{nodes: map[string]*NodeRecord{}, instances: map[string]cloud.Instance{}, now: epoch.Add(time.Hour)}
+	w := &world{nodes: map[string]*Node{}, instances: map[string]cloud.Instance{}, now: epoch.Add(time.Hour)}
 	w.cluster = api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning,
 		Status: rapid.SampledFrom([]string{api.ClusterPending, api.ClusterProvisioning, api.ClusterStarting, api.ClusterRunning, api.ClusterRecovering}).Draw(t, "status")}
 	groups := []string{"head"}
@@ -157,7 +157,7 @@ func genWorld(t *rapid.T, spec api.ComputeConfigSpec) *world {
 	for i := range rapid.IntRange(0, 12).Draw(t, "nodes") {
 		g := rapid.SampledFrom(groups).Draw(t, "group")
 		id := fmt.Sprintf("node_e%02d", i)
-		n := &NodeRecord{Node: api.Node{ID: id, Group: g, Head: g == "head", InstanceType: "small",
+		n := &Node{Node: api.Node{ID: id, Group: g, Head: g == "head", InstanceType: "small",
 			Status: rapid.SampledFrom(statuses).Draw(t, "node_status"), StatusChangedAt: w.now.Add(-time.Duration(rapid.IntRange(0, 300).Draw(t, "age")) * time.Second)}, VCPUs: 1}
 		if rapid.Bool().Draw(t, "beating") {
 			hb := w.now.Add(-time.Duration(rapid.IntRange(0, 60).Draw(t, "hb_age")) * time.Second)
@@ -328,7 +328,7 @@ func TestPlanProperties(t *testing.T) {
 	})
 }
 
-func findNode(nodes []NodeRecord, id string) *NodeRecord {
+func findNode(nodes []Node, id string) *Node {
 	for i := range nodes {
 		if nodes[i].ID == id {
 			return &nodes[i]
@@ -405,7 +405,7 @@ func TestPlanCases(t *testing.T) {
 		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 2, MaxNodes: 4}}}
 	base := func() *world {
 		return &world{cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: api.ClusterPending},
-			nodes: map[string]*NodeRecord{}, instances: map[string]cloud.Instance{}, now: epoch}
+			nodes: map[string]*Node{}, instances: map[string]cloud.Instance{}, now: epoch}
 	}
 	t.Run("fresh cluster launches head and min workers", func(t *testing.T) {
 		p := PlanCluster(base().input(spec, Quota{}))
@@ -443,7 +443,7 @@ func TestPlanCases(t *testing.T) {
 		if w.cluster.Status != api.ClusterRunning {
 			t.Fatalf("status %s", w.cluster.Status)
 		}
-		var victim *NodeRecord
+		var victim *Node
 		for _, id := range sortedKeys(w.nodes) {
 			if n := w.nodes[id]; !n.Head && n.Status == api.NodeRunning {
 				victim = n
@@ -491,7 +491,7 @@ func TestPlanErroredLaunchesNothing(t *testing.T) {
 	spec := api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"},
 		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 2, MaxNodes: 4}}}
 	w := &world{cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: api.ClusterErrored, StatusReason: "capacity"},
-		nodes: map[string]*NodeRecord{
+		nodes: map[string]*Node{
 			"node_1": {Node: api.Node{ID: "node_1", Group: "cpu", Status: api.NodeLaunching, StatusChangedAt: epoch}},
 			"node_2": {Node: api.Node{ID: "node_2", Group: "cpu", Status: api.NodeRequested, StatusChangedAt: epoch}},
 		}, instances: map[string]cloud.Instance{}, now: epoch}
@@ -506,12 +506,12 @@ func TestPlanQuotaWaitsForReleasingNodes(t *testing.T) {
 		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 2, MaxNodes: 4}}}
 	three := 3
 	beat := epoch
-	running := func(id, group string) *NodeRecord {
-		return &NodeRecord{Node: api.Node{ID: id, Group: group, Head: group == "head", Status: api.NodeRunning, LastHeartbeatAt: &beat,
+	running := func(id, group string) *Node {
+		return &Node{Node: api.Node{ID: id, Group: group, Head: group == "head", Status: api.NodeRunning, LastHeartbeatAt: &beat,
 			RuntimeState: api.RuntimeRunning, StatusChangedAt: epoch}, VCPUs: 1}
 	}
 	w := &world{cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: api.ClusterRunning, HeadAddress: "h:1"},
-		nodes: map[string]*NodeRecord{"node_1": running("node_1", "head"), "node_2": running("node_2", "cpu"),
+		nodes: map[string]*Node{"node_1": running("node_1", "head"), "node_2": running("node_2", "cpu"),
 			"node_3": {Node: api.Node{ID: "node_3", Group: "cpu", Status: api.NodeLost, InstanceID: "i-node_3", StatusChangedAt: epoch}, VCPUs: 1}},
 		instances: map[string]cloud.Instance{}, now: epoch}
 	for _, id := range []string{"node_1", "node_2", "node_3"} {
@@ -522,34 +522,5 @@ func TestPlanQuotaWaitsForReleasingNodes(t *testing.T) {
 	p := PlanCluster(w.input(spec, Quota{MaxNodes: &three}))
 	if len(p.Create) != 0 || p.Status == api.ClusterErrored || !strings.Contains(p.Reason, "release the quota") {
 		t.Fatalf("plan %+v", p)
-	}
-}
-
-func TestDeletableAndDesiredState(t *testing.T) {
-	now := epoch
-	cases := []struct {
-		name      string
-		c         api.Cluster
-		desired   string
-		status    string
-		deletable bool
-	}{
-		{"pending, nothing launched", api.Cluster{Status: api.ClusterPending, DesiredState: api.DesiredRunning}, api.DesiredTerminated, api.ClusterTerminated, true},
-		{"pending with nodes (a retry)", api.Cluster{Status: api.ClusterPending, DesiredState: api.DesiredRunning, NodesTotal: 3}, api.DesiredTerminated, api.ClusterTerminating, false},
-		{"errored with nodes", api.Cluster{Status: api.ClusterErrored, DesiredState: api.DesiredRunning, NodesTotal: 1}, api.DesiredTerminated, api.ClusterTerminating, false},
-		{"errored retried with nodes", api.Cluster{Status: api.ClusterErrored, DesiredState: api.DesiredRunning, NodesTotal: 1}, api.DesiredRunning, api.ClusterProvisioning, false},
-		{"terminated", api.Cluster{Status: api.ClusterTerminated, DesiredState: api.DesiredTerminated}, api.DesiredRunning, api.ClusterPending, true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if got := Deletable(c.c); got != c.deletable {
-				t.Fatalf("Deletable = %v, want %v", got, c.deletable)
-			}
-			cl := c.c
-			SetDesiredState(&cl, c.desired, now)
-			if cl.Status != c.status {
-				t.Fatalf("after desired %s: %s (%s), want %s", c.desired, cl.Status, cl.StatusReason, c.status)
-			}
-		})
 	}
 }

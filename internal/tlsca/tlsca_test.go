@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rayplane/rayplane/service/tlsca"
+	"github.com/rayplane/rayplane/internal/tlsca"
 )
 
 var allNames = []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem"}

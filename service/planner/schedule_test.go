@@ -1,4 +1,4 @@
-package service
+package planner
 
 import (
 	"fmt"
@@ -64,21 +64,21 @@ func TestScheduleRayOracle(t *testing.T) {
 				}
 			}},
 		{"STRICT_SPREAD of 3 bundles -> 3 distinct nodes",
-			ScheduleInput{Types: []NodeType{cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 1}, 3, StrategyStrictSpread), Now: now},
+			ScheduleInput{Types: []NodeType{cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 1}, 3, api.StrategyStrictSpread), Now: now},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["cpu8"] != 3 {
 					t.Fatalf("launch %v, want 3 nodes", r.Launch)
 				}
 			}},
 		{"SPREAD of 6 x {CPU:4} on 4-CPU nodes -> 6 nodes (every bundle counts)",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 4}, 6, StrategySpread), Limits: ScheduleLimits{UpscalingSpeed: 10}, Now: now},
+			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 4}, 6, api.StrategySpread), Limits: ScheduleLimits{UpscalingSpeed: 10}, Now: now},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["cpu4"] != 6 {
 					t.Fatalf("launch %v, want 6", r.Launch)
 				}
 			}},
 		{"STRICT_PACK of 3 x {CPU:2} -> one node that holds all",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10), cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 3, StrategyStrictPack), Now: now},
+			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10), cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 3, api.StrategyStrictPack), Now: now},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["cpu8"] != 1 || r.Launch["cpu4"] != 0 {
 					t.Fatalf("launch %v, want one cpu8", r.Launch)
@@ -181,7 +181,7 @@ func genSchedule(t *rapid.T) ScheduleInput {
 		}
 		in.Nodes = append(in.Nodes, n)
 	}
-	strategies := []string{"", StrategyPack, StrategySpread, StrategyStrictPack, StrategyStrictSpread}
+	strategies := []string{"", api.StrategyPack, api.StrategySpread, api.StrategyStrictPack, api.StrategyStrictSpread}
 	for range rapid.IntRange(0, 5).Draw(t, "demands") {
 		shape := api.Resources{"CPU": float64(rapid.IntRange(1, 8).Draw(t, "d_cpu"))}
 		if rapid.Bool().Draw(t, "d_gpu") {
@@ -310,3 +310,5 @@ func TestScheduleCompletes(t *testing.T) {
 		t.Fatalf("still launching after 20 passes: %v", history)
 	})
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,4 +1,4 @@
-package service
+package planner
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ import (
 // group after the plan's own scale-down; nodes the plan already creates
 // (minimums) count as launching. It answers why wanted nodes were not
 // launched.
-func autoscale(p *Plan, in PlanInput, groups map[string][]NodeRecord, budget *quotaBudget) []string {
+func autoscale(p *Plan, in PlanInput, groups map[string][]Node, budget *quotaBudget) []string {
 	drained := map[string]bool{}
 	for _, d := range p.Drain {
 		drained[d.NodeID] = true
@@ -82,7 +82,7 @@ func autoscale(p *Plan, in PlanInput, groups map[string][]NodeRecord, budget *qu
 			did = append(did, fmt.Sprintf("launch %d %s for %s", c, g.Name, res.LaunchReasons[g.Name]))
 		}
 	}
-	byID := map[string]NodeRecord{}
+	byID := map[string]Node{}
 	for _, n := range in.Nodes {
 		byID[n.ID] = n
 	}
@@ -128,7 +128,7 @@ func blockedKind(why string) string {
 // freeOf is what a node can still take: a node still launching or idle
 // takes its whole capacity; a busy one is counted full, since the demand
 // Ray reports is what did not fit on it.
-func freeOf(n NodeRecord) api.Resources {
+func freeOf(n Node) api.Resources {
 	if n.Status != api.NodeRunning || n.IdleSince != nil {
 		return n.Resources
 	}

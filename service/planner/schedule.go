@@ -1,4 +1,4 @@
-package service
+package planner
 
 import (
 	"fmt"
@@ -15,14 +15,6 @@ import (
 // demand onto free capacity, then add the node type that fits the rest
 // best), run centrally so nodes need no cloud permissions, with the limits
 // Ray lacks: quotas and a cost cap. Schedule is pure and deterministic.
-
-// Placement-group strategies, as Ray names them.
-const (
-	StrategyPack         = "PACK"
-	StrategySpread       = "SPREAD"
-	StrategyStrictPack   = "STRICT_PACK"
-	StrategyStrictSpread = "STRICT_SPREAD"
-)
 
 // NodeType is a worker group as the scheduler sees it.
 type NodeType struct {
@@ -285,14 +277,14 @@ func expand(ds []api.ResourceDemand) []group {
 			continue
 		}
 		switch d.Strategy {
-		case StrategyStrictPack:
+		case api.StrategyStrictPack:
 			// All bundles on one node: one combined shape.
 			total := api.Resources{}
 			for k, v := range d.Shape {
 				total[k] = v * float64(d.Count)
 			}
 			out = append(out, group{shapes: []api.Resources{total}, strategy: d.Strategy, request: d})
-		case StrategyStrictSpread, StrategySpread:
+		case api.StrategyStrictSpread, api.StrategySpread:
 			shapes := make([]api.Resources, d.Count)
 			for i := range shapes {
 				shapes[i] = d.Shape
@@ -339,7 +331,7 @@ func (l *launcher) place(units []group, bins *[]*bin, why string, exempt bool) [
 			infeasible = append(infeasible, u.request)
 			continue
 		}
-		if u.strategy == StrategyStrictSpread {
+		if u.strategy == api.StrategyStrictSpread {
 			spread = append(spread, u)
 			continue
 		}
@@ -536,7 +528,7 @@ func (l *launcher) feasible(u group) bool {
 		if t.MaxNodes == 0 {
 			continue
 		}
-		if u.strategy == StrategyStrictSpread {
+		if u.strategy == api.StrategyStrictSpread {
 			if fits(t.Resources, u.shapes[0]) {
 				return true
 			}
@@ -562,7 +554,7 @@ func placeUnit(u group, bins []*bin) bool {
 	for _, s := range u.shapes {
 		placed := false
 		for _, b := range bins {
-			if u.strategy == StrategyStrictSpread && usedBins[b] {
+			if u.strategy == api.StrategyStrictSpread && usedBins[b] {
 				continue
 			}
 			free := b.free

@@ -1,4 +1,4 @@
-package service
+package reconciler
 
 import (
 	"testing"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestLivenessDemandAndLastSeen(t *testing.T) {
-	start := epoch
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := NewLiveness(start)
 	d := []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 4}}
 	steps := []struct {

@@ -1,4 +1,4 @@
-package service
+package reconciler
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"reflect"
 	"time"
+
+	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/planner"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,9 +29,21 @@ const (
 // credential, if any.
 type DriverFunc func(ctx context.Context, c api.Cloud, secret string) (cloud.Driver, error)
 
-// ReconcilerConfig wires a Reconciler. Durations of zero take defaults.
-type ReconcilerConfig struct {
-	Store    Store
+// Catalog answers clouds' instance types through their drivers, for the
+// use cases' catalog checks.
+func Catalog(drivers DriverFunc) service.CatalogFunc {
+	return func(ctx context.Context, c api.Cloud, secret string) ([]api.InstanceType, error) {
+		d, err := drivers(ctx, c, secret)
+		if err != nil {
+			return nil, err
+		}
+		return d.InstanceTypes(ctx)
+	}
+}
+
+// Config wires a Reconciler. Durations of zero take defaults.
+type Config struct {
+	Store    service.Store
 	Drivers  DriverFunc
 	Liveness *Liveness
 	Logger   *slog.Logger
@@ -45,10 +60,10 @@ type ReconcilerConfig struct {
 }
 
 // Reconciler drives every cluster toward its desired state: level
-// triggered, each pass planned from scratch by PlanCluster, intent written
+// triggered, each pass planned from scratch by planner.PlanCluster, intent written
 // before each driver call, safe to kill at any point.
 type Reconciler struct {
-	cfg     ReconcilerConfig
+	cfg     Config
 	log     *slog.Logger
 	wake    chan struct{}
 	metrics reconcileMetrics
@@ -60,8 +75,8 @@ type reconcileMetrics struct {
 	blocked  *prometheus.CounterVec
 }
 
-// NewReconciler applies defaults.
-func NewReconciler(cfg ReconcilerConfig) *Reconciler {
+// New applies defaults.
+func New(cfg Config) *Reconciler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,9 +141,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 // ReconcileAll makes one pass over every cluster that is not at rest. A
 // failure on one cluster is logged and recorded on it; the others go on.
 func (r *Reconciler) ReconcileAll(ctx context.Context) {
-	var clusters []ClusterRecord
-	err := r.cfg.Store.View(ctx, func(tx Tx) (err error) {
-		clusters, err = tx.ListClustersToReconcile(ctx)
+	var clusters []service.ClusterRecord
+	err := r.cfg.Store.View(ctx, func(tx service.Tx) (err error) {
+		clusters, err = tx.DataPlane().ListClustersToReconcile(ctx)
 		return err
 	})
 	if err != nil {
@@ -152,30 +167,30 @@ type observed struct {
 	cloud     api.Cloud
 	secret    string
 	spec      api.ComputeConfigSpec
-	nodes     []NodeRecord
-	cloudUsed []NodeRecord
+	nodes     []service.NodeRecord
+	cloudUsed []service.NodeRecord
 }
 
 // ReconcileCluster makes one pass over one cluster.
-func (r *Reconciler) ReconcileCluster(ctx context.Context, c ClusterRecord) error {
+func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterRecord) error {
 	var o observed
-	err := r.cfg.Store.View(ctx, func(tx Tx) error {
+	err := r.cfg.Store.View(ctx, func(tx service.Tx) error {
 		var err error
-		if o.cloud, err = tx.GetCloud(ctx, c.OrgID, c.CloudID); err != nil {
+		if o.cloud, err = tx.Org(c.OrgID).GetCloud(ctx, c.CloudID); err != nil {
 			return fmt.Errorf("cloud: %w", err)
 		}
-		if o.secret, err = tx.GetCloudSecret(ctx, c.OrgID, c.CloudID); err != nil {
+		if o.secret, err = tx.Org(c.OrgID).GetCloudSecret(ctx, c.CloudID); err != nil {
 			return fmt.Errorf("cloud secret: %w", err)
 		}
-		cc, err := tx.GetComputeConfig(ctx, c.OrgID, c.ComputeConfigID, c.ComputeConfigVersion)
+		cc, err := tx.Org(c.OrgID).GetComputeConfig(ctx, c.ComputeConfigID, c.ComputeConfigVersion)
 		if err != nil {
 			return fmt.Errorf("compute config: %w", err)
 		}
 		o.spec = cc.ComputeConfigSpec
-		if o.nodes, err = tx.ListClusterNodes(ctx, c.ID, false); err != nil {
+		if o.nodes, err = tx.DataPlane().ListClusterNodes(ctx, c.ID, false); err != nil {
 			return err
 		}
-		o.cloudUsed, err = tx.ListCloudNodes(ctx, c.CloudID)
+		o.cloudUsed, err = tx.DataPlane().ListCloudNodes(ctx, c.CloudID)
 		return err
 	})
 	if err != nil {
@@ -195,7 +210,7 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c ClusterRecord) erro
 		return r.driverFailed(ctx, c, "list instances", err, now)
 	}
 
-	quota := Quota{MaxNodes: o.cloud.Quotas.MaxNodes, MaxVCPUs: o.cloud.Quotas.MaxVCPUs}
+	quota := planner.Quota{MaxNodes: o.cloud.Quotas.MaxNodes, MaxVCPUs: o.cloud.Quotas.MaxVCPUs}
 	for _, n := range o.cloudUsed {
 		if n.ClusterID != c.ID {
 			quota.UsedNodes++
@@ -208,12 +223,12 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c ClusterRecord) erro
 	}
 	hb := o.cloud.Heartbeat
 	interval := time.Duration(max(hb.IntervalSeconds, 1)) * time.Second
-	plan := PlanCluster(PlanInput{
+	plan := planner.PlanCluster(planner.PlanInput{
 		Cluster:         c.Cluster,
 		DeleteRequested: c.DeleteRequested,
 		Spec:            o.spec,
 		Catalog:         catalog,
-		Nodes:           o.nodes,
+		Nodes:           plannerNodes(o.nodes),
 		Instances:       instances,
 		LastSeen:        r.cfg.Liveness.LastSeen(ids),
 		Quota:           quota,
@@ -229,27 +244,27 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c ClusterRecord) erro
 // launch is a node whose intent to launch is committed, with the
 // one-time secret that goes to its instance.
 type launch struct {
-	node      NodeRecord
+	node      service.NodeRecord
 	bootstrap string
 	expires   time.Time
 }
 
 // execute applies a plan: every store change first, in one transaction
 // (the intent), then the driver calls, each followed by its own record.
-func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, plan Plan, driver cloud.Driver, now time.Time) error {
-	byID := map[string]NodeRecord{}
+func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o observed, plan planner.Plan, driver cloud.Driver, now time.Time) error {
+	byID := map[string]service.NodeRecord{}
 	for _, n := range o.nodes {
 		byID[n.ID] = n
 	}
 	var launches []launch
-	var terminate []NodeChange
+	var terminate []planner.NodeChange
 	stale := false
-	err := r.cfg.Store.Update(ctx, func(tx Tx) error {
+	err := r.cfg.Store.Update(ctx, func(tx service.Tx) error {
 		launches, terminate = launches[:0], terminate[:0]
 		// The plan holds only if what it was made from still holds: a user
 		// who changed the desired state, retried, resized or deleted the
 		// cluster since the read gets a new plan on the next pass instead.
-		cur, err := tx.GetClusterRecord(ctx, c.ID)
+		cur, err := tx.DataPlane().GetClusterRecord(ctx, c.ID)
 		if err != nil {
 			return err
 		}
@@ -260,21 +275,21 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			return nil
 		}
 		ev := func(kind, format string, args ...any) error {
-			return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: kind, Message: fmt.Sprintf(format, args...)})
+			return tx.DataPlane().AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: service.NewID(service.PrefixClusterEvent, now), Time: now, Kind: kind, Message: fmt.Sprintf(format, args...)})
 		}
 		for _, nn := range plan.Create {
-			n := NodeRecord{Node: api.Node{
-				ID: NewID(PrefixNode, now), ClusterID: c.ID, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Market: nn.Market,
+			n := service.NodeRecord{Node: planner.Node{Node: api.Node{
+				ID: service.NewID(service.PrefixNode, now), ClusterID: c.ID, Group: nn.Group, Head: nn.Head, InstanceType: nn.InstanceType, Market: nn.Market,
 				Status: api.NodeRequested, StatusReason: "planned", StatusChangedAt: now, Resources: nn.Resources, CreatedAt: now, UpdatedAt: now,
-			}, VCPUs: nn.VCPUs, PricePerHour: nn.PricePerHour}
-			if err := tx.CreateNode(ctx, n); err != nil {
+			}, VCPUs: nn.VCPUs, PricePerHour: nn.PricePerHour}}
+			if err := tx.DataPlane().CreateNode(ctx, n); err != nil {
 				return err
 			}
 			byID[n.ID] = n
-			plan.Launch = append(plan.Launch, NodeChange{NodeID: n.ID, From: api.NodeRequested})
+			plan.Launch = append(plan.Launch, planner.NodeChange{NodeID: n.ID, From: api.NodeRequested})
 		}
 		for _, a := range plan.Adopt {
-			if err := tx.SetNodeInstance(ctx, a.NodeID, a.InstanceID, "", now); err != nil {
+			if err := tx.DataPlane().SetNodeInstance(ctx, a.NodeID, a.InstanceID, "", now); err != nil {
 				return err
 			}
 			if err := ev("node_adopted", "node %s: found instance %s started before a restart", a.NodeID, a.InstanceID); err != nil {
@@ -282,7 +297,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			}
 		}
 		for _, l := range plan.Lost {
-			ok, err := tx.TransitionNode(ctx, l.NodeID, []string{l.From}, api.NodeLost, l.Reason, now)
+			ok, err := tx.DataPlane().TransitionNode(ctx, l.NodeID, []string{l.From}, api.NodeLost, l.Reason, now)
 			if err != nil {
 				return err
 			}
@@ -290,7 +305,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 				continue
 			}
 			if byID[l.NodeID].Head {
-				if err := tx.SetClusterHeadAddress(ctx, c.ID, "", now); err != nil {
+				if err := tx.DataPlane().SetClusterHeadAddress(ctx, c.ID, "", now); err != nil {
 					return err
 				}
 			}
@@ -299,7 +314,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			}
 		}
 		for _, d := range plan.Drain {
-			if ok, err := tx.DrainNode(ctx, d.NodeID, now.Add(r.cfg.DrainTimeout), d.Reason, now); err != nil {
+			if ok, err := tx.DataPlane().DrainNode(ctx, d.NodeID, now.Add(r.cfg.DrainTimeout), d.Reason, now); err != nil {
 				return err
 			} else if ok {
 				if err := ev("node_draining", "node %s draining: %s", d.NodeID, d.Reason); err != nil {
@@ -309,7 +324,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 		}
 		for _, t := range plan.Terminate {
 			if t.From != api.NodeTerminating {
-				ok, err := tx.TransitionNode(ctx, t.NodeID, []string{t.From}, api.NodeTerminating, t.Reason, now)
+				ok, err := tx.DataPlane().TransitionNode(ctx, t.NodeID, []string{t.From}, api.NodeTerminating, t.Reason, now)
 				if err != nil {
 					return err
 				}
@@ -320,7 +335,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			terminate = append(terminate, t)
 		}
 		for _, f := range plan.Finish {
-			ok, err := tx.TransitionNode(ctx, f.NodeID, []string{f.From}, api.NodeTerminated, f.Reason, now)
+			ok, err := tx.DataPlane().TransitionNode(ctx, f.NodeID, []string{f.From}, api.NodeTerminated, f.Reason, now)
 			if err != nil {
 				return err
 			}
@@ -332,9 +347,9 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			}
 		}
 		for _, l := range plan.Launch {
-			secret, prefix := newSecret(schemeBootstrap)
+			secret, prefix := service.NewBootstrapSecret()
 			expires := now.Add(r.cfg.BootstrapTTL)
-			ok, err := tx.StartLaunch(ctx, l.NodeID, prefix, HashToken(secret), expires, now)
+			ok, err := tx.DataPlane().StartLaunch(ctx, l.NodeID, prefix, service.HashToken(secret), expires, now)
 			if err != nil {
 				return err
 			}
@@ -348,7 +363,7 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			}
 		}
 		if plan.Stop != "" {
-			ok, err := tx.StopCluster(ctx, c.ID, plan.Stop, now)
+			ok, err := tx.DataPlane().StopCluster(ctx, c.ID, plan.Stop, now)
 			if err != nil {
 				return err
 			}
@@ -357,12 +372,12 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 			}
 		}
 		if plan.Status == api.ClusterTerminated && c.HeadAddress != "" {
-			if err := tx.SetClusterHeadAddress(ctx, c.ID, "", now); err != nil {
+			if err := tx.DataPlane().SetClusterHeadAddress(ctx, c.ID, "", now); err != nil {
 				return err
 			}
 		}
 		if plan.Status != "" {
-			changed, err := tx.SetClusterStatus(ctx, c.ID, c.DesiredState, plan.Status, plan.Reason, now)
+			changed, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.DesiredState, plan.Status, plan.Reason, now)
 			if err != nil {
 				return err
 			}
@@ -409,16 +424,14 @@ func (r *Reconciler) execute(ctx context.Context, c ClusterRecord, o observed, p
 		}
 	}
 	if plan.Delete {
-		if err := r.cfg.Store.Update(ctx, func(tx Tx) error { return tx.DeleteClusterRecord(ctx, c.ID) }); err != nil {
+		if err := r.cfg.Store.Update(ctx, func(tx service.Tx) error { return tx.DataPlane().DeleteClusterRecord(ctx, c.ID) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-const schemeBootstrap = "rpb"
-
-func (r *Reconciler) launch(ctx context.Context, c ClusterRecord, o observed, l launch, driver cloud.Driver, now time.Time) error {
+func (r *Reconciler) launch(ctx context.Context, c service.ClusterRecord, o observed, l launch, driver cloud.Driver, now time.Time) error {
 	payload, err := json.Marshal(api.AgentBootstrap{
 		ControlPlaneURL: r.cfg.ControlPlaneURL, CACertPEM: r.cfg.CACertPEM,
 		ClusterID: c.ID, NodeID: l.node.ID, BootstrapToken: l.bootstrap, ExpiresAt: l.expires,
@@ -439,40 +452,40 @@ func (r *Reconciler) launch(ctx context.Context, c ClusterRecord, o observed, l 
 	})
 	if err != nil {
 		if cloud.KindOf(err) != cloud.Transient {
-			_ = r.cfg.Store.Update(ctx, func(tx Tx) error {
-				_, err := tx.TransitionNode(ctx, l.node.ID, []string{api.NodeLaunching}, api.NodeTerminated, "launch failed: "+err.Error(), now)
+			_ = r.cfg.Store.Update(ctx, func(tx service.Tx) error {
+				_, err := tx.DataPlane().TransitionNode(ctx, l.node.ID, []string{api.NodeLaunching}, api.NodeTerminated, "launch failed: "+err.Error(), now)
 				return err
 			})
 		}
 		return fmt.Errorf("launch node %s: %w", l.node.ID, err)
 	}
-	return r.cfg.Store.Update(ctx, func(tx Tx) error {
-		if err := tx.SetNodeInstance(ctx, l.node.ID, inst.ID, inst.Address, now); err != nil {
+	return r.cfg.Store.Update(ctx, func(tx service.Tx) error {
+		if err := tx.DataPlane().SetNodeInstance(ctx, l.node.ID, inst.ID, inst.Address, now); err != nil {
 			return err
 		}
-		return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "node_launched",
+		return tx.DataPlane().AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: service.NewID(service.PrefixClusterEvent, now), Time: now, Kind: "node_launched",
 			Message: fmt.Sprintf("node %s (%s, %s) launched as %s", l.node.ID, l.node.Group, l.node.InstanceType, inst.ID)})
 	})
 }
 
 // fail records that a cluster cannot go on: ERRORED with reason, until the
 // user re-applies its desired state.
-func (r *Reconciler) fail(ctx context.Context, c ClusterRecord, reason string, now time.Time) error {
+func (r *Reconciler) fail(ctx context.Context, c service.ClusterRecord, reason string, now time.Time) error {
 	if c.DesiredState != api.DesiredRunning {
 		return errors.New(reason)
 	}
-	return r.cfg.Store.Update(ctx, func(tx Tx) error {
-		changed, err := tx.SetClusterStatus(ctx, c.ID, c.DesiredState, api.ClusterErrored, reason, now)
+	return r.cfg.Store.Update(ctx, func(tx service.Tx) error {
+		changed, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.DesiredState, api.ClusterErrored, reason, now)
 		if err != nil || !changed {
 			return err
 		}
-		return tx.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "status", Message: api.ClusterErrored + ": " + reason})
+		return tx.DataPlane().AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: service.NewID(service.PrefixClusterEvent, now), Time: now, Kind: "status", Message: api.ClusterErrored + ": " + reason})
 	})
 }
 
 // driverFailed records a failed driver call: a transient one is retried
 // on the next pass; any other stops the cluster with the reason.
-func (r *Reconciler) driverFailed(ctx context.Context, c ClusterRecord, what string, err error, now time.Time) error {
+func (r *Reconciler) driverFailed(ctx context.Context, c service.ClusterRecord, what string, err error, now time.Time) error {
 	if cloud.KindOf(err) == cloud.Transient {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -480,7 +493,7 @@ func (r *Reconciler) driverFailed(ctx context.Context, c ClusterRecord, what str
 }
 
 // headOf answers the id of the cluster's head node, or "".
-func headOf(nodes []NodeRecord) string {
+func headOf(nodes []service.NodeRecord) string {
 	for _, n := range nodes {
 		if n.Head && n.Status == api.NodeRunning {
 			return n.ID
@@ -490,10 +503,19 @@ func headOf(nodes []NodeRecord) string {
 }
 
 // count records a committed plan's autoscaling decisions in the metrics.
-func (r *Reconciler) count(p Plan) {
+func (r *Reconciler) count(p planner.Plan) {
 	r.metrics.launched.Add(float64(len(p.AutoscaleLaunched)))
 	r.metrics.drained.Add(float64(p.AutoscaleDrained))
 	for _, k := range p.Blocked {
 		r.metrics.blocked.WithLabelValues(k).Inc()
 	}
+}
+
+// plannerNodes is the planner's view of the nodes.
+func plannerNodes(nodes []service.NodeRecord) []planner.Node {
+	out := make([]planner.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Node
+	}
+	return out
 }

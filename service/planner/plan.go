@@ -1,4 +1,4 @@
-package service
+package planner
 
 import (
 	"fmt"
@@ -20,7 +20,7 @@ type PlanInput struct {
 	Spec            api.ComputeConfigSpec
 	Catalog         []cloud.InstanceType
 	// Nodes are the cluster's nodes that are not TERMINATED.
-	Nodes []NodeRecord
+	Nodes []Node
 	// Instances are the live instances listed with the cluster's owner tag.
 	Instances []cloud.Instance
 	// LastSeen is each node's latest heartbeat.
@@ -135,7 +135,7 @@ func PlanCluster(in PlanInput) Plan {
 	}
 
 	// 1. What each node's observed state calls for.
-	live := map[string]NodeRecord{} // nodes still counted as the cluster's after this pass
+	live := map[string]Node{} // nodes still counted as the cluster's after this pass
 	for _, n := range in.Nodes {
 		inst, hasInst := instByNode[n.ID]
 		change := NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status}
@@ -230,13 +230,13 @@ func PlanCluster(in PlanInput) Plan {
 	return p
 }
 
-func terminatedReason(n NodeRecord) string {
+func terminatedReason(n Node) string {
 	return "lost and replaced: " + n.StatusReason
 }
 
 // planStop drains and terminates every node; the cluster is TERMINATED
 // once nothing is left, by the store's word and the driver's listing.
-func planStop(p *Plan, in PlanInput, live map[string]NodeRecord, instByNode map[string]cloud.Instance) {
+func planStop(p *Plan, in PlanInput, live map[string]Node, instByNode map[string]cloud.Instance) {
 	for _, n := range sortedNodes(live) {
 		_, hasInst := instByNode[n.ID]
 		change := NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status}
@@ -272,8 +272,8 @@ func removeChange(list *[]NodeChange, nodeID string) {
 	*list = slices.DeleteFunc(*list, func(c NodeChange) bool { return c.NodeID == nodeID })
 }
 
-func sortedNodes(m map[string]NodeRecord) []NodeRecord {
-	out := make([]NodeRecord, 0, len(m))
+func sortedNodes(m map[string]Node) []Node {
+	out := make([]Node, 0, len(m))
 	for _, n := range m {
 		out = append(out, n)
 	}
@@ -283,7 +283,7 @@ func sortedNodes(m map[string]NodeRecord) []NodeRecord {
 
 // planRun keeps one head and each group between its bounds, within the
 // cloud's quota, and says where the cluster stands.
-func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
+func planRun(p *Plan, in PlanInput, live map[string]Node) {
 	if reason := stopReason(in, live); reason != "" {
 		p.Stop = reason
 		p.Status, p.Reason = api.ClusterTerminating, reason
@@ -298,7 +298,7 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 	nodes := sortedNodes(live)
 
 	// The head.
-	var heads []NodeRecord
+	var heads []Node
 	for _, n := range nodes {
 		if n.Head {
 			heads = append(heads, n)
@@ -329,13 +329,13 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 	}
 
 	// Worker groups, in the order the config lists them.
-	groups := map[string][]NodeRecord{}
+	groups := map[string][]Node{}
 	for _, n := range nodes {
 		if !n.Head {
 			groups[n.Group] = append(groups[n.Group], n)
 		}
 	}
-	drain := func(n NodeRecord, reason string) {
+	drain := func(n Node, reason string) {
 		p.Drain = append(p.Drain, NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status, Reason: reason})
 	}
 	total, need := 0, 0
@@ -361,7 +361,7 @@ func planRun(p *Plan, in PlanInput, live map[string]NodeRecord) {
 		// Minimums come first: make room by draining nodes that other
 		// groups hold above their minimum (validation keeps max_workers at
 		// or above the sum of minimums, so there is always enough).
-		var spare []NodeRecord
+		var spare []Node
 		for _, g := range in.Spec.WorkerGroups {
 			have := groups[g.Name]
 			if len(have) > g.MinNodes {
@@ -441,9 +441,9 @@ func countGroup(nodes []NewNode, group string) int {
 
 // scaleDownOrder puts the nodes cheapest to lose first: not yet started,
 // then idle longest, then newest.
-func scaleDownOrder(nodes []NodeRecord) []NodeRecord {
+func scaleDownOrder(nodes []Node) []Node {
 	out := slices.Clone(nodes)
-	rank := func(n NodeRecord) int {
+	rank := func(n Node) int {
 		if n.Status != api.NodeRunning {
 			return 0
 		}
@@ -486,7 +486,7 @@ func price(it cloud.InstanceType, market string) float64 {
 }
 
 // runStatus says where a cluster that should run stands.
-func runStatus(in PlanInput, live map[string]NodeRecord, p *Plan) (string, string) {
+func runStatus(in PlanInput, live map[string]Node, p *Plan) (string, string) {
 	lost := len(p.Lost)
 	headRunning, workersRunning, workersWanted := false, 0, 0
 	for _, n := range live {
@@ -538,7 +538,7 @@ type quotaBudget struct {
 	cost    float64 // of this cluster's nodes
 }
 
-func newQuotaBudget(q Quota, costCap *float64, nodes []NodeRecord) *quotaBudget {
+func newQuotaBudget(q Quota, costCap *float64, nodes []Node) *quotaBudget {
 	b := &quotaBudget{q: q, costCap: costCap, nodes: q.UsedNodes, vcpus: q.UsedVCPUs}
 	for _, n := range nodes {
 		b.nodes++
@@ -589,7 +589,7 @@ func (b *quotaBudget) remaining() (nodes *int, vcpus *float64) {
 // stopReason says why a running cluster should end by itself: its
 // maximum uptime has passed, or no node has had work for the idle
 // termination time (and nothing is pending or requested). "" means run on.
-func stopReason(in PlanInput, live map[string]NodeRecord) string {
+func stopReason(in PlanInput, live map[string]Node) string {
 	if len(live) == 0 {
 		return ""
 	}
@@ -627,6 +627,6 @@ func stopReason(in PlanInput, live map[string]NodeRecord) string {
 // runtime is up (or, with no runtime to run, the node serves with its
 // declared resources). A cluster is RUNNING only when its nodes are ready,
 // so `terraform apply` returns when jobs can run.
-func ready(n NodeRecord) bool {
+func ready(n Node) bool {
 	return n.Status == api.NodeRunning && (n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
 }

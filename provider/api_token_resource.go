@@ -18,8 +18,6 @@ import (
 	"github.com/rayplane/rayplane/internal/client"
 )
 
-func init() { resourceConstructors = append(resourceConstructors, newAPITokenResource) }
-
 var (
 	_ resource.ResourceWithConfigure   = (*apiTokenResource)(nil)
 	_ resource.ResourceWithImportState = (*apiTokenResource)(nil)

@@ -17,8 +17,6 @@ import (
 	"github.com/rayplane/rayplane/internal/client"
 )
 
-func init() { dataSourceConstructors = append(dataSourceConstructors, newCloudDataSource) }
-
 var (
 	_ datasource.DataSourceWithConfigure        = (*cloudDataSource)(nil)
 	_ datasource.DataSourceWithConfigValidators = (*cloudDataSource)(nil)
@@ -39,8 +37,8 @@ type cloudDataModel struct {
 	GCP                      types.Object `tfsdk:"gcp"`
 	Kubernetes               types.Object `tfsdk:"kubernetes"`
 	Quotas                   types.Object `tfsdk:"quotas"`
-	HeartbeatIntervalSeconds types.Int64  `tfsdk:"heartbeat_interval_seconds"`
-	HeartbeatLostAfter       types.Int64  `tfsdk:"heartbeat_lost_after"`
+	HeartbeatIntervalSeconds intValue     `tfsdk:"heartbeat_interval_seconds"`
+	HeartbeatLostAfter       intValue     `tfsdk:"heartbeat_lost_after"`
 	Status                   types.String `tfsdk:"status"`
 	StatusReason             types.String `tfsdk:"status_reason"`
 }
@@ -63,6 +61,9 @@ func (d *cloudDataSource) Metadata(_ context.Context, req datasource.MetadataReq
 func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	str := func(desc string) schema.StringAttribute {
 		return schema.StringAttribute{Description: desc, Computed: true}
+	}
+	num := func(desc string) schema.NumberAttribute {
+		return schema.NumberAttribute{Description: desc, CustomType: intType{}, Computed: true}
 	}
 	resp.Schema = schema.Schema{
 		Description: "Reads one cloud of the provider's organization, by `id` or by `name` (set exactly one).",
@@ -112,12 +113,12 @@ func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 				Description: "Limits on what all clusters of the cloud hold at once; a null limit means none.",
 				Computed:    true,
 				Attributes: map[string]schema.Attribute{
-					"max_nodes": schema.Int64Attribute{Description: "Most nodes at once.", Computed: true},
-					"max_vcpus": schema.Int64Attribute{Description: "Most vCPUs at once.", Computed: true},
+					"max_nodes": num("Most nodes at once."),
+					"max_vcpus": num("Most vCPUs at once."),
 				},
 			},
-			"heartbeat_interval_seconds": schema.Int64Attribute{Description: "How often agents report, in seconds.", Computed: true},
-			"heartbeat_lost_after":       schema.Int64Attribute{Description: "Missed intervals before a node counts as lost.", Computed: true},
+			"heartbeat_interval_seconds": num("How often agents report, in seconds."),
+			"heartbeat_lost_after":       num("Missed intervals before a node counts as lost."),
 			"status":                     str("`active`, `verifying` or `error`."),
 			"status_reason":              str("Why the cloud has its status, when the control plane says."),
 		},
@@ -182,8 +183,8 @@ func cloudDataState(ctx context.Context, c api.Cloud) (cloudDataModel, diag.Diag
 		Provider:                 types.StringValue(c.Provider),
 		Region:                   stringOrNull(c.Region),
 		StorageLocation:          stringOrNull(c.StorageLocation),
-		HeartbeatIntervalSeconds: types.Int64Value(int64(c.Heartbeat.IntervalSeconds)),
-		HeartbeatLostAfter:       types.Int64Value(int64(c.Heartbeat.LostAfter)),
+		HeartbeatIntervalSeconds: intOf(c.Heartbeat.IntervalSeconds),
+		HeartbeatLostAfter:       intOf(c.Heartbeat.LostAfter),
 		Status:                   types.StringValue(c.Status),
 		StatusReason:             stringOrNull(c.StatusReason),
 		AWS:                      types.ObjectNull(cloudAWSAttrTypes),

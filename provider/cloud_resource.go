@@ -6,14 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/numbervalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -23,8 +22,6 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
 )
-
-func init() { resourceConstructors = append(resourceConstructors, newCloudResource) }
 
 var (
 	_ resource.ResourceWithConfigure      = (*cloudResource)(nil)
@@ -48,8 +45,8 @@ type cloudModel struct {
 	GCP                      types.Object `tfsdk:"gcp"`
 	Kubernetes               types.Object `tfsdk:"kubernetes"`
 	Quotas                   types.Object `tfsdk:"quotas"`
-	HeartbeatIntervalSeconds types.Int64  `tfsdk:"heartbeat_interval_seconds"`
-	HeartbeatLostAfter       types.Int64  `tfsdk:"heartbeat_lost_after"`
+	HeartbeatIntervalSeconds intValue     `tfsdk:"heartbeat_interval_seconds"`
+	HeartbeatLostAfter       intValue     `tfsdk:"heartbeat_lost_after"`
 	Status                   types.String `tfsdk:"status"`
 	StatusReason             types.String `tfsdk:"status_reason"`
 }
@@ -69,12 +66,12 @@ type cloudKubernetesModel struct {
 	Namespace      types.String `tfsdk:"namespace"`
 	CACertPEM      types.String `tfsdk:"ca_cert_pem"`
 	TokenWO        types.String `tfsdk:"token_wo"`
-	TokenWOVersion types.Int64  `tfsdk:"token_wo_version"`
+	TokenWOVersion intValue     `tfsdk:"token_wo_version"`
 }
 
 type cloudQuotasModel struct {
-	MaxNodes types.Int64 `tfsdk:"max_nodes"`
-	MaxVCPUs types.Int64 `tfsdk:"max_vcpus"`
+	MaxNodes intValue `tfsdk:"max_nodes"`
+	MaxVCPUs intValue `tfsdk:"max_vcpus"`
 }
 
 var (
@@ -82,9 +79,9 @@ var (
 	cloudGCPAttrTypes = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
 	cloudK8sAttrTypes = map[string]attr.Type{
 		"api_server": types.StringType, "namespace": types.StringType, "ca_cert_pem": types.StringType,
-		"token_wo": types.StringType, "token_wo_version": types.Int64Type,
+		"token_wo": types.StringType, "token_wo_version": intType{},
 	}
-	cloudQuotasAttrTypes = map[string]attr.Type{"max_nodes": types.Int64Type, "max_vcpus": types.Int64Type}
+	cloudQuotasAttrTypes = map[string]attr.Type{"max_nodes": intType{}, "max_vcpus": intType{}}
 )
 
 // cloudFieldPaths places API field errors whose attribute is not the same
@@ -207,10 +204,11 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 						WriteOnly:  true,
 						Validators: []validator.String{stringvalidator.LengthBetween(1, maxK8sTokenLen)},
 					},
-					"token_wo_version": schema.Int64Attribute{
+					"token_wo_version": schema.NumberAttribute{
 						Description: "Any number; change it to send `token_wo` again (to rotate the token).",
+						CustomType:  intType{},
 						Optional:    true,
-						Validators: []validator.Int64{int64validator.AlsoRequires(
+						Validators: []validator.Number{intAny(), numbervalidator.AlsoRequires(
 							path.MatchRelative().AtParent().AtName("token_wo"))},
 					},
 				},
@@ -219,33 +217,37 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 				Description: "Limits on what all clusters of this cloud hold at once. Omit a limit for none.",
 				Optional:    true,
 				Attributes: map[string]schema.Attribute{
-					"max_nodes": schema.Int64Attribute{
+					"max_nodes": schema.NumberAttribute{
 						Description: "Most nodes (heads and workers) at once, at least 1.",
+						CustomType:  intType{},
 						Optional:    true,
-						Validators:  []validator.Int64{int64validator.AtLeast(1)},
+						Validators:  []validator.Number{intAtLeast(1)},
 					},
-					"max_vcpus": schema.Int64Attribute{
+					"max_vcpus": schema.NumberAttribute{
 						Description: "Most vCPUs at once, at least 1.",
+						CustomType:  intType{},
 						Optional:    true,
-						Validators:  []validator.Int64{int64validator.AtLeast(1)},
+						Validators:  []validator.Number{intAtLeast(1)},
 					},
 				},
 			},
-			"heartbeat_interval_seconds": schema.Int64Attribute{
+			"heartbeat_interval_seconds": schema.NumberAttribute{
 				Description: fmt.Sprintf("How often the agents of this cloud's nodes report, in seconds, 1-%d. Default %d.",
 					maxHeartbeatSec, api.DefaultHeartbeatIntervalSeconds),
+				CustomType: intType{},
 				Optional:   true,
 				Computed:   true,
-				Default:    int64default.StaticInt64(api.DefaultHeartbeatIntervalSeconds),
-				Validators: []validator.Int64{int64validator.Between(1, maxHeartbeatSec)},
+				Default:    intDefault(api.DefaultHeartbeatIntervalSeconds),
+				Validators: []validator.Number{intBetween(1, maxHeartbeatSec)},
 			},
-			"heartbeat_lost_after": schema.Int64Attribute{
+			"heartbeat_lost_after": schema.NumberAttribute{
 				Description: fmt.Sprintf("How many heartbeat intervals may pass without one before a node counts as lost "+
 					"and is replaced, 1-%d. Default %d.", maxLostAfter, api.DefaultHeartbeatLostAfter),
+				CustomType: intType{},
 				Optional:   true,
 				Computed:   true,
-				Default:    int64default.StaticInt64(api.DefaultHeartbeatLostAfter),
-				Validators: []validator.Int64{int64validator.Between(1, maxLostAfter)},
+				Default:    intDefault(api.DefaultHeartbeatLostAfter),
+				Validators: []validator.Number{intBetween(1, maxLostAfter)},
 			},
 			"status": schema.StringAttribute{
 				Description: "`active`, `verifying` (credentials not yet checked; also after they change) or `error`.",
@@ -375,8 +377,8 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		Provider:                 types.StringValue(c.Provider),
 		Region:                   stringOrNull(c.Region),
 		StorageLocation:          stringOrNull(c.StorageLocation),
-		HeartbeatIntervalSeconds: types.Int64Value(int64(c.Heartbeat.IntervalSeconds)),
-		HeartbeatLostAfter:       types.Int64Value(int64(c.Heartbeat.LostAfter)),
+		HeartbeatIntervalSeconds: intOf(c.Heartbeat.IntervalSeconds),
+		HeartbeatLostAfter:       intOf(c.Heartbeat.LostAfter),
 		Status:                   types.StringValue(c.Status),
 		StatusReason:             stringOrNull(c.StatusReason),
 		AWS:                      types.ObjectNull(cloudAWSAttrTypes),
@@ -399,7 +401,7 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		diags.Append(d...)
 	}
 	if c.Kubernetes != nil {
-		version := types.Int64Null()
+		version := intNull()
 		if !prior.Kubernetes.IsNull() && !prior.Kubernetes.IsUnknown() {
 			var pk cloudKubernetesModel
 			diags.Append(prior.Kubernetes.As(ctx, &pk, objectAsOptions)...)

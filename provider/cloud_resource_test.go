@@ -342,6 +342,12 @@ func TestAccCloudResource_validation(t *testing.T) {
   heartbeat_interval_seconds = 0`, `Attribute heartbeat_interval_seconds value must be between 1 and 300, got: 0`),
 			step(`cloud_provider = "local"
   quotas = { max_vcpus = -1 }`, `Attribute quotas.max_vcpus value must be at least 1, got: -1`),
+			step(`cloud_provider = "local"
+  quotas = { max_nodes = 1.5 }`, `Attribute quotas.max_nodes must be a whole number, got: 1.5`),
+			step(`cloud_provider = "local"
+  heartbeat_interval_seconds = 1e20`, `Attribute heartbeat_interval_seconds value must be between 1 and 300, got: 1e+20`),
+			step(`cloud_provider = "local"
+  heartbeat_lost_after = 2.5`, `Attribute heartbeat_lost_after must be a whole number, got: 2.5`),
 		},
 	})
 }

@@ -16,10 +16,6 @@ import (
 	"github.com/rayplane/rayplane/internal/client"
 )
 
-func init() {
-	dataSourceConstructors = append(dataSourceConstructors, newClusterDataSource)
-}
-
 var (
 	_ datasource.DataSourceWithConfigure        = (*clusterDataSource)(nil)
 	_ datasource.DataSourceWithConfigValidators = (*clusterDataSource)(nil)
@@ -38,6 +34,9 @@ func (d *clusterDataSource) Metadata(_ context.Context, req datasource.MetadataR
 func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	computed := func(desc string) schema.StringAttribute {
 		return schema.StringAttribute{Description: desc, Computed: true}
+	}
+	computedInt := func(desc string) schema.NumberAttribute {
+		return schema.NumberAttribute{Description: desc, CustomType: intType{}, Computed: true}
 	}
 	resp.Schema = schema.Schema{
 		Description: "Reads a rayplane cluster by `id` or by `name` (exactly one of them): its declaration, held resource requests, " +
@@ -58,7 +57,7 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 			},
 			"cloud_id":               computed(descClusterCloudID),
 			"compute_config_id":      computed(descClusterConfigID),
-			"compute_config_version": schema.Int64Attribute{Description: descClusterVersion, Computed: true},
+			"compute_config_version": computedInt(descClusterVersion),
 			"runtime": schema.SingleNestedAttribute{
 				Description: descClusterRuntime + " Null when the cluster declares no runtime settings.",
 				Computed:    true,
@@ -80,13 +79,13 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 				NestedObject: schema.NestedAttributeObject{
 					Attributes: map[string]schema.Attribute{
 						"shape":    schema.MapAttribute{Description: descClusterRequestShape, Computed: true, ElementType: types.Float64Type},
-						"count":    schema.Int64Attribute{Description: descClusterRequestCount, Computed: true},
+						"count":    computedInt(descClusterRequestCount),
 						"strategy": computed(descClusterRequestStrategy + " Null for independent bundles."),
 					},
 				},
 			},
-			"nodes_running": schema.Int64Attribute{Description: descClusterRunning, Computed: true},
-			"nodes_total":   schema.Int64Attribute{Description: descClusterTotal, Computed: true},
+			"nodes_running": computedInt(descClusterRunning),
+			"nodes_total":   computedInt(descClusterTotal),
 			"hourly_cost":   schema.Float64Attribute{Description: descClusterHourlyCost, Computed: true},
 		},
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
-	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -146,7 +145,7 @@ func (r *clusterResource) checkMinimum(ctx context.Context, req resource.ModifyP
 		return // the provider is not configured yet
 	}
 	var plan clusterResourceModel
-	var configured types.Int64
+	var configured intValue
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("compute_config_version"), &configured)...)
 	if resp.Diagnostics.HasError() || plan.CloudID.IsUnknown() || plan.ComputeConfigID.IsUnknown() || configured.IsUnknown() ||

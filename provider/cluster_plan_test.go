@@ -138,8 +138,8 @@ func TestClusterResourceRequestsAgreeWithServer(t *testing.T) {
 			providerOK = providerOK && !resp.Diagnostics.HasError()
 		}
 		for _, v := range attrs.count {
-			resp := &validator.Int64Response{}
-			v.ValidateInt64(ctx, validator.Int64Request{Path: p.AtName("count"), ConfigValue: types.Int64Value(int64(d.Count))}, resp)
+			resp := &validator.NumberResponse{}
+			v.ValidateNumber(ctx, validator.NumberRequest{Path: p.AtName("count"), ConfigValue: intOf(d.Count).NumberValue}, resp)
 			providerOK = providerOK && !resp.Diagnostics.HasError()
 		}
 		strategy := types.StringNull()
@@ -165,7 +165,7 @@ func TestClusterResourceRequestsAgreeWithServer(t *testing.T) {
 		service.CheckResourceDemand(&fe, "resource_requests", many[:n])
 		elems := make([]clusterDemandModel, n)
 		for i := range elems {
-			elems[i] = clusterDemandModel{Shape: types.MapValueMust(types.Float64Type, nil), Count: types.Int64Value(1), Strategy: types.StringNull()}
+			elems[i] = clusterDemandModel{Shape: types.MapValueMust(types.Float64Type, nil), Count: intOf(1), Strategy: types.StringNull()}
 		}
 		list, diags := types.ListValueFrom(ctx, clusterDemandType, elems)
 		if diags.HasError() {
@@ -186,7 +186,7 @@ func TestClusterResourceRequestsAgreeWithServer(t *testing.T) {
 type clusterRequestValidators struct {
 	list     []validator.List
 	shape    []validator.Map
-	count    []validator.Int64
+	count    []validator.Number
 	strategy []validator.String
 }
 
@@ -202,7 +202,7 @@ func clusterResourceSchemaAttrs(t *testing.T) clusterRequestValidators {
 	}
 	nested := rr.NestedObject.Attributes
 	shape, ok1 := nested["shape"].(schema.MapAttribute)
-	count, ok2 := nested["count"].(schema.Int64Attribute)
+	count, ok2 := nested["count"].(schema.NumberAttribute)
 	strategy, ok3 := nested["strategy"].(schema.StringAttribute)
 	if !ok1 || !ok2 || !ok3 {
 		t.Fatalf("unexpected attributes of resource_requests: %#v", nested)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -29,10 +28,6 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
 )
-
-func init() {
-	resourceConstructors = append(resourceConstructors, newClusterResource)
-}
 
 var (
 	_ resource.ResourceWithConfigure   = (*clusterResource)(nil)
@@ -92,15 +87,15 @@ type clusterModel struct {
 	Name                 types.String  `tfsdk:"name"`
 	CloudID              types.String  `tfsdk:"cloud_id"`
 	ComputeConfigID      types.String  `tfsdk:"compute_config_id"`
-	ComputeConfigVersion types.Int64   `tfsdk:"compute_config_version"`
+	ComputeConfigVersion intValue      `tfsdk:"compute_config_version"`
 	Runtime              types.Object  `tfsdk:"runtime"`
 	DesiredState         types.String  `tfsdk:"desired_state"`
 	Status               types.String  `tfsdk:"status"`
 	StatusReason         types.String  `tfsdk:"status_reason"`
 	HeadAddress          types.String  `tfsdk:"head_address"`
 	ResourceRequests     types.List    `tfsdk:"resource_requests"`
-	NodesRunning         types.Int64   `tfsdk:"nodes_running"`
-	NodesTotal           types.Int64   `tfsdk:"nodes_total"`
+	NodesRunning         intValue      `tfsdk:"nodes_running"`
+	NodesTotal           intValue      `tfsdk:"nodes_total"`
 	HourlyCost           types.Float64 `tfsdk:"hourly_cost"`
 }
 
@@ -129,13 +124,13 @@ var clusterRuntimeAttrTypes = map[string]attr.Type{
 // clusterDemandModel is one element of resource_requests.
 type clusterDemandModel struct {
 	Shape    types.Map    `tfsdk:"shape"`
-	Count    types.Int64  `tfsdk:"count"`
+	Count    intValue     `tfsdk:"count"`
 	Strategy types.String `tfsdk:"strategy"`
 }
 
 var clusterDemandType = types.ObjectType{AttrTypes: map[string]attr.Type{
 	"shape":    types.MapType{ElemType: types.Float64Type},
-	"count":    types.Int64Type,
+	"count":    intType{},
 	"strategy": types.StringType,
 }}
 
@@ -208,14 +203,15 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Required:   true,
 				Validators: []validator.String{stringvalidator.RegexMatches(clusterComputeConfigIDPattern, "must be a compute config id like cc_…")},
 			},
-			"compute_config_version": schema.Int64Attribute{
+			"compute_config_version": schema.NumberAttribute{
 				Description: descClusterVersion + " When not set, the config's latest version at create time is pinned and kept; " +
 					"to follow new versions, set it to `rayplane_compute_config.<name>.version`. A change is applied in place: " +
 					"workers are added or drained to fit the new version, other nodes keep running.",
+				CustomType:    intType{},
 				Optional:      true,
 				Computed:      true,
-				PlanModifiers: []planmodifier.Int64{clusterKeepPinnedVersion{}},
-				Validators:    []validator.Int64{int64validator.AtLeast(1)},
+				PlanModifiers: []planmodifier.Number{clusterKeepPinnedVersion{}},
+				Validators:    []validator.Number{intAtLeast(1)},
 			},
 			"runtime": schema.SingleNestedAttribute{
 				Description: descClusterRuntime + " A change restarts the runtime on every node, in place.",
@@ -289,10 +285,11 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 								mapvalidator.ValueFloat64sAre(positiveFloat64{max: clusterMaxResourceAmount}),
 							},
 						},
-						"count": schema.Int64Attribute{
+						"count": schema.NumberAttribute{
 							Description: descClusterRequestCount,
+							CustomType:  intType{},
 							Required:    true,
-							Validators:  []validator.Int64{int64validator.Between(1, clusterMaxBundleCount)},
+							Validators:  []validator.Number{intBetween(1, clusterMaxBundleCount)},
 						},
 						"strategy": schema.StringAttribute{
 							Description: descClusterRequestStrategy,
@@ -305,8 +302,8 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			// The counts and the cost change whenever the autoscaler acts,
 			// so they are plain computed values: no UseStateForUnknown, which
 			// would promise the old value across an apply that changes it.
-			"nodes_running": schema.Int64Attribute{Description: descClusterRunning, Computed: true},
-			"nodes_total":   schema.Int64Attribute{Description: descClusterTotal, Computed: true},
+			"nodes_running": schema.NumberAttribute{Description: descClusterRunning, CustomType: intType{}, Computed: true},
+			"nodes_total":   schema.NumberAttribute{Description: descClusterTotal, CustomType: intType{}, Computed: true},
 			"hourly_cost":   schema.Float64Attribute{Description: descClusterHourlyCost, Computed: true},
 		},
 		Blocks: map[string]schema.Block{
@@ -510,7 +507,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root(a), types.StringUnknown())...)
 	}
 	for _, a := range []string{"nodes_running", "nodes_total"} {
-		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root(a), types.Int64Unknown())...)
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root(a), intUnknown())...)
 	}
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("hourly_cost"), types.Float64Unknown())...)
 	resp.Diagnostics.AddWarning(fmt.Sprintf("rayplane cluster %s is ERRORED", id.ValueString()),
@@ -584,7 +581,7 @@ func clusterDemandsValue(ctx context.Context, ds []api.ResourceDemand) (types.Li
 	var diags, d diag.Diagnostics
 	elems := make([]clusterDemandModel, len(ds))
 	for i, x := range ds {
-		elems[i] = clusterDemandModel{Count: types.Int64Value(int64(x.Count)), Strategy: clusterStringOrNull(x.Strategy)}
+		elems[i] = clusterDemandModel{Count: intOf(x.Count), Strategy: clusterStringOrNull(x.Strategy)}
 		elems[i].Shape, d = types.MapValueFrom(ctx, types.Float64Type, x.Shape)
 		diags.Append(d...)
 	}
@@ -602,7 +599,7 @@ func (m *clusterModel) fromAPI(ctx context.Context, c api.Cluster) diag.Diagnost
 	m.Name = types.StringValue(c.Name)
 	m.CloudID = types.StringValue(c.CloudID)
 	m.ComputeConfigID = types.StringValue(c.ComputeConfigID)
-	m.ComputeConfigVersion = types.Int64Value(int64(c.ComputeConfigVersion))
+	m.ComputeConfigVersion = intOf(c.ComputeConfigVersion)
 	m.DesiredState = types.StringValue(c.DesiredState)
 	m.Status = types.StringValue(c.Status)
 	m.StatusReason = clusterStringOrNull(c.StatusReason)
@@ -612,8 +609,8 @@ func (m *clusterModel) fromAPI(ctx context.Context, c api.Cluster) diag.Diagnost
 		// termination; nothing listens there any more.
 		m.HeadAddress = types.StringNull()
 	}
-	m.NodesRunning = types.Int64Value(int64(c.NodesRunning))
-	m.NodesTotal = types.Int64Value(int64(c.NodesTotal))
+	m.NodesRunning = intOf(c.NodesRunning)
+	m.NodesTotal = intOf(c.NodesTotal)
 	m.HourlyCost = types.Float64Value(c.HourlyCost)
 	m.ResourceRequests, d = clusterDemandsValue(ctx, c.ResourceRequests)
 	diags.Append(d...)
@@ -678,7 +675,7 @@ func (m clusterKeepPinnedVersion) MarkdownDescription(ctx context.Context) strin
 	return m.Description(ctx)
 }
 
-func (clusterKeepPinnedVersion) PlanModifyInt64(ctx context.Context, req planmodifier.Int64Request, resp *planmodifier.Int64Response) {
+func (clusterKeepPinnedVersion) PlanModifyNumber(ctx context.Context, req planmodifier.NumberRequest, resp *planmodifier.NumberResponse) {
 	if req.StateValue.IsNull() || !req.PlanValue.IsUnknown() || !req.ConfigValue.IsNull() {
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -13,7 +12,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/float64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -24,8 +22,6 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
 )
-
-func init() { resourceConstructors = append(resourceConstructors, newComputeConfigResource) }
 
 var (
 	_ resource.ResourceWithConfigure      = (*computeConfigResource)(nil)
@@ -44,13 +40,13 @@ type computeConfigResource struct{ client *client.Client }
 type computeConfigModel struct {
 	ID                       types.String  `tfsdk:"id"`
 	Name                     types.String  `tfsdk:"name"`
-	Version                  types.Int64   `tfsdk:"version"`
+	Version                  intValue      `tfsdk:"version"`
 	HeadNode                 types.Object  `tfsdk:"head_node"`
 	WorkerGroups             types.List    `tfsdk:"worker_groups"`
-	MaxWorkers               types.Int64   `tfsdk:"max_workers"`
-	WorkerIdleTimeoutSeconds types.Int64   `tfsdk:"worker_idle_timeout_seconds"`
-	IdleTerminationSeconds   types.Int64   `tfsdk:"idle_termination_seconds"`
-	MaximumUptimeSeconds     types.Int64   `tfsdk:"maximum_uptime_seconds"`
+	MaxWorkers               intValue      `tfsdk:"max_workers"`
+	WorkerIdleTimeoutSeconds intValue      `tfsdk:"worker_idle_timeout_seconds"`
+	IdleTerminationSeconds   intValue      `tfsdk:"idle_termination_seconds"`
+	MaximumUptimeSeconds     intValue      `tfsdk:"maximum_uptime_seconds"`
 	UpscalingSpeed           types.Float64 `tfsdk:"upscaling_speed"`
 	MaxHourlyCost            types.Float64 `tfsdk:"max_hourly_cost"`
 }
@@ -62,8 +58,8 @@ type headNodeModel struct {
 type workerGroupModel struct {
 	Name         types.String `tfsdk:"name"`
 	InstanceType types.String `tfsdk:"instance_type"`
-	MinNodes     types.Int64  `tfsdk:"min_nodes"`
-	MaxNodes     types.Int64  `tfsdk:"max_nodes"`
+	MinNodes     intValue     `tfsdk:"min_nodes"`
+	MaxNodes     intValue     `tfsdk:"max_nodes"`
 	Market       types.String `tfsdk:"market"`
 }
 
@@ -71,7 +67,7 @@ var (
 	headNodeAttrTypes    = map[string]attr.Type{"instance_type": types.StringType}
 	workerGroupAttrTypes = map[string]attr.Type{
 		"name": types.StringType, "instance_type": types.StringType,
-		"min_nodes": types.Int64Type, "max_nodes": types.Int64Type, "market": types.StringType,
+		"min_nodes": intType{}, "max_nodes": intType{}, "market": types.StringType,
 	}
 	workerGroupType = types.ObjectType{AttrTypes: workerGroupAttrTypes}
 )
@@ -96,8 +92,9 @@ func (r *computeConfigResource) Schema(_ context.Context, _ resource.SchemaReque
 				Required:   true,
 				Validators: []validator.String{nameValidator()},
 			},
-			"version": schema.Int64Attribute{
+			"version": schema.NumberAttribute{
 				Description: "Latest version, from 1. Grows by one with each update that changes the spec.",
+				CustomType:  intType{},
 				Computed:    true,
 			},
 			"head_node": schema.SingleNestedAttribute{
@@ -131,17 +128,19 @@ func (r *computeConfigResource) Schema(_ context.Context, _ resource.SchemaReque
 							Required:    true,
 							Validators:  []validator.String{instanceTypeValidator()},
 						},
-						"min_nodes": schema.Int64Attribute{
+						"min_nodes": schema.NumberAttribute{
 							Description: "Workers the group always keeps, at least 0. Default 0.",
+							CustomType:  intType{},
 							Optional:    true,
 							Computed:    true,
-							Default:     int64default.StaticInt64(0),
-							Validators:  []validator.Int64{int64validator.Between(0, maxGroupNodes)},
+							Default:     intDefault(0),
+							Validators:  []validator.Number{intBetween(0, maxGroupNodes)},
 						},
-						"max_nodes": schema.Int64Attribute{
+						"max_nodes": schema.NumberAttribute{
 							Description: fmt.Sprintf("Most workers of the group, from min_nodes to %d.", maxGroupNodes),
+							CustomType:  intType{},
 							Required:    true,
-							Validators:  []validator.Int64{int64validator.Between(0, maxGroupNodes)},
+							Validators:  []validator.Number{intBetween(0, maxGroupNodes)},
 						},
 						"market": schema.StringAttribute{
 							Description: "Where workers are bought: `on_demand` (default), `spot` or `prefer_spot` (spot, falling back to on-demand).",
@@ -153,33 +152,37 @@ func (r *computeConfigResource) Schema(_ context.Context, _ resource.SchemaReque
 					},
 				},
 			},
-			"max_workers": schema.Int64Attribute{
+			"max_workers": schema.NumberAttribute{
 				Description: "Most workers of all groups together, at least the sum of their min_nodes. Omit for the sum of their max_nodes.",
+				CustomType:  intType{},
 				Optional:    true,
-				Validators:  []validator.Int64{int64validator.AtLeast(0)},
+				Validators:  []validator.Number{intAtLeast(0)},
 			},
-			"worker_idle_timeout_seconds": schema.Int64Attribute{
+			"worker_idle_timeout_seconds": schema.NumberAttribute{
 				Description: fmt.Sprintf("Seconds a worker may be idle before it is drained and terminated (never below min_nodes). "+
 					"At least 1; default %d.", api.DefaultWorkerIdleTimeoutSeconds),
-				Optional: true,
-				Computed: true,
-				Default:  int64default.StaticInt64(api.DefaultWorkerIdleTimeoutSeconds),
+				CustomType: intType{},
+				Optional:   true,
+				Computed:   true,
+				Default:    intDefault(api.DefaultWorkerIdleTimeoutSeconds),
 				// The API reads 0 as "use the default", so 0 cannot be stored.
-				Validators: []validator.Int64{int64validator.AtLeast(1)},
+				Validators: []validator.Number{intAtLeast(1)},
 			},
-			"idle_termination_seconds": schema.Int64Attribute{
+			"idle_termination_seconds": schema.NumberAttribute{
 				Description: "Seconds the whole cluster may be idle before it is terminated; 0 (default) never.",
+				CustomType:  intType{},
 				Optional:    true,
 				Computed:    true,
-				Default:     int64default.StaticInt64(0),
-				Validators:  []validator.Int64{int64validator.AtLeast(0)},
+				Default:     intDefault(0),
+				Validators:  []validator.Number{intAtLeast(0)},
 			},
-			"maximum_uptime_seconds": schema.Int64Attribute{
+			"maximum_uptime_seconds": schema.NumberAttribute{
 				Description: "Seconds after which the cluster is terminated whatever it does; 0 (default) means no limit.",
+				CustomType:  intType{},
 				Optional:    true,
 				Computed:    true,
-				Default:     int64default.StaticInt64(0),
-				Validators:  []validator.Int64{int64validator.AtLeast(0)},
+				Default:     intDefault(0),
+				Validators:  []validator.Number{intAtLeast(0)},
 			},
 			"upscaling_speed": schema.Float64Attribute{
 				Description: fmt.Sprintf("How fast the autoscaler adds nodes: at most this many times the current count per pass "+
@@ -210,8 +213,12 @@ func (r *computeConfigResource) ValidateConfig(ctx context.Context, req resource
 	if resp.Diagnostics.HasError() || cfg.WorkerGroups.IsNull() || cfg.WorkerGroups.IsUnknown() {
 		return
 	}
+	// Read at the list's path (not with ElementsAs, whose paths start at
+	// the element), so that a value failing its own check, like a
+	// min_nodes of 1.5, is reported where the schema's validation reports
+	// it, once.
 	var groups []workerGroupModel
-	resp.Diagnostics.Append(cfg.WorkerGroups.ElementsAs(ctx, &groups, false)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("worker_groups"), &groups)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -229,23 +236,25 @@ func (r *computeConfigResource) ValidateConfig(ctx context.Context, req resource
 			}
 		}
 		minNodes := int64(0) // the schema's default
-		switch {
-		case g.MinNodes.IsUnknown():
-			sumKnown = false
-			continue
-		case !g.MinNodes.IsNull():
-			minNodes = g.MinNodes.ValueInt64()
+		if !g.MinNodes.IsNull() {
+			n, ok := g.MinNodes.Int64()
+			if !ok {
+				// Unknown, or not an integer (which its own check reports).
+				sumKnown = false
+				continue
+			}
+			minNodes = n
 		}
 		sumMin += max(minNodes, 0)
-		if !g.MaxNodes.IsNull() && !g.MaxNodes.IsUnknown() && g.MaxNodes.ValueInt64() < minNodes {
+		if maxNodes, ok := g.MaxNodes.Int64(); ok && maxNodes < minNodes {
 			resp.Diagnostics.AddAttributeError(p.AtName("max_nodes"), "max_nodes below min_nodes",
-				fmt.Sprintf("Attribute %s (%d) must be >= %s (%d).", p.AtName("max_nodes"), g.MaxNodes.ValueInt64(),
+				fmt.Sprintf("Attribute %s (%d) must be >= %s (%d).", p.AtName("max_nodes"), maxNodes,
 					p.AtName("min_nodes"), minNodes))
 		}
 	}
-	if mw := cfg.MaxWorkers; sumKnown && !mw.IsNull() && !mw.IsUnknown() && mw.ValueInt64() >= 0 && mw.ValueInt64() < sumMin {
+	if mw, ok := cfg.MaxWorkers.Int64(); sumKnown && ok && mw >= 0 && mw < sumMin {
 		resp.Diagnostics.AddAttributeError(path.Root("max_workers"), "max_workers below the groups' minimum",
-			fmt.Sprintf("Attribute max_workers (%d) must be >= the sum of worker_groups min_nodes (%d).", mw.ValueInt64(), sumMin))
+			fmt.Sprintf("Attribute max_workers (%d) must be >= the sum of worker_groups min_nodes (%d).", mw, sumMin))
 	}
 }
 
@@ -312,11 +321,11 @@ func computeConfigState(ctx context.Context, cc api.ComputeConfig) (computeConfi
 	m := computeConfigModel{
 		ID:                       types.StringValue(cc.ID),
 		Name:                     types.StringValue(cc.Name),
-		Version:                  types.Int64Value(int64(cc.Version)),
+		Version:                  intOf(cc.Version),
 		MaxWorkers:               intPtrValue(cc.MaxWorkers),
-		WorkerIdleTimeoutSeconds: types.Int64Value(int64(cc.WorkerIdleTimeoutSeconds)),
-		IdleTerminationSeconds:   types.Int64Value(int64(cc.IdleTerminationSeconds)),
-		MaximumUptimeSeconds:     types.Int64Value(int64(cc.MaximumUptimeSeconds)),
+		WorkerIdleTimeoutSeconds: intOf(cc.WorkerIdleTimeoutSeconds),
+		IdleTerminationSeconds:   intOf(cc.IdleTerminationSeconds),
+		MaximumUptimeSeconds:     intOf(cc.MaximumUptimeSeconds),
 		// A configured 0.1 has more precision than the API's float64; the
 		// framework's semantic equality keeps the configured value.
 		UpscalingSpeed: types.Float64Value(cc.UpscalingSpeed),
@@ -331,7 +340,7 @@ func computeConfigState(ctx context.Context, cc api.ComputeConfig) (computeConfi
 			market = api.MarketOnDemand // what the server fills in; older rows may lack it
 		}
 		groups[i] = workerGroupModel{Name: types.StringValue(g.Name), InstanceType: types.StringValue(g.InstanceType),
-			MinNodes: types.Int64Value(int64(g.MinNodes)), MaxNodes: types.Int64Value(int64(g.MaxNodes)), Market: types.StringValue(market)}
+			MinNodes: intOf(g.MinNodes), MaxNodes: intOf(g.MaxNodes), Market: types.StringValue(market)}
 	}
 	m.WorkerGroups, d = types.ListValueFrom(ctx, workerGroupType, groups)
 	diags.Append(d...)

@@ -199,6 +199,14 @@ resource "rayplane_compute_config" "bad" {
 				`Attribute worker_groups[0].market value must be one of`),
 			step(`worker_groups = [{ name = "a", instance_type = "local.small", min_nodes = -1, max_nodes = 2 }]`,
 				`Attribute worker_groups[0].min_nodes value must be between 0 and 1000, got: -1`),
+			// Numbers that are not integers, or past any range, are named
+			// by their own path, nested or not.
+			step(`worker_groups = [{ name = "a", instance_type = "local.small", min_nodes = 1.5, max_nodes = 2 }]`,
+				`Attribute worker_groups[0].min_nodes must be a whole number, got: 1.5`),
+			step(`worker_groups = [{ name = "a", instance_type = "local.small", max_nodes = 1e20 }]`,
+				`Attribute worker_groups[0].max_nodes value must be between 0 and 1000, got: 1e+20`),
+			step(`max_workers = 2.5`, `Attribute max_workers must be a whole number, got: 2.5`),
+			step(`maximum_uptime_seconds = 1e20`, `Attribute maximum_uptime_seconds value must be between 0 and 9223372036854775807, got: 1e+20`),
 			step(`idle_termination_seconds = -5`, `Attribute idle_termination_seconds value must be at least 0, got: -5`),
 			step(`max_workers = -1`, `Attribute max_workers value must be at least 0, got: -1`),
 			step(`upscaling_speed = 0`, `Attribute upscaling_speed value must be greater than 0 and at most 1000, got: 0`),

@@ -15,8 +15,6 @@ import (
 	"github.com/rayplane/rayplane/internal/client"
 )
 
-func init() { dataSourceConstructors = append(dataSourceConstructors, newInstanceTypesDataSource) }
-
 var _ datasource.DataSourceWithConfigure = (*instanceTypesDataSource)(nil)
 
 func newInstanceTypesDataSource() datasource.DataSource { return &instanceTypesDataSource{} }
@@ -33,14 +31,14 @@ type instanceTypesModel struct {
 type instanceTypeModel struct {
 	Name             types.String  `tfsdk:"name"`
 	CPUs             types.Float64 `tfsdk:"cpus"`
-	MemoryBytes      types.Int64   `tfsdk:"memory_bytes"`
+	MemoryBytes      intValue      `tfsdk:"memory_bytes"`
 	GPUs             types.Float64 `tfsdk:"gpus"`
 	PricePerHour     types.Float64 `tfsdk:"price_per_hour"`
 	SpotPricePerHour types.Float64 `tfsdk:"spot_price_per_hour"`
 }
 
 var instanceTypeType = types.ObjectType{AttrTypes: map[string]attr.Type{
-	"name": types.StringType, "cpus": types.Float64Type, "memory_bytes": types.Int64Type, "gpus": types.Float64Type,
+	"name": types.StringType, "cpus": types.Float64Type, "memory_bytes": intType{}, "gpus": types.Float64Type,
 	"price_per_hour": types.Float64Type, "spot_price_per_hour": types.Float64Type,
 }}
 
@@ -64,7 +62,7 @@ func (d *instanceTypesDataSource) Schema(_ context.Context, _ datasource.SchemaR
 					Attributes: map[string]schema.Attribute{
 						"name":           schema.StringAttribute{Description: "Instance type name, as compute configs use it.", Computed: true},
 						"cpus":           schema.Float64Attribute{Description: "vCPUs.", Computed: true},
-						"memory_bytes":   schema.Int64Attribute{Description: "Memory in bytes.", Computed: true},
+						"memory_bytes":   schema.NumberAttribute{Description: "Memory in bytes.", CustomType: intType{}, Computed: true},
 						"gpus":           schema.Float64Attribute{Description: "GPUs.", Computed: true},
 						"price_per_hour": schema.Float64Attribute{Description: "On-demand price, USD per hour.", Computed: true},
 						"spot_price_per_hour": schema.Float64Attribute{
@@ -110,7 +108,7 @@ func (d *instanceTypesDataSource) Read(ctx context.Context, req datasource.ReadR
 			spot = types.Float64Value(it.SpotPrice)
 		}
 		out[i] = instanceTypeModel{Name: types.StringValue(it.Name), CPUs: types.Float64Value(it.CPUs),
-			MemoryBytes: types.Int64Value(it.MemoryBytes), GPUs: types.Float64Value(it.GPUs),
+			MemoryBytes: intOf(it.MemoryBytes), GPUs: types.Float64Value(it.GPUs),
 			PricePerHour: types.Float64Value(it.PricePerHour), SpotPricePerHour: spot}
 	}
 	list, diags := types.ListValueFrom(ctx, instanceTypeType, out)

@@ -155,12 +155,22 @@ func caCert(m providerModel) ([]byte, error) {
 	return b, nil
 }
 
-// Resources and data sources register themselves from their own files
-// (see register.go), so each lives in one file with its test beside it.
+// Resources are the provider's resources, each in a file of its own with
+// its test beside it.
 func (p *rayplaneProvider) Resources(context.Context) []func() resource.Resource {
-	return resourceConstructors
+	return []func() resource.Resource{
+		newAPITokenResource,
+		newCloudResource,
+		newClusterResource,
+		newComputeConfigResource,
+	}
 }
 
+// DataSources are the provider's data sources, likewise.
 func (p *rayplaneProvider) DataSources(context.Context) []func() datasource.DataSource {
-	return dataSourceConstructors
+	return []func() datasource.DataSource{
+		newCloudDataSource,
+		newClusterDataSource,
+		newInstanceTypesDataSource,
+	}
 }

@@ -145,14 +145,14 @@ func stringOrNull(s string) types.String {
 	return types.StringValue(s)
 }
 
-func intPtrValue(p *int) types.Int64 {
+func intPtrValue(p *int) intValue {
 	if p == nil {
-		return types.Int64Null()
+		return intNull()
 	}
-	return types.Int64Value(int64(*p))
+	return intOf(*p)
 }
 
-func intPtrFrom(v types.Int64) *int {
+func intPtrFrom(v intValue) *int {
 	if v.IsNull() || v.IsUnknown() {
 		return nil
 	}

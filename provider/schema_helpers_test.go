@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 
@@ -23,15 +24,14 @@ func TestSchemas(t *testing.T) {
 	for _, d := range resp.Diagnostics {
 		t.Errorf("%s: %s: %s", d.Severity, d.Summary, d.Detail)
 	}
-	for _, name := range []string{"rayplane_cloud", "rayplane_compute_config", "rayplane_api_token"} {
-		if resp.ResourceSchemas[name] == nil {
-			t.Errorf("no resource %s", name)
-		}
+	// Exactly what Resources and DataSources list, each once.
+	wantResources := []string{"rayplane_api_token", "rayplane_cloud", "rayplane_cluster", "rayplane_compute_config"}
+	if got := slices.Sorted(maps.Keys(resp.ResourceSchemas)); !slices.Equal(got, wantResources) {
+		t.Errorf("resources %v, want %v", got, wantResources)
 	}
-	for _, name := range []string{"rayplane_cloud", "rayplane_instance_types"} {
-		if resp.DataSourceSchemas[name] == nil {
-			t.Errorf("no data source %s", name)
-		}
+	wantDataSources := []string{"rayplane_cloud", "rayplane_cluster", "rayplane_instance_types"}
+	if got := slices.Sorted(maps.Keys(resp.DataSourceSchemas)); !slices.Equal(got, wantDataSources) {
+		t.Errorf("data sources %v, want %v", got, wantDataSources)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // what to do, instead of crashing the plugin.
 func TestUnconfiguredProvider(t *testing.T) {
 	ctx := context.Background()
-	for _, newResource := range resourceConstructors {
+	p := New("test")()
+	for _, newResource := range p.Resources(ctx) {
 		r := newResource()
 		var meta resource.MetadataResponse
 		r.Metadata(ctx, resource.MetadataRequest{ProviderTypeName: "rayplane"}, &meta)
@@ -37,7 +38,7 @@ func TestUnconfiguredProvider(t *testing.T) {
 			}
 		})
 	}
-	for _, newDataSource := range dataSourceConstructors {
+	for _, newDataSource := range p.DataSources(ctx) {
 		d := newDataSource()
 		var resp datasource.ReadResponse
 		d.Read(ctx, datasource.ReadRequest{}, &resp)

@@ -154,7 +154,8 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			}
 			if drained {
 				return tx.DataPlane().RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
-					RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: true}})
+					RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: true,
+					RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), 1<<20)}})
 			}
 			return nil
 		})

@@ -11,7 +11,8 @@ import (
 
 // NewCloud turns a checked spec into a cloud record. Clouds reached through
 // a customer's role start as verifying until a driver has tried the
-// credentials; the local cloud needs none.
+// credentials; the local cloud has no credentials and starts active (its
+// driver is still verified, for the data directory and the agent binary).
 func NewCloud(spec api.CloudSpec, localStorageRoot string, now time.Time) api.Cloud {
 	c := api.Cloud{ID: NewID(PrefixCloud, now), CloudSpec: spec, CreatedAt: now, UpdatedAt: now}
 	if c.AWS != nil {
@@ -87,6 +88,9 @@ func (cp *ControlPlane) CreateCloud(ctx context.Context, c Caller, spec api.Clou
 		cloud, err = tx.GetCloud(ctx, cloud.ID)
 		return "cloud", cloud.ID, err
 	})
+	if err == nil {
+		cp.cloudChanged()
+	}
 	return cloud, err
 }
 
@@ -120,6 +124,9 @@ func (cp *ControlPlane) UpdateCloud(ctx context.Context, c Caller, id string, sp
 		cloud, err = tx.GetCloud(ctx, id)
 		return "cloud", id, err
 	})
+	if err == nil {
+		cp.cloudChanged()
+	}
 	return cloud, err
 }
 

@@ -24,6 +24,8 @@ func NewCluster(req api.ClusterRequest, version int, now time.Time) api.Cluster 
 		CreatedAt:            now,
 		UpdatedAt:            now,
 		StatusChangedAt:      now,
+		Generation:           1,
+		Conditions:           []api.Condition{},
 	}
 	if req.DesiredState == api.DesiredTerminated {
 		c.DesiredState, c.Status, c.StatusReason = api.DesiredTerminated, api.ClusterTerminated, "created with desired_state terminated"
@@ -47,7 +49,29 @@ func ReplaceCluster(old api.Cluster, req api.ClusterRequest, version int, now ti
 	}
 	c.UpdatedAt = now
 	SetDesiredState(&c, req.DesiredState, now)
+	bumpGeneration(old, &c)
 	return c, nil
+}
+
+// bumpGeneration starts a new generation of c when what the user asks of
+// it changed from old: its compute config, runtime, desired state or
+// resource requests, or a retry of an ERRORED cluster. A rename is not a
+// change of what the cluster should be.
+func bumpGeneration(old api.Cluster, c *api.Cluster) {
+	spec := func(c api.Cluster) string {
+		b, _ := json.Marshal(struct {
+			Config   string
+			Version  int
+			Runtime  api.Runtime
+			Desired  string
+			Requests []api.ResourceDemand
+		}{c.ComputeConfigID, c.ComputeConfigVersion, c.Runtime, c.DesiredState, c.ResourceRequests})
+		return string(b)
+	}
+	retried := old.Status == api.ClusterErrored && c.Status != api.ClusterErrored
+	if spec(old) != spec(*c) || retried {
+		c.Generation = old.Generation + 1
+	}
 }
 
 // SetDesiredState records what the user wants and moves the status where
@@ -312,7 +336,9 @@ func (cp *ControlPlane) DeleteCluster(ctx context.Context, c Caller, id string) 
 			deleted = true
 			return "cluster", id, tx.DeleteCluster(ctx, id)
 		}
+		old := cluster
 		SetDesiredState(&cluster, api.DesiredTerminated, cp.now())
+		bumpGeneration(old, &cluster)
 		if err := tx.UpdateCluster(ctx, cluster); err != nil {
 			return "cluster", id, err
 		}
@@ -353,7 +379,9 @@ func (cp *ControlPlane) SetResourceRequests(ctx context.Context, c Caller, id st
 		if cluster, err = tx.GetCluster(ctx, id); err != nil {
 			return "cluster", id, err
 		}
+		old := cluster
 		cluster.ResourceRequests, cluster.UpdatedAt = bundles, cp.now()
+		bumpGeneration(old, &cluster)
 		return "cluster", id, tx.UpdateCluster(ctx, cluster)
 	})
 	if err != nil {

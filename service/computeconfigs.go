@@ -68,7 +68,9 @@ func (cp *ControlPlane) GetComputeConfig(ctx context.Context, c Caller, id strin
 
 // ListComputeConfigVersions answers a page of a compute config's versions.
 func (cp *ControlPlane) ListComputeConfigVersions(ctx context.Context, c Caller, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
-	return read(ctx, cp, c, func(tx OrgTx) (api.Page[api.ComputeConfig], error) { return tx.ListComputeConfigVersions(ctx, id, opts) })
+	return read(ctx, cp, c, func(tx OrgTx) (api.Page[api.ComputeConfig], error) {
+		return tx.ListComputeConfigVersions(ctx, id, opts)
+	})
 }
 
 // DeleteComputeConfig removes a compute config no cluster is pinned to.

@@ -23,6 +23,9 @@ type ControlPlane struct {
 	// Wake asks the reconciler for a pass after a cluster changed; nil
 	// means nobody listens.
 	Wake func()
+	// CloudChanged asks for a cloud's credentials to be verified after it
+	// was created or changed; nil means nobody listens.
+	CloudChanged func()
 	// Tokens batches token last-used times; nil means they are not kept.
 	Tokens *LastUsed
 	// LocalStorageRoot is where local clouds keep logs unless they name a
@@ -74,6 +77,12 @@ func (cp *ControlPlane) now() time.Time {
 func (cp *ControlPlane) wake() {
 	if cp.Wake != nil {
 		cp.Wake()
+	}
+}
+
+func (cp *ControlPlane) cloudChanged() {
+	if cp.CloudChanged != nil {
+		cp.CloudChanged()
 	}
 }
 

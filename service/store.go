@@ -99,7 +99,8 @@ type ClustersTx interface {
 	ListClusters(ctx context.Context, f ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error)
 	// UpdateCluster stores the user's side of a cluster (name, references,
 	// runtime, desired state, requests, generation) and the status the
-	// use case moved it to.
+	// use case moved it to; observed generation and conditions are the
+	// reconciler's and stay.
 	UpdateCluster(ctx context.Context, c api.Cluster) error
 	DeleteCluster(ctx context.Context, id string) error
 	// RequestClusterDelete marks a cluster to be removed once terminated.
@@ -138,13 +139,14 @@ type DataPlaneTx interface {
 	// (TERMINATED with desired terminated and no delete pending).
 	ListClustersToReconcile(ctx context.Context) ([]ClusterRecord, error)
 	GetClusterRecord(ctx context.Context, id string) (ClusterRecord, error)
-	// SetClusterStatus changes status and reason if the desired state is
-	// still the one the caller planned for.
-	SetClusterStatus(ctx context.Context, id, plannedDesired, status, reason string, at time.Time) (bool, error)
+	// SetClusterStatus records what a pass made of generation: status,
+	// reason, conditions, and generation as the observed one; only if the
+	// cluster's generation is still the one the pass planned for.
+	SetClusterStatus(ctx context.Context, id string, generation int64, status, reason string, conditions []api.Condition, at time.Time) (bool, error)
 	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
 	// StopCluster ends a running cluster on the control plane's own
 	// decision (idle termination, maximum uptime): desired state
-	// terminated, status TERMINATING with the reason.
+	// terminated (a new generation), status TERMINATING with the reason.
 	StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error)
 	DeleteClusterRecord(ctx context.Context, id string) error
 
@@ -174,6 +176,22 @@ type DataPlaneTx interface {
 	RecordHeartbeats(ctx context.Context, beats []Heartbeat) error
 
 	AddClusterEvent(ctx context.Context, clusterID string, e api.ClusterEvent) error
+
+	// ListCloudsToVerify answers the clouds whose credentials wait to be
+	// tried (status verifying) or were last tried before staleBefore.
+	ListCloudsToVerify(ctx context.Context, staleBefore time.Time) ([]CloudRecord, error)
+	// SetCloudVerification records the result of trying a cloud's
+	// credentials, unless the cloud changed since it was read (its
+	// updated_at is no longer seenUpdatedAt).
+	SetCloudVerification(ctx context.Context, id string, seenUpdatedAt time.Time, status, reason string, at time.Time) (bool, error)
+}
+
+// CloudRecord is a cloud as the control plane's loops see it: with its
+// organization and its write-only credential, for the driver.
+type CloudRecord struct {
+	api.Cloud
+	OrgID  string
+	Secret string
 }
 
 // Token is an API token as stored: the public description plus the hash of
@@ -236,4 +254,5 @@ type Heartbeat struct {
 	RuntimeState   string
 	RuntimeMessage string
 	Drained        bool
+	RuntimeCrashes int
 }

@@ -300,7 +300,7 @@ func (a *agent) warnOnce(msg string) {
 func (a *agent) heartbeat() api.AgentHeartbeat {
 	now := a.cfg.Now()
 	st := a.sup.Status()
-	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts}
+	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts, RuntimeCrashes: st.Crashes}
 	switch {
 	case a.stopped:
 		hb.RuntimeState, hb.RuntimeMessage = api.RuntimeStopped, "stopped: the control plane asked the node to stop"

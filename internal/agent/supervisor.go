@@ -45,6 +45,10 @@ type Status struct {
 	State     string // api.RuntimeStarting, RuntimeRunning, RuntimeCrashed or RuntimeStopped
 	Message   string
 	Restarts  int       // restarts after the runtime exited or failed to start, over the supervisor's life
+	// Crashes counts exits and failed starts in a row: a runtime that ran
+	// at least the backoff's ResetAfter before it exited counts 1 again,
+	// and a new Start (another command) counts from 0.
+	Crashes int
 	PID       int       // 0 unless running
 	StartedAt time.Time // when the runtime last started; zero if it never did
 }
@@ -98,7 +102,7 @@ func (s *Supervisor) Start(spec Spec, grace time.Duration) {
 	}
 	g := &generation{spec: spec, stopping: make(chan struct{}), poke: make(chan struct{}, 1), done: make(chan struct{})}
 	s.cur = g
-	s.status.State, s.status.Message, s.status.PID = api.RuntimeStarting, "", 0
+	s.status.State, s.status.Message, s.status.PID, s.status.Crashes = api.RuntimeStarting, "", 0, 0
 	go s.run(g, prev)
 }
 
@@ -177,6 +181,7 @@ func (s *Supervisor) run(g *generation, prev *generation) {
 		started := s.now()
 		cmd, exited, err := s.start(g.spec)
 		var msg string
+		ranLong := false
 		if err != nil {
 			msg = fmt.Sprintf("start runtime: %v", err)
 			s.log.Warn("runtime failed to start", "error", err)
@@ -195,7 +200,7 @@ func (s *Supervisor) run(g *generation, prev *generation) {
 			}
 			ran := s.now().Sub(started)
 			if ran >= s.backoff.ResetAfter {
-				delay = s.backoff.Min
+				delay, ranLong = s.backoff.Min, true
 			}
 			msg = fmt.Sprintf("runtime %s after %s", exitReason(err), ran.Round(time.Millisecond))
 			s.log.Warn("runtime exited", "pid", pid, "result", exitReason(err), "ran", ran.Round(time.Millisecond))
@@ -204,6 +209,10 @@ func (s *Supervisor) run(g *generation, prev *generation) {
 			st.State, st.PID = api.RuntimeCrashed, 0
 			st.Message = fmt.Sprintf("%s; restarting in %s", msg, delay)
 			st.Restarts++
+			if ranLong {
+				st.Crashes = 0
+			}
+			st.Crashes++
 		})
 		t := time.NewTimer(delay)
 		select {

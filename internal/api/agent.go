@@ -76,6 +76,9 @@ type AgentHeartbeat struct {
 	RuntimeState    string `json:"runtime_state"`
 	RuntimeMessage  string `json:"runtime_message,omitempty"`
 	RuntimeRestarts int    `json:"runtime_restarts,omitempty"`
+	// RuntimeCrashes counts the runtime's crashes in a row: it is reset
+	// when the runtime stays up a minute.
+	RuntimeCrashes int `json:"runtime_crashes,omitempty"`
 	// Address is where the node's runtime can be reached; on the head it
 	// is the address workers join (Ray's GCS address).
 	Address   string     `json:"address,omitempty"`

@@ -132,10 +132,16 @@ type CloudSpec struct {
 type Cloud struct {
 	ID string `json:"id"`
 	CloudSpec
-	Status       string    `json:"status"`
-	StatusReason string    `json:"status_reason,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	// Status is verifying until the control plane has tried the
+	// credentials through the cloud's driver, then active (they work) or
+	// error (StatusReason says why). Credentials are tried again when they
+	// change and every few minutes.
+	Status       string `json:"status"`
+	StatusReason string `json:"status_reason,omitempty"`
+	// LastVerifiedAt is when the credentials were last tried.
+	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
 }
 
 // AWSCloud is a cross-account role the control plane assumes. ExternalID is
@@ -316,9 +322,69 @@ type Cluster struct {
 	NodesTotal   int `json:"nodes_total"`
 	// HourlyCost is what the cluster's nodes cost per hour, in USD, at the
 	// cloud's catalog prices.
-	HourlyCost float64   `json:"hourly_cost"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	HourlyCost float64 `json:"hourly_cost"`
+	// Generation counts changes of what the user asked for (compute
+	// config, runtime, desired state, resource requests, a retry);
+	// ObservedGeneration is the generation the control plane's last pass
+	// acted on. Conditions describe the cluster as of that pass: when
+	// ObservedGeneration equals Generation, they answer for the latest
+	// change.
+	Generation         int64       `json:"generation"`
+	ObservedGeneration int64       `json:"observed_generation"`
+	Conditions         []Condition `json:"conditions"`
+	CreatedAt          time.Time   `json:"created_at"`
+	UpdatedAt          time.Time   `json:"updated_at"`
+}
+
+// Condition is one aspect of a cluster's state, as Kubernetes and
+// cluster-api report them: a type, whether it holds, a machine-readable
+// reason and a message for people.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             string    `json:"status"` // ConditionTrue or ConditionFalse
+	Reason             string    `json:"reason"`
+	Message            string    `json:"message,omitempty"`
+	LastTransitionTime time.Time `json:"last_transition_time"`
+}
+
+// Condition statuses.
+const (
+	ConditionTrue  = "True"
+	ConditionFalse = "False"
+)
+
+// Condition types of a cluster.
+const (
+	// ConditionReady: the cluster serves what its spec asks: head and every
+	// group's minimum workers up, no group above its maximum, resource
+	// requests placed on serving nodes (or held back by a limit, which
+	// ConditionRequestsSatisfied says).
+	ConditionReady = "Ready"
+	// ConditionReconciling: the control plane is changing the cluster
+	// toward its spec.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled: the cluster cannot reach its spec without the
+	// user: it is ERRORED, or a runtime it needs keeps crashing.
+	ConditionStalled = "Stalled"
+	// ConditionRequestsSatisfied: every bundle of the cluster's resource
+	// requests is placed on nodes that serve.
+	ConditionRequestsSatisfied = "ResourceRequestsSatisfied"
+)
+
+// FindCondition answers the condition of type t, if the list has one.
+func FindCondition(cs []Condition, t string) (Condition, bool) {
+	for _, c := range cs {
+		if c.Type == t {
+			return c, true
+		}
+	}
+	return Condition{}, false
+}
+
+// IsTrue reports whether the list has condition t and it holds.
+func IsTrue(cs []Condition, t string) bool {
+	c, ok := FindCondition(cs, t)
+	return ok && c.Status == ConditionTrue
 }
 
 // Node statuses.
@@ -353,8 +419,11 @@ type Node struct {
 	Usage           Resources  `json:"usage,omitempty"`
 	RuntimeState    string     `json:"runtime_state,omitempty"` // as the agent reports it: running, crashed, unavailable…
 	RuntimeMessage  string     `json:"runtime_message,omitempty"`
-	CreatedAt       time.Time  `json:"created_at"`
-	UpdatedAt       time.Time  `json:"updated_at"`
+	// RuntimeCrashes counts the runtime's crashes in a row, since it last
+	// stayed up a minute.
+	RuntimeCrashes int       `json:"runtime_crashes,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
 }
 
 // ClusterEvent is one thing the control plane did or saw on a cluster:
@@ -409,4 +478,62 @@ type InstanceType struct {
 	GPUs         float64 `json:"gpus"`
 	PricePerHour float64 `json:"price_per_hour"`
 	SpotPrice    float64 `json:"spot_price_per_hour,omitempty"`
+}
+
+// ClusterDryRunRequest asks what the control plane would make of a cluster
+// spec, changing nothing: POST /v1/clusters/dry-run.
+type ClusterDryRunRequest struct {
+	Cluster ClusterRequest `json:"cluster"`
+	// ClusterID names the cluster the request would change: its own nodes
+	// then do not count as other clusters' use of the cloud's quota.
+	ClusterID string `json:"cluster_id,omitempty"`
+	// ComputeConfig, when set, is used instead of the compute config
+	// version the cluster names: a config about to change (a Terraform
+	// plan that changes it too).
+	ComputeConfig *ComputeConfigSpec `json:"compute_config,omitempty"`
+	// CloudQuotas, when set, are used instead of the cloud's quotas.
+	CloudQuotas *Quotas `json:"cloud_quotas,omitempty"`
+}
+
+// ClusterDryRun is what the planner makes of a cluster spec: the minimum it
+// starts with (its head and every worker group's min_nodes), what that
+// costs, and each limit it does not fit.
+type ClusterDryRun struct {
+	// ComputeConfigVersion is the version the cluster would be pinned to;
+	// 0 when the request gave the compute config inline.
+	ComputeConfigVersion int           `json:"compute_config_version"`
+	Nodes                []DryRunNodes `json:"nodes"`
+	NodeCount            int           `json:"node_count"`
+	VCPUs                float64       `json:"vcpus"`
+	HourlyCost           float64       `json:"hourly_cost"`
+	OtherClusters        CloudUse      `json:"other_clusters"`
+	Fits                 bool          `json:"fits"`
+	Blocked              []DryRunBlock `json:"blocked"`
+}
+
+// DryRunNodes is Count nodes of one group the minimum holds.
+type DryRunNodes struct {
+	Group        string  `json:"group"` // "head" for the head node
+	InstanceType string  `json:"instance_type"`
+	Count        int     `json:"count"`
+	VCPUs        float64 `json:"vcpus"`          // of one node
+	PricePerHour float64 `json:"price_per_hour"` // of one node
+}
+
+// CloudUse is what clusters hold of a cloud's quota.
+type CloudUse struct {
+	Nodes int     `json:"nodes"`
+	VCPUs float64 `json:"vcpus"`
+}
+
+// DryRunBlock is one limit the minimum does not fit.
+type DryRunBlock struct {
+	// Kind names the limit: max_nodes, max_workers, quota_nodes,
+	// quota_vcpus, cost_cap, unknown_instance_type.
+	Kind    string `json:"kind"`
+	Group   string `json:"group,omitempty"`
+	Message string `json:"message"`
+	// OtherClusters: the minimum alone fits this limit; what the cloud's
+	// other clusters hold now leaves no room for it.
+	OtherClusters bool `json:"other_clusters"`
 }

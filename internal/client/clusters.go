@@ -119,3 +119,9 @@ func (c *Client) SetResourceRequests(ctx context.Context, clusterID string, bund
 	body, err := send[api.ResourceRequestsBody](ctx, c, http.MethodPost, "/v1/clusters/"+clusterID+"/resource-requests", api.ResourceRequestsBody{Bundles: bundles})
 	return body.Bundles, err
 }
+
+// DryRunCluster asks what the control plane would make of a cluster spec
+// (its minimum, cost and the limits it breaks) without changing anything.
+func (c *Client) DryRunCluster(ctx context.Context, req api.ClusterDryRunRequest) (api.ClusterDryRun, error) {
+	return send[api.ClusterDryRun](ctx, c, http.MethodPost, "/v1/clusters/dry-run", req)
+}

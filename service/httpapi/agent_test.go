@@ -259,13 +259,16 @@ func TestStalePlanDoesNotOverwriteARetry(t *testing.T) {
 	c, _ := e.launchCluster("stale")
 	ctx := context.Background()
 	if err := e.st.Update(ctx, func(tx service.Tx) error {
-		_, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, api.DesiredRunning, api.ClusterErrored, "launch failed: capacity", e.now())
+		_, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.Generation, api.ClusterErrored, "launch failed: capacity", nil, e.now())
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	var snapshot service.ClusterRecord
-	if err := e.st.View(ctx, func(tx service.Tx) (err error) { snapshot, err = tx.DataPlane().GetClusterRecord(ctx, c.ID); return err }); err != nil {
+	if err := e.st.View(ctx, func(tx service.Tx) (err error) {
+		snapshot, err = tx.DataPlane().GetClusterRecord(ctx, c.ID)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var cur api.Cluster

@@ -123,3 +123,13 @@ func (s *Server) getResourceRequests(c *call) error {
 	cluster, err := s.cp.GetCluster(c.ctx(), c.caller(), id)
 	return answer(c, api.ResourceRequestsBody{Bundles: cluster.ResourceRequests}, err)
 }
+
+// dryRunCluster answers what the planner would make of a cluster spec.
+func (s *Server) dryRunCluster(c *call) error {
+	var req api.ClusterDryRunRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	out, err := s.cp.DryRunCluster(c.ctx(), c.caller(), req)
+	return answer(c, out, err)
+}

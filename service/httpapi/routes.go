@@ -42,6 +42,7 @@ func (s *Server) apiRoutes() []Route {
 
 		{Method: post, Path: "/v1/clusters", Action: "clusters.create", Role: writer, handle: s.createCluster},
 		{Method: get, Path: "/v1/clusters", Action: "clusters.list", Role: reader, handle: s.listClusters},
+		{Method: post, Path: "/v1/clusters/dry-run", Action: "clusters.dry_run", Role: reader, ReadOnly: true, handle: s.dryRunCluster},
 		{Method: get, Path: "/v1/clusters/{cluster_id}", Action: "clusters.get", Role: reader, handle: s.getCluster},
 		{Method: put, Path: "/v1/clusters/{cluster_id}", Action: "clusters.update", Role: writer, handle: s.updateCluster},
 		{Method: del, Path: "/v1/clusters/{cluster_id}", Action: "clusters.delete", Role: writer, handle: s.deleteCluster},

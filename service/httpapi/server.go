@@ -119,11 +119,13 @@ type Route struct {
 	Role api.Role
 	// System routes are for admins of the system organization only.
 	System bool
-	handle func(c *call) error
+	// ReadOnly marks a POST that changes nothing (a dry run): not audited.
+	ReadOnly bool
+	handle   func(c *call) error
 }
 
 // Mutating reports whether the route changes state (and so is audited).
-func (rt Route) Mutating() bool { return rt.Method != http.MethodGet }
+func (rt Route) Mutating() bool { return rt.Method != http.MethodGet && !rt.ReadOnly }
 
 // call is one request on its way through a route.
 type call struct {

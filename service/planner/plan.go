@@ -37,14 +37,6 @@ type PlanInput struct {
 	Demand []api.ResourceDemand
 }
 
-// Quota is a cloud's limits and what other clusters of it already use.
-type Quota struct {
-	MaxNodes  *int
-	MaxVCPUs  *int
-	UsedNodes int
-	UsedVCPUs float64
-}
-
 // NewNode is a node the plan creates.
 type NewNode struct {
 	Group        string
@@ -84,18 +76,17 @@ type Plan struct {
 	Orphans []cloud.Instance
 
 	Status, Reason string
+	// Conditions say whether the cluster serves what its spec asks
+	// (Ready), is being changed toward it (Reconciling), or cannot get
+	// there without the user (Stalled); without transition times.
+	Conditions []api.Condition
 	// Stop ends the cluster (idle termination, maximum uptime): its
 	// desired state becomes terminated, with this reason.
 	Stop string
-	// Autoscale is what the autoscaler decided this pass, for events;
-	// empty when it changed nothing.
-	Autoscale string
-	// AutoscaleLaunched names the group of each node the autoscaler
-	// launches beyond the minimums; AutoscaleDrained counts its drains.
-	AutoscaleLaunched []string
-	AutoscaleDrained  int
-	// Blocked lists the kinds of limit that stopped wanted nodes, for metrics.
-	Blocked []string
+	// Autoscale is what the autoscaler decided this pass.
+	Autoscale Autoscaling
+	// Blocks are the limits that stopped nodes the cluster wanted.
+	Blocks []Block
 	// Delete removes the cluster record (its deletion was requested and
 	// everything is terminated).
 	Delete bool
@@ -120,6 +111,17 @@ func active(status string) bool {
 // the same plan, and it does no I/O.
 func PlanCluster(in PlanInput) Plan {
 	var p Plan
+	// Every list is taken in a fixed order, so the plan does not depend on
+	// the order the store or the cloud listed things in.
+	in.Nodes = slices.Clone(in.Nodes)
+	slices.SortFunc(in.Nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	in.Instances = slices.Clone(in.Instances)
+	slices.SortFunc(in.Instances, func(a, b cloud.Instance) int {
+		if c := strings.Compare(a.NodeID, b.NodeID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	instByNode := map[string]cloud.Instance{}
 	for _, inst := range in.Instances {
 		instByNode[inst.NodeID] = inst
@@ -223,7 +225,7 @@ func PlanCluster(in PlanInput) Plan {
 			p.Finish = append(p.Finish, NodeChange{NodeID: l.NodeID, From: l.From, Reason: "not launched: the cluster is ERRORED"})
 		}
 		p.Launch = nil
-		p.Status, p.Reason = api.ClusterErrored, in.Cluster.StatusReason
+		errored(&p, in.Cluster.StatusReason)
 		return p
 	}
 	planRun(&p, in, live)
@@ -260,12 +262,14 @@ func planStop(p *Plan, in PlanInput, live map[string]Node, instByNode map[string
 	remaining := len(in.Nodes) - len(p.Finish)
 	if remaining == 0 && len(in.Instances) == 0 {
 		p.Status, p.Reason = api.ClusterTerminated, "all nodes terminated"
+		p.Conditions = terminatedConditions()
 		if in.DeleteRequested {
 			p.Delete = true
 		}
 		return
 	}
 	p.Status, p.Reason = api.ClusterTerminating, fmt.Sprintf("terminating %d node(s)", max(remaining, len(in.Instances)))
+	p.Conditions = terminatingConditions(p.Reason)
 }
 
 func removeChange(list *[]NodeChange, nodeID string) {
@@ -281,133 +285,149 @@ func sortedNodes(m map[string]Node) []Node {
 	return out
 }
 
-// planRun keeps one head and each group between its bounds, within the
-// cloud's quota, and says where the cluster stands.
+// planRun keeps one head and each group between its bounds, runs the
+// autoscaler, all within one Budget, and says where the cluster stands.
 func planRun(p *Plan, in PlanInput, live map[string]Node) {
 	if reason := stopReason(in, live); reason != "" {
 		p.Stop = reason
 		p.Status, p.Reason = api.ClusterTerminating, reason
+		p.Conditions = terminatingConditions(reason)
 		return
 	}
-	budget := newQuotaBudget(in.Quota, in.Spec.MaxHourlyCost, in.Nodes)
 	// Nodes of this cluster on their way out still hold instances and
-	// count against the quota; a minimum that waits for them is not an
-	// error.
+	// count against the quota; a node that waits for them is not an error.
 	releasing := len(in.Nodes) - len(live)
-	var blocked []string
 	nodes := sortedNodes(live)
+	drain := func(n Node, reason string) {
+		p.Drain = append(p.Drain, NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status, Reason: reason})
+	}
 
-	// The head.
+	// Of several heads keep the one most worth keeping (the busy one that
+	// has run longest); the others drain.
 	var heads []Node
 	for _, n := range nodes {
 		if n.Head {
 			heads = append(heads, n)
 		}
 	}
-	if len(heads) == 0 {
-		nn, err := newNode(in.Catalog, "head", true, in.Spec.HeadNode.InstanceType, api.MarketOnDemand)
-		switch {
-		case err != nil:
-			p.Status, p.Reason = api.ClusterErrored, err.Error()
-			return
-		case !budget.fits(nn) && releasing > 0:
-			blocked = append(blocked, fmt.Sprintf("head waits for %d node(s) to release the quota", releasing))
-		case !budget.take(nn):
-			p.Status, p.Reason = api.ClusterErrored, budget.why(nn)+"; the head node was not launched"
-			return
-		default:
-			p.Create = append(p.Create, nn)
-		}
-	}
-	// Of several heads keep the one most worth keeping (the busy one that
-	// has run longest); the others drain.
 	if len(heads) > 1 {
 		order := scaleDownOrder(heads)
 		for _, extra := range order[:len(order)-1] {
-			p.Drain = append(p.Drain, NodeChange{NodeID: extra.ID, InstanceID: extra.InstanceID, From: extra.Status, Reason: "a cluster has one head"})
+			drain(extra, "a cluster has one head")
 		}
 	}
 
-	// Worker groups, in the order the config lists them.
+	// Worker groups: none above its max_nodes, and room under
+	// max_workers for the groups below their minimum.
 	groups := map[string][]Node{}
 	for _, n := range nodes {
 		if !n.Head {
 			groups[n.Group] = append(groups[n.Group], n)
 		}
 	}
-	drain := func(n Node, reason string) {
-		p.Drain = append(p.Drain, NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status, Reason: reason})
-	}
 	total, need := 0, 0
-	deficit := map[string]int{}
 	for _, g := range in.Spec.WorkerGroups {
 		have := groups[g.Name]
 		if len(have) > g.MaxNodes {
-			for _, n := range scaleDownOrder(have)[:len(have)-g.MaxNodes] {
+			order := scaleDownOrder(have)
+			for _, n := range order[:len(have)-g.MaxNodes] {
 				drain(n, fmt.Sprintf("group %s has %d nodes, max_nodes is %d", g.Name, len(have), g.MaxNodes))
 			}
-			have = scaleDownOrder(have)[len(have)-g.MaxNodes:]
-			groups[g.Name] = have
+			groups[g.Name] = order[len(have)-g.MaxNodes:]
 		}
-		total += len(have)
-		deficit[g.Name] = max(0, g.MinNodes-len(have))
-		need += deficit[g.Name]
+		total += len(groups[g.Name])
+		need += max(0, g.MinNodes-len(groups[g.Name]))
 	}
-	maxWorkers := -1
-	if in.Spec.MaxWorkers != nil {
-		maxWorkers = *in.Spec.MaxWorkers
-	}
-	if maxWorkers >= 0 && total+need > maxWorkers {
+	if mw := in.Spec.MaxWorkers; mw != nil && total+need > *mw {
 		// Minimums come first: make room by draining nodes that other
 		// groups hold above their minimum (validation keeps max_workers at
 		// or above the sum of minimums, so there is always enough).
 		var spare []Node
 		for _, g := range in.Spec.WorkerGroups {
-			have := groups[g.Name]
-			if len(have) > g.MinNodes {
+			if have := groups[g.Name]; len(have) > g.MinNodes {
 				spare = append(spare, scaleDownOrder(have)[:len(have)-g.MinNodes]...)
 			}
 		}
 		spare = scaleDownOrder(spare)
-		for _, n := range spare[:min(len(spare), total+need-maxWorkers)] {
-			drain(n, fmt.Sprintf("making room under max_workers %d for groups below their minimum", maxWorkers))
-			total--
+		for _, n := range spare[:min(len(spare), total+need-*mw)] {
+			drain(n, fmt.Sprintf("making room under max_workers %d for groups below their minimum", *mw))
+			groups[n.Group] = slices.DeleteFunc(groups[n.Group], func(m Node) bool { return m.ID == n.ID })
+		}
+	}
+	// Nodes of groups the config no longer has.
+	for _, name := range mapKeys(groups) {
+		if !slices.ContainsFunc(in.Spec.WorkerGroups, func(g api.WorkerGroup) bool { return g.Name == name }) {
+			for _, n := range groups[name] {
+				drain(n, "group "+name+" is not in the compute config")
+			}
+			delete(groups, name)
+		}
+	}
+
+	// One budget for every limit: what holds an instance (quota, cost) and
+	// the workers the plan keeps (max_nodes, max_workers).
+	limits := Limits{GroupMax: map[string]int{}, MaxWorkers: in.Spec.MaxWorkers, Quota: in.Quota, MaxHourlyCost: in.Spec.MaxHourlyCost}
+	for _, g := range in.Spec.WorkerGroups {
+		limits.GroupMax[g.Name] = g.MaxNodes
+	}
+	budget := NewBudget(limits)
+	for _, n := range in.Nodes {
+		budget.Hold(n.VCPUs, n.PricePerHour)
+	}
+	for _, name := range mapKeys(groups) {
+		for range groups[name] {
+			budget.Live(name)
+		}
+	}
+
+	// The head, then each group's minimum, in the order the config lists them.
+	wait := func(group string) {
+		p.Blocks = append(p.Blocks, Block{Kind: BlockReleasing, Group: group, Count: releasing})
+	}
+	if len(heads) == 0 {
+		nn, blk, ok := newNode(in.Catalog, "head", true, in.Spec.HeadNode.InstanceType, api.MarketOnDemand)
+		if !ok {
+			errored(p, blk.String())
+			return
+		}
+		if blk, ok := budget.Check(nn); !ok && releasing > 0 {
+			wait("head")
+		} else if !ok {
+			p.Blocks = append(p.Blocks, blk)
+			errored(p, blk.String()+"; the head node was not launched")
+			return
+		} else {
+			budget.Take(nn)
+			p.Create = append(p.Create, nn)
 		}
 	}
 	for _, g := range in.Spec.WorkerGroups {
-		for range deficit[g.Name] {
-			if maxWorkers >= 0 && total >= maxWorkers {
-				blocked = append(blocked, fmt.Sprintf("group %s: max_workers %d reached", g.Name, maxWorkers))
-				break
-			}
-			nn, err := newNode(in.Catalog, g.Name, false, g.InstanceType, g.Market)
-			if err != nil {
-				p.Status, p.Reason = api.ClusterErrored, err.Error()
+		for have := len(groups[g.Name]); have < g.MinNodes; have++ {
+			nn, blk, ok := newNode(in.Catalog, g.Name, false, g.InstanceType, g.Market)
+			if !ok {
+				errored(p, blk.String())
 				return
 			}
-			if why := budget.why(nn); why != "" && releasing > 0 {
-				blocked = append(blocked, fmt.Sprintf("group %s waits for %d node(s) to release the quota", g.Name, releasing))
+			blk, ok = budget.Check(nn)
+			if !ok && releasing > 0 {
+				wait(g.Name)
 				break
-			} else if why != "" {
-				p.Status, p.Reason = api.ClusterErrored, fmt.Sprintf("%s; group %s needs %d node(s), has %d",
-					why, g.Name, g.MinNodes, len(groups[g.Name])+countGroup(p.Create, g.Name))
+			}
+			if !ok {
+				p.Blocks = append(p.Blocks, blk)
+				if blk.Kind == BlockMaxWorkers || blk.Kind == BlockGroupMax {
+					break // validation keeps minimums within both; never an error
+				}
+				errored(p, fmt.Sprintf("%s; group %s needs %d node(s), has %d", blk, g.Name, g.MinNodes, have))
 				return
 			}
-			budget.take(nn)
+			budget.Take(nn)
 			p.Create = append(p.Create, nn)
-			total++
 		}
 	}
-	blocked = append(blocked, autoscale(p, in, groups, budget)...)
 
-	// Nodes of groups the config no longer has.
-	for name, have := range groups {
-		if !slices.ContainsFunc(in.Spec.WorkerGroups, func(g api.WorkerGroup) bool { return g.Name == name }) {
-			for _, n := range have {
-				p.Drain = append(p.Drain, NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status, Reason: "group " + name + " is not in the compute config"})
-			}
-		}
-	}
+	req := autoscale(p, in, groups, budget)
+
 	// A drain of a node with no agent yet is a termination or nothing.
 	var drains []NodeChange
 	for _, d := range p.Drain {
@@ -423,20 +443,16 @@ func planRun(p *Plan, in PlanInput, live map[string]Node) {
 		}
 	}
 	p.Drain = drains
-	p.Status, p.Reason = runStatus(in, live, p)
-	if len(blocked) > 0 {
-		p.Reason += "; " + strings.Join(blocked, "; ")
-	}
+	p.Blocks = dedupeBlocks(p.Blocks)
+	runStatus(p, in, live, req)
 }
 
-func countGroup(nodes []NewNode, group string) int {
-	n := 0
-	for _, nn := range nodes {
-		if nn.Group == group && !nn.Head {
-			n++
-		}
-	}
-	return n
+// errored stops the cluster: ERRORED with reason, until the user re-applies
+// its desired state.
+func errored(p *Plan, reason string) {
+	p.Create = nil
+	p.Status, p.Reason = api.ClusterErrored, reason
+	p.Conditions = ErroredConditions(reason)
 }
 
 // scaleDownOrder puts the nodes cheapest to lose first: not yet started,
@@ -465,125 +481,27 @@ func scaleDownOrder(nodes []Node) []Node {
 	return out
 }
 
-func newNode(catalog []cloud.InstanceType, group string, head bool, typ, market string) (NewNode, error) {
+// newNode answers a node of the type named typ from the cloud's catalog,
+// or the block that says the cloud does not offer it.
+func newNode(catalog []cloud.InstanceType, group string, head bool, typ, market string) (NewNode, Block, bool) {
 	it, ok := cloud.Find(catalog, typ)
 	if !ok {
 		names := make([]string, len(catalog))
 		for i, t := range catalog {
 			names[i] = t.Name
 		}
-		return NewNode{}, fmt.Errorf("instance type %q is not offered by this cloud (it offers %s)", typ, strings.Join(names, ", "))
+		return NewNode{}, Block{Kind: BlockUnknownType, Group: group, InstanceType: typ, Offered: names}, false
 	}
-	return NewNode{Group: group, Head: head, InstanceType: typ, Market: market, VCPUs: it.CPUs, PricePerHour: price(it, market), Resources: cloud.Resources(it)}, nil
+	return NewNode{Group: group, Head: head, InstanceType: typ, Market: market, VCPUs: it.CPUs, PricePerHour: Price(it, market), Resources: cloud.Resources(it)}, Block{}, true
 }
 
-// price answers what a node of type it costs per hour in market.
-func price(it cloud.InstanceType, market string) float64 {
+// Price answers what a node of type it costs per hour in market: the spot
+// price for spot and prefer_spot workers when the type has one.
+func Price(it cloud.InstanceType, market string) float64 {
 	if market != api.MarketOnDemand && market != "" && it.SpotPrice > 0 {
 		return it.SpotPrice
 	}
 	return it.PricePerHour
-}
-
-// runStatus says where a cluster that should run stands.
-func runStatus(in PlanInput, live map[string]Node, p *Plan) (string, string) {
-	lost := len(p.Lost)
-	headRunning, workersRunning, workersWanted := false, 0, 0
-	for _, n := range live {
-		if !ready(n) || slices.ContainsFunc(p.Drain, func(c NodeChange) bool { return c.NodeID == n.ID }) {
-			continue
-		}
-		if n.Head {
-			headRunning = true
-		} else {
-			workersRunning++
-		}
-	}
-	for _, g := range in.Spec.WorkerGroups {
-		workersWanted += g.MinNodes
-	}
-	hadHead := in.Cluster.Status == api.ClusterRunning || in.Cluster.Status == api.ClusterRecovering || in.Cluster.Status == api.ClusterUpdating
-	launching := len(p.Create) + len(p.Launch)
-	switch {
-	case hadHead && (!headRunning || in.Cluster.HeadAddress == ""):
-		return api.ClusterRecovering, "head node lost; starting a new head"
-	case !headRunning || in.Cluster.HeadAddress == "":
-		if launching > 0 && in.Cluster.Status != api.ClusterStarting {
-			return api.ClusterProvisioning, fmt.Sprintf("launching %d node(s)", launching)
-		}
-		return api.ClusterStarting, "waiting for the head node's agent"
-	case workersRunning < workersWanted && !hadHead:
-		return api.ClusterStarting, fmt.Sprintf("%d of %d minimum workers running", workersRunning, workersWanted)
-	case workersRunning < workersWanted:
-		// A running cluster short of its minimum workers (a resize, a
-		// replaced worker) is UPDATING until they serve.
-		return api.ClusterUpdating, fmt.Sprintf("%d of %d minimum workers running", workersRunning, workersWanted)
-	}
-	reason := fmt.Sprintf("head and %d worker(s) running", workersRunning)
-	if lost > 0 {
-		reason += fmt.Sprintf("; replacing %d lost node(s)", lost)
-	} else if workersRunning < workersWanted {
-		reason += fmt.Sprintf("; %d more starting", workersWanted-workersRunning)
-	}
-	return api.ClusterRunning, reason
-}
-
-// quotaBudget tracks what a plan may still launch within a cloud's quota
-// and the cluster's cost cap.
-type quotaBudget struct {
-	q       Quota
-	costCap *float64
-	nodes   int
-	vcpus   float64
-	cost    float64 // of this cluster's nodes
-}
-
-func newQuotaBudget(q Quota, costCap *float64, nodes []Node) *quotaBudget {
-	b := &quotaBudget{q: q, costCap: costCap, nodes: q.UsedNodes, vcpus: q.UsedVCPUs}
-	for _, n := range nodes {
-		b.nodes++
-		b.vcpus += n.VCPUs
-		b.cost += n.PricePerHour
-	}
-	return b
-}
-
-func (b *quotaBudget) fits(n NewNode) bool { return b.why(n) == "" }
-
-func (b *quotaBudget) take(n NewNode) bool {
-	if !b.fits(n) {
-		return false
-	}
-	b.nodes++
-	b.vcpus += n.VCPUs
-	b.cost += n.PricePerHour
-	return true
-}
-
-// why answers the limit one more node n would break, or "".
-func (b *quotaBudget) why(n NewNode) string {
-	switch {
-	case b.q.MaxNodes != nil && b.nodes+1 > *b.q.MaxNodes:
-		return fmt.Sprintf("quota exceeded: cloud max_nodes is %d and %d are in use", *b.q.MaxNodes, b.nodes)
-	case b.q.MaxVCPUs != nil && b.vcpus+n.VCPUs > float64(*b.q.MaxVCPUs):
-		return fmt.Sprintf("quota exceeded: cloud max_vcpus is %d and %g are in use; a %s node needs %g", *b.q.MaxVCPUs, b.vcpus, n.InstanceType, n.VCPUs)
-	case b.costCap != nil && b.cost+n.PricePerHour > *b.costCap+1e-9:
-		return fmt.Sprintf("cost cap exceeded: max_hourly_cost is %.2f and the cluster's nodes cost %.2f; a %s node costs %.2f", *b.costCap, b.cost, n.InstanceType, n.PricePerHour)
-	}
-	return ""
-}
-
-// remaining answers what the quota still allows, for the autoscaler.
-func (b *quotaBudget) remaining() (nodes *int, vcpus *float64) {
-	if b.q.MaxNodes != nil {
-		n := max(*b.q.MaxNodes-b.nodes, 0)
-		nodes = &n
-	}
-	if b.q.MaxVCPUs != nil {
-		v := max(float64(*b.q.MaxVCPUs)-b.vcpus, 0)
-		vcpus = &v
-	}
-	return nodes, vcpus
 }
 
 // stopReason says why a running cluster should end by itself: its
@@ -621,12 +539,4 @@ func stopReason(in PlanInput, live map[string]Node) string {
 		return fmt.Sprintf("idle termination: no work on any node for %s (idle_termination_seconds is %d)", in.Now.Sub(lastWork).Round(time.Second), idle)
 	}
 	return ""
-}
-
-// ready reports whether a node serves: its agent is registered and its
-// runtime is up (or, with no runtime to run, the node serves with its
-// declared resources). A cluster is RUNNING only when its nodes are ready,
-// so `terraform apply` returns when jobs can run.
-func ready(n Node) bool {
-	return n.Status == api.NodeRunning && (n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
 }

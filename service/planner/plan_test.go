@@ -1,8 +1,12 @@
 package planner
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +157,10 @@ func genWorld(t *rapid.T, spec api.ComputeConfigSpec) *world {
 	for _, g := range spec.WorkerGroups {
 		groups = append(groups, g.Name)
 	}
+	// Groups the compute config no longer has: their nodes drain.
+	for i := range rapid.IntRange(0, 3).Draw(t, "removed_groups") {
+		groups = append(groups, fmt.Sprintf("gone%d", i))
+	}
 	statuses := []string{api.NodeRequested, api.NodeLaunching, api.NodeRegistering, api.NodeRunning, api.NodeDraining, api.NodeTerminating, api.NodeLost}
 	for i := range rapid.IntRange(0, 12).Draw(t, "nodes") {
 		g := rapid.SampledFrom(groups).Draw(t, "group")
@@ -167,8 +175,12 @@ func genWorld(t *rapid.T, spec api.ComputeConfigSpec) *world {
 			n.LastHeartbeatAt = &hb
 		}
 		if rapid.Bool().Draw(t, "idle") {
-			idle := w.now.Add(-time.Minute)
+			idle := w.now.Add(-time.Duration(rapid.IntRange(1, 900).Draw(t, "idle_s")) * time.Second)
 			n.IdleSince = &idle
+		}
+		n.RuntimeState = rapid.SampledFrom([]string{api.RuntimeRunning, api.RuntimeStarting, api.RuntimeCrashed}).Draw(t, "runtime")
+		if n.RuntimeState == api.RuntimeCrashed {
+			n.RuntimeCrashes = rapid.IntRange(1, 5).Draw(t, "crashes")
 		}
 		if n.Status == api.NodeDraining {
 			d := w.now.Add(time.Duration(rapid.IntRange(-10, 10).Draw(t, "deadline")) * time.Second)
@@ -230,6 +242,46 @@ func afterPlan(in PlanInput, p Plan) map[string]int {
 		count[nn.Group]++
 	}
 	return count
+}
+
+// TestPlanDeterministic: the same input gives byte for byte the same plan,
+// whatever the order of the nodes and instances it lists, with groups
+// removed from the compute config, demand and resource requests.
+func TestPlanDeterministic(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		spec := genSpec(t)
+		w := genWorld(t, spec)
+		if rapid.Bool().Draw(t, "requests") {
+			w.cluster.ResourceRequests = []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: rapid.IntRange(1, 9).Draw(t, "req")}}
+		}
+		in := w.input(spec, Quota{})
+		if rapid.Bool().Draw(t, "demand") {
+			in.Demand = []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: rapid.IntRange(1, 20).Draw(t, "dem")},
+				{Shape: api.Resources{"CPU": 2}, Count: 3, Strategy: api.StrategyStrictSpread}}
+		}
+		in.Spec.WorkerIdleTimeoutSeconds = 60
+		want, err := json.Marshal(PlanCluster(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 8 {
+			shuffled := in
+			shuffled.Nodes = slices.Clone(in.Nodes)
+			shuffled.Instances = slices.Clone(in.Instances)
+			r := rand.New(rand.NewPCG(uint64(i), 7))
+			r.Shuffle(len(shuffled.Nodes), func(a, b int) { shuffled.Nodes[a], shuffled.Nodes[b] = shuffled.Nodes[b], shuffled.Nodes[a] })
+			r.Shuffle(len(shuffled.Instances), func(a, b int) {
+				shuffled.Instances[a], shuffled.Instances[b] = shuffled.Instances[b], shuffled.Instances[a]
+			})
+			got, err := json.Marshal(PlanCluster(shuffled))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("two plans for one input:\n%s\n%s", want, got)
+			}
+		}
+	})
 }
 
 func TestPlanProperties(t *testing.T) {
@@ -413,17 +465,17 @@ func TestPlanCases(t *testing.T) {
 			t.Fatalf("plan %+v", p)
 		}
 	})
-	t.Run("quota stops at the limit with a reason", func(t *testing.T) {
+	t.Run("a minimum past the quota launches nothing and says why", func(t *testing.T) {
 		two := 2
 		p := PlanCluster(base().input(spec, Quota{MaxNodes: &two}))
-		if len(p.Create) != 2 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, "quota exceeded") || !strings.Contains(p.Reason, "max_nodes is 2") {
+		if len(p.Create) != 0 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, "quota exceeded") || !strings.Contains(p.Reason, "max_nodes is 2") {
 			t.Fatalf("plan %+v", p)
 		}
 	})
 	t.Run("vcpu quota", func(t *testing.T) {
 		one := 1
 		p := PlanCluster(base().input(spec, Quota{MaxVCPUs: &one}))
-		if len(p.Create) != 1 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, "max_vcpus is 1") {
+		if len(p.Create) != 0 || p.Status != api.ClusterErrored || !strings.Contains(p.Reason, "max_vcpus is 1") {
 			t.Fatalf("plan %+v", p)
 		}
 	})

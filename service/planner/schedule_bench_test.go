@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 
@@ -42,16 +43,23 @@ func benchTrace() ([]NodeType, []api.ResourceDemand) {
 // first open node it fits, else into a new node of the cheapest type that
 // holds it.
 func firstFitDecreasing(types []NodeType, demand []api.ResourceDemand) (nodes int, cost float64) {
-	units := expand(demand)
+	var units []api.Resources
+	for _, d := range demand {
+		for range d.Count {
+			units = append(units, d.Shape)
+		}
+	}
+	sort.SliceStable(units, func(i, j int) bool { return rayDemandOrder(units[i], units[j]) > 0 })
 	byPrice := append([]NodeType{}, types...)
 	sort.SliceStable(byPrice, func(i, j int) bool { return byPrice[i].PricePerHour < byPrice[j].PricePerHour })
 	var open []api.Resources
-	for _, u := range units {
-		s := u.shapes[0]
+	for _, s := range units {
 		placed := false
 		for i := range open {
 			if fits(open[i], s) {
-				open[i] = sub(open[i], s)
+				for k, v := range s {
+					open[i][k] -= v
+				}
 				placed = true
 				break
 			}
@@ -61,7 +69,11 @@ func firstFitDecreasing(types []NodeType, demand []api.ResourceDemand) (nodes in
 		}
 		for _, t := range byPrice {
 			if fits(t.Resources, s) {
-				open = append(open, sub(t.Resources, s))
+				free := clone(t.Resources)
+				for k, v := range s {
+					free[k] -= v
+				}
+				open = append(open, free)
 				cost += t.PricePerHour
 				break
 			}
@@ -71,22 +83,61 @@ func firstFitDecreasing(types []NodeType, demand []api.ResourceDemand) (nodes in
 }
 
 // BenchmarkSchedule: ns/op and allocations of one autoscaling pass over the
-// trace, and the nodes (and hourly cost) it chooses against the
-// first-fit-decreasing baseline on the same trace.
+// trace, and the nodes and hourly cost it chooses against two baselines on
+// the same trace: first-fit-decreasing onto the cheapest type that holds
+// each bundle, and Ray's own choice of node types (Schedule without prices,
+// which TestRayParityUnpriced holds equal to the Ray reference).
 //
-//	go test -run '^$' -bench Schedule -benchmem ./service
+//	go test -run '^$' -bench Schedule -benchmem ./service/planner
 func BenchmarkSchedule(b *testing.B) {
 	types, demand := benchTrace()
-	in := ScheduleInput{Types: types, Demand: demand, Limits: ScheduleLimits{UpscalingSpeed: 1e9}, Now: epoch}
+	in := ScheduleInput{Types: types, Demand: demand, UpscalingSpeed: 1e9, Now: epoch}
 	var res ScheduleResult
 	b.ReportAllocs()
 	for b.Loop() {
 		res = Schedule(in)
 	}
-	nodes, cost := totalLaunch(res), res.HourlyCost
+	nodes, cost := totalLaunch(res), launchCost(types, res.Launch)
 	ffdNodes, ffdCost := firstFitDecreasing(types, demand)
+	rayNodes, rayCost := rayScorerChoice(types, demand)
 	b.ReportMetric(float64(nodes), "nodes")
-	b.ReportMetric(float64(ffdNodes), "ffd_nodes")
 	b.ReportMetric(float64(nodes)/float64(ffdNodes), "nodes_vs_ffd")
 	b.ReportMetric(cost/ffdCost, "cost_vs_ffd")
+	b.ReportMetric(float64(nodes)/float64(rayNodes), "nodes_vs_ray")
+	b.ReportMetric(cost/rayCost, "cost_vs_ray")
+}
+
+// rayScorerChoice is what Ray's type choice launches for the trace: the
+// same pass with the prices hidden, costed at the real prices.
+func rayScorerChoice(types []NodeType, demand []api.ResourceDemand) (nodes int, cost float64) {
+	free := slices.Clone(types)
+	for i := range free {
+		free[i].PricePerHour = 0
+	}
+	r := Schedule(ScheduleInput{Types: free, Demand: demand, UpscalingSpeed: 1e9, Now: epoch})
+	return totalLaunch(r), launchCost(types, r.Launch)
+}
+
+// TestPricePerWorkOnTrace: rayplane's one deliberate difference from Ray,
+// choosing node types by the work they buy per dollar, must pay for
+// itself on the benchmark trace: the same work for less per hour, on no
+// more nodes.
+func TestPricePerWorkOnTrace(t *testing.T) {
+	types, demand := benchTrace()
+	r := Schedule(ScheduleInput{Types: types, Demand: demand, UpscalingSpeed: 1e9, Now: epoch})
+	nodes, cost := totalLaunch(r), launchCost(types, r.Launch)
+	rayNodes, rayCost := rayScorerChoice(types, demand)
+	t.Logf("price per work: %d nodes, %.2f/h; Ray's utilization score: %d nodes, %.2f/h (%.3fx the cost)", nodes, cost, rayNodes, rayCost, cost/rayCost)
+	if cost >= rayCost || nodes > rayNodes {
+		t.Fatalf("price per work costs %.2f/h on %d nodes, Ray's choice %.2f/h on %d", cost, nodes, rayCost, rayNodes)
+	}
+}
+
+// launchCost is what the launched nodes cost per hour.
+func launchCost(types []NodeType, launch map[string]int) float64 {
+	cost := 0.0
+	for _, t := range types {
+		cost += float64(launch[t.Group]) * t.PricePerHour
+	}
+	return cost
 }

@@ -3,7 +3,7 @@ package planner
 import (
 	"fmt"
 	"reflect"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,132 +34,248 @@ func totalLaunch(r ScheduleResult) int {
 	return n
 }
 
-// Oracle cases written from Ray's autoscaler documentation.
-func TestScheduleRayOracle(t *testing.T) {
+// limited answers a budget over types' max_nodes and l, with the given
+// nodes and the head's price already counted.
+func limited(types []NodeType, l Limits, headPrice float64, nodes ...SchedNode) *Budget {
+	l.GroupMax = map[string]int{}
+	for _, t := range types {
+		l.GroupMax[t.Group] = t.MaxNodes
+	}
+	b := NewBudget(l)
+	b.Hold(0, headPrice)
+	for _, n := range nodes {
+		b.Hold(n.Total["CPU"], n.PricePerHour)
+		b.Live(n.Group)
+	}
+	return b
+}
+
+func blockKinds(bs []Block) []BlockKind {
+	var out []BlockKind
+	for _, b := range bs {
+		out = append(out, b.Kind)
+	}
+	return out
+}
+
+// TestSchedule: what one pass decides in named situations. Where Ray's
+// autoscaler does the same, TestRayParity compares with the reference.
+func TestSchedule(t *testing.T) {
 	now := epoch
+	busy := func(id, group string, cpus float64) SchedNode {
+		return SchedNode{ID: id, Group: group, Free: api.Resources{}, Total: api.Resources{"CPU": cpus}, Ready: true}
+	}
 	cases := []struct {
 		name  string
-		in    ScheduleInput
+		in    func() ScheduleInput
 		check func(t *testing.T, r ScheduleResult)
 	}{
 		{"10 x {CPU:1} on 4-CPU nodes -> 3 nodes",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 1}, 10, ""), Now: now},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 1}, 10, ""), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["cpu4"] != 3 {
 					t.Fatalf("launch %v, want 3 cpu4", r.Launch)
 				}
 			}},
 		{"{GPU:1} lands on the GPU type, never a CPU-only one",
-			ScheduleInput{Types: []NodeType{cpuType("cpu", 8, 0.4, 10), gpuType("gpu", 8, 1, 3.0, 10)}, Demand: bundles(api.Resources{"GPU": 1, "CPU": 1}, 2, ""), Now: now},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu", 8, 0.4, 10), gpuType("gpu", 8, 1, 3.0, 10)}, Demand: bundles(api.Resources{"GPU": 1, "CPU": 1}, 2, ""), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["gpu"] != 2 || r.Launch["cpu"] != 0 {
 					t.Fatalf("launch %v, want 2 gpu", r.Launch)
 				}
 			}},
 		{"CPU demand keeps off GPU types when a CPU type fits",
-			ScheduleInput{Types: []NodeType{gpuType("gpu", 16, 4, 3.0, 10), cpuType("cpu", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 4, ""), Now: now},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{gpuType("gpu", 16, 4, 3.0, 10), cpuType("cpu", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 4, ""), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["gpu"] != 0 || r.Launch["cpu"] != 2 {
 					t.Fatalf("launch %v, want 2 cpu and no gpu", r.Launch)
 				}
 			}},
-		{"STRICT_SPREAD of 3 bundles -> 3 distinct nodes",
-			ScheduleInput{Types: []NodeType{cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 1}, 3, api.StrategyStrictSpread), Now: now},
+		{"STRICT_SPREAD of 8 bundles -> 8 distinct nodes, past the upscaling limit",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 1}, 8, api.StrategyStrictSpread), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
-				if r.Launch["cpu8"] != 3 {
-					t.Fatalf("launch %v, want 3 nodes", r.Launch)
+				if r.Launch["cpu8"] != 8 {
+					t.Fatalf("launch %v, want 8 nodes", r.Launch)
 				}
 			}},
-		{"SPREAD of 6 x {CPU:4} on 4-CPU nodes -> 6 nodes (every bundle counts)",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 4}, 6, api.StrategySpread), Limits: ScheduleLimits{UpscalingSpeed: 10}, Now: now},
+		{"STRICT_SPREAD that cannot be placed whole launches nothing",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu8", 8, 0.4, 3)}, Demand: bundles(api.Resources{"CPU": 1}, 4, api.StrategyStrictSpread), Now: now}
+			},
+			func(t *testing.T, r ScheduleResult) {
+				if totalLaunch(r) != 0 || !slices.Contains(blockKinds(r.Blocks), BlockGroupMax) {
+					t.Fatalf("launch %v blocks %v, want nothing and the group's max named", r.Launch, r.Blocks)
+				}
+			}},
+		{"SPREAD of 6 x {CPU:4} on 4-CPU nodes -> 6 nodes at the default speed (placement groups go past the limit)",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 4}, 6, api.StrategySpread), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["cpu4"] != 6 {
 					t.Fatalf("launch %v, want 6", r.Launch)
 				}
 			}},
 		{"STRICT_PACK of 3 x {CPU:2} -> one node that holds all",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10), cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 3, api.StrategyStrictPack), Now: now},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10), cpuType("cpu8", 8, 0.4, 10)}, Demand: bundles(api.Resources{"CPU": 2}, 3, api.StrategyStrictPack), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if r.Launch["cpu8"] != 1 || r.Launch["cpu4"] != 0 {
 					t.Fatalf("launch %v, want one cpu8", r.Launch)
 				}
 			}},
-		{"upscaling speed 1 with 2 running nodes -> at most 5 launches",
-			ScheduleInput{Types: []NodeType{cpuType("cpu1", 1, 0.05, 100)},
-				Nodes:  []SchedNode{{ID: "a", Group: "cpu1", Free: api.Resources{}, Total: api.Resources{"CPU": 1}}, {ID: "b", Group: "cpu1", Free: api.Resources{}, Total: api.Resources{"CPU": 1}}},
-				Demand: bundles(api.Resources{"CPU": 1}, 20, ""), Limits: ScheduleLimits{UpscalingSpeed: 1}, Now: now},
+		{"upscaling speed 1 with 2 serving nodes -> at most 5 starting",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu1", 1, 0.05, 100)},
+					Nodes:  []SchedNode{busy("a", "cpu1", 1), busy("b", "cpu1", 1)},
+					Demand: bundles(api.Resources{"CPU": 1}, 20, ""), UpscalingSpeed: 1, Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
-				if r.Launch["cpu1"] != 5 || !strings.Contains(strings.Join(r.Blocked, ";"), "upscaling speed") {
-					t.Fatalf("launch %v blocked %v, want 5 and the speed named", r.Launch, r.Blocked)
+				if r.Launch["cpu1"] != 5 || !slices.Contains(blockKinds(r.Blocks), BlockUpscalingSpeed) {
+					t.Fatalf("launch %v blocks %v, want 5 and the speed named", r.Launch, r.Blocks)
+				}
+			}},
+		{"nodes still starting count against the upscaling limit",
+			func() ScheduleInput {
+				in := ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 100)}, Demand: bundles(api.Resources{"CPU": 1}, 60, ""), UpscalingSpeed: 1, Now: now}
+				for i := range 10 {
+					in.Nodes = append(in.Nodes, SchedNode{ID: fmt.Sprintf("s%02d", i), Group: "cpu4", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}})
+				}
+				return in
+			},
+			func(t *testing.T, r ScheduleResult) {
+				if totalLaunch(r) != 0 {
+					t.Fatalf("launch %v, want none while 10 are starting", r.Launch)
 				}
 			}},
 		{"demand first fills free capacity",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)},
-				Nodes:  []SchedNode{{ID: "a", Group: "cpu4", Free: api.Resources{"CPU": 3}, Total: api.Resources{"CPU": 4}}},
-				Demand: bundles(api.Resources{"CPU": 1}, 3, ""), Now: now},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)},
+					Nodes:  []SchedNode{{ID: "a", Group: "cpu4", Free: api.Resources{"CPU": 3}, Total: api.Resources{"CPU": 4}, Ready: true}},
+					Demand: bundles(api.Resources{"CPU": 1}, 3, ""), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if totalLaunch(r) != 0 {
 					t.Fatalf("launch %v, want none", r.Launch)
 				}
 			}},
 		{"a shape no type can hold is infeasible, not launched for",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 64}, 1, ""), Now: now},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Demand: bundles(api.Resources{"CPU": 64}, 1, ""), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if totalLaunch(r) != 0 || len(r.Infeasible) != 1 {
 					t.Fatalf("launch %v infeasible %v", r.Launch, r.Infeasible)
 				}
 			}},
-		{"explicit request is held on total capacity and exempt from the speed limit",
-			ScheduleInput{Types: []NodeType{cpuType("cpu1", 1, 0.05, 100)}, Requests: bundles(api.Resources{"CPU": 1}, 8, ""), Limits: ScheduleLimits{UpscalingSpeed: 1}, Now: now},
+		{"explicit request is held on total capacity and goes past the upscaling limit",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu1", 1, 0.05, 100)}, Requests: bundles(api.Resources{"CPU": 1}, 8, ""), UpscalingSpeed: 1, Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
-				if r.Launch["cpu1"] != 8 {
-					t.Fatalf("launch %v, want 8", r.Launch)
+				if r.Launch["cpu1"] != 8 || !r.RequestsStarting || r.RequestsUnplaced {
+					t.Fatalf("launch %v starting %v unplaced %v, want 8, starting", r.Launch, r.RequestsStarting, r.RequestsUnplaced)
+				}
+			}},
+		{"requests placed on serving nodes are satisfied",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10)}, Nodes: []SchedNode{busy("a", "cpu4", 4)},
+					Requests: bundles(api.Resources{"CPU": 1}, 4, ""), Now: now}
+			},
+			func(t *testing.T, r ScheduleResult) {
+				if totalLaunch(r) != 0 || r.RequestsStarting || r.RequestsUnplaced {
+					t.Fatalf("launch %v starting %v unplaced %v, want nothing to do", r.Launch, r.RequestsStarting, r.RequestsUnplaced)
+				}
+			}},
+		{"requests past a group's max_nodes are unplaced, with the reason",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 2)}, Requests: bundles(api.Resources{"CPU": 4}, 3, ""), Now: now}
+			},
+			func(t *testing.T, r ScheduleResult) {
+				if r.Launch["cpu4"] != 2 || !r.RequestsUnplaced || !slices.Contains(blockKinds(r.Blocks), BlockGroupMax) {
+					t.Fatalf("launch %v unplaced %v blocks %v", r.Launch, r.RequestsUnplaced, r.Blocks)
 				}
 			}},
 		{"cost cap stops growth with the reason",
-			ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 1.0, 10)}, Demand: bundles(api.Resources{"CPU": 4}, 5, ""),
-				Limits: ScheduleLimits{MaxHourlyCost: ptr(3.5), BaseHourlyCost: 0.5}, Now: now},
+			func() ScheduleInput {
+				types := []NodeType{cpuType("cpu4", 4, 1.0, 10)}
+				return ScheduleInput{Types: types, Demand: bundles(api.Resources{"CPU": 4}, 5, ""),
+					Budget: limited(types, Limits{MaxHourlyCost: ptr(3.5)}, 0.5), Now: now}
+			},
 			func(t *testing.T, r ScheduleResult) {
-				if r.Launch["cpu4"] != 3 || !strings.Contains(strings.Join(r.Blocked, ";"), "cost cap") {
-					t.Fatalf("launch %v blocked %v, want 3 and the cost cap named", r.Launch, r.Blocked)
+				if r.Launch["cpu4"] != 3 || !slices.Contains(blockKinds(r.Blocks), BlockCostCap) {
+					t.Fatalf("launch %v blocks %v, want 3 and the cost cap named", r.Launch, r.Blocks)
+				}
+			}},
+		{"a cloud's node quota is named as such, not as a group's max_nodes",
+			func() ScheduleInput {
+				types := []NodeType{cpuType("cpu4", 4, 0.2, 10)}
+				return ScheduleInput{Types: types, Demand: bundles(api.Resources{"CPU": 4}, 5, ""),
+					Budget: limited(types, Limits{Quota: Quota{MaxNodes: ptr(3), UsedNodes: 1}}, 0), Now: now}
+			},
+			func(t *testing.T, r ScheduleResult) {
+				// The head and another cluster's node hold 2 of the 3.
+				if r.Launch["cpu4"] != 1 || !reflect.DeepEqual(blockKinds(r.Blocks), []BlockKind{BlockQuotaNodes}) {
+					t.Fatalf("launch %v blocks %v, want 1 and only quota_nodes", r.Launch, r.Blocks)
 				}
 			}},
 		{"idle workers past the timeout drain, least recently used first, not below min",
-			ScheduleInput{Types: []NodeType{func() NodeType { t := cpuType("cpu", 4, 0.2, 10); t.MinNodes = 1; return t }()},
-				Nodes: []SchedNode{
-					{ID: "a", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, IdleSince: ptr(epoch.Add(-10 * time.Minute))},
-					{ID: "b", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, IdleSince: ptr(epoch.Add(-20 * time.Minute))},
-					{ID: "c", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, IdleSince: ptr(epoch.Add(-time.Minute))},
-				},
-				Limits: ScheduleLimits{IdleTimeout: 5 * time.Minute}, Now: epoch},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{func() NodeType { t := cpuType("cpu", 4, 0.2, 10); t.MinNodes = 1; return t }()},
+					Nodes: []SchedNode{
+						{ID: "a", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, Ready: true, IdleSince: ptr(epoch.Add(-10 * time.Minute))},
+						{ID: "b", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, Ready: true, IdleSince: ptr(epoch.Add(-20 * time.Minute))},
+						{ID: "c", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, Ready: true, IdleSince: ptr(epoch.Add(-time.Minute))},
+					},
+					IdleTimeout: 5 * time.Minute, Now: epoch}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if len(r.Drain) != 2 || r.Drain[0].NodeID != "b" || r.Drain[1].NodeID != "a" {
 					t.Fatalf("drain %v, want b then a", r.Drain)
 				}
 			}},
 		{"an idle node a request holds is kept",
-			ScheduleInput{Types: []NodeType{cpuType("cpu", 4, 0.2, 10)},
-				Nodes:    []SchedNode{{ID: "a", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, IdleSince: ptr(epoch.Add(-time.Hour))}},
-				Requests: bundles(api.Resources{"CPU": 4}, 1, ""), Limits: ScheduleLimits{IdleTimeout: time.Minute}, Now: epoch},
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu", 4, 0.2, 10)},
+					Nodes:    []SchedNode{{ID: "a", Group: "cpu", Free: api.Resources{"CPU": 4}, Total: api.Resources{"CPU": 4}, Ready: true, IdleSince: ptr(epoch.Add(-time.Hour))}},
+					Requests: bundles(api.Resources{"CPU": 4}, 1, ""), IdleTimeout: time.Minute, Now: epoch}
+			},
 			func(t *testing.T, r ScheduleResult) {
 				if len(r.Drain) != 0 || totalLaunch(r) != 0 {
 					t.Fatalf("drain %v launch %v, want nothing", r.Drain, r.Launch)
 				}
 			}},
-		{"min nodes are launched whatever the demand",
-			ScheduleInput{Types: []NodeType{func() NodeType { t := cpuType("cpu", 4, 0.2, 10); t.MinNodes = 7; return t }()}, Limits: ScheduleLimits{UpscalingSpeed: 0.1}, Now: epoch},
-			func(t *testing.T, r ScheduleResult) {
-				if r.Launch["cpu"] != 7 {
-					t.Fatalf("launch %v, want 7", r.Launch)
-				}
-			}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.check(t, Schedule(c.in)) })
+		t.Run(c.name, func(t *testing.T) { c.check(t, Schedule(c.in())) })
 	}
 }
 
-func genSchedule(t *rapid.T) ScheduleInput {
+// scheduleCase is a generated input with its limits; input builds a fresh
+// budget each time, since Schedule takes from it.
+type scheduleCase struct {
+	in        ScheduleInput
+	limits    Limits
+	headPrice float64
+}
+
+func (c scheduleCase) input() ScheduleInput {
+	in := c.in
+	in.Budget = limited(in.Types, c.limits, c.headPrice, in.Nodes...)
+	return in
+}
+
+func genSchedule(t *rapid.T) scheduleCase {
+	var c scheduleCase
 	in := ScheduleInput{Now: epoch}
 	for i := range rapid.IntRange(1, 4).Draw(t, "types") {
 		cpus := float64(rapid.SampledFrom([]int{1, 2, 4, 8, 16}).Draw(t, "cpus"))
@@ -175,7 +291,11 @@ func genSchedule(t *rapid.T) ScheduleInput {
 		typ := in.Types[rapid.IntRange(0, len(in.Types)-1).Draw(t, "node_type")]
 		free := clone(typ.Resources)
 		free["CPU"] = float64(rapid.IntRange(0, int(typ.Resources["CPU"])).Draw(t, "free_cpu"))
-		n := SchedNode{ID: fmt.Sprintf("n%02d", i), Group: typ.Group, Free: free, Total: clone(typ.Resources)}
+		n := SchedNode{ID: fmt.Sprintf("n%02d", i), Group: typ.Group, Free: free, Total: clone(typ.Resources),
+			Ready: rapid.Bool().Draw(t, "ready"), PricePerHour: typ.PricePerHour}
+		if !n.Ready {
+			n.Free = clone(typ.Resources)
+		}
 		if rapid.Bool().Draw(t, "idle") {
 			n.IdleSince = ptr(epoch.Add(-time.Duration(rapid.IntRange(0, 600).Draw(t, "idle_s")) * time.Second))
 		}
@@ -193,70 +313,82 @@ func genSchedule(t *rapid.T) ScheduleInput {
 		in.Requests = bundles(api.Resources{"CPU": 1}, rapid.IntRange(1, 6).Draw(t, "req"), "")
 	}
 	if rapid.Bool().Draw(t, "limit_workers") {
-		in.Limits.MaxWorkers = ptr(rapid.IntRange(0, 20).Draw(t, "max_workers"))
+		c.limits.MaxWorkers = ptr(rapid.IntRange(0, 20).Draw(t, "max_workers"))
 	}
 	if rapid.Bool().Draw(t, "limit_quota") {
-		in.Limits.QuotaNodes = ptr(rapid.IntRange(0, 10).Draw(t, "quota_nodes"))
-		in.Limits.QuotaVCPUs = ptr(float64(rapid.IntRange(0, 64).Draw(t, "quota_vcpus")))
+		c.limits.Quota.MaxNodes = ptr(rapid.IntRange(0, 12).Draw(t, "quota_nodes"))
+		c.limits.Quota.MaxVCPUs = ptr(rapid.IntRange(0, 96).Draw(t, "quota_vcpus"))
+		c.limits.Quota.UsedNodes = rapid.IntRange(0, 3).Draw(t, "quota_used")
 	}
 	if rapid.Bool().Draw(t, "limit_cost") {
-		in.Limits.MaxHourlyCost = ptr(float64(rapid.IntRange(0, 20).Draw(t, "cost")) / 2)
+		c.limits.MaxHourlyCost = ptr(float64(rapid.IntRange(0, 20).Draw(t, "cost")) / 2)
 	}
-	in.Limits.UpscalingSpeed = float64(rapid.IntRange(0, 4).Draw(t, "speed"))
-	in.Limits.IdleTimeout = time.Duration(rapid.IntRange(0, 300).Draw(t, "idle_timeout")) * time.Second
-	return in
+	c.headPrice = 0.1
+	in.UpscalingSpeed = float64(rapid.IntRange(0, 4).Draw(t, "speed"))
+	in.IdleTimeout = time.Duration(rapid.IntRange(0, 300).Draw(t, "idle_timeout")) * time.Second
+	c.in = in
+	return c
 }
 
+// TestScheduleProperties: whatever the input, a pass is deterministic and
+// never launches past a limit, drains a node with work or takes a group
+// below its minimum.
 func TestScheduleProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		in := genSchedule(t)
-		r := Schedule(in)
-		if again := Schedule(in); !reflect.DeepEqual(r, again) {
+		c := genSchedule(t)
+		r := Schedule(c.input())
+		if again := Schedule(c.input()); !reflect.DeepEqual(r, again) {
 			t.Fatalf("not deterministic:\n%+v\n%+v", r, again)
 		}
-		count := map[string]int{}
-		cost, workers := in.Limits.BaseHourlyCost, len(in.Nodes)
+		in := c.in
 		typeOf := map[string]NodeType{}
 		for _, ty := range in.Types {
 			typeOf[ty.Group] = ty
 		}
+		count := map[string]int{}
+		cost, workers, nodes, vcpus := c.headPrice, len(in.Nodes), c.limits.Quota.UsedNodes+1, 0.0
 		for _, n := range in.Nodes {
 			count[n.Group]++
-			cost += typeOf[n.Group].PricePerHour
+			cost += n.PricePerHour
+			vcpus += n.Total["CPU"]
+			nodes++
 		}
-		launched, vcpus := 0, 0.0
-		for g, c := range r.Launch {
-			if c <= 0 {
-				t.Fatalf("launch %d of %s", c, g)
+		launched := 0
+		for g, n := range r.Launch {
+			if n <= 0 {
+				t.Fatalf("launch %d of %s", n, g)
 			}
-			count[g] += c
-			workers += c
-			launched += c
-			cost += float64(c) * typeOf[g].PricePerHour
-			vcpus += float64(c) * typeOf[g].Resources["CPU"]
+			count[g] += n
+			workers += n
+			launched += n
+			nodes += n
+			cost += float64(n) * typeOf[g].PricePerHour
+			vcpus += float64(n) * typeOf[g].Resources["CPU"]
 		}
-		for g, c := range count {
-			if c > typeOf[g].MaxNodes && r.Launch[g] > 0 {
-				t.Fatalf("group %s launched to %d past max %d", g, c, typeOf[g].MaxNodes)
+		for g, n := range count {
+			if n > typeOf[g].MaxNodes && r.Launch[g] > 0 {
+				t.Fatalf("group %s launched to %d past max %d", g, n, typeOf[g].MaxNodes)
 			}
 		}
-		lim := in.Limits
-		if lim.MaxWorkers != nil && launched > 0 && workers > *lim.MaxWorkers {
-			t.Fatalf("launched to %d workers past max_workers %d", workers, *lim.MaxWorkers)
-		}
-		if lim.QuotaNodes != nil && launched > *lim.QuotaNodes {
-			t.Fatalf("launched %d past the node quota %d", launched, *lim.QuotaNodes)
-		}
-		if lim.QuotaVCPUs != nil && vcpus > *lim.QuotaVCPUs+1e-9 {
-			t.Fatalf("launched %g vCPUs past the quota %g", vcpus, *lim.QuotaVCPUs)
-		}
-		if lim.MaxHourlyCost != nil && launched > 0 && cost > *lim.MaxHourlyCost+1e-9 {
-			t.Fatalf("launched to %.2f/h past the cost cap %.2f", cost, *lim.MaxHourlyCost)
+		l := c.limits
+		if launched > 0 {
+			if l.MaxWorkers != nil && workers > *l.MaxWorkers {
+				t.Fatalf("launched to %d workers past max_workers %d", workers, *l.MaxWorkers)
+			}
+			if l.Quota.MaxNodes != nil && nodes > *l.Quota.MaxNodes {
+				t.Fatalf("launched to %d nodes past the node quota %d", nodes, *l.Quota.MaxNodes)
+			}
+			if l.Quota.MaxVCPUs != nil && vcpus > float64(*l.Quota.MaxVCPUs)+1e-9 {
+				t.Fatalf("launched to %g vCPUs past the quota %d", vcpus, *l.Quota.MaxVCPUs)
+			}
+			if l.MaxHourlyCost != nil && cost > *l.MaxHourlyCost+1e-9 {
+				t.Fatalf("launched to %.2f/h past the cost cap %.2f", cost, *l.MaxHourlyCost)
+			}
 		}
 		// Never drains a node with work, or one younger than the timeout.
 		for _, d := range r.Drain {
 			for _, n := range in.Nodes {
-				if n.ID == d.NodeID && (n.IdleSince == nil || in.Now.Sub(*n.IdleSince) < lim.IdleTimeout) {
+				if n.ID == d.NodeID && (n.IdleSince == nil || in.Now.Sub(*n.IdleSince) < in.IdleTimeout) {
 					t.Fatalf("drains %s, which is not idle past the timeout", n.ID)
 				}
 			}
@@ -284,8 +416,8 @@ func TestScheduleProperties(t *testing.T) {
 // exist, a pass launches nothing more.
 func TestScheduleCompletes(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		in := genSchedule(t)
-		in.Limits = ScheduleLimits{UpscalingSpeed: 1}
+		in := genSchedule(t).in
+		in.UpscalingSpeed = 1
 		for i := range in.Types {
 			in.Types[i].MaxNodes = 1000
 		}
@@ -303,7 +435,7 @@ func TestScheduleCompletes(t *testing.T) {
 			for _, g := range sortedKeys(r.Launch) {
 				for i := range r.Launch[g] {
 					in.Nodes = append(in.Nodes, SchedNode{ID: fmt.Sprintf("z%02d-%s-%03d", pass, g, i), Group: g,
-						Free: clone(typeOf[g].Resources), Total: clone(typeOf[g].Resources)})
+						Free: clone(typeOf[g].Resources), Total: clone(typeOf[g].Resources), Ready: true})
 				}
 			}
 		}

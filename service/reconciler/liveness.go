@@ -46,9 +46,14 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (dem
 	l.pending[nodeID] = service.Heartbeat{
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
+		RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), maxCrashes),
 	}
 	return demandChanged
 }
+
+// maxCrashes caps the crash count an agent reports: tenants' code runs on
+// the nodes, and a count only needs to tell "a few" from "many".
+const maxCrashes = 1 << 20
 
 // Seen marks a node alive at at without a report (registration).
 func (l *Liveness) Seen(nodeID string, at time.Time) {

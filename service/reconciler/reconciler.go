@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
+	"strings"
 	"time"
 
 	"github.com/rayplane/rayplane/service"
@@ -107,7 +107,7 @@ func New(cfg Config) *Reconciler {
 		drained: prometheus.NewCounter(prometheus.CounterOpts{Name: "rayplane_autoscaler_nodes_drained_total",
 			Help: "Idle worker nodes the autoscaler drained."}),
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_autoscaler_blocked_total",
-			Help: "Reconcile passes in which wanted nodes were not launched, by reason: max_nodes, max_workers, quota, cost_cap, upscaling_speed, infeasible."}, []string{"reason"}),
+			Help: "Reconcile passes in which wanted nodes were not launched, by the limit that stopped them: " + blockKinds() + "."}, []string{"reason"}),
 	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked)
@@ -268,9 +268,7 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		if err != nil {
 			return err
 		}
-		if cur.DesiredState != c.DesiredState || cur.DeleteRequested != c.DeleteRequested || cur.Status != c.Status ||
-			cur.ComputeConfigID != c.ComputeConfigID || cur.ComputeConfigVersion != c.ComputeConfigVersion ||
-			!reflect.DeepEqual(cur.ResourceRequests, c.ResourceRequests) {
+		if cur.Generation != c.Generation || cur.DeleteRequested != c.DeleteRequested || cur.Status != c.Status {
 			stale = true
 			return nil
 		}
@@ -357,7 +355,7 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 				launches = append(launches, launch{node: byID[l.NodeID], bootstrap: secret, expires: expires})
 			}
 		}
-		if plan.Autoscale != "" {
+		if !plan.Autoscale.Empty() {
 			if err := ev("autoscaler", "%s", plan.Autoscale); err != nil {
 				return err
 			}
@@ -377,12 +375,22 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 			}
 		}
 		if plan.Status != "" {
-			changed, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.DesiredState, plan.Status, plan.Reason, now)
-			if err != nil {
+			conds := planner.MergeConditions(c.Conditions, plan.Conditions, now)
+			if plan.Status == c.Status && plan.Reason == c.StatusReason && c.ObservedGeneration == c.Generation && sameConditions(c.Conditions, conds) {
+				return nil // nothing new to say
+			}
+			changed, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.Generation, plan.Status, plan.Reason, conds, now)
+			if err != nil || !changed {
 				return err
 			}
-			if changed && plan.Status != c.Status {
+			if plan.Status != c.Status {
 				if err := ev("status", "%s: %s", plan.Status, plan.Reason); err != nil {
+					return err
+				}
+			}
+			if st, ok := api.FindCondition(conds, api.ConditionStalled); ok && st.Status == api.ConditionTrue && !api.IsTrue(c.Conditions, api.ConditionStalled) &&
+				plan.Status != api.ClusterErrored {
+				if err := ev("stalled", "%s: %s", st.Reason, st.Message); err != nil {
 					return err
 				}
 			}
@@ -475,7 +483,8 @@ func (r *Reconciler) fail(ctx context.Context, c service.ClusterRecord, reason s
 		return errors.New(reason)
 	}
 	return r.cfg.Store.Update(ctx, func(tx service.Tx) error {
-		changed, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.DesiredState, api.ClusterErrored, reason, now)
+		conds := planner.MergeConditions(c.Conditions, planner.ErroredConditions(reason), now)
+		changed, err := tx.DataPlane().SetClusterStatus(ctx, c.ID, c.Generation, api.ClusterErrored, reason, conds, now)
 		if err != nil || !changed {
 			return err
 		}
@@ -504,11 +513,37 @@ func headOf(nodes []service.NodeRecord) string {
 
 // count records a committed plan's autoscaling decisions in the metrics.
 func (r *Reconciler) count(p planner.Plan) {
-	r.metrics.launched.Add(float64(len(p.AutoscaleLaunched)))
-	r.metrics.drained.Add(float64(p.AutoscaleDrained))
-	for _, k := range p.Blocked {
-		r.metrics.blocked.WithLabelValues(k).Inc()
+	r.metrics.launched.Add(float64(p.Autoscale.Nodes()))
+	r.metrics.drained.Add(float64(len(p.Autoscale.Drained)))
+	seen := map[planner.BlockKind]bool{}
+	for _, b := range p.Blocks {
+		if !seen[b.Kind] {
+			seen[b.Kind] = true
+			r.metrics.blocked.WithLabelValues(string(b.Kind)).Inc()
+		}
 	}
+}
+
+func blockKinds() string {
+	kinds := make([]string, len(planner.BlockKinds))
+	for i, k := range planner.BlockKinds {
+		kinds[i] = string(k)
+	}
+	return strings.Join(kinds, ", ")
+}
+
+// sameConditions reports whether two lists say the same, times included.
+func sameConditions(a, b []api.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || !x.LastTransitionTime.Equal(y.LastTransitionTime) {
+			return false
+		}
+	}
+	return true
 }
 
 // plannerNodes is the planner's view of the nodes.

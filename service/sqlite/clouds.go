@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/service"
@@ -45,16 +47,19 @@ func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	return conflictOnUnique(err, "a cloud named %q already exists", c.Name)
 }
 
-const cloudCols = `id, name, provider, region, credentials, secret != '', storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at`
+const cloudCols = `id, name, provider, region, credentials, secret != '', storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at, verified_at`
 
 func scanCloud(s scanner) (api.Cloud, error) {
 	var c api.Cloud
 	var cr, quotas, hb string
 	var tokenSet bool
 	var created, updated int64
-	if err := s.Scan(&c.ID, &c.Name, &c.Provider, &c.Region, &cr, &tokenSet, &c.StorageLocation, &quotas, &hb, &c.Status, &c.StatusReason, &created, &updated); err != nil {
+	var verified sql.NullInt64
+	if err := s.Scan(&c.ID, &c.Name, &c.Provider, &c.Region, &cr, &tokenSet, &c.StorageLocation, &quotas, &hb, &c.Status, &c.StatusReason,
+		&created, &updated, &verified); err != nil {
 		return c, err
 	}
+	c.LastVerifiedAt = fromNullTS(verified)
 	var creds credentials
 	if err := json.Unmarshal([]byte(cr), &creds); err != nil {
 		return c, fmt.Errorf("cloud %s credentials: %w", c.ID, err)
@@ -114,3 +119,37 @@ func (t *tx) getCloudSecret(ctx context.Context, orgID, id string) (string, erro
 	err := t.tx.QueryRowContext(ctx, `SELECT secret FROM clouds WHERE id = ? AND org_id = ?`, id, orgID).Scan(&secret)
 	return secret, notFoundIfNoRows(err, "cloud", id)
 }
+
+// ListCloudsToVerify answers the clouds whose credentials wait to be tried
+// (verifying) and those last tried before staleBefore, with their secrets.
+func (t *tx) ListCloudsToVerify(ctx context.Context, staleBefore time.Time) ([]service.CloudRecord, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+cloudCols+`, org_id, secret FROM clouds
+		WHERE status = ? OR verified_at IS NULL OR verified_at < ? ORDER BY id`, api.CloudVerifying, ts(staleBefore))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []service.CloudRecord
+	for rows.Next() {
+		var rec service.CloudRecord
+		c, err := scanCloud(scanFunc(func(dest ...any) error { return rows.Scan(append(dest, &rec.OrgID, &rec.Secret)...) }))
+		if err != nil {
+			return nil, err
+		}
+		rec.Cloud = c
+		out = append(out, rec)
+	}
+	return out, rows.Err()
+}
+
+// SetCloudVerification records the result of trying a cloud's credentials,
+// unless the cloud changed since they were read (its updated_at moved).
+func (t *tx) SetCloudVerification(ctx context.Context, id string, seenUpdatedAt time.Time, status, reason string, at time.Time) (bool, error) {
+	return t.changed(ctx, `UPDATE clouds SET status = ?, status_reason = ?, verified_at = ? WHERE id = ? AND updated_at = ?`,
+		status, reason, ts(at), id, ts(seenUpdatedAt))
+}
+
+// scanFunc adapts a function to scanner.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }

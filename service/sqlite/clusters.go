@@ -12,9 +12,11 @@ import (
 
 func (t *tx) createCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	_, err := t.exec(ctx, `INSERT INTO clusters (id, org_id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state,
-		status, status_reason, status_changed_at, head_address, resource_requests, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		status, status_reason, status_changed_at, head_address, resource_requests, created_at, updated_at, generation, observed_generation, conditions)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, orgID, c.Name, c.CloudID, c.ComputeConfigID, c.ComputeConfigVersion, mustJSON(c.Runtime), c.DesiredState,
-		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, mustJSON(requestsOrEmpty(c.ResourceRequests)), ts(c.CreatedAt), ts(c.UpdatedAt))
+		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, mustJSON(requestsOrEmpty(c.ResourceRequests)), ts(c.CreatedAt), ts(c.UpdatedAt),
+		max(c.Generation, 1), c.ObservedGeneration, mustJSON(conditionsOrEmpty(c.Conditions)))
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
@@ -24,7 +26,7 @@ func (t *tx) createCluster(ctx context.Context, orgID string, c api.Cluster) err
 // instance is gone). The control plane's own reads (reconciler, agents)
 // skip the computed part.
 const clusterBaseCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
-	status_changed_at, head_address, resource_requests, created_at, updated_at`
+	status_changed_at, head_address, resource_requests, created_at, updated_at, generation, observed_generation, conditions`
 
 const clusterCols = clusterBaseCols + `,
 	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status = 'RUNNING'),
@@ -42,10 +44,10 @@ func scanCluster(s scanner) (api.Cluster, error) {
 // scanClusterWith scans clusterBaseCols and then the extra destinations.
 func scanClusterWith(s scanner, extra ...any) (api.Cluster, []any, error) {
 	var c api.Cluster
-	var rt, reqs string
+	var rt, reqs, conds string
 	var changed, created, updated int64
 	dest := append([]any{&c.ID, &c.Name, &c.CloudID, &c.ComputeConfigID, &c.ComputeConfigVersion, &rt, &c.DesiredState, &c.Status, &c.StatusReason,
-		&changed, &c.HeadAddress, &reqs, &created, &updated}, extra...)
+		&changed, &c.HeadAddress, &reqs, &created, &updated, &c.Generation, &c.ObservedGeneration, &conds}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return c, extra, err
 	}
@@ -58,6 +60,10 @@ func scanClusterWith(s scanner, extra ...any) (api.Cluster, []any, error) {
 	if c.ResourceRequests == nil {
 		c.ResourceRequests = []api.ResourceDemand{}
 	}
+	if err := json.Unmarshal([]byte(conds), &c.Conditions); err != nil {
+		return c, extra, fmt.Errorf("cluster %s conditions: %w", c.ID, err)
+	}
+	c.Conditions = conditionsOrEmpty(c.Conditions)
 	c.StatusChangedAt, c.CreatedAt, c.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
 	return c, extra, nil
 }
@@ -81,9 +87,11 @@ func (t *tx) listClusters(ctx context.Context, orgID string, f service.ClusterFi
 
 func (t *tx) updateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	err := t.execOne(ctx, "cluster", c.ID, `UPDATE clusters SET name = ?, compute_config_id = ?, compute_config_version = ?, runtime = ?, desired_state = ?,
-		status = ?, status_reason = ?, status_changed_at = ?, head_address = ?, resource_requests = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
+		status = ?, status_reason = ?, status_changed_at = ?, head_address = ?, resource_requests = ?, updated_at = ?, generation = ?
+		WHERE id = ? AND org_id = ?`,
 		c.Name, c.ComputeConfigID, c.ComputeConfigVersion, mustJSON(c.Runtime), c.DesiredState,
-		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, mustJSON(requestsOrEmpty(c.ResourceRequests)), ts(c.UpdatedAt), c.ID, orgID)
+		c.Status, c.StatusReason, ts(c.StatusChangedAt), c.HeadAddress, mustJSON(requestsOrEmpty(c.ResourceRequests)), ts(c.UpdatedAt),
+		max(c.Generation, 1), c.ID, orgID)
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
@@ -117,4 +125,11 @@ func requestsOrEmpty(r []api.ResourceDemand) []api.ResourceDemand {
 		return []api.ResourceDemand{}
 	}
 	return r
+}
+
+func conditionsOrEmpty(cs []api.Condition) []api.Condition {
+	if cs == nil {
+		return []api.Condition{}
+	}
+	return cs
 }

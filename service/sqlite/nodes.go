@@ -15,7 +15,7 @@ import (
 const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, n.instance_id, n.address, n.status, n.status_reason,
 	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.runtime_state, n.runtime_message, n.created_at, n.updated_at,
 	n.vcpus, n.price, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
-	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained`
+	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes`
 
 func scanNode(s scanner) (service.NodeRecord, error) {
 	var n service.NodeRecord
@@ -24,7 +24,7 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	var res, usage string
 	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
 		&changed, &hb, &idle, &res, &usage, &n.RuntimeState, &n.RuntimeMessage, &created, &updated,
-		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained); err != nil {
+		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes); err != nil {
 		return n, err
 	}
 	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
@@ -123,6 +123,9 @@ func (t *tx) changed(ctx context.Context, q string, args ...any) (bool, error) {
 func inList(n int) string { return "(?" + strings.Repeat(", ?", n-1) + ")" }
 
 func (t *tx) TransitionNode(ctx context.Context, id string, from []string, to, reason string, at time.Time) (bool, error) {
+	if len(from) == 0 {
+		return false, nil // from no state: nothing can match
+	}
 	args := []any{to, reason, ts(at), ts(at), id}
 	for _, f := range from {
 		args = append(args, f)
@@ -152,7 +155,7 @@ func (t *tx) SetNodeInstance(ctx context.Context, id, instanceID, address string
 func (t *tx) RegisterNode(ctx context.Context, id, prefix string, hash []byte, at time.Time) (bool, error) {
 	return t.changed(ctx, `UPDATE nodes SET status = ?, status_reason = ?, status_changed_at = ?, bootstrap_used_at = ?, bootstrap_hash = NULL,
 		credential_prefix = ?, credential_hash = ?, last_heartbeat_at = ?, updated_at = ?
-		WHERE id = ? AND status IN (?, ?) AND bootstrap_used_at IS NULL`,
+		WHERE id = ? AND status IN (?, ?) AND bootstrap_hash IS NOT NULL AND bootstrap_used_at IS NULL`,
 		api.NodeRunning, "agent registered", ts(at), ts(at), prefix, hash, ts(at), ts(at), id, api.NodeLaunching, api.NodeRegistering)
 }
 
@@ -163,14 +166,24 @@ func (t *tx) DrainNode(ctx context.Context, id string, deadline time.Time, reaso
 }
 
 func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) error {
-	stmt, err := t.tx.PrepareContext(ctx, `UPDATE nodes SET last_heartbeat_at = MAX(COALESCE(last_heartbeat_at, 0), ?), usage = ?, idle_since = ?,
-		runtime_state = ?, runtime_message = ?, drained = drained OR ? WHERE id = ?`)
+	// A beat older than the one stored (batches overlap a direct write)
+	// changes nothing but the sticky drained flag.
+	stmt, err := t.tx.PrepareContext(ctx, `UPDATE nodes SET
+		usage = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?2 ELSE usage END,
+		idle_since = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?3 ELSE idle_since END,
+		runtime_state = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?4 ELSE runtime_state END,
+		runtime_message = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?5 ELSE runtime_message END,
+		runtime_crashes = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?6 ELSE runtime_crashes END,
+		drained = drained OR ?7,
+		last_heartbeat_at = MAX(COALESCE(last_heartbeat_at, 0), ?1)
+		WHERE id = ?8`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
 	for _, b := range beats {
-		if _, err := stmt.ExecContext(ctx, ts(b.At), mustJSON(orEmpty(b.Usage)), tsPtr(b.IdleSince), b.RuntimeState, b.RuntimeMessage, b.Drained, b.NodeID); err != nil {
+		if _, err := stmt.ExecContext(ctx, ts(b.At), mustJSON(orEmpty(b.Usage)), tsPtr(b.IdleSince), b.RuntimeState, b.RuntimeMessage,
+			b.RuntimeCrashes, b.Drained, b.NodeID); err != nil {
 			return err
 		}
 	}
@@ -209,16 +222,17 @@ func (t *tx) GetClusterRecord(ctx context.Context, id string) (service.ClusterRe
 	return c, notFoundIfNoRows(err, "cluster", id)
 }
 
-func (t *tx) SetClusterStatus(ctx context.Context, id, plannedDesired, status, reason string, at time.Time) (bool, error) {
+func (t *tx) SetClusterStatus(ctx context.Context, id string, generation int64, status, reason string, conditions []api.Condition, at time.Time) (bool, error) {
 	return t.changed(ctx, `UPDATE clusters SET status = ?, status_reason = ?,
-		status_changed_at = CASE WHEN status = ? THEN status_changed_at ELSE ? END, updated_at = ?
-		WHERE id = ? AND desired_state = ? AND (status != ? OR status_reason != ?)`,
-		status, reason, status, ts(at), ts(at), id, plannedDesired, status, reason)
+		status_changed_at = CASE WHEN status = ? THEN status_changed_at ELSE ? END, updated_at = ?,
+		observed_generation = ?, conditions = ?
+		WHERE id = ? AND generation = ?`,
+		status, reason, status, ts(at), ts(at), generation, mustJSON(conditionsOrEmpty(conditions)), id, generation)
 }
 
 func (t *tx) StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error) {
-	return t.changed(ctx, `UPDATE clusters SET desired_state = ?, status = ?, status_reason = ?, status_changed_at = ?, updated_at = ?
-		WHERE id = ? AND desired_state = ?`, api.DesiredTerminated, api.ClusterTerminating, reason, ts(at), ts(at), id, api.DesiredRunning)
+	return t.changed(ctx, `UPDATE clusters SET desired_state = ?, status = ?, status_reason = ?, status_changed_at = ?, updated_at = ?,
+		generation = generation + 1 WHERE id = ? AND desired_state = ?`, api.DesiredTerminated, api.ClusterTerminating, reason, ts(at), ts(at), id, api.DesiredRunning)
 }
 
 func (t *tx) SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error {

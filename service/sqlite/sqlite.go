@@ -193,8 +193,6 @@ func unavailable(err error) error {
 // tx is one transaction; see views.go for the views service.Tx hands out.
 type tx struct{ tx *sql.Tx }
 
-
-
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(ctx, q, args...)
 }

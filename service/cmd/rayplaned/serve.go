@@ -146,12 +146,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
 	})
 
+	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: st, Drivers: drivers, Logger: log})
 	lastUsed := &service.LastUsed{}
 	api := httpapi.New(httpapi.Config{
 		ControlPlane: &service.ControlPlane{
 			Store:            st,
 			Catalog:          reconciler.Catalog(drivers),
 			Wake:             rec.Wake,
+			CloudChanged:     verifier.Wake,
 			Tokens:           lastUsed,
 			LocalStorageRoot: filepath.Join(dataDir, "storage"),
 		},
@@ -180,6 +182,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		liveness.Run(loopCtx, st, cfg.heartbeatFlush, func(err error) { log.Warn("record heartbeats", "err", err) })
 	})
 	loops.Go(func() { rec.Run(loopCtx) })
+	loops.Go(func() { verifier.Run(loopCtx) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()

@@ -1,0 +1,141 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/service"
+)
+
+// VerifierConfig wires a Verifier. Durations of zero take defaults.
+type VerifierConfig struct {
+	Store   service.Store
+	Drivers DriverFunc
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Interval is how often the verifier looks for clouds to verify, when
+	// nothing wakes it sooner; default 10s.
+	Interval time.Duration
+	// Recheck is how long a verification holds before the credentials are
+	// tried again; default 10m.
+	Recheck time.Duration
+	// Timeout bounds one cloud's verification; default 30s.
+	Timeout time.Duration
+}
+
+// Verifier tries clouds' credentials through their drivers: as soon as a
+// cloud is created or its credentials change, and again every Recheck, so
+// that a role that stopped working shows on the cloud (status error, with
+// the reason) before a launch fails on it. A transient failure (a timeout,
+// throttling) leaves the status as it is and is tried again.
+type Verifier struct {
+	cfg  VerifierConfig
+	log  *slog.Logger
+	wake chan struct{}
+}
+
+// NewVerifier applies defaults.
+func NewVerifier(cfg VerifierConfig) *Verifier {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 10 * time.Second
+	}
+	if cfg.Recheck == 0 {
+		cfg.Recheck = 10 * time.Minute
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	return &Verifier{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+}
+
+// Wake asks for a look soon (a cloud was created or changed).
+func (v *Verifier) Wake() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run verifies until ctx ends.
+func (v *Verifier) Run(ctx context.Context) {
+	t := time.NewTicker(v.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := v.VerifyAll(ctx); err != nil && ctx.Err() == nil {
+			v.log.Warn("verify clouds", LogErr, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-v.wake:
+		}
+	}
+}
+
+// VerifyAll verifies every cloud that waits for it or is due again.
+func (v *Verifier) VerifyAll(ctx context.Context) error {
+	now := v.cfg.Now().UTC()
+	var clouds []service.CloudRecord
+	err := v.cfg.Store.View(ctx, func(tx service.Tx) (err error) {
+		clouds, err = tx.DataPlane().ListCloudsToVerify(ctx, now.Add(-v.cfg.Recheck))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range clouds {
+		if ctx.Err() != nil {
+			return nil
+		}
+		v.verify(ctx, c)
+	}
+	return nil
+}
+
+// verify tries one cloud and records the result.
+func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
+	status, reason := api.CloudActive, "credentials verified"
+	d, err := v.cfg.Drivers(ctx, c.Cloud, c.Secret)
+	if err != nil {
+		status, reason = api.CloudError, fmt.Sprintf("no driver for this cloud: %v", err)
+	} else {
+		vctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+		err = d.Verify(vctx)
+		cancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return
+		case cloud.KindOf(err) == cloud.Transient:
+			v.log.Info("cloud verification will be retried", "cloud_id", c.ID, LogErr, err)
+			if c.Status != api.CloudVerifying {
+				return // keep what the last verification found
+			}
+			status, reason = api.CloudVerifying, fmt.Sprintf("verification will be retried: %v", err)
+		default:
+			status, reason = api.CloudError, fmt.Sprintf("verification failed (%s): %v", cloud.KindOf(err), err)
+		}
+	}
+	now := v.cfg.Now().UTC()
+	err = v.cfg.Store.Update(ctx, func(tx service.Tx) error {
+		changed, err := tx.DataPlane().SetCloudVerification(ctx, c.ID, c.UpdatedAt, status, reason, now)
+		if err == nil && !changed {
+			v.Wake() // the cloud changed since it was read: look again
+		}
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		v.log.Warn("record cloud verification", "cloud_id", c.ID, LogErr, err)
+	}
+}

@@ -27,13 +27,17 @@ var (
 	_ resource.ResourceWithConfigure      = (*cloudResource)(nil)
 	_ resource.ResourceWithImportState    = (*cloudResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*cloudResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*cloudResource)(nil)
 )
 
 func newCloudResource() resource.Resource { return &cloudResource{} }
 
 // cloudResource is rayplane_cloud: an account, cluster or machine that
 // rayplane runs nodes in, reached through a role the customer granted.
-type cloudResource struct{ client *client.Client }
+type cloudResource struct {
+	client  *client.Client
+	planned *plannedChanges
+}
 
 type cloudModel struct {
 	ID                       types.String `tfsdk:"id"`
@@ -263,6 +267,7 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 
 func (r *cloudResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.client = resourceClient(req, resp)
+	r.planned = resourcePlanned(req, resp)
 }
 
 // ValidateConfig checks what spans attributes: the provider's block and
@@ -542,4 +547,33 @@ func (r *cloudResource) Delete(ctx context.Context, req resource.DeleteRequest, 
 
 func (r *cloudResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// ModifyPlan records the quotas the plan gives an existing cloud, for the
+// clusters planned after it (plannedChanges).
+func (r *cloudResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+		return // create (no id for a cluster to name yet) or destroy
+	}
+	var plan, prior cloudModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	id := prior.ID.ValueString()
+	switch {
+	case plan.Quotas.Equal(prior.Quotas):
+		r.planned.setQuotas(id, nil, false)
+	case !fullyKnown(ctx, plan.Quotas):
+		r.planned.setQuotas(id, nil, true)
+	default:
+		q := api.Quotas{}
+		if !plan.Quotas.IsNull() {
+			var m cloudQuotasModel
+			resp.Diagnostics.Append(plan.Quotas.As(ctx, &m, objectAsOptions)...)
+			q = api.Quotas{MaxNodes: intPtrFrom(m.MaxNodes), MaxVCPUs: intPtrFrom(m.MaxVCPUs)}
+		}
+		r.planned.setQuotas(id, &q, true)
+	}
 }

@@ -2,122 +2,217 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
 
-// The plan-time check that a cluster can start at all: its head and every
-// worker group's min_nodes must fit the cloud's quota (max_nodes,
-// max_vcpus) and the compute config's max_hourly_cost. The control plane
-// would otherwise launch part of the cluster at apply and stop it ERRORED
-// with the same reason, after minutes of waiting.
+// Whether a cluster can start at all: its head and every worker group's
+// min_nodes against the cloud's quota, the compute config's cost cap and
+// the cloud's catalog. The provider does not work this out itself: it asks
+// the control plane's dry run (POST /v1/clusters/dry-run), which plans the
+// minimum with the planner's own rules and prices, and passes it the
+// values this plan gives the cloud and the compute config when it changes
+// them too (plannedChanges).
 //
-// Only this cluster's minimum is counted. Other clusters of the same cloud
-// hold part of its quota too, but what they hold changes while the plan
-// waits to be applied, so the control plane checks the whole quota when it
-// launches; a plan that passes here can still end ERRORED there.
+// At plan time the answer is a warning, never an error. Terraform and
+// OpenTofu run a normal plan before every destroy and stop the destroy on
+// any error a provider raises there (hashicorp/terraform#33908), so an
+// error here would make a configuration with such a cluster impossible to
+// destroy. The apply then refuses, before anything is created or changed,
+// a cluster whose minimum can never fit; one that fits alone but not
+// beside what the cloud's other clusters hold now is left to the control
+// plane, which may find room when they release it.
+
+// clusterDryRun asks the control plane what it would make of the cluster
+// the plan declares. ok is false when the plan cannot know yet (a value
+// known only at apply, no driver for the cloud, the control plane away).
+func (r *clusterResource) clusterDryRun(ctx context.Context, req resource.ModifyPlanRequest, diags *diag.Diagnostics) (api.ClusterDryRun, path.Path, bool) {
+	at := path.Root("compute_config_id")
+	var plan clusterResourceModel
+	var configured intValue
+	diags.Append(req.Plan.Get(ctx, &plan)...)
+	diags.Append(req.Config.GetAttribute(ctx, path.Root("compute_config_version"), &configured)...)
+	if diags.HasError() || plan.CloudID.IsUnknown() || plan.ComputeConfigID.IsUnknown() ||
+		plan.DesiredState.IsUnknown() || plan.DesiredState.ValueString() == api.DesiredTerminated {
+		return api.ClusterDryRun{}, at, false
+	}
+	var prior *clusterResourceModel
+	if !req.State.Raw.IsNull() {
+		prior = &clusterResourceModel{}
+		diags.Append(req.State.Get(ctx, prior)...)
+		if diags.HasError() {
+			return api.ClusterDryRun{}, at, false
+		}
+		starts := prior.DesiredState.ValueString() != api.DesiredRunning || prior.Status.ValueString() == api.ClusterErrored
+		if !starts && plan.CloudID.Equal(prior.CloudID) && plan.ComputeConfigID.Equal(prior.ComputeConfigID) &&
+			plan.ComputeConfigVersion.Equal(prior.ComputeConfigVersion) {
+			return api.ClusterDryRun{}, at, false // unchanged: not checked again
+		}
+	}
+	body, d := plan.request(ctx)
+	if d.HasError() {
+		return api.ClusterDryRun{}, at, false
+	}
+	dr := api.ClusterDryRunRequest{Cluster: body}
+	if prior != nil {
+		dr.ClusterID = prior.ID.ValueString()
+	}
+	ccID, cloudID := plan.ComputeConfigID.ValueString(), plan.CloudID.ValueString()
+	spec, specChanged := r.planned.plannedSpec(ccID)
+	switch {
+	case !configured.IsNull() && !configured.IsUnknown():
+		at = path.Root("compute_config_version") // a version the control plane holds
+	case configured.IsUnknown():
+		// Follows the config's version, which this plan changes.
+		at = path.Root("compute_config_version")
+		if !specChanged || spec == nil {
+			return api.ClusterDryRun{}, at, false
+		}
+		dr.ComputeConfig = spec
+	case prior != nil && plan.ComputeConfigID.Equal(prior.ComputeConfigID):
+		// Stays pinned to its version, whatever this plan does to the config.
+	case specChanged && spec == nil:
+		return api.ClusterDryRun{}, at, false
+	case specChanged:
+		dr.ComputeConfig = spec // the latest, once this plan is applied
+	}
+	if q, changed := r.planned.plannedQuotas(cloudID); changed {
+		if q == nil {
+			return api.ClusterDryRun{}, at, false
+		}
+		dr.CloudQuotas = q
+	}
+	out, err := r.client.DryRunCluster(ctx, dr)
+	switch {
+	case err == nil:
+		return out, at, true
+	case api.IsCode(err, api.CodeNotFound), api.IsCode(err, api.CodeInvalid):
+		// A missing cloud or config, or a version it does not have, is the
+		// configuration's mistake, named on the attribute that holds it;
+		// a warning, like the limits, so that a destroy stays possible.
+		for _, d := range apiErrorDiagnostics("rayplane cluster "+strconv.Quote(body.Name)+" cannot be created as planned", dryRunFields(err), nil) {
+			if wp, ok := d.(diag.DiagnosticWithPath); ok {
+				diags.AddAttributeWarning(wp.Path(), d.Summary(), d.Detail())
+			} else {
+				diags.AddWarning(d.Summary(), d.Detail())
+			}
+		}
+	case clusterRetryable(err):
+		// No driver for the cloud, or the control plane away: no check.
+	default:
+		diags.Append(errorDiagnostic("Cannot check rayplane cluster "+strconv.Quote(body.Name)+" against its cloud's limits", err))
+	}
+	return api.ClusterDryRun{}, at, false
+}
+
+// dryRunFields answers err with the dry run's "cluster." taken off its
+// field names: they are the cluster's attributes.
+func dryRunFields(err error) error {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	out := *e
+	out.Fields = make([]api.FieldError, len(e.Fields))
+	for i, f := range e.Fields {
+		f.Field = strings.TrimPrefix(f.Field, "cluster.")
+		out.Fields[i] = f
+	}
+	return &out
+}
+
+// checkMinimum warns at plan time when the cluster's minimum does not fit,
+// on the attribute that picks the compute config version.
+func (r *clusterResource) checkMinimum(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if r.client == nil || req.Plan.Raw.IsNull() {
+		return // not configured yet, or a destroy
+	}
+	out, at, ok := r.clusterDryRun(ctx, req, &resp.Diagnostics)
+	if !ok || out.Fits {
+		return
+	}
+	for _, p := range clusterLimitProblems(out, at, "") {
+		resp.Diagnostics.AddAttributeWarning(at, p.summary, p.detail)
+	}
+}
 
 // clusterLimitProblem is one limit a cluster's minimum breaks.
-type clusterLimitProblem struct{ summary, detail string }
+type clusterLimitProblem struct {
+	summary, detail string
+	otherClusters   bool // the minimum alone fits; the cloud's other clusters hold the room
+}
 
-// clusterMinimumProblems answers what keeps the minimum of cc (the head
-// plus every group's min_nodes) from fitting cloud's quota or cc's
-// max_hourly_cost. catalog is the cloud's instance types; without it
-// (catalogKnown false: it could not be read) only the node count is
-// checked. Prices are the catalog's, the spot price for workers of the
-// spot and prefer_spot markets when the type has one, as the control plane
-// counts them.
-func clusterMinimumProblems(cloud api.Cloud, cc api.ComputeConfig, catalog []api.InstanceType, catalogKnown bool) []clusterLimitProblem {
-	var problems []clusterLimitProblem
-	what := fmt.Sprintf("version %d of compute config %s", cc.Version, cc.ID)
-	const otherClusters = "\n\nOnly this cluster's minimum is counted here; other clusters of the cloud use its quota too, " +
-		"and the control plane checks the whole quota when it launches the nodes."
-
-	workers, groups := 0, []string{}
-	for _, g := range cc.WorkerGroups {
-		if g.MinNodes > 0 {
-			workers += g.MinNodes
-			groups = append(groups, fmt.Sprintf("%s %d", g.Name, g.MinNodes))
-		}
-	}
-	q := cloud.Quotas
-	if q.MaxNodes != nil && 1+workers > *q.MaxNodes {
-		problems = append(problems, clusterLimitProblem{
-			summary: "Cluster does not fit the cloud's quota",
-			detail: fmt.Sprintf("%s needs %d nodes to start: the head and %d workers (min_nodes: %s). Cloud %s's quota "+
-				"max_nodes is %d. Lower the worker groups' min_nodes or raise the cloud's quota.%s",
-				what, 1+workers, workers, clusterListOrNone(groups), cloud.ID, *q.MaxNodes, otherClusters),
-		})
-	}
-	if !catalogKnown || (q.MaxVCPUs == nil && cc.MaxHourlyCost == nil) {
-		return problems
-	}
-
-	offered := map[string]api.InstanceType{}
-	names := make([]string, len(catalog))
-	for i, t := range catalog {
-		offered[t.Name] = t
-		names[i] = t.Name
-	}
-	var missing []string
-	if _, ok := offered[cc.HeadNode.InstanceType]; !ok {
-		missing = append(missing, fmt.Sprintf("head_node.instance_type %q", cc.HeadNode.InstanceType))
-	}
-	for i, g := range cc.WorkerGroups {
-		if _, ok := offered[g.InstanceType]; !ok {
-			missing = append(missing, fmt.Sprintf("worker_groups[%d].instance_type %q", i, g.InstanceType))
-		}
-	}
-	if len(missing) > 0 {
-		return append(problems, clusterLimitProblem{
-			summary: "Instance type not offered by the cloud",
-			detail: fmt.Sprintf("%s uses %s, which cloud %s does not offer (it offers %s).",
-				what, strings.Join(missing, " and "), cloud.ID, clusterListOrNone(names)),
-		})
-	}
-
-	head := offered[cc.HeadNode.InstanceType]
-	vcpus, cost := head.CPUs, head.PricePerHour // the head is always on demand
-	vcpuParts := []string{fmt.Sprintf("head %s %g", head.Name, head.CPUs)}
-	costParts := []string{fmt.Sprintf("head %s %s", head.Name, clusterUSD(head.PricePerHour))}
-	for _, g := range cc.WorkerGroups {
-		if g.MinNodes <= 0 {
+// clusterLimitProblems renders a dry run's blocks for people; what names
+// the compute config (and version) when known.
+func clusterLimitProblems(out api.ClusterDryRun, at path.Path, cloudID string) []clusterLimitProblem {
+	var parts []string
+	for _, n := range out.Nodes {
+		if n.Count == 1 && n.Group == "head" {
+			parts = append(parts, fmt.Sprintf("head %s", n.InstanceType))
 			continue
 		}
-		t := offered[g.InstanceType]
-		price, market := t.PricePerHour, ""
-		if g.Market != "" && g.Market != api.MarketOnDemand && t.SpotPrice > 0 {
-			price, market = t.SpotPrice, " spot"
+		parts = append(parts, fmt.Sprintf("%s %d × %s", n.Group, n.Count, n.InstanceType))
+	}
+	need := fmt.Sprintf("Its minimum (the head and every worker group's min_nodes: %s) is %d nodes, %g vCPUs and %s USD per hour.",
+		clusterListOrNone(parts), out.NodeCount, out.VCPUs, clusterUSD(out.HourlyCost))
+	var problems []clusterLimitProblem
+	for _, b := range out.Blocked {
+		p := clusterLimitProblem{otherClusters: b.OtherClusters}
+		switch b.Kind {
+		case "quota_nodes", "quota_vcpus":
+			p.summary = "Cluster does not fit the cloud's quota"
+		case "cost_cap":
+			p.summary = "Cluster's minimum nodes exceed the cost cap"
+		case "unknown_instance_type":
+			p.summary = "Instance type not offered by the cloud"
+		default:
+			p.summary = "Cluster cannot start within its limits"
 		}
-		vcpus += float64(g.MinNodes) * t.CPUs
-		cost += float64(g.MinNodes) * price
-		vcpuParts = append(vcpuParts, fmt.Sprintf("%s %d × %s %g", g.Name, g.MinNodes, t.Name, t.CPUs))
-		costParts = append(costParts, fmt.Sprintf("%s %d × %s%s %s", g.Name, g.MinNodes, t.Name, market, clusterUSD(price)))
-	}
-	if q.MaxVCPUs != nil && vcpus > float64(*q.MaxVCPUs)+1e-9 {
-		problems = append(problems, clusterLimitProblem{
-			summary: "Cluster does not fit the cloud's quota",
-			detail: fmt.Sprintf("%s needs %g vCPUs to start (%s). Cloud %s's quota max_vcpus is %d. Lower the worker "+
-				"groups' min_nodes, use smaller instance types or raise the cloud's quota.%s",
-				what, vcpus, strings.Join(vcpuParts, " + "), cloud.ID, *q.MaxVCPUs, otherClusters),
-		})
-	}
-	if c := cc.MaxHourlyCost; c != nil && cost > *c+1e-9 {
-		problems = append(problems, clusterLimitProblem{
-			summary: "Cluster's minimum nodes exceed the cost cap",
-			detail: fmt.Sprintf("%s costs %s USD per hour to start (%s), more than its max_hourly_cost of %s. Lower the "+
-				"worker groups' min_nodes, use cheaper instance types or spot workers, or raise max_hourly_cost.",
-				what, clusterUSD(cost), strings.Join(costParts, " + "), clusterUSD(*c)),
-		})
+		p.detail = fmt.Sprintf("Attribute %s: %s. %s", at, b.Message, need)
+		if b.OtherClusters {
+			p.detail += fmt.Sprintf(" It would fit alone, but the cloud's other clusters hold %d nodes and %g vCPUs of its quota now; "+
+				"the control plane makes the cluster ERRORED unless they release them.", out.OtherClusters.Nodes, out.OtherClusters.VCPUs)
+		} else {
+			p.detail += " Lower the worker groups' min_nodes, use smaller or spot instance types, or raise the cloud's quota or max_hourly_cost."
+		}
+		problems = append(problems, p)
 	}
 	return problems
+}
+
+// refuseUnstartable is the apply's check: before a create, or an update
+// that starts the cluster or moves it to another version, it refuses a
+// cluster whose minimum can never fit, naming every limit, so nothing is
+// created or changed.
+func (r *clusterResource) refuseUnstartable(ctx context.Context, body api.ClusterRequest, clusterID string, diags *diag.Diagnostics) bool {
+	if body.DesiredState == api.DesiredTerminated {
+		return false
+	}
+	out, err := r.client.DryRunCluster(ctx, api.ClusterDryRunRequest{Cluster: body, ClusterID: clusterID})
+	if err != nil {
+		return false // the create or update itself reports what is wrong
+	}
+	at := path.Root("compute_config_id")
+	if body.ComputeConfigVersion != 0 {
+		at = path.Root("compute_config_version")
+	}
+	refused := false
+	for _, p := range clusterLimitProblems(out, at, body.CloudID) {
+		if !p.otherClusters {
+			diags.AddAttributeError(at, p.summary, p.detail+"\n\nNothing was created or changed.")
+			refused = true
+		}
+	}
+	return refused
 }
 
 // clusterUSD formats an amount of dollars without float noise.
@@ -132,96 +227,9 @@ func clusterListOrNone(items []string) string {
 	return strings.Join(items, ", ")
 }
 
-// checkMinimum runs clusterMinimumProblems at plan time, when the plan
-// creates the cluster, moves it to another compute config or version, or
-// starts it (terminated, ERRORED); an unchanged cluster is not checked
-// again, so a plan does not fail on a quota lowered under a running
-// cluster. It says nothing when it cannot know: the cloud, the config or
-// the version is unknown until apply (made or changed in the same plan),
-// or the control plane cannot read the cloud's catalog (no driver, the
-// cloud unreachable: 503).
-func (r *clusterResource) checkMinimum(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if r.client == nil {
-		return // the provider is not configured yet
-	}
-	var plan clusterResourceModel
-	var configured intValue
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("compute_config_version"), &configured)...)
-	if resp.Diagnostics.HasError() || plan.CloudID.IsUnknown() || plan.ComputeConfigID.IsUnknown() || configured.IsUnknown() ||
-		plan.DesiredState.IsUnknown() || plan.DesiredState.ValueString() == api.DesiredTerminated {
-		return
-	}
-	if !req.State.Raw.IsNull() {
-		var prior clusterResourceModel
-		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
-		if resp.Diagnostics.HasError() {
-			return
-		}
-		starts := prior.DesiredState.ValueString() != api.DesiredRunning || prior.Status.ValueString() == api.ClusterErrored
-		if !starts && plan.CloudID.Equal(prior.CloudID) && plan.ComputeConfigID.Equal(prior.ComputeConfigID) &&
-			plan.ComputeConfigVersion.Equal(prior.ComputeConfigVersion) {
-			return
-		}
-	}
-
-	// The error goes on the version when it is configured; otherwise on
-	// the config, whose pinned or latest version is checked.
-	at := path.Root("compute_config_id")
-	version := 0 // the latest, as the control plane pins on create
-	switch {
-	case !configured.IsNull():
-		at, version = path.Root("compute_config_version"), int(configured.ValueInt64())
-	case !plan.ComputeConfigVersion.IsUnknown() && !plan.ComputeConfigVersion.IsNull():
-		version = int(plan.ComputeConfigVersion.ValueInt64())
-	}
-	ccID, cloudID := plan.ComputeConfigID.ValueString(), plan.CloudID.ValueString()
-	var cc api.ComputeConfig
-	var err error
-	if version == 0 {
-		cc, err = r.client.GetComputeConfig(ctx, ccID)
-	} else {
-		cc, err = r.client.GetComputeConfigVersion(ctx, ccID, version)
-	}
-	if !minimumLookupOK(resp, at, "compute config", ccID, err) {
-		return
-	}
-	cloud, err := r.client.GetCloud(ctx, cloudID)
-	if !minimumLookupOK(resp, path.Root("cloud_id"), "cloud", cloudID, err) {
-		return
-	}
-	var catalog []api.InstanceType
-	catalogKnown := false
-	if cloud.Quotas.MaxVCPUs != nil || cc.MaxHourlyCost != nil {
-		catalog, err = r.client.ListInstanceTypes(ctx, cloudID)
-		switch {
-		case err == nil:
-			catalogKnown = true
-		case clusterRetryable(err):
-			// No driver for the cloud, or the cloud is unreachable: the
-			// plan goes on without prices and vCPUs.
-		default:
-			resp.Diagnostics.Append(errorDiagnostic("Cannot read the instance types of cloud "+cloudID, err))
-			return
-		}
-	}
-	for _, p := range clusterMinimumProblems(cloud, cc, catalog, catalogKnown) {
-		resp.Diagnostics.AddAttributeError(at, p.summary, fmt.Sprintf("Attribute %s: %s", at, p.detail))
-	}
-}
-
-// minimumLookupOK reports whether a read for checkMinimum succeeded. A
-// missing object is the configuration's mistake, reported on the attribute
-// that names it; a control plane that cannot answer now skips the check.
-func minimumLookupOK(resp *resource.ModifyPlanResponse, at path.Path, kind, id string, err error) bool {
-	switch {
-	case err == nil:
-		return true
-	case api.IsCode(err, api.CodeNotFound):
-		resp.Diagnostics.AddAttributeError(at, "rayplane "+kind+" not found", fmt.Sprintf("Attribute %s: %v", at, err))
-	case clusterRetryable(err):
-	default:
-		resp.Diagnostics.Append(errorDiagnostic(fmt.Sprintf("Cannot read rayplane %s %s", kind, id), err))
-	}
-	return false
+// clusterStartsOrMoves reports whether an update starts the cluster or pins
+// it to another compute config or version: what the apply's check is for.
+func clusterStartsOrMoves(plan, prior clusterResourceModel) bool {
+	starts := prior.DesiredState.ValueString() != api.DesiredRunning || prior.Status.ValueString() == api.ClusterErrored
+	return starts || !plan.ComputeConfigID.Equal(prior.ComputeConfigID) || !plan.ComputeConfigVersion.Equal(prior.ComputeConfigVersion)
 }

@@ -40,7 +40,10 @@ func newClusterResource() resource.Resource { return &clusterResource{} }
 // clusterResource is rayplane_cluster: a Ray cluster the control plane
 // runs. Create, update and delete wait for the cluster to get where the
 // configuration says (RUNNING, TERMINATED, gone), within the timeouts.
-type clusterResource struct{ client *client.Client }
+type clusterResource struct {
+	client  *client.Client
+	planned *plannedChanges
+}
 
 // Default timeouts. A cloud cluster takes minutes to start (instances boot,
 // images are pulled) and draining nodes may wait for work to finish.
@@ -173,12 +176,15 @@ func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataReque
 func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		Description: "A Ray cluster that the rayplane control plane runs in a cloud, sized by a version of a compute config. " +
-			"Create waits until the cluster is `RUNNING` (or `TERMINATED` with `desired_state = \"terminated\"`); if it fails to " +
-			"start (`ERRORED`, e.g. a quota) or the create timeout passes, what was started is deleted again and the error says why. " +
-			"Changes are applied in place: a new compute config version or new `resource_requests` add or drain workers without " +
-			"restarting the other nodes. A plan fails when the head and the worker groups' `min_nodes` alone cannot fit the cloud's " +
-			"quota (`max_nodes`, `max_vcpus`) or the compute config's `max_hourly_cost`; other clusters' use of the quota is checked " +
-			"by the control plane at apply.",
+			"Create and update wait until the control plane has acted on the change and reports the cluster `Ready` (its head and " +
+			"every group's `min_nodes` serving, no group above `max_nodes`, `resource_requests` placed), or `TERMINATED` with " +
+			"`desired_state = \"terminated\"`. They fail early when the control plane reports the cluster `Stalled`: `ERRORED` " +
+			"(e.g. a quota), or a runtime it needs crashing 3 times in a row; a failed create deletes what was started again, and " +
+			"the error says why. Changes are applied in place: a new compute config version or new `resource_requests` add or " +
+			"drain workers without restarting the other nodes. When the head and the worker groups' `min_nodes` cannot fit the " +
+			"cloud's quota (`max_nodes`, `max_vcpus`) or the compute config's `max_hourly_cost`, the plan warns (with the values " +
+			"this plan gives the cloud and the compute config) and the apply refuses before anything is created or changed; a " +
+			"plan-time error would make the configuration impossible to destroy.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   descClusterID,
@@ -314,6 +320,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 
 func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.client = resourceClient(req, resp)
+	r.planned = resourcePlanned(req, resp)
 }
 
 func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -333,6 +340,9 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		return
 	}
 	summary := fmt.Sprintf("Cannot create rayplane cluster %q", body.Name)
+	if r.refuseUnstartable(ctx, body, "", &resp.Diagnostics) {
+		return
+	}
 	// The create timeout counts from here and bounds the wait. The POST
 	// itself is not cut short by it: a create whose answer was lost could
 	// not be cleaned up, so it is allowed its own request timeout.
@@ -344,10 +354,11 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	waitCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	cl, err := waitForCluster(waitCtx, r.client, created.ID, clusterTarget(body.DesiredState), createTimeout)
+	cl, err := waitForCluster(waitCtx, r.client, created, clusterTarget(body.DesiredState), createTimeout)
 	if err == nil {
 		resp.Diagnostics.Append(plan.fromAPI(ctx, cl)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+		clusterRequestsWarning(cl, &resp.Diagnostics)
 		return
 	}
 
@@ -439,12 +450,15 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	summary := fmt.Sprintf("Cannot update rayplane cluster %s", id)
 	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
-	_, err := r.client.UpdateCluster(ctx, id, body)
+	if clusterStartsOrMoves(plan, state) && r.refuseUnstartable(ctx, body, id, &resp.Diagnostics) {
+		return
+	}
+	updated, err := r.client.UpdateCluster(ctx, id, body)
 	if err != nil {
 		resp.Diagnostics.Append(apiErrorDiagnostics(summary, err, nil)...)
 		return
 	}
-	cl, err := waitForCluster(ctx, r.client, id, clusterTarget(body.DesiredState), updateTimeout)
+	cl, err := waitForCluster(ctx, r.client, updated, clusterTarget(body.DesiredState), updateTimeout)
 	if cl.ID != "" && cl.Status != "" {
 		// The change is made; the state says so even if the wait failed.
 		resp.Diagnostics.Append(plan.fromAPI(ctx, cl)...)
@@ -452,7 +466,9 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	}
 	if err != nil {
 		resp.Diagnostics.AddError(summary, err.Error())
+		return
 	}
+	clusterRequestsWarning(cl, &resp.Diagnostics)
 }
 
 func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -482,8 +498,8 @@ func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportSt
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
 
-// ModifyPlan fails a plan whose compute config cannot start within the
-// cloud's quota or its own cost cap (clusterCheckMinimum), and makes an
+// ModifyPlan warns when the cluster's compute config cannot start within
+// the cloud's quota or its own cost cap (checkMinimum), and makes an
 // ERRORED cluster that should run show a change: the control plane
 // retries an errored cluster when its desired state is applied again, so
 // the plan offers exactly that.

@@ -856,9 +856,11 @@ func TestAccClusterResource_resourceRequests(t *testing.T) {
 
 // TestAccClusterResource_planLimits: a cluster whose minimum (head and
 // min_nodes) cannot fit the cloud's quota or the compute config's cost
-// cap fails at plan time, on the attribute that picks the version, and
-// nothing is created. Where the plan cannot know (a version unknown until
-// apply, a cloud whose catalog the control plane cannot read) it passes.
+// cap is refused by the apply, on the attribute that picks the version,
+// before anything is created; the plan only warns (see
+// TestAccClusterResource_destroyNeverCreated). Where the plan cannot know
+// (a version unknown until apply, a cloud whose catalog the control plane
+// cannot read) it passes.
 func TestAccClusterResource_planLimits(t *testing.T) {
 	// 1 head + 3 workers = 4 nodes; the cloud allows 3.
 	fx := newClusterTestFixture(t, "acc-cluster-limits", 3, 3)
@@ -887,33 +889,37 @@ func TestAccClusterResource_planLimits(t *testing.T) {
 		}
 	})
 
-	fails := func(config string, parts ...string) resource.TestStep {
-		return resource.TestStep{Config: config, PlanOnly: true, ExpectError: wordsRE(parts...)}
+	refused := func(config string, parts ...string) []resource.TestStep {
+		return []resource.TestStep{
+			{Config: config, ExpectError: wordsRE(append(parts, "Nothing was created or changed")...)},
+			clusterTestCheckGoneStep(fx),
+		}
 	}
 	passes := func(config string) resource.TestStep {
 		return resource.TestStep{Config: config, PlanOnly: true, ExpectNonEmptyPlan: true}
 	}
+	var steps []resource.TestStep
+	steps = append(steps, refused(fx.hcl(""), "Cluster does not fit the cloud's quota", "compute_config_id =",
+		"Attribute compute_config_id: quota exceeded: cloud max_nodes is 3 and 3 are in use",
+		"head local.small, cpu 3 × local.small) is 4 nodes")...)
+	steps = append(steps, refused(fx.hcl("  compute_config_version = 1\n"), "Cluster does not fit the cloud's quota", "compute_config_version = 1",
+		"Attribute compute_config_version: quota exceeded", "is 4 nodes")...)
+	steps = append(steps, refused(fx.hclIn(fx.cloudID, onDemand, ""), "minimum nodes exceed the cost cap",
+		"Attribute compute_config_id: cost cap exceeded: max_hourly_cost is 0.025 and the cluster's nodes cost 0.02; a local.small node costs 0.01",
+		"head local.small, cpu 2 × local.small) is 3 nodes, 3 vCPUs and 0.03 USD per hour")...)
+	steps = append(steps,
+		passes(fx.hclIn(fx.cloudID, spot, "")),
+		passes(fx.hclIn(fx.cloudID, preferSpot, "  compute_config_version = 1\n")),
+		// The version is known only at apply: the control plane checks then.
+		passes(fx.hcl("  compute_config_version = timestamp() == \"\" ? 2 : 1\n")),
+		// No catalog, so no vCPUs or prices to check.
+		passes(fx.hclIn(aws.ID, onDemand, "")),
+		clusterTestCheckGoneStep(fx),
+	)
 	resource.ParallelTest(t, resource.TestCase{
 		PreCheck:                 func() { testAccPreCheck(t) },
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		CheckDestroy:             testAccCheckClusterGone(fx),
-		Steps: []resource.TestStep{
-			fails(fx.hcl(""), "Cluster does not fit the cloud's quota", "compute_config_id =",
-				"Attribute compute_config_id: version 1 of compute config "+fx.configID+" needs 4 nodes to start",
-				"the head and 3 workers (min_nodes: cpu 3)", "quota max_nodes is 3", "Only this cluster's minimum is counted"),
-			fails(fx.hcl("  compute_config_version = 1\n"), "Cluster does not fit the cloud's quota", "compute_config_version = 1",
-				"Attribute compute_config_version: version 1", "needs 4 nodes", "max_nodes is 3"),
-			fails(fx.hclIn(fx.cloudID, onDemand, ""), "minimum nodes exceed the cost cap",
-				"Attribute compute_config_id: version 1 of compute config "+onDemand+" costs 0.03 USD per hour to start",
-				"(head local.small 0.01 + cpu 2 × local.small 0.01)", "more than its max_hourly_cost of 0.025"),
-			passes(fx.hclIn(fx.cloudID, spot, "")),
-			passes(fx.hclIn(fx.cloudID, preferSpot, "  compute_config_version = 1\n")),
-			// The version is known only at apply: the control plane checks then.
-			passes(fx.hcl("  compute_config_version = timestamp() == \"\" ? 2 : 1\n")),
-			// No catalog, so no vCPUs or prices to check (the node count
-			// needs none, and this cloud has no max_nodes).
-			passes(fx.hclIn(aws.ID, onDemand, "")),
-			clusterTestCheckGoneStep(fx),
-		},
+		Steps:                    steps,
 	})
 }

@@ -1,16 +1,13 @@
 package provider
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"math"
-	"slices"
-	"strings"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/client"
 )
@@ -23,16 +20,6 @@ const (
 	clusterPollFirst = 250 * time.Millisecond
 	clusterPollMax   = 3 * time.Second
 )
-
-// clusterRequestsSettle is how long a running cluster whose resource
-// requests do not fit on its serving workers may stay unchanged, with no
-// worker on the way, before the wait accepts it as it is. The control
-// plane may not launch what the requests want (a group at max_nodes, the
-// quota, the cost cap, a shape no type holds: its status reason says so),
-// and clusterRequestsPlaced packs more simply than the autoscaler does; so
-// an unchanged cluster ends the wait. The time covers the reconciler's
-// first pass after a change (a second at most by default).
-const clusterRequestsSettle = 10 * time.Second
 
 // errClusterGone says the cluster answered 404 while the provider waited
 // for it to reach a state: someone deleted it meanwhile.
@@ -48,8 +35,8 @@ const (
 )
 
 // clusterWaitError is a wait that ended without the cluster reaching the
-// target: it failed (ERRORED, with the control plane's reason) or time ran
-// out. It carries the last cluster seen, for diagnostics and cleanup.
+// target: it failed (Stalled: ERRORED, or a runtime crash loop, with the
+// control plane's reason) or time ran out. It carries the last cluster seen, for diagnostics and cleanup.
 type clusterWaitError struct {
 	Cluster  api.Cluster
 	Target   clusterTarget
@@ -90,205 +77,42 @@ func clusterWantedStatus(t clusterTarget) string {
 	return api.ClusterRunning
 }
 
-// clusterSettled decides whether a wait is over: done when the cluster is
-// where target says, failed (non-nil error) when it cannot get there without
-// the user acting. For running that means more than status RUNNING: the
-// control plane keeps RUNNING while it adds or drains workers after a
-// compute config change, so the wait also wants every worker group of the
-// pinned version within its bounds, counted from the node list.
-func clusterSettled(c api.Cluster, spec *api.ComputeConfigSpec, nodes []api.Node, target clusterTarget) (bool, error) {
+// clusterDone decides whether a wait for generation gen is over: the
+// control plane must have acted on it (observed_generation), then the
+// cluster is done when it is Ready (or TERMINATED, for a wait for
+// terminated), and failed when the control plane says it is Stalled: it
+// will not get there without the user. The provider reads the answer; it
+// does not work out readiness from the nodes itself.
+func clusterDone(c api.Cluster, gen int64, target clusterTarget) (bool, error) {
+	if c.ObservedGeneration < gen {
+		return false, nil
+	}
 	if target == clusterTargetTerminated {
+		// ERRORED while terminating is not final: termination goes on.
 		return c.Status == api.ClusterTerminated, nil
 	}
-	switch c.Status {
-	case api.ClusterErrored:
-		return false, errors.New(c.StatusReason)
-	case api.ClusterRunning:
-	default:
-		return false, nil
+	if st, ok := api.FindCondition(c.Conditions, api.ConditionStalled); ok && st.Status == api.ConditionTrue {
+		return false, errors.New(st.Message)
 	}
-	if c.HeadAddress == "" {
-		return false, nil
-	}
-	if spec == nil {
-		return true, nil // no compute config to count against; the status has to do
-	}
-	running, live := map[string]int{}, map[string]int{}
-	for _, n := range nodes {
-		if n.Head {
-			continue
-		}
-		if n.Status != api.NodeTerminated && n.Status != api.NodeLost {
-			live[n.Group]++
-		}
-		if clusterNodeServes(n) {
-			running[n.Group]++
-		}
-	}
-	known := map[string]bool{}
-	for _, g := range spec.WorkerGroups {
-		known[g.Name] = true
-		if running[g.Name] < g.MinNodes || live[g.Name] > g.MaxNodes {
-			return false, nil
-		}
-	}
-	for group, n := range live {
-		if !known[group] && n > 0 {
-			return false, nil // nodes of a group the config dropped are still draining
-		}
-	}
-	return true, nil
+	return api.IsTrue(c.Conditions, api.ConditionReady), nil
 }
 
-// clusterNodeServes reports whether a node can take work: its agent is
-// registered and its runtime is up (or there is no runtime to run), as the
-// control plane counts nodes before it calls a cluster RUNNING.
-func clusterNodeServes(n api.Node) bool {
-	return n.Status == api.NodeRunning && (n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
-}
-
-// clusterRequestsPlaced reports whether the cluster's resource requests
-// fit on the total capacity of its serving workers, as the autoscaler
-// places them (the head does not count), and whether a worker is still on
-// the way (launching, registering, or its runtime not up yet).
-//
-// The packing is first-fit in decreasing order: STRICT_PACK groups as one
-// combined bundle, STRICT_SPREAD groups one bundle per distinct worker,
-// the other strategies as independent bundles (they are soft in Ray).
-func clusterRequestsPlaced(reqs []api.ResourceDemand, nodes []api.Node) (placed, pending bool) {
-	var bins []api.Resources
-	for _, n := range nodes {
-		switch {
-		case n.Head:
-		case clusterNodeServes(n):
-			bins = append(bins, maps.Clone(n.Resources))
-		case n.Status == api.NodeRequested || n.Status == api.NodeLaunching || n.Status == api.NodeRegistering || n.Status == api.NodeRunning:
-			pending = true
-		}
-	}
-	type unit struct {
-		shape  api.Resources
-		count  int
-		spread bool // each bundle on a different worker
-	}
-	var units []unit
-	for _, d := range reqs {
-		switch d.Strategy {
-		case clusterStrategyStrictPack:
-			combined := api.Resources{}
-			for k, v := range d.Shape {
-				combined[k] = v * float64(d.Count)
-			}
-			units = append(units, unit{shape: combined, count: 1})
-		case clusterStrategyStrictSpread:
-			units = append(units, unit{shape: d.Shape, count: d.Count, spread: true})
-		default:
-			units = append(units, unit{shape: d.Shape, count: d.Count})
-		}
-	}
-	// Constrained units first, then the biggest: GPUs, CPUs, memory.
-	size := func(r api.Resources) [3]float64 { return [3]float64{r["GPU"], r["CPU"], r["memory"]} }
-	slices.SortStableFunc(units, func(a, b unit) int {
-		if a.spread != b.spread {
-			if a.spread {
-				return -1
-			}
-			return 1
-		}
-		sa, sb := size(a.shape), size(b.shape)
-		for i := range sa {
-			if c := cmp.Compare(sb[i], sa[i]); c != 0 {
-				return c
-			}
-		}
-		return 0
-	})
-	for _, u := range units {
-		left := u.count
-		for _, b := range bins {
-			if left == 0 {
-				break
-			}
-			k := clusterBundlesFitting(b, u.shape)
-			if u.spread {
-				k = min(k, 1)
-			}
-			k = min(k, left)
-			for r, v := range u.shape {
-				b[r] -= v * float64(k)
-			}
-			left -= k
-		}
-		if left > 0 {
-			return false, pending
-		}
-	}
-	return true, pending
-}
-
-// clusterBundlesFitting is how many bundles of shape fit in free.
-func clusterBundlesFitting(free, shape api.Resources) int {
-	n := math.MaxInt
-	for r, v := range shape {
-		if v <= 0 {
-			continue
-		}
-		// A little slack, so that 0.1 × 10 fits in 1.
-		n = min(n, int(math.Floor(free[r]/v+1e-9)))
-	}
-	if n == math.MaxInt {
-		return 0 // an empty shape asks for nothing; the API refuses it
-	}
-	return max(n, 0)
-}
-
-// waitForCluster polls the cluster until clusterSettled says it is done
-// and its resource requests are placed (or the cluster stays as it is, see
-// clusterRequestsSettle), it fails, or ctx ends. timeout is only for the
-// message; ctx carries the deadline. Failed polls that may heal (the
-// control plane restarting, a proxy's 503) are retried until the deadline.
-func waitForCluster(ctx context.Context, c *client.Client, id string, target clusterTarget, timeout time.Duration) (api.Cluster, error) {
-	var (
-		last    api.Cluster
-		lastErr error
-		spec    *api.ComputeConfigSpec
-		specFor string // compute config id@version spec belongs to
-		// Since when the cluster has looked the same (nodesSeen) while its
-		// requests did not fit and no worker was on the way.
-		unplacedSince time.Time
-		nodesSeen     string
-	)
-	last.ID = id
+// waitForCluster polls the cluster until clusterDone says the change that
+// made start (its generation) is done or failed, or ctx ends. timeout is
+// only for the message; ctx carries the deadline. Failed polls that may
+// heal (the control plane restarting, a proxy's 503) are retried until the
+// deadline.
+func waitForCluster(ctx context.Context, c *client.Client, start api.Cluster, target clusterTarget, timeout time.Duration) (api.Cluster, error) {
+	last, lastErr := api.Cluster{ID: start.ID}, error(nil)
 	interval := clusterPollFirst
 	for {
-		cl, nodes, err := readClusterAndNodes(ctx, c, id)
-		if err == nil && target == clusterTargetRunning {
-			key := fmt.Sprintf("%s@%d", cl.ComputeConfigID, cl.ComputeConfigVersion)
-			if spec == nil || specFor != key {
-				cc, cerr := c.GetComputeConfigVersion(ctx, cl.ComputeConfigID, cl.ComputeConfigVersion)
-				if cerr != nil {
-					err = fmt.Errorf("read compute config %s version %d: %w", cl.ComputeConfigID, cl.ComputeConfigVersion, cerr)
-				} else {
-					spec, specFor = &cc.ComputeConfigSpec, key
-				}
-			}
-		}
+		cl, err := c.GetCluster(ctx, start.ID)
 		switch {
 		case err == nil:
 			last, lastErr = cl, nil
-			done, failed := clusterSettled(cl, spec, nodes, target)
+			done, failed := clusterDone(cl, start.Generation, target)
 			if failed != nil {
 				return cl, &clusterWaitError{Cluster: cl, Target: target}
-			}
-			if done && target == clusterTargetRunning && len(cl.ResourceRequests) > 0 {
-				placed, pending := clusterRequestsPlaced(cl.ResourceRequests, nodes)
-				switch seen := clusterNodesSeen(nodes); {
-				case placed:
-				case pending || seen != nodesSeen || unplacedSince.IsZero():
-					done, unplacedSince, nodesSeen = false, time.Now(), seen
-				default:
-					done = time.Since(unplacedSince) >= clusterRequestsSettle
-				}
 			}
 			if done {
 				return cl, nil
@@ -314,32 +138,13 @@ func waitForCluster(ctx context.Context, c *client.Client, id string, target clu
 	}
 }
 
-// clusterNodesSeen sums up the live nodes and their states, to tell
-// whether a cluster changed between two polls.
-func clusterNodesSeen(nodes []api.Node) string {
-	var parts []string
-	for _, n := range nodes {
-		if n.Status != api.NodeTerminated {
-			parts = append(parts, n.ID+"="+n.Status+"/"+n.RuntimeState)
-		}
+// clusterRequestsWarning says so when the cluster is ready but its
+// resource requests are not all placed: a limit holds them back.
+func clusterRequestsWarning(c api.Cluster, diags *diag.Diagnostics) {
+	if rs, ok := api.FindCondition(c.Conditions, api.ConditionRequestsSatisfied); ok && rs.Status == api.ConditionFalse {
+		diags.AddAttributeWarning(path.Root("resource_requests"), "Resource requests not fully placed",
+			fmt.Sprintf("Cluster %s runs, but not every requested bundle has a node (%s): %s", c.ID, rs.Reason, rs.Message))
 	}
-	slices.Sort(parts)
-	return strings.Join(parts, ",")
-}
-
-// readClusterAndNodes reads a cluster and all its nodes.
-func readClusterAndNodes(ctx context.Context, c *client.Client, id string) (api.Cluster, []api.Node, error) {
-	cl, err := c.GetCluster(ctx, id)
-	if err != nil {
-		return api.Cluster{}, nil, err
-	}
-	nodes, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.Node], error) {
-		return c.ListNodes(ctx, id, o)
-	})
-	if err != nil {
-		return api.Cluster{}, nil, fmt.Errorf("list nodes of cluster %s: %w", id, err)
-	}
-	return cl, nodes, nil
 }
 
 // clusterRetryable reports whether a failed call may succeed if made again: no

@@ -12,53 +12,45 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-func TestClusterSettled(t *testing.T) {
-	spec := &api.ComputeConfigSpec{WorkerGroups: []api.WorkerGroup{{Name: "cpu", MinNodes: 2, MaxNodes: 3}}}
-	running := api.Cluster{ID: "cls_1", Status: api.ClusterRunning, HeadAddress: "127.0.0.1:6379"}
-	node := func(group, status string) api.Node {
-		n := api.Node{Group: group, Head: group == "head", Status: status}
-		if status == api.NodeRunning {
-			n.RuntimeState = api.RuntimeRunning
-		}
-		return n
+// TestClusterDone: the wait reads the control plane's answer: it waits for
+// the generation it made to be observed, is done on Ready (or TERMINATED),
+// and fails on Stalled with the control plane's message.
+func TestClusterDone(t *testing.T) {
+	cond := func(typ, status, reason, msg string) api.Condition {
+		return api.Condition{Type: typ, Status: status, Reason: reason, Message: msg}
 	}
-	head := node("head", api.NodeRunning)
+	ready := []api.Condition{cond(api.ConditionReady, api.ConditionTrue, "Running", ""), cond(api.ConditionStalled, api.ConditionFalse, "Progressing", "")}
+	notReady := []api.Condition{cond(api.ConditionReady, api.ConditionFalse, "ScalingDown", ""), cond(api.ConditionStalled, api.ConditionFalse, "Progressing", "")}
+	stalled := []api.Condition{cond(api.ConditionReady, api.ConditionFalse, "RuntimeCrashLoop", "x"),
+		cond(api.ConditionStalled, api.ConditionTrue, "RuntimeCrashLoop", "the runtime of head node n crashed 3 times in a row")}
 	cases := []struct {
 		name    string
 		cluster api.Cluster
-		spec    *api.ComputeConfigSpec
-		nodes   []api.Node
+		gen     int64
 		target  clusterTarget
 		done    bool
-		failed  bool
+		failed  string
 	}{
-		{"running with minimum", running, spec, []api.Node{head, node("cpu", api.NodeRunning), node("cpu", api.NodeRunning)}, clusterTargetRunning, true, false},
-		{"running, worker still launching", running, spec, []api.Node{head, node("cpu", api.NodeRunning), node("cpu", api.NodeLaunching)}, clusterTargetRunning, false, false},
-		{"worker registered, runtime not up", running, spec, []api.Node{head, node("cpu", api.NodeRunning), {Group: "cpu", Status: api.NodeRunning, RuntimeState: api.RuntimeStarting}}, clusterTargetRunning, false, false},
-		{"terminated history rows do not count", running, spec, []api.Node{head, node("cpu", api.NodeRunning), node("cpu", api.NodeTerminated), node("cpu", api.NodeTerminated)}, clusterTargetRunning, false, false},
-		{"above max, draining", running, spec, []api.Node{head, node("cpu", api.NodeRunning), node("cpu", api.NodeRunning), node("cpu", api.NodeRunning), node("cpu", api.NodeDraining)}, clusterTargetRunning, false, false},
-		{"dropped group draining", running, spec, []api.Node{head, node("cpu", api.NodeRunning), node("cpu", api.NodeRunning), node("gpu", api.NodeDraining)}, clusterTargetRunning, false, false},
-		{"no head address", api.Cluster{Status: api.ClusterRunning}, spec, []api.Node{head, node("cpu", api.NodeRunning), node("cpu", api.NodeRunning)}, clusterTargetRunning, false, false},
-		{"starting", api.Cluster{Status: api.ClusterStarting}, spec, nil, clusterTargetRunning, false, false},
-		{"recovering", api.Cluster{Status: api.ClusterRecovering}, spec, nil, clusterTargetRunning, false, false},
-		{"errored", api.Cluster{Status: api.ClusterErrored, StatusReason: "quota exceeded: x"}, spec, nil, clusterTargetRunning, false, true},
-		{"terminated wanted", api.Cluster{Status: api.ClusterTerminated}, nil, nil, clusterTargetTerminated, true, false},
-		{"terminating", api.Cluster{Status: api.ClusterTerminating}, nil, nil, clusterTargetTerminated, false, false},
-		{"running is not terminated", running, nil, nil, clusterTargetTerminated, false, false},
+		{"ready at the generation", api.Cluster{Status: api.ClusterRunning, Generation: 2, ObservedGeneration: 2, Conditions: ready}, 2, clusterTargetRunning, true, ""},
+		{"ready, but an older generation", api.Cluster{Status: api.ClusterRunning, Generation: 3, ObservedGeneration: 2, Conditions: ready}, 3, clusterTargetRunning, false, ""},
+		{"observed a newer generation", api.Cluster{Status: api.ClusterRunning, Generation: 4, ObservedGeneration: 4, Conditions: ready}, 3, clusterTargetRunning, true, ""},
+		{"running but not ready", api.Cluster{Status: api.ClusterRunning, Generation: 1, ObservedGeneration: 1, Conditions: notReady}, 1, clusterTargetRunning, false, ""},
+		{"stalled", api.Cluster{Status: api.ClusterStarting, Generation: 1, ObservedGeneration: 1, Conditions: stalled}, 1, clusterTargetRunning, false, "crashed 3 times"},
+		{"stalled before the generation is observed is not final", api.Cluster{Status: api.ClusterErrored, Generation: 2, ObservedGeneration: 1, Conditions: stalled}, 2, clusterTargetRunning, false, ""},
+		{"terminated", api.Cluster{Status: api.ClusterTerminated, Generation: 2, ObservedGeneration: 2}, 2, clusterTargetTerminated, true, ""},
+		{"errored while terminating goes on", api.Cluster{Status: api.ClusterErrored, Generation: 2, ObservedGeneration: 2, Conditions: stalled}, 2, clusterTargetTerminated, false, ""},
+		{"terminated at an older generation", api.Cluster{Status: api.ClusterTerminated, Generation: 2, ObservedGeneration: 1}, 2, clusterTargetTerminated, false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			done, err := clusterSettled(tc.cluster, tc.spec, tc.nodes, tc.target)
-			if done != tc.done || (err != nil) != tc.failed {
-				t.Fatalf("clusterSettled = %v, %v; want done %v, failed %v", done, err, tc.done, tc.failed)
+			done, err := clusterDone(tc.cluster, tc.gen, tc.target)
+			if done != tc.done || (err != nil) != (tc.failed != "") || (err != nil && !strings.Contains(err.Error(), tc.failed)) {
+				t.Fatalf("clusterDone = %v, %v; want done %v, failed %q", done, err, tc.done, tc.failed)
 			}
 		})
 	}
 }
 
-// TestClusterSchemaDescriptions: every attribute of the cluster resource
-// and data source, nested ones too, says what it is (the docs are
-// generated from these).
 func TestClusterSchemaDescriptions(t *testing.T) {
 	resp, err := providerserver.NewProtocol6(New("test")())().GetProviderSchema(context.Background(), &tfprotov6.GetProviderSchemaRequest{})
 	if err != nil {
@@ -139,53 +131,5 @@ func TestClusterPatternsAgreeWithServer(t *testing.T) {
 				t.Errorf("%s %q: provider accepts %v, server accepts %v (%v)", c.field, v, got, serverOK, err)
 			}
 		}
-	}
-}
-
-func TestClusterRequestsPlaced(t *testing.T) {
-	small := api.Resources{"CPU": 1, "memory": 2 << 30}
-	large := api.Resources{"CPU": 4, "memory": 8 << 30}
-	gpu := api.Resources{"CPU": 4, "GPU": 1, "memory": 16 << 30}
-	serving := func(r api.Resources) api.Node {
-		return api.Node{Group: "cpu", Status: api.NodeRunning, RuntimeState: api.RuntimeRunning, Resources: r}
-	}
-	head := api.Node{Head: true, Group: "head", Status: api.NodeRunning, RuntimeState: api.RuntimeRunning, Resources: large}
-	launching := api.Node{Group: "cpu", Status: api.NodeLaunching, Resources: small}
-	draining := api.Node{Group: "cpu", Status: api.NodeDraining, Resources: large}
-	cpu := func(cpus float64, count int, strategy string) api.ResourceDemand {
-		return api.ResourceDemand{Shape: api.Resources{"CPU": cpus}, Count: count, Strategy: strategy}
-	}
-	cases := []struct {
-		name            string
-		reqs            []api.ResourceDemand
-		nodes           []api.Node
-		placed, pending bool
-	}{
-		{"none", nil, []api.Node{head}, true, false},
-		{"one per worker", []api.ResourceDemand{cpu(1, 3, "")}, []api.Node{head, serving(small), serving(small), serving(small)}, true, false},
-		{"the head does not count", []api.ResourceDemand{cpu(1, 3, "")}, []api.Node{head, serving(small), serving(small)}, false, false},
-		{"a worker on the way", []api.ResourceDemand{cpu(1, 3, "")}, []api.Node{head, serving(small), serving(small), launching}, false, true},
-		{"registered, runtime not up", []api.ResourceDemand{cpu(1, 1, "")},
-			[]api.Node{head, {Group: "cpu", Status: api.NodeRunning, RuntimeState: api.RuntimeStarting, Resources: small}}, false, true},
-		{"draining does not count", []api.ResourceDemand{cpu(1, 1, "")}, []api.Node{head, draining}, false, false},
-		{"fractions pack", []api.ResourceDemand{cpu(0.1, 10, "")}, []api.Node{head, serving(small)}, true, false},
-		{"several on a big node", []api.ResourceDemand{cpu(1, 4, "PACK")}, []api.Node{head, serving(large)}, true, false},
-		{"strict spread wants distinct nodes", []api.ResourceDemand{cpu(1, 2, "STRICT_SPREAD")}, []api.Node{head, serving(large)}, false, false},
-		{"strict spread on two nodes", []api.ResourceDemand{cpu(1, 2, "STRICT_SPREAD")}, []api.Node{head, serving(large), serving(small)}, true, false},
-		{"strict pack wants one node", []api.ResourceDemand{cpu(1, 2, "STRICT_PACK")}, []api.Node{head, serving(small), serving(small)}, false, false},
-		{"strict pack on a big node", []api.ResourceDemand{cpu(1, 4, "STRICT_PACK")}, []api.Node{head, serving(small), serving(large)}, true, false},
-		{"gpu", []api.ResourceDemand{{Shape: api.Resources{"GPU": 1}, Count: 1}}, []api.Node{head, serving(large)}, false, false},
-		{"gpu and cpu", []api.ResourceDemand{cpu(4, 1, ""), {Shape: api.Resources{"GPU": 1, "CPU": 4}, Count: 1}},
-			[]api.Node{head, serving(large), serving(gpu)}, true, false},
-		{"custom resource nobody has", []api.ResourceDemand{{Shape: api.Resources{"TPU": 1}, Count: 1}}, []api.Node{head, serving(large)}, false, false},
-		{"capacity is shared", []api.ResourceDemand{cpu(3, 1, ""), cpu(2, 1, "")}, []api.Node{head, serving(large)}, false, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			placed, pending := clusterRequestsPlaced(tc.reqs, tc.nodes)
-			if placed != tc.placed || pending != tc.pending {
-				t.Fatalf("clusterRequestsPlaced = placed %v, pending %v; want %v, %v", placed, pending, tc.placed, tc.pending)
-			}
-		})
 	}
 }

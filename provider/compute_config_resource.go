@@ -35,7 +35,10 @@ func newComputeConfigResource() resource.Resource { return &computeConfigResourc
 // computeConfigResource is rayplane_compute_config. The control plane
 // versions the spec: an update that changes it stores a new version under
 // the same id (clusters pin versions), so nothing here forces replacement.
-type computeConfigResource struct{ client *client.Client }
+type computeConfigResource struct {
+	client  *client.Client
+	planned *plannedChanges
+}
 
 type computeConfigModel struct {
 	ID                       types.String  `tfsdk:"id"`
@@ -203,6 +206,7 @@ func (r *computeConfigResource) Schema(_ context.Context, _ resource.SchemaReque
 
 func (r *computeConfigResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.client = resourceClient(req, resp)
+	r.planned = resourcePlanned(req, resp)
 }
 
 // ValidateConfig checks the rules that span worker groups, with the path
@@ -260,9 +264,12 @@ func (r *computeConfigResource) ValidateConfig(ctx context.Context, req resource
 
 // ModifyPlan keeps the version when only the name changes: the API makes
 // a new version only for a changed spec.
+//
+// It also records the spec the plan gives an existing config, for the
+// clusters planned after it (plannedChanges).
 func (r *computeConfigResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
-		return // create or destroy
+		return // create (no id for a cluster to name yet) or destroy
 	}
 	var plan, prior computeConfigModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -276,7 +283,20 @@ func (r *computeConfigResource) ModifyPlan(ctx context.Context, req resource.Mod
 		sameFloat(plan.UpscalingSpeed, prior.UpscalingSpeed) && sameFloat(plan.MaxHourlyCost, prior.MaxHourlyCost)
 	if sameSpec {
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("version"), prior.Version)...)
+		r.planned.setSpec(prior.ID.ValueString(), nil, false)
+		return
 	}
+	if !fullyKnown(ctx, plan.HeadNode, plan.WorkerGroups, plan.MaxWorkers, plan.WorkerIdleTimeoutSeconds, plan.IdleTerminationSeconds,
+		plan.MaximumUptimeSeconds, plan.UpscalingSpeed, plan.MaxHourlyCost) {
+		r.planned.setSpec(prior.ID.ValueString(), nil, true)
+		return
+	}
+	cc, d := plan.request(ctx)
+	if d.HasError() {
+		r.planned.setSpec(prior.ID.ValueString(), nil, true)
+		return
+	}
+	r.planned.setSpec(prior.ID.ValueString(), &cc.ComputeConfigSpec, true)
 }
 
 // sameFloat compares as the API will, in float64.

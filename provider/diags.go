@@ -89,14 +89,29 @@ func attributePath(field string, rename map[string]string) (path.Path, bool) {
 
 // clientFrom takes the API client Configure built.
 func clientFrom(data any, diags *diag.Diagnostics) *client.Client {
+	if pd := providerDataFrom(data, diags); pd != nil {
+		return pd.client
+	}
+	return nil
+}
+
+func providerDataFrom(data any, diags *diag.Diagnostics) *providerData {
 	if data == nil {
 		return nil // the provider is not configured yet (validation, or unknown settings)
 	}
-	c, ok := data.(*client.Client)
+	pd, ok := data.(*providerData)
 	if !ok {
-		diags.AddError("Unexpected provider data", fmt.Sprintf("expected *client.Client, got %T; this is a bug in the provider", data))
+		diags.AddError("Unexpected provider data", fmt.Sprintf("expected *providerData, got %T; this is a bug in the provider", data))
 	}
-	return c
+	return pd
+}
+
+// resourcePlanned takes the plan-wide record of planned changes.
+func resourcePlanned(req resource.ConfigureRequest, resp *resource.ConfigureResponse) *plannedChanges {
+	if pd := providerDataFrom(req.ProviderData, &resp.Diagnostics); pd != nil {
+		return pd.planned
+	}
+	return nil
 }
 
 func resourceClient(req resource.ConfigureRequest, resp *resource.ConfigureResponse) *client.Client {

@@ -24,10 +24,21 @@ var _ provider.Provider = (*rayplaneProvider)(nil)
 
 // New returns a constructor for the provider at the given version.
 func New(version string) func() provider.Provider {
-	return func() provider.Provider { return &rayplaneProvider{version: version} }
+	return func() provider.Provider { return &rayplaneProvider{version: version, planned: newPlannedChanges()} }
 }
 
-type rayplaneProvider struct{ version string }
+type rayplaneProvider struct {
+	version string
+	// planned is shared by every resource of this provider instance: what
+	// one plan makes of the clouds and compute configs it changes.
+	planned *plannedChanges
+}
+
+// providerData is what Configure hands to resources and data sources.
+type providerData struct {
+	client  *client.Client
+	planned *plannedChanges
+}
 
 // providerModel is the provider block.
 type providerModel struct {
@@ -121,8 +132,9 @@ func (p *rayplaneProvider) Configure(ctx context.Context, req provider.Configure
 		resp.Diagnostics.Append(errorDiagnostic("Cannot use the rayplane control plane at "+endpoint, err))
 		return
 	}
-	resp.ResourceData = c
-	resp.DataSourceData = c
+	data := &providerData{client: c, planned: p.planned}
+	resp.ResourceData = data
+	resp.DataSourceData = data
 }
 
 func firstSet(v types.String, fallback string) string {

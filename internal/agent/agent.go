@@ -317,7 +317,7 @@ func (a *agent) heartbeat() api.AgentHeartbeat {
 		hb.RuntimeState, hb.RuntimeMessage = a.plan.state, a.plan.message
 	}
 	pid := 0
-	if hb.RuntimeState == api.RuntimeRunning {
+	if hb.RuntimeState == api.RuntimeRunning || hb.RuntimeState == api.RuntimeStarting {
 		pid = st.PID
 	}
 	hb.Usage = a.usage.sample(pid, now)

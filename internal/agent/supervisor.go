@@ -32,13 +32,16 @@ func (s Spec) Equal(o Spec) bool {
 // Backoff is the supervisor's restart policy: the first restart after a
 // crash waits Min, each further one twice as long up to Max; a runtime
 // that ran at least ResetAfter before it exited is restarted after Min
-// again.
+// again, and its crashes in a row count from 0 once it has run that long.
+// A started runtime is "starting" until it has run UpAfter, so a command
+// that exits at once is never reported running.
 type Backoff struct {
-	Min, Max, ResetAfter time.Duration
+	Min, Max, ResetAfter, UpAfter time.Duration
 }
 
-// DefaultRestartBackoff waits 1s, 2s, 4s … 30s, reset after a minute up.
-var DefaultRestartBackoff = Backoff{Min: time.Second, Max: 30 * time.Second, ResetAfter: time.Minute}
+// DefaultRestartBackoff waits 1s, 2s, 4s … 30s, reset after a minute up; a
+// runtime counts as up after a second.
+var DefaultRestartBackoff = Backoff{Min: time.Second, Max: 30 * time.Second, ResetAfter: time.Minute, UpAfter: time.Second}
 
 // Status is what the supervisor reports about the runtime.
 type Status struct {
@@ -121,11 +124,23 @@ func (s *Supervisor) Stop(deadline time.Time) <-chan struct{} {
 	return s.cur.done
 }
 
-// Status answers the runtime's current status.
+// Status answers the runtime's current status: a runtime started UpAfter
+// ago and still alive is running, and one up ResetAfter has no crashes in
+// a row any more.
 func (s *Supervisor) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	if st.PID != 0 && (st.State == api.RuntimeStarting || st.State == api.RuntimeRunning) {
+		up := s.now().Sub(st.StartedAt)
+		if up >= s.backoff.UpAfter {
+			st.State = api.RuntimeRunning
+		}
+		if up >= s.backoff.ResetAfter {
+			st.Crashes = 0
+		}
+	}
+	return st
 }
 
 // stop asks g to stop by deadline, or by an earlier deadline already set.
@@ -188,7 +203,7 @@ func (s *Supervisor) run(g *generation, prev *generation) {
 		} else {
 			pid := cmd.Process.Pid
 			s.update(g, func(st *Status) {
-				st.State, st.Message, st.PID, st.StartedAt = api.RuntimeRunning, "", pid, started
+				st.State, st.Message, st.PID, st.StartedAt = api.RuntimeStarting, "", pid, started
 			})
 			s.log.Info("runtime started", "pid", pid, "command", g.spec.Args)
 			err, stopped := s.watch(g, cmd, exited)

@@ -2,6 +2,8 @@ package planner
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -66,7 +68,7 @@ func (b Block) String() string {
 	case BlockQuotaVCPUs:
 		return fmt.Sprintf("quota exceeded: cloud max_vcpus is %d and %g are in use; a %s node needs %g", int(b.Limit), b.Used, b.InstanceType, b.Need)
 	case BlockCostCap:
-		return fmt.Sprintf("cost cap exceeded: max_hourly_cost is %.2f and the cluster's nodes cost %.2f; a %s node costs %.2f", b.Limit, b.Used, b.InstanceType, b.Need)
+		return fmt.Sprintf("cost cap exceeded: max_hourly_cost is %s and the cluster's nodes cost %s; a %s node costs %s", usd(b.Limit), usd(b.Used), b.InstanceType, usd(b.Need))
 	case BlockUpscalingSpeed:
 		return fmt.Sprintf("upscaling speed: group %s may have %d node(s) starting at once and has %d", b.Group, int(b.Limit), int(b.Used))
 	case BlockInfeasible:
@@ -84,6 +86,11 @@ func (b Block) String() string {
 		return fmt.Sprintf("instance type %q is not offered by this cloud (it offers %s)", b.InstanceType, strings.Join(b.Offered, ", "))
 	}
 	return string(b.Kind)
+}
+
+// usd renders dollars per hour without float noise: 0.025, 0.03.
+func usd(f float64) string {
+	return strconv.FormatFloat(math.Round(f*1e6)/1e6, 'f', -1, 64)
 }
 
 func (b Block) who() string {

@@ -300,13 +300,15 @@ func clustersDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-// clustersWait polls until the cluster has the wanted status, printing a
-// line whenever what it shows changes. A cluster that will not get there,
-// ERRORED while it should run or TERMINATED while it should stay so, fails
-// at once.
+// clustersWait polls until the cluster is ready, or has the wanted
+// status, printing a line whenever what it shows changes. It reads the
+// control plane's own answer: the cluster's conditions as of its current
+// generation (observed_generation). A cluster that will not get there
+// (Stalled: ERRORED, a runtime that keeps crashing) fails at once with the
+// control plane's reason, as does one TERMINATED for good.
 func clustersWait(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	x := newCLI("clusters wait", "ID", 5*time.Minute, stdout, stderr)
-	want := x.fs.String("status", api.ClusterRunning, "status to wait for, e.g. RUNNING or TERMINATED")
+	want := x.fs.String("status", "", "wait for this status (e.g. TERMINATED) instead of the cluster being ready")
 	interval := x.fs.Duration("interval", 500*time.Millisecond, "time between polls")
 	pos, err := x.parse(args, 1)
 	if err != nil {
@@ -315,8 +317,12 @@ func clustersWait(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	*want = strings.ToUpper(*want)
 	known := []string{api.ClusterPending, api.ClusterProvisioning, api.ClusterStarting, api.ClusterRunning, api.ClusterUpdating,
 		api.ClusterRecovering, api.ClusterTerminating, api.ClusterTerminated, api.ClusterErrored}
-	if !slices.Contains(known, *want) {
+	if *want != "" && !slices.Contains(known, *want) {
 		return fmt.Errorf("--status %q: must be one of %s", *want, strings.Join(known, ", "))
+	}
+	what := "ready"
+	if *want != "" {
+		what = *want
 	}
 	// With --json the progress goes to stderr, so stdout stays one JSON value.
 	progress := stdout
@@ -343,14 +349,19 @@ func clustersWait(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				fmt.Fprintf(progress, "%s %s\n", time.Now().Format("15:04:05"), line)
 				last = line
 			}
+			current := c.ObservedGeneration >= c.Generation
+			stalled, isStalled := api.FindCondition(c.Conditions, api.ConditionStalled)
+			isStalled = isStalled && stalled.Status == api.ConditionTrue
 			switch {
-			case c.Status == *want:
+			case *want != "" && c.Status == *want:
 				return x.show(c, clusterHeader, clusterRow(c))
-			case c.Status == api.ClusterErrored && c.DesiredState != api.DesiredTerminated:
+			case *want == "" && current && api.IsTrue(c.Conditions, api.ConditionReady):
+				return x.show(c, clusterHeader, clusterRow(c))
+			case current && isStalled && c.DesiredState != api.DesiredTerminated && *want != api.ClusterErrored:
 				// Errored while terminating is not final: termination goes on.
-				return fmt.Errorf("cluster %s is ERRORED: %s", c.ID, c.StatusReason)
-			case c.Status == api.ClusterTerminated && c.DesiredState == api.DesiredTerminated:
-				return fmt.Errorf("cluster %s is TERMINATED and its desired state is terminated; it will not become %s", c.ID, *want)
+				return fmt.Errorf("cluster %s is %s: %s (stalled, %s: it will not become %s without a change)", c.ID, c.Status, stalled.Message, stalled.Reason, what)
+			case c.Status == api.ClusterTerminated && c.DesiredState == api.DesiredTerminated && what != api.ClusterTerminated:
+				return fmt.Errorf("cluster %s is TERMINATED and its desired state is terminated; it will not become %s", c.ID, what)
 			}
 		}
 		select {
@@ -362,9 +373,9 @@ func clustersWait(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return ctx.Err()
 		}
 		if c.Status == "" {
-			return fmt.Errorf("timed out after %s waiting for cluster %s to be %s, without an answer", x.timeout, pos[0], *want)
+			return fmt.Errorf("timed out after %s waiting for cluster %s to be %s, without an answer", x.timeout, pos[0], what)
 		}
-		return fmt.Errorf("timed out after %s waiting for cluster %s to be %s; it is %s: %s", x.timeout, pos[0], *want, c.Status, c.StatusReason)
+		return fmt.Errorf("timed out after %s waiting for cluster %s to be %s; it is %s: %s", x.timeout, pos[0], what, c.Status, c.StatusReason)
 	}
 }
 

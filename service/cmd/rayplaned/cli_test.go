@@ -116,11 +116,16 @@ func TestCLIClusterLifecycle(t *testing.T) {
 		t.Fatalf("created %+v", c)
 	}
 
-	// Flags may follow the id.
-	out := r.must(t, "clusters", "wait", c.ID, "--status", "RUNNING", "--timeout", "60s")
+	// Flags may follow the id. Without --status, wait is for the cluster
+	// being ready at its current generation.
+	out := r.must(t, "clusters", "wait", c.ID, "--timeout", "60s")
 	// The cluster may be RUNNING before the first poll: only the end is sure.
 	if st := progress(t, out); st[len(st)-1] != api.ClusterRunning {
 		t.Fatalf("wait printed progress %v, want it to end in RUNNING:\n%s", st, out)
+	}
+	ready := cliJSON[api.Cluster](t, r, "clusters", "get", c.ID)
+	if ready.ObservedGeneration != ready.Generation || !api.IsTrue(ready.Conditions, api.ConditionReady) {
+		t.Fatalf("after wait: generation %d observed %d, conditions %+v", ready.Generation, ready.ObservedGeneration, ready.Conditions)
 	}
 
 	start := time.Now()
@@ -179,8 +184,11 @@ func TestCLIClusterLifecycle(t *testing.T) {
 	if pids := procs(t, "RAYPLANE_CLUSTER_ID", c.ID); len(pids) != 0 {
 		t.Fatalf("processes left after terminate: %v", pids)
 	}
-	// Waiting for RUNNING on a terminated cluster fails at once.
-	if out, ok := r.run(t, "clusters", "wait", c.ID, "--timeout", "30s"); ok || !strings.Contains(out, "will not become RUNNING") {
+	// Waiting for a terminated cluster to be ready, or RUNNING, fails at once.
+	if out, ok := r.run(t, "clusters", "wait", c.ID, "--timeout", "30s"); ok || !strings.Contains(out, "will not become ready") {
+		t.Fatalf("wait for ready on a terminated cluster: ok=%v\n%s", ok, out)
+	}
+	if out, ok := r.run(t, "clusters", "wait", c.ID, "--status", "running", "--timeout", "30s"); ok || !strings.Contains(out, "will not become RUNNING") {
 		t.Fatalf("wait for RUNNING on a terminated cluster: ok=%v\n%s", ok, out)
 	}
 

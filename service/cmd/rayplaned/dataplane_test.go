@@ -362,3 +362,41 @@ func TestQuotaExceeded(t *testing.T) {
 	}
 	s.must(t, 204, "DELETE", "/v1/clusters/"+c.ID, "")
 }
+
+// TestCrashingHeadRuntimeStalls: a head whose runtime exits at once is not
+// "waiting for the head node's agent" forever: after the agent's restart
+// budget (3 crashes in a row) the cluster is Stalled with the runtime's
+// exit in its reason, an event says so, and `clusters wait` fails with it
+// instead of waiting out its timeout.
+func TestCrashingHeadRuntimeStalls(t *testing.T) {
+	s := startServer(t, t.TempDir(), fastFlags...)
+	cl := decodeJSON[api.Cloud](t, s.must(t, 201, "POST", "/v1/clouds", fmt.Sprintf(cloudJSON, "crash", "")))
+	cc := decodeJSON[api.ComputeConfig](t, s.must(t, 201, "POST", "/v1/compute-configs", fmt.Sprintf(computeJSON, "crash", 0)))
+	c := decodeJSON[api.Cluster](t, s.must(t, 201, "POST", "/v1/clusters",
+		fmt.Sprintf(`{"name":"crash","cloud_id":%q,"compute_config_id":%q,"runtime":{"head_command":["sh","-c","exit 3"]}}`, cl.ID, cc.ID)))
+	t.Cleanup(func() { killCluster(t, c.ID) })
+
+	r := newCLIRunner(s)
+	start := time.Now()
+	out, ok := r.run(t, "clusters", "wait", c.ID, "--timeout", "120s")
+	if ok || !strings.Contains(out, "RuntimeCrashLoop") || !strings.Contains(out, "crashed") || !strings.Contains(out, "exited with status 3") {
+		t.Fatalf("wait on a crashing head: ok=%v after %s\n%s", ok, time.Since(start), out)
+	}
+	if elapsed := time.Since(start); elapsed > 90*time.Second {
+		t.Fatalf("wait failed only after %s, want it to fail on the crash loop, not the timeout", elapsed)
+	}
+	got := s.cluster(t, c.ID)
+	stalled, _ := api.FindCondition(got.Conditions, api.ConditionStalled)
+	if stalled.Status != api.ConditionTrue || stalled.Reason != "RuntimeCrashLoop" || !strings.Contains(got.StatusReason, "exited with status 3") ||
+		got.ObservedGeneration != got.Generation || api.IsTrue(got.Conditions, api.ConditionReady) {
+		t.Fatalf("cluster %s (%s), conditions %+v", got.Status, got.StatusReason, got.Conditions)
+	}
+	events := decodeJSON[api.Page[api.ClusterEvent]](t, s.must(t, 200, "GET", "/v1/clusters/"+c.ID+"/events?limit=500", ""))
+	found := false
+	for _, e := range events.Items {
+		found = found || (e.Kind == "stalled" && strings.Contains(e.Message, "crashed"))
+	}
+	if !found {
+		t.Fatalf("no stalled event among %+v", events.Items)
+	}
+}

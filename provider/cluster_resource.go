@@ -67,21 +67,17 @@ var (
 )
 
 const (
-	clusterMaxCommandArgs       = api.MaxCommandArgs
-	clusterMaxEnvVars           = api.MaxEnvVars
-	clusterMaxStringLen         = api.MaxStringLen
-	clusterMaxRequestEntries    = api.MaxDemandEntries
-	clusterMaxBundleCount       = api.MaxBundleCount
-	clusterMaxResourceAmount    = 1e15
-	clusterStrategyPack         = "PACK"
-	clusterStrategySpread       = "SPREAD"
-	clusterStrategyStrictPack   = "STRICT_PACK"
-	clusterStrategyStrictSpread = "STRICT_SPREAD"
+	clusterMaxCommandArgs    = api.MaxCommandArgs
+	clusterMaxEnvVars        = api.MaxEnvVars
+	clusterMaxStringLen      = api.MaxStringLen
+	clusterMaxRequestEntries = api.MaxDemandEntries
+	clusterMaxBundleCount    = api.MaxBundleCount
+	clusterMaxResourceAmount = 1e15
 )
 
-// clusterStrategies are Ray's placement group strategies, as
-// service.CheckResourceDemand accepts them.
-var clusterStrategies = []string{clusterStrategyPack, clusterStrategySpread, clusterStrategyStrictPack, clusterStrategyStrictSpread}
+// clusterStrategies are Ray's placement group strategies, as the control
+// plane accepts them.
+var clusterStrategies = api.Strategies
 
 // clusterModel is what rayplane_cluster (resource and data source) shows
 // of a cluster.

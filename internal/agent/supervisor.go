@@ -45,13 +45,13 @@ var DefaultRestartBackoff = Backoff{Min: time.Second, Max: 30 * time.Second, Res
 
 // Status is what the supervisor reports about the runtime.
 type Status struct {
-	State     string // api.RuntimeStarting, RuntimeRunning, RuntimeCrashed or RuntimeStopped
-	Message   string
-	Restarts  int       // restarts after the runtime exited or failed to start, over the supervisor's life
+	State    string // api.RuntimeStarting, RuntimeRunning, RuntimeCrashed or RuntimeStopped
+	Message  string
+	Restarts int // restarts after the runtime exited or failed to start, over the supervisor's life
 	// Crashes counts exits and failed starts in a row: a runtime that ran
 	// at least the backoff's ResetAfter before it exited counts 1 again,
 	// and a new Start (another command) counts from 0.
-	Crashes int
+	Crashes   int
 	PID       int       // 0 unless running
 	StartedAt time.Time // when the runtime last started; zero if it never did
 }

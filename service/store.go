@@ -136,12 +136,14 @@ type SystemTx interface {
 // pass plans again).
 type DataPlaneTx interface {
 	// ListClustersToReconcile answers every cluster that is not at rest
-	// (TERMINATED with desired terminated and no delete pending).
+	// (TERMINATED with desired terminated, no delete pending, and its
+	// generation observed).
 	ListClustersToReconcile(ctx context.Context) ([]ClusterRecord, error)
 	GetClusterRecord(ctx context.Context, id string) (ClusterRecord, error)
 	// SetClusterStatus records what a pass made of generation: status,
 	// reason, conditions, and generation as the observed one; only if the
-	// cluster's generation is still the one the pass planned for.
+	// cluster's generation is still the one the pass planned for, and
+	// something differs (false otherwise).
 	SetClusterStatus(ctx context.Context, id string, generation int64, status, reason string, conditions []api.Condition, at time.Time) (bool, error)
 	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
 	// StopCluster ends a running cluster on the control plane's own

@@ -102,17 +102,13 @@ func (b *Budget) Take(n NewNode) {
 	}
 }
 
-// Release uncounts a worker the autoscaler drains: it leaves its group and
-// stops costing. Its instance still holds the cloud's quota until it is
-// terminated.
-func (b *Budget) Release(group string, price float64) {
+// Release uncounts a worker the autoscaler drains from its group and from
+// the workers. Its instance still holds the cloud's quota and costs money
+// until it is terminated, so those stay counted.
+func (b *Budget) Release(group string) {
 	b.groupCount[group]--
 	b.workers--
-	b.cost -= price
 }
-
-// Cost is what the cluster's nodes cost per hour with what is planned.
-func (b *Budget) Cost() float64 { return b.cost }
 
 // Clone answers an independent copy, for trying launches before taking them.
 func (b *Budget) Clone() *Budget {

@@ -697,7 +697,7 @@ func (s *scheduler) bestType(sc []shapeCount, budget *Budget, strict bool) (Node
 	var scarce api.Resources
 	if s.priced && !strict {
 		for _, c := range sc {
-			if c.count > 0 && !s.everyTypeHolds(c.shape) {
+			if c.count > 0 && !s.everyTypeHolds(c.shape) && s.someAllowedTypeHolds(c.shape, budget) {
 				scarce = c.shape
 				break
 			}
@@ -739,6 +739,17 @@ func (s *scheduler) everyTypeHolds(shape api.Resources) bool {
 		}
 	}
 	return true
+}
+
+// someAllowedTypeHolds reports whether an empty node of a type the budget
+// allows one more of holds shape.
+func (s *scheduler) someAllowedTypeHolds(shape api.Resources, budget *Budget) bool {
+	for _, t := range s.types {
+		if _, ok := budget.Check(t.node()); ok && fits(t.Resources, shape) {
+			return true
+		}
+	}
+	return false
 }
 
 // score fits the waiting bundles in order onto one empty node of t and
@@ -850,7 +861,7 @@ func (s *scheduler) scaleDown(heldByRequest, placedOn map[string]bool) {
 		left[n.Group]--
 		s.res.Drain = append(s.res.Drain, DrainDecision{NodeID: n.ID,
 			Reason: fmt.Sprintf("idle for %s (worker_idle_timeout_seconds is %d)", in.Now.Sub(*n.IdleSince).Round(time.Second), int(in.IdleTimeout.Seconds()))})
-		s.budget.Release(n.Group, n.PricePerHour)
+		s.budget.Release(n.Group)
 	}
 }
 

@@ -228,6 +228,17 @@ func TestSchedule(t *testing.T) {
 					t.Fatalf("launch %v blocks %v, want 1 and only quota_nodes", r.Launch, r.Blocks)
 				}
 			}},
+		{"a GPU bundle no allowed type can hold does not stop CPU launches",
+			func() ScheduleInput {
+				return ScheduleInput{Types: []NodeType{cpuType("cpu4", 4, 0.2, 10), gpuType("gpu", 4, 1, 1.2, 1)},
+					Nodes:  []SchedNode{{ID: "g", Group: "gpu", Free: api.Resources{}, Total: api.Resources{"CPU": 4, "GPU": 1}, Ready: true, PricePerHour: 1.2}},
+					Demand: append(bundles(api.Resources{"CPU": 1}, 8, ""), bundles(api.Resources{"GPU": 1}, 1, "")...), Now: now}
+			},
+			func(t *testing.T, r ScheduleResult) {
+				if r.Launch["cpu4"] != 2 || r.Launch["gpu"] != 0 {
+					t.Fatalf("launch %v blocks %v, want 2 cpu4", r.Launch, r.Blocks)
+				}
+			}},
 		{"idle workers past the timeout drain, least recently used first, not below min",
 			func() ScheduleInput {
 				return ScheduleInput{Types: []NodeType{func() NodeType { t := cpuType("cpu", 4, 0.2, 10); t.MinNodes = 1; return t }()},
@@ -444,3 +455,52 @@ func TestScheduleCompletes(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestScheduleLiveness: with prices and groups that fill up, passes go on
+// launching until every waiting plain bundle either fits on a node or
+// fits no type that still has room: a bundle that cannot be placed (a GPU
+// bundle whose type is at max_nodes) never holds the others back.
+func TestScheduleLiveness(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		in := genSchedule(t).in
+		in.UpscalingSpeed = 100
+		for i := range in.Demand {
+			in.Demand[i].Strategy = ""
+		}
+		typeOf := map[string]NodeType{}
+		for _, ty := range in.Types {
+			typeOf[ty.Group] = ty
+		}
+		for pass := range 30 {
+			r := Schedule(in)
+			if totalLaunch(r) == 0 {
+				break
+			}
+			for _, g := range sortedKeys(r.Launch) {
+				for i := range r.Launch[g] {
+					in.Nodes = append(in.Nodes, SchedNode{ID: fmt.Sprintf("z%02d-%s-%03d", pass, g, i), Group: g,
+						Free: clone(typeOf[g].Resources), Total: clone(typeOf[g].Resources), Ready: true, PricePerHour: typeOf[g].PricePerHour})
+				}
+			}
+		}
+		s := newScheduler(in)
+		plain, _, _ := s.units(in.Demand)
+		bins := make([]*bin, 0, len(s.nodes))
+		count := map[string]int{}
+		for _, n := range s.nodes {
+			bins = append(bins, &bin{id: n.ID, group: n.Group, free: clone(n.Free)})
+			count[n.Group]++
+		}
+		pack(bins, plain)
+		for _, c := range plain {
+			if c.count == 0 {
+				continue
+			}
+			for _, ty := range in.Types {
+				if count[ty.Group] < ty.MaxNodes && fits(ty.Resources, c.shape) {
+					t.Fatalf("%d x %s wait, and group %s (%d of %d) could hold them", c.count, ShapeString(c.shape), ty.Group, count[ty.Group], ty.MaxNodes)
+				}
+			}
+		}
+	})
+}

@@ -200,8 +200,12 @@ func scanClusterRecord(s scanner) (service.ClusterRecord, error) {
 }
 
 func (t *tx) ListClustersToReconcile(ctx context.Context) ([]service.ClusterRecord, error) {
+	// At rest: terminated, meant to be, not to be deleted, and its
+	// generation observed (a cluster created terminated, or changed while
+	// stopped, gets one pass that records it).
 	rows, err := t.tx.QueryContext(ctx, `SELECT `+clusterRecordCols+` FROM clusters
-		WHERE NOT (status = ? AND desired_state = ? AND delete_requested = 0) ORDER BY id`, api.ClusterTerminated, api.DesiredTerminated)
+		WHERE NOT (status = ? AND desired_state = ? AND delete_requested = 0 AND observed_generation >= generation) ORDER BY id`,
+		api.ClusterTerminated, api.DesiredTerminated)
 	if err != nil {
 		return nil, err
 	}
@@ -223,11 +227,12 @@ func (t *tx) GetClusterRecord(ctx context.Context, id string) (service.ClusterRe
 }
 
 func (t *tx) SetClusterStatus(ctx context.Context, id string, generation int64, status, reason string, conditions []api.Condition, at time.Time) (bool, error) {
+	conds := mustJSON(conditionsOrEmpty(conditions))
 	return t.changed(ctx, `UPDATE clusters SET status = ?, status_reason = ?,
 		status_changed_at = CASE WHEN status = ? THEN status_changed_at ELSE ? END, updated_at = ?,
 		observed_generation = ?, conditions = ?
-		WHERE id = ? AND generation = ?`,
-		status, reason, status, ts(at), ts(at), generation, mustJSON(conditionsOrEmpty(conditions)), id, generation)
+		WHERE id = ? AND generation = ? AND (status != ? OR status_reason != ? OR observed_generation != ? OR conditions != ?)`,
+		status, reason, status, ts(at), ts(at), generation, conds, id, generation, status, reason, generation, conds)
 }
 
 func (t *tx) StopCluster(ctx context.Context, id, reason string, at time.Time) (bool, error) {

@@ -778,6 +778,22 @@ func TestSetClusterStatus(t *testing.T) {
 		{"a newer generation was written since", api.ClusterStarting, 0, api.ClusterRunning, false, 0},
 		{"a generation from the future", api.ClusterStarting, 2, api.ClusterRunning, false, 0},
 	}
+	t.Run("nothing new to write", func(t *testing.T) {
+		id := d.newCluster(t, api.DesiredRunning, api.ClusterStarting)
+		write := func() bool {
+			return d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+				return dp.SetClusterStatus(ctx, id, 1, api.ClusterRunning, "same", conds, t1)
+			})
+		}
+		if !write() {
+			t.Fatal("the first write answered false")
+		}
+		before := d.onDisk(t, "clusters")
+		if write() {
+			t.Fatal("a write of what is stored answered true")
+		}
+		checkChanged(t, before, d.onDisk(t, "clusters"), id, nil)
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id := d.newCluster(t, api.DesiredRunning, tc.status)

@@ -255,6 +255,27 @@ func TestClusterPlanUsesPlannedValues(t *testing.T) {
 	if d := warningsOf(planCluster(srv, schemas)); len(d) != 0 {
 		t.Fatalf("the cluster planned after its cloud's quota is raised: warnings %q, want none", d)
 	}
+
+	// After the plan of the compute config lowering min_nodes to 1: a new
+	// cluster without a version pins the latest, which then fits.
+	srv, schemas = newServer()
+	cct := schemas.ResourceSchemas["rayplane_compute_config"].ValueType()
+	group := func(min string) []any {
+		return []any{map[string]any{"name": "cpu", "instance_type": "local.small", "min_nodes": min, "max_nodes": "4", "market": "on_demand"}}
+	}
+	ccPrior := map[string]any{"id": fx.configID, "name": fx.name, "version": "1", "head_node": map[string]any{"instance_type": "local.small"},
+		"worker_groups": group("2"), "worker_idle_timeout_seconds": "300", "idle_termination_seconds": "0", "maximum_uptime_seconds": "0",
+		"upscaling_speed": "1"}
+	ccConfig := map[string]any{"name": fx.name, "head_node": map[string]any{"instance_type": "local.small"}, "worker_groups": group("1")}
+	ccProposed := with(ccPrior, map[string]any{"worker_groups": group("1")})
+	ccResp, err := srv.PlanResourceChange(ctx, &tfprotov6.PlanResourceChangeRequest{TypeName: "rayplane_compute_config",
+		Config: dynamicValue(t, cct, ccConfig), ProposedNewState: dynamicValue(t, cct, ccProposed), PriorState: dynamicValue(t, cct, ccPrior)})
+	if err != nil || hasErrors(ccResp.Diagnostics) {
+		t.Fatalf("plan of the compute config: %v %+v", err, ccResp.Diagnostics)
+	}
+	if d := warningsOf(planCluster(srv, schemas)); len(d) != 0 {
+		t.Fatalf("the cluster planned after its config's min_nodes is lowered: warnings %q, want none", d)
+	}
 }
 
 func hasErrors(diags []*tfprotov6.Diagnostic) bool {

@@ -41,8 +41,12 @@ func (r *clusterResource) clusterDryRun(ctx context.Context, req resource.Modify
 	var configured intValue
 	diags.Append(req.Plan.Get(ctx, &plan)...)
 	diags.Append(req.Config.GetAttribute(ctx, path.Root("compute_config_version"), &configured)...)
-	if diags.HasError() || plan.CloudID.IsUnknown() || plan.ComputeConfigID.IsUnknown() ||
-		plan.DesiredState.IsUnknown() || plan.DesiredState.ValueString() == api.DesiredTerminated {
+	// Everything the request is made of must be known, or the plan cannot
+	// know what the control plane would do (a name from random_pet, a
+	// count from another resource): then it says nothing.
+	if diags.HasError() || !fullyKnown(ctx, plan.Name, plan.CloudID, plan.ComputeConfigID, plan.DesiredState, plan.Runtime) ||
+		(!plan.ResourceRequests.IsUnknown() && !fullyKnown(ctx, plan.ResourceRequests)) ||
+		plan.DesiredState.ValueString() == api.DesiredTerminated {
 		return api.ClusterDryRun{}, at, false
 	}
 	var prior *clusterResourceModel
@@ -106,10 +110,13 @@ func (r *clusterResource) clusterDryRun(ctx context.Context, req resource.Modify
 				diags.AddWarning(d.Summary(), d.Detail())
 			}
 		}
-	case clusterRetryable(err):
-		// No driver for the cloud, or the control plane away: no check.
 	default:
-		diags.Append(errorDiagnostic("Cannot check rayplane cluster "+strconv.Quote(body.Name)+" against its cloud's limits", err))
+		// No driver for the cloud, the control plane away or older than
+		// the dry run: no check, and no error a destroy would trip on.
+		if !clusterRetryable(err) {
+			d := errorDiagnostic("Cannot check rayplane cluster "+strconv.Quote(body.Name)+" against its cloud's limits", err)
+			diags.AddWarning(d.Summary(), d.Detail())
+		}
 	}
 	return api.ClusterDryRun{}, at, false
 }

@@ -781,8 +781,9 @@ func TestAccClusterResource_resourceRequests(t *testing.T) {
 				),
 			},
 			{
-				// Three bundles of one CPU need three local.small workers:
-				// two are added, in place.
+				// Three bundles of one CPU need the head's CPU (as in Ray,
+				// requests count every node) and two local.small workers:
+				// one is added, in place.
 				Config: fx.hcl(clusterTestRequests(3)),
 				ConfigPlanChecks: update(plancheck.ExpectKnownValue(clusterTestAddr, tfjsonpath.New("id"),
 					knownvalue.StringFunc(func(v string) error {
@@ -791,7 +792,7 @@ func TestAccClusterResource_resourceRequests(t *testing.T) {
 						}
 						return nil
 					}))),
-				ConfigStateChecks: append(counts(4), clusterAttr("resource_requests", knownvalue.ListExact([]knownvalue.Check{
+				ConfigStateChecks: append(counts(3), clusterAttr("resource_requests", knownvalue.ListExact([]knownvalue.Check{
 					knownvalue.ObjectExact(map[string]knownvalue.Check{
 						"shape":    knownvalue.MapExact(map[string]knownvalue.Check{"CPU": knownvalue.Float64Exact(1)}),
 						"count":    knownvalue.Int64Exact(3),
@@ -827,10 +828,10 @@ func TestAccClusterResource_resourceRequests(t *testing.T) {
 				Check:             resource.ComposeTestCheckFunc(clusterTestHeld(&id, 0), clusterTestScaledTo(&id, 2)),
 			},
 			{
-				Config:            fx.hcl(clusterTestRequests(2)),
+				Config:            fx.hcl(clusterTestRequests(3)),
 				ConfigPlanChecks:  update(),
 				ConfigStateChecks: counts(3),
-				Check:             clusterTestHeld(&id, 2),
+				Check:             clusterTestHeld(&id, 3),
 			},
 			{
 				// Leaving the attribute out withdraws too.

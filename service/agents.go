@@ -155,7 +155,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			if drained {
 				return tx.DataPlane().RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
 					RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: true,
-					RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), 1<<20)}})
+					RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), 1<<20), RuntimeHash: truncate(hb.RuntimeHash, 64)}})
 			}
 			return nil
 		})
@@ -191,7 +191,7 @@ func agentConfig(n NodeRecord, c ClusterRecord, cloud api.Cloud) api.AgentConfig
 	cfg := api.AgentConfig{
 		ClusterID: c.ID, NodeID: n.ID, Head: n.Head, Group: n.Group, InstanceType: n.InstanceType, Resources: n.Resources,
 		HeadAddress: c.HeadAddress, Runtime: c.Runtime, HeartbeatIntervalSeconds: max(cloud.Heartbeat.IntervalSeconds, 1),
-		StorageLocation: cloud.StorageLocation, Desired: api.AgentRun,
+		StorageLocation: cloud.StorageLocation, Desired: api.AgentRun, RuntimeHash: api.RuntimeHash(c.Runtime),
 	}
 	switch n.Status {
 	case api.NodeDraining:

@@ -257,4 +257,5 @@ type Heartbeat struct {
 	RuntimeMessage string
 	Drained        bool
 	RuntimeCrashes int
+	RuntimeHash    string
 }

@@ -154,6 +154,9 @@ type agent struct {
 	conf    api.AgentConfig
 	plan    plan
 	running *Spec // what the supervisor was last told to run; nil when nothing
+	// runtimeHash names the runtime configuration the node runs (the
+	// control plane's runtime_hash of the config it acted on).
+	runtimeHash string
 
 	draining      bool
 	drainDone     <-chan struct{} // closed once the drained runtime is gone
@@ -276,11 +279,13 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 			a.sup.Start(*p.spec, restartGrace)
 			a.running = p.spec
 		}
+		a.runtimeHash = conf.RuntimeHash
 	case p.state == api.RuntimeUnavailable:
 		if a.running != nil {
 			a.sup.Stop(a.cfg.Now().Add(restartGrace))
 			a.running = nil
 		}
+		a.runtimeHash = conf.RuntimeHash
 		a.warnOnce(p.message)
 	default:
 		// A worker without a head address: one that runs keeps running (its
@@ -300,7 +305,7 @@ func (a *agent) warnOnce(msg string) {
 func (a *agent) heartbeat() api.AgentHeartbeat {
 	now := a.cfg.Now()
 	st := a.sup.Status()
-	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts, RuntimeCrashes: st.Crashes}
+	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts, RuntimeCrashes: st.Crashes, RuntimeHash: a.runtimeHash}
 	switch {
 	case a.stopped:
 		hb.RuntimeState, hb.RuntimeMessage = api.RuntimeStopped, "stopped: the control plane asked the node to stop"

@@ -1,6 +1,11 @@
 package api
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
 
 // The agent protocol: what `rayplaned agent` on every node says to the
 // control plane, and what it hears back. Every call is HTTPS; the first is
@@ -60,6 +65,18 @@ type AgentConfig struct {
 	StorageLocation          string     `json:"storage_location,omitempty"` // where the head writes runtime logs
 	Desired                  string     `json:"desired"`
 	DrainDeadline            *time.Time `json:"drain_deadline,omitempty"`
+	// RuntimeHash names Runtime (RuntimeHash(Runtime)); the agent reports
+	// it back once its runtime runs this configuration.
+	RuntimeHash string `json:"runtime_hash"`
+}
+
+// RuntimeHash names a runtime configuration: equal configurations have
+// equal hashes. It is how the control plane tells whether a node runs the
+// cluster's current runtime.
+func RuntimeHash(rt Runtime) string {
+	b, _ := json.Marshal(rt) // a plain struct; maps marshal in key order
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Runtime states an agent reports.
@@ -79,6 +96,9 @@ type AgentHeartbeat struct {
 	// RuntimeCrashes counts the runtime's crashes in a row: it is reset
 	// when the runtime stays up a minute.
 	RuntimeCrashes int `json:"runtime_crashes,omitempty"`
+	// RuntimeHash is the runtime_hash of the configuration the runtime
+	// runs now.
+	RuntimeHash string `json:"runtime_hash,omitempty"`
 	// Address is where the node's runtime can be reached; on the head it
 	// is the address workers join (Ray's GCS address).
 	Address   string     `json:"address,omitempty"`

@@ -289,3 +289,46 @@ func TestStalePlanDoesNotOverwriteARetry(t *testing.T) {
 	// And a DELETE while it has nodes terminates first instead of dropping them.
 	e.must(202, "DELETE", "/v1/clusters/"+c.ID, e.admin, "")
 }
+
+// TestStoppedClusterGenerationObserved: a cluster created terminated, and
+// one changed while it stays terminated, get their generation observed by
+// the next pass with terminated conditions, so a client waiting for the
+// control plane to act on its change is not left waiting.
+func TestStoppedClusterGenerationObserved(t *testing.T) {
+	e := newDataPlaneEnv(t)
+	f := e.fixture(e.admin)
+	body := func(cmd string) string {
+		return fmt.Sprintf(`{"name":"stopped","cloud_id":%q,"compute_config_id":%q,"desired_state":"terminated","runtime":{"head_command":[%q]}}`,
+			f.cloud, f.computeConfig, cmd)
+	}
+	var c api.Cluster
+	e.must(201, "POST", "/v1/clusters", e.admin, body("a")).decode(t, &c)
+	if c.Status != api.ClusterTerminated || c.Generation != 1 || c.ObservedGeneration != 0 {
+		t.Fatalf("created %s, generation %d, observed %d", c.Status, c.Generation, c.ObservedGeneration)
+	}
+	observed := func(gen int64) {
+		t.Helper()
+		e.rec.ReconcileAll(context.Background())
+		e.must(200, "GET", "/v1/clusters/"+c.ID, e.admin, "").decode(t, &c)
+		if c.Generation != gen || c.ObservedGeneration != gen || c.Status != api.ClusterTerminated {
+			t.Fatalf("after a pass: %s, generation %d, observed %d", c.Status, c.Generation, c.ObservedGeneration)
+		}
+		if r, ok := api.FindCondition(c.Conditions, api.ConditionReady); !ok || r.Status != api.ConditionFalse || r.Reason != "Terminated" {
+			t.Fatalf("conditions %+v", c.Conditions)
+		}
+	}
+	observed(1)
+	e.must(200, "PUT", "/v1/clusters/"+c.ID, e.admin, body("b"))
+	observed(2)
+	// At rest again: further passes write nothing.
+	before := len(e.auditEvents(e.sysOrg))
+	e.rec.ReconcileAll(context.Background())
+	var events api.Page[api.ClusterEvent]
+	e.must(200, "GET", "/v1/clusters/"+c.ID+"/events", e.admin, "").decode(t, &events)
+	if after := len(e.auditEvents(e.sysOrg)); after != before {
+		t.Fatalf("audit events %d → %d", before, after)
+	}
+	if len(e.driver.bootstraps(t, c.ID)) != 0 {
+		t.Fatal("a terminated cluster launched nodes")
+	}
+}

@@ -8,6 +8,7 @@ import (
 )
 
 func (s *Server) createCloud(c *call) error {
+	c.target("cloud", "") // the id exists only once it is created; a failure names the kind
 	var spec api.CloudSpec
 	if err := c.decode(&spec); err != nil {
 		return err

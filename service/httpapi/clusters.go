@@ -10,6 +10,7 @@ import (
 // createCluster honours an Idempotency-Key header: the same key with the
 // same body answers the cluster the first request made.
 func (s *Server) createCluster(c *call) error {
+	c.target("cluster", "") // the id exists only once it is created; a failure names the kind
 	var req api.ClusterRequest
 	if err := c.decode(&req); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 )
 
 func (s *Server) createComputeConfig(c *call) error {
+	c.target("compute_config", "") // the id exists only once it is created; a failure names the kind
 	var req api.ComputeConfigRequest
 	if err := c.decode(&req); err != nil {
 		return err

@@ -14,6 +14,7 @@ func (s *Server) whoami(c *call) error {
 }
 
 func (s *Server) createOrg(c *call) error {
+	c.target("organization", "") // the id exists only once it is created; a failure names the kind
 	var req api.CreateOrganizationRequest
 	if err := c.decode(&req); err != nil {
 		return err
@@ -42,6 +43,7 @@ func (s *Server) getOrg(c *call) error {
 }
 
 func (s *Server) createToken(c *call) error {
+	c.target("token", "") // the id exists only once it is created; a failure names the kind
 	var req api.CreateTokenRequest
 	if err := c.decode(&req); err != nil {
 		return err

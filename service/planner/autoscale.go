@@ -52,7 +52,7 @@ func (a Autoscaling) String() string {
 // live workers per group after the plan's own scale-down; nodes the plan
 // already creates (minimums) count as starting. It answers how the
 // cluster's resource requests stand.
-func autoscale(p *Plan, in PlanInput, groups map[string][]Node, budget *Budget) requestsState {
+func autoscale(p *Plan, in PlanInput, live map[string]Node, groups map[string][]Node, budget *Budget) requestsState {
 	drained := map[string]bool{}
 	for _, d := range p.Drain {
 		drained[d.NodeID] = true
@@ -67,7 +67,16 @@ func autoscale(p *Plan, in PlanInput, groups map[string][]Node, budget *Budget) 
 		sin.Types = append(sin.Types, NodeType{Group: g.Name, InstanceType: g.InstanceType, Market: g.Market,
 			Resources: cloud.Resources(it), PricePerHour: Price(it, g.Market), MinNodes: g.MinNodes, MaxNodes: g.MaxNodes})
 	}
+	runtime := api.RuntimeHash(in.Cluster.Runtime)
 	byID := map[string]Node{}
+	// The head's capacity takes requests and demand too, as in Ray.
+	for _, n := range sortedNodes(live) {
+		if n.Head && !drained[n.ID] {
+			sin.Nodes = append(sin.Nodes, SchedNode{ID: n.ID, Group: "head", Head: true, Total: n.Resources, Free: freeOf(n),
+				Ready: ready(n, runtime), PricePerHour: n.PricePerHour})
+			break
+		}
+	}
 	for _, name := range mapKeys(groups) {
 		for _, n := range groups[name] {
 			byID[n.ID] = n
@@ -75,14 +84,16 @@ func autoscale(p *Plan, in PlanInput, groups map[string][]Node, budget *Budget) 
 				continue
 			}
 			sin.Nodes = append(sin.Nodes, SchedNode{ID: n.ID, Group: n.Group, Total: n.Resources, Free: freeOf(n),
-				Ready: ready(n), IdleSince: n.IdleSince, PricePerHour: n.PricePerHour})
+				Ready: ready(n, runtime), IdleSince: n.IdleSince, PricePerHour: n.PricePerHour})
 		}
 	}
 	for i, nn := range p.Create {
-		if !nn.Head {
-			sin.Nodes = append(sin.Nodes, SchedNode{ID: fmt.Sprintf("planned-%03d", i), Group: nn.Group, Total: nn.Resources,
-				Free: nn.Resources, PricePerHour: nn.PricePerHour})
+		id := fmt.Sprintf("planned-%03d", i)
+		if nn.Head {
+			sin.Nodes = append(sin.Nodes, SchedNode{ID: id, Group: "head", Head: true, Total: nn.Resources, Free: nn.Resources, PricePerHour: nn.PricePerHour})
+			continue
 		}
+		sin.Nodes = append(sin.Nodes, SchedNode{ID: id, Group: nn.Group, Total: nn.Resources, Free: nn.Resources, PricePerHour: nn.PricePerHour})
 	}
 	res := Schedule(sin)
 

@@ -48,12 +48,15 @@ type requestsState struct {
 	blocks   []Block
 }
 
-// ready reports whether a node serves: its agent is registered and its
-// runtime is up (or, with no runtime to run, the node serves with its
-// declared resources). A cluster is RUNNING only when its nodes are ready,
-// so `terraform apply` returns when jobs can run.
-func ready(n Node) bool {
-	return n.Status == api.NodeRunning && (n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
+// ready reports whether a node serves the cluster's current runtime: its
+// agent is registered, says its runtime runs the configuration named
+// runtime (api.RuntimeHash), and the runtime is up (or, with no runtime
+// to run, the node serves with its declared resources). A cluster is
+// RUNNING only when its nodes are ready, so `terraform apply` returns when
+// jobs can run, and not before a changed runtime has taken effect.
+func ready(n Node, runtime string) bool {
+	return n.Status == api.NodeRunning && n.RuntimeHash == runtime &&
+		(n.RuntimeState == api.RuntimeRunning || n.RuntimeState == api.RuntimeUnavailable)
 }
 
 // crashLooping reports whether a registered node's runtime keeps crashing.
@@ -80,6 +83,7 @@ func runStatus(p *Plan, in PlanInput, live map[string]Node, req requestsState) {
 	for _, d := range p.Drain {
 		draining[d.NodeID] = true
 	}
+	runtime := api.RuntimeHash(in.Cluster.Runtime)
 	var head *Node
 	headReady := false
 	readyIn := map[string]int{}
@@ -92,15 +96,15 @@ func runStatus(p *Plan, in PlanInput, live map[string]Node, req requestsState) {
 			crashed = append(crashed, n)
 		}
 		switch {
-		case n.Head && ready(n):
+		case n.Head && ready(n, runtime):
 			headReady = true
 			fallthrough
 		case n.Head:
-			if head == nil || ready(n) {
+			if head == nil || ready(n, runtime) {
 				n := n
 				head = &n
 			}
-		case ready(n):
+		case ready(n, runtime):
 			readyIn[n.Group]++
 		}
 	}
@@ -128,8 +132,13 @@ func runStatus(p *Plan, in PlanInput, live map[string]Node, req requestsState) {
 
 	status, reason, why := api.ClusterRunning, fmt.Sprintf("head and %d worker(s) running", running), ReasonRunning
 	switch {
-	case hadHead && !headUp:
+	case hadHead && !headUp && (head == nil || in.Cluster.HeadAddress == "" || in.Cluster.Status == api.ClusterRecovering):
+		// The head node is gone (its address is cleared when it is lost),
+		// or its replacement is not up yet.
 		status, reason, why = api.ClusterRecovering, "head node lost; starting a new head", ReasonRecovering
+	case hadHead && !headUp:
+		// The same head, its runtime restarting (a changed runtime, a crash).
+		status, reason, why = api.ClusterUpdating, "waiting for the head node's runtime", ReasonUpdating
 	case !headUp && launching > 0 && in.Cluster.Status != api.ClusterStarting:
 		status, reason, why = api.ClusterProvisioning, fmt.Sprintf("launching %d node(s)", launching), ReasonProvisioning
 	case !headUp && head != nil && head.Status == api.NodeRunning:

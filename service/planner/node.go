@@ -16,4 +16,7 @@ type Node struct {
 	// reports the runtime stopped.
 	DrainDeadline *time.Time
 	Drained       bool
+	// RuntimeHash is the runtime configuration the node's agent last said
+	// its runtime runs (api.RuntimeHash); "" before it said.
+	RuntimeHash string
 }

@@ -219,12 +219,7 @@ func PlanCluster(in PlanInput) Plan {
 	}
 	if in.Cluster.Status == api.ClusterErrored {
 		// Nothing new is launched until the user re-applies the desired
-		// state: nodes not yet launched are dropped; nodes that fail are
-		// still cleaned up.
-		for _, l := range p.Launch {
-			p.Finish = append(p.Finish, NodeChange{NodeID: l.NodeID, From: l.From, Reason: "not launched: the cluster is ERRORED"})
-		}
-		p.Launch = nil
+		// state; nodes that fail are still cleaned up.
 		errored(&p, in.Cluster.StatusReason)
 		return p
 	}
@@ -426,9 +421,16 @@ func planRun(p *Plan, in PlanInput, live map[string]Node) {
 		}
 	}
 
-	req := autoscale(p, in, groups, budget)
+	req := autoscale(p, in, live, groups, budget)
 
-	// A drain of a node with no agent yet is a termination or nothing.
+	settleDrains(p)
+	p.Blocks = dedupeBlocks(p.Blocks)
+	runStatus(p, in, live, req)
+}
+
+// settleDrains turns a drain of a node with no agent yet into a
+// termination (an instance, no agent) or nothing (not launched).
+func settleDrains(p *Plan) {
 	var drains []NodeChange
 	for _, d := range p.Drain {
 		switch d.From {
@@ -443,13 +445,17 @@ func planRun(p *Plan, in PlanInput, live map[string]Node) {
 		}
 	}
 	p.Drain = drains
-	p.Blocks = dedupeBlocks(p.Blocks)
-	runStatus(p, in, live, req)
 }
 
 // errored stops the cluster: ERRORED with reason, until the user re-applies
-// its desired state.
+// its desired state. The drains the pass decided still happen.
 func errored(p *Plan, reason string) {
+	settleDrains(p)
+	// Nodes not launched yet are dropped.
+	for _, l := range p.Launch {
+		p.Finish = append(p.Finish, NodeChange{NodeID: l.NodeID, From: l.From, Reason: "not launched: the cluster is ERRORED"})
+	}
+	p.Launch = nil
 	p.Create = nil
 	p.Status, p.Reason = api.ClusterErrored, reason
 	p.Conditions = ErroredConditions(reason)

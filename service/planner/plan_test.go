@@ -138,6 +138,7 @@ func (w *world) apply(p Plan) {
 			t := w.now
 			n.LastHeartbeatAt = &t
 			n.RuntimeState = api.RuntimeRunning
+			n.RuntimeHash = api.RuntimeHash(w.cluster.Runtime)
 			if n.Head {
 				w.cluster.HeadAddress = "127.0.0.1:6379"
 			}
@@ -254,7 +255,19 @@ func TestPlanDeterministic(t *testing.T) {
 		if rapid.Bool().Draw(t, "requests") {
 			w.cluster.ResourceRequests = []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: rapid.IntRange(1, 9).Draw(t, "req")}}
 		}
-		in := w.input(spec, Quota{})
+		var quota Quota
+		if rapid.Bool().Draw(t, "quota") {
+			quota.MaxNodes = ptr(rapid.IntRange(1, 8).Draw(t, "max_nodes"))
+			quota.MaxVCPUs = ptr(rapid.IntRange(1, 16).Draw(t, "max_vcpus"))
+			quota.UsedNodes = rapid.IntRange(0, 3).Draw(t, "used")
+		}
+		if rapid.Bool().Draw(t, "cost_cap") {
+			spec.MaxHourlyCost = ptr(float64(rapid.IntRange(1, 20).Draw(t, "cap")) / 100)
+		}
+		if rapid.Bool().Draw(t, "errored") {
+			w.cluster.Status, w.cluster.StatusReason = api.ClusterErrored, "earlier failure"
+		}
+		in := w.input(spec, quota)
 		if rapid.Bool().Draw(t, "demand") {
 			in.Demand = []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: rapid.IntRange(1, 20).Draw(t, "dem")},
 				{Shape: api.Resources{"CPU": 2}, Count: 3, Strategy: api.StrategyStrictSpread}}
@@ -575,4 +588,149 @@ func TestPlanQuotaWaitsForReleasingNodes(t *testing.T) {
 	if len(p.Create) != 0 || p.Status == api.ClusterErrored || !strings.Contains(p.Reason, "release the quota") {
 		t.Fatalf("plan %+v", p)
 	}
+}
+
+// TestPlanConditions: what a pass says of a cluster, as the API answers it
+// and clients wait on it.
+func TestPlanConditions(t *testing.T) {
+	rt := api.Runtime{HeadCmd: []string{"serve"}}
+	hash := api.RuntimeHash(rt)
+	spec := api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"},
+		WorkerGroups: []api.WorkerGroup{{Name: "cpu", InstanceType: "small", MinNodes: 1, MaxNodes: 2}}}
+	now := epoch.Add(time.Hour)
+	seen := now.Add(-time.Second)
+	node := func(id, group, status, runtime string, mod ...func(*Node)) Node {
+		n := Node{Node: api.Node{ID: id, Group: group, Head: group == "head", InstanceType: "small", InstanceID: "i-" + id, Status: status,
+			StatusChangedAt: now.Add(-time.Minute), CreatedAt: now.Add(-time.Minute), LastHeartbeatAt: &seen, RuntimeState: runtime,
+			Resources: api.Resources{"CPU": 1, "memory": 1 << 30}}, VCPUs: 1, PricePerHour: 0.01, RuntimeHash: hash}
+		for _, m := range mod {
+			m(&n)
+		}
+		return n
+	}
+	oldRuntime := func(n *Node) { n.RuntimeHash = api.RuntimeHash(api.Runtime{}) }
+	crashing := func(n *Node) { n.RuntimeCrashes, n.RuntimeMessage = 3, "runtime exited with status 3" }
+	head := node("node_a", "head", api.NodeRunning, api.RuntimeRunning)
+	w1 := node("node_b", "cpu", api.NodeRunning, api.RuntimeRunning)
+	input := func(status string, nodes ...Node) PlanInput {
+		in := PlanInput{Cluster: api.Cluster{ID: "cls_x", DesiredState: api.DesiredRunning, Status: status, HeadAddress: "127.0.0.1:1", Runtime: rt},
+			Spec: spec, Catalog: testCatalog, Nodes: nodes, Now: now, LostAfter: time.Minute, BootTimeout: time.Minute, DrainTimeout: time.Minute,
+			LastSeen: map[string]time.Time{}}
+		for _, n := range nodes {
+			if n.InstanceID != "" {
+				in.Instances = append(in.Instances, cloud.Instance{ID: n.InstanceID, NodeID: n.ID, State: cloud.InstanceRunning})
+			}
+		}
+		return in
+	}
+	type want struct {
+		status                         string
+		ready, reconciling, stalled    string // condition reasons; "" means False with any reason
+		readyTrue, stalledTrue, reqsOK bool
+		reasonHas                      string
+	}
+	cases := []struct {
+		name string
+		in   PlanInput
+		want want
+	}{
+		{"serving its spec", input(api.ClusterRunning, head, w1),
+			want{status: api.ClusterRunning, ready: ReasonRunning, readyTrue: true, reqsOK: true, reasonHas: "head and 1 worker(s) running"}},
+		{"a worker still runs the old runtime", input(api.ClusterRunning, head, node("node_b", "cpu", api.NodeRunning, api.RuntimeRunning, oldRuntime)),
+			want{status: api.ClusterUpdating, ready: ReasonUpdating, reqsOK: true}},
+		{"the head restarts for a new runtime", input(api.ClusterRunning, node("node_a", "head", api.NodeRunning, api.RuntimeRunning, oldRuntime), w1),
+			want{status: api.ClusterUpdating, ready: ReasonUpdating, reqsOK: true, reasonHas: "waiting for the head node's runtime"}},
+		{"the head's runtime crash-loops", input(api.ClusterStarting, node("node_a", "head", api.NodeRunning, api.RuntimeCrashed, crashing)),
+			want{status: api.ClusterStarting, ready: ReasonRuntimeCrashLoop, stalledTrue: true, reqsOK: true, reasonHas: "crashed 3 times in a row: runtime exited with status 3"}},
+		{"a needed worker crash-loops", input(api.ClusterRunning, head, node("node_b", "cpu", api.NodeRunning, api.RuntimeStarting, crashing)),
+			want{status: api.ClusterUpdating, ready: ReasonRuntimeCrashLoop, stalledTrue: true, reqsOK: true}},
+		{"a worker beyond the minimum crash-loops", input(api.ClusterRunning, head, w1, node("node_c", "cpu", api.NodeRunning, api.RuntimeCrashed, crashing)),
+			want{status: api.ClusterRunning, ready: ReasonRunning, readyTrue: true, reqsOK: true}},
+		{"a group above its max still draining", input(api.ClusterRunning, head, w1, node("node_c", "cpu", api.NodeRunning, api.RuntimeRunning),
+			node("node_d", "cpu", api.NodeDraining, api.RuntimeRunning)),
+			want{status: api.ClusterRunning, ready: ReasonScalingDown, reqsOK: true}},
+		{"nodes of a dropped group still draining", input(api.ClusterRunning, head, w1, node("node_e", "gone", api.NodeDraining, api.RuntimeRunning)),
+			want{status: api.ClusterRunning, ready: ReasonScalingDown, reqsOK: true}},
+	}
+	placed := input(api.ClusterRunning, head, w1)
+	placed.Cluster.ResourceRequests = bundles(api.Resources{"CPU": 1}, 2, "") // the head's and the worker's CPU
+	cases = append(cases, struct {
+		name string
+		in   PlanInput
+		want want
+	}{"requests placed on serving nodes", placed, want{status: api.ClusterRunning, ready: ReasonRunning, readyTrue: true, reqsOK: true}})
+	growing := input(api.ClusterRunning, head, w1)
+	growing.Cluster.ResourceRequests = bundles(api.Resources{"CPU": 1}, 3, "")
+	cases = append(cases, struct {
+		name string
+		in   PlanInput
+		want want
+	}{"requests wait for a node to start", growing, want{status: api.ClusterRunning, ready: ReasonPlacingRequests}})
+	blocked := input(api.ClusterRunning, head, w1, node("node_c", "cpu", api.NodeRunning, api.RuntimeRunning))
+	blocked.Cluster.ResourceRequests = bundles(api.Resources{"CPU": 1}, 9, "")
+	cases = append(cases, struct {
+		name string
+		in   PlanInput
+		want want
+	}{"requests past max_nodes: ready, the requests blocked", blocked, want{status: api.ClusterRunning, ready: ReasonRunning, readyTrue: true, reasonHas: "max_nodes 2"}})
+
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := PlanCluster(c.in)
+			cond := func(typ string) api.Condition {
+				got, ok := api.FindCondition(p.Conditions, typ)
+				if !ok {
+					t.Fatalf("no %s condition in %+v", typ, p.Conditions)
+				}
+				return got
+			}
+			ready, stalled, reconciling, reqs := cond(api.ConditionReady), cond(api.ConditionStalled), cond(api.ConditionReconciling), cond(api.ConditionRequestsSatisfied)
+			if p.Status != c.want.status || ready.Reason != c.want.ready || (ready.Status == api.ConditionTrue) != c.want.readyTrue ||
+				(stalled.Status == api.ConditionTrue) != c.want.stalledTrue || (reqs.Status == api.ConditionTrue) != c.want.reqsOK ||
+				!strings.Contains(p.Reason, c.want.reasonHas) {
+				t.Fatalf("status %s (%s), conditions %+v", p.Status, p.Reason, p.Conditions)
+			}
+			// Reconciling is the opposite of Ready unless the cluster is stuck.
+			if wantRec := !c.want.readyTrue && !c.want.stalledTrue; (reconciling.Status == api.ConditionTrue) != wantRec {
+				t.Fatalf("reconciling %+v with ready %+v and stalled %+v", reconciling, ready, stalled)
+			}
+		})
+	}
+	t.Run("errored", func(t *testing.T) {
+		in := input(api.ClusterErrored)
+		in.Cluster.StatusReason = "launch failed"
+		p := PlanCluster(in)
+		if p.Status != api.ClusterErrored || !api.IsTrue(p.Conditions, api.ConditionStalled) || api.IsTrue(p.Conditions, api.ConditionReady) {
+			t.Fatalf("%s %+v", p.Status, p.Conditions)
+		}
+	})
+	t.Run("terminating, then terminated", func(t *testing.T) {
+		in := input(api.ClusterTerminating, head)
+		in.Cluster.DesiredState = api.DesiredTerminated
+		p := PlanCluster(in)
+		if p.Status != api.ClusterTerminating || !api.IsTrue(p.Conditions, api.ConditionReconciling) {
+			t.Fatalf("%s %+v", p.Status, p.Conditions)
+		}
+		in = input(api.ClusterTerminating)
+		in.Cluster.DesiredState = api.DesiredTerminated
+		p = PlanCluster(in)
+		if p.Status != api.ClusterTerminated || api.IsTrue(p.Conditions, api.ConditionReconciling) || api.IsTrue(p.Conditions, api.ConditionReady) {
+			t.Fatalf("%s %+v", p.Status, p.Conditions)
+		}
+	})
+	t.Run("transition times move only with a status", func(t *testing.T) {
+		p := PlanCluster(input(api.ClusterRunning, head, w1))
+		t0 := MergeConditions(nil, p.Conditions, epoch)
+		again := MergeConditions(t0, p.Conditions, epoch.Add(time.Minute))
+		for i := range again {
+			if !again[i].LastTransitionTime.Equal(epoch) {
+				t.Fatalf("%s moved to %s", again[i].Type, again[i].LastTransitionTime)
+			}
+		}
+		q := PlanCluster(input(api.ClusterRunning, head))
+		moved := MergeConditions(t0, q.Conditions, epoch.Add(time.Minute))
+		if c, _ := api.FindCondition(moved, api.ConditionReady); !c.LastTransitionTime.Equal(epoch.Add(time.Minute)) {
+			t.Fatalf("Ready went False and kept time %s", c.LastTransitionTime)
+		}
+	})
 }

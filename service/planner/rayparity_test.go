@@ -22,9 +22,19 @@ import (
 // capacity and the others are pending, and placement groups keep their
 // strategy. maxWorkers nil is the sum of the groups' max_nodes.
 func toRay(in ScheduleInput, maxWorkers *int) rayClusterState {
+	head := rayExistingNode{Type: "head", Running: true, Available: rayResources{"CPU": 0}}
+	headType := rayNodeType{Name: "head", Resources: rayResources{"CPU": 0}}
+	for _, n := range in.Nodes {
+		if n.Head {
+			headType.Resources = rayResources(clone(n.Total))
+			head = rayExistingNode{Type: "head", Running: n.Ready}
+			if n.Ready {
+				head.Available = rayResources(clone(n.Free))
+			}
+		}
+	}
 	st := rayClusterState{HeadNodeType: "head", UpscalingSpeed: in.UpscalingSpeed,
-		NodeTypes: []rayNodeType{{Name: "head", Resources: rayResources{"CPU": 0}}},
-		Nodes:     []rayExistingNode{{Type: "head", Running: true, Available: rayResources{"CPU": 0}}}}
+		NodeTypes: []rayNodeType{headType}, Nodes: []rayExistingNode{head}}
 	if st.UpscalingSpeed <= 0 {
 		st.UpscalingSpeed = api.DefaultUpscalingSpeed
 	}
@@ -39,6 +49,9 @@ func toRay(in ScheduleInput, maxWorkers *int) rayClusterState {
 	}
 	nodes := newScheduler(in).nodes // in the order Schedule packs them
 	for _, n := range nodes {
+		if n.Head {
+			continue
+		}
 		rn := rayExistingNode{Type: n.Group, Running: n.Ready}
 		if n.Ready {
 			rn.Available = rayResources(clone(n.Free))
@@ -159,6 +172,12 @@ func TestRayParity(t *testing.T) {
 		{name: "a PACK group and plain tasks at speed 1: the group's nodes go past the limit",
 			in:   ScheduleInput{Types: []NodeType{w4(100)}, Demand: append(bundles(api.Resources{"CPU": 4}, 7, api.StrategyPack), bundles(cpu1, 12, "")...), UpscalingSpeed: 1},
 			want: map[string]int{"w4": 7}},
+		{name: "requests fit on a 4-CPU head: nothing to launch",
+			in: ScheduleInput{Types: []NodeType{w4(10)}, Nodes: []SchedNode{{ID: "h", Group: "head", Head: true, Ready: true,
+				Total: api.Resources{"CPU": 4}, Free: api.Resources{"CPU": 1}}}, Requests: bundles(cpu1, 3, "")}, want: map[string]int{}},
+		{name: "demand uses what the head has free first",
+			in: ScheduleInput{Types: []NodeType{w4(10)}, Nodes: []SchedNode{{ID: "h", Group: "head", Head: true, Ready: true,
+				Total: api.Resources{"CPU": 4}, Free: api.Resources{"CPU": 2}}}, Demand: bundles(cpu1, 6, "")}, want: map[string]int{"w4": 1}},
 		{name: "mixed GPU and CPU demand over several types",
 			in: ScheduleInput{Types: []NodeType{cpu2, cpuType("cpu16", 16, 0.8, 8), gpuType("gpu16", 16, 1, 0.8+1.0, 10)},
 				Demand: append(bundles(cpu1, 30, ""), bundles(api.Resources{"GPU": 1}, 2, "")...), UpscalingSpeed: 10}, want: map[string]int{"gpu16": 2}},
@@ -203,6 +222,15 @@ func TestRayParityUnpriced(t *testing.T) {
 				typ.Resources["GPU"] = float64(rapid.IntRange(1, 4).Draw(t, "gpus"))
 			}
 			in.Types = append(in.Types, typ)
+		}
+		if rapid.Bool().Draw(t, "head_resources") {
+			cpus := float64(rapid.IntRange(1, 8).Draw(t, "head_cpus"))
+			h := SchedNode{ID: "head", Group: "head", Head: true, Ready: rapid.Bool().Draw(t, "head_ready"),
+				Total: api.Resources{"CPU": cpus}, Free: api.Resources{"CPU": cpus}}
+			if h.Ready {
+				h.Free["CPU"] = float64(rapid.IntRange(0, int(cpus)).Draw(t, "head_free"))
+			}
+			in.Nodes = append(in.Nodes, h)
 		}
 		have := map[string]int{}
 		for i := range rapid.IntRange(0, 8).Draw(t, "nodes") {

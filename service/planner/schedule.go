@@ -58,10 +58,13 @@ func (t NodeType) node() NewNode {
 		PricePerHour: t.PricePerHour, Resources: t.Resources}
 }
 
-// SchedNode is a worker that exists or is planned.
+// SchedNode is a node that exists or is planned: a worker, or the head,
+// whose capacity takes requests and demand as Ray's head does, but which
+// belongs to no group and is never scaled down.
 type SchedNode struct {
 	ID    string
 	Group string
+	Head  bool
 	// Free is what is not in use; a node not serving yet is all free.
 	Free  api.Resources
 	Total api.Resources
@@ -222,9 +225,11 @@ func Schedule(in ScheduleInput) ScheduleResult {
 	// 4. The upscaling limit, per group, as Ray counts it.
 	starting, serving := map[string]int{}, map[string]int{}
 	for _, n := range s.nodes {
-		if n.Ready {
+		switch {
+		case n.Head:
+		case n.Ready:
 			serving[n.Group]++
-		} else {
+		default:
 			starting[n.Group]++
 		}
 	}
@@ -306,7 +311,9 @@ func newScheduler(in ScheduleInput) *scheduler {
 		s.budget = NewBudget(l)
 		for _, n := range s.nodes {
 			s.budget.Hold(n.Total["CPU"], n.PricePerHour)
-			s.budget.Live(n.Group)
+			if !n.Head {
+				s.budget.Live(n.Group)
+			}
 		}
 	}
 	s.cpuPrice, s.gpuPrice = unitPrices(s.types)
@@ -838,7 +845,7 @@ func (s *scheduler) scaleDown(heldByRequest, placedOn map[string]bool) {
 	in := s.in
 	var idle []SchedNode
 	for _, n := range s.nodes {
-		if n.IdleSince != nil && in.Now.Sub(*n.IdleSince) >= in.IdleTimeout && !heldByRequest[n.ID] && !placedOn[n.ID] {
+		if !n.Head && n.IdleSince != nil && in.Now.Sub(*n.IdleSince) >= in.IdleTimeout && !heldByRequest[n.ID] && !placedOn[n.ID] {
 			idle = append(idle, n)
 		}
 	}
@@ -852,7 +859,9 @@ func (s *scheduler) scaleDown(heldByRequest, placedOn map[string]bool) {
 	// this pass grows keeps its idle nodes.
 	left := map[string]int{}
 	for _, n := range s.nodes {
-		left[n.Group]++
+		if !n.Head {
+			left[n.Group]++
+		}
 	}
 	for _, n := range idle {
 		if left[n.Group] <= s.typeOf[n.Group].MinNodes || s.res.Launch[n.Group] > 0 {

@@ -45,7 +45,9 @@ func limited(types []NodeType, l Limits, headPrice float64, nodes ...SchedNode) 
 	b.Hold(0, headPrice)
 	for _, n := range nodes {
 		b.Hold(n.Total["CPU"], n.PricePerHour)
-		b.Live(n.Group)
+		if !n.Head {
+			b.Live(n.Group)
+		}
 	}
 	return b
 }

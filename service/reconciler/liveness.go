@@ -46,7 +46,7 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (dem
 	l.pending[nodeID] = service.Heartbeat{
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
-		RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), maxCrashes),
+		RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), maxCrashes), RuntimeHash: truncate(hb.RuntimeHash, 64),
 	}
 	return demandChanged
 }

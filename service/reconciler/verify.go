@@ -123,6 +123,11 @@ func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
 				return // keep what the last verification found
 			}
 			status, reason = api.CloudVerifying, fmt.Sprintf("verification will be retried: %v", err)
+		case c.Provider == api.ProviderLocal:
+			// The local data plane is the operator's, and its errors name
+			// the server's own paths: the log has them, the tenant not.
+			v.log.Error("local data plane cannot run nodes", "cloud_id", c.ID, LogErr, err)
+			status, reason = api.CloudError, "the control plane's local data plane cannot run nodes; its operator's log says why"
 		default:
 			status, reason = api.CloudError, fmt.Sprintf("verification failed (%s): %v", cloud.KindOf(err), err)
 		}

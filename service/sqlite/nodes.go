@@ -15,7 +15,7 @@ import (
 const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, n.instance_id, n.address, n.status, n.status_reason,
 	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.runtime_state, n.runtime_message, n.created_at, n.updated_at,
 	n.vcpus, n.price, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
-	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes`
+	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes, n.runtime_hash`
 
 func scanNode(s scanner) (service.NodeRecord, error) {
 	var n service.NodeRecord
@@ -24,7 +24,7 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	var res, usage string
 	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
 		&changed, &hb, &idle, &res, &usage, &n.RuntimeState, &n.RuntimeMessage, &created, &updated,
-		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes); err != nil {
+		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes, &n.RuntimeHash); err != nil {
 		return n, err
 	}
 	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
@@ -174,6 +174,7 @@ func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) er
 		runtime_state = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?4 ELSE runtime_state END,
 		runtime_message = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?5 ELSE runtime_message END,
 		runtime_crashes = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?6 ELSE runtime_crashes END,
+		runtime_hash = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?9 ELSE runtime_hash END,
 		drained = drained OR ?7,
 		last_heartbeat_at = MAX(COALESCE(last_heartbeat_at, 0), ?1)
 		WHERE id = ?8`)
@@ -183,7 +184,7 @@ func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) er
 	defer stmt.Close()
 	for _, b := range beats {
 		if _, err := stmt.ExecContext(ctx, ts(b.At), mustJSON(orEmpty(b.Usage)), tsPtr(b.IdleSince), b.RuntimeState, b.RuntimeMessage,
-			b.RuntimeCrashes, b.Drained, b.NodeID); err != nil {
+			b.RuntimeCrashes, b.Drained, b.NodeID, b.RuntimeHash); err != nil {
 			return err
 		}
 	}

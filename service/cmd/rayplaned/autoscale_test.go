@@ -39,11 +39,12 @@ func TestAutoscaleRequestsUpAndIdleDown(t *testing.T) {
 	c := s.autoscaledCluster(t, "elastic", "", "")
 	s.waitFor(t, c.ID, 60*time.Second, "RUNNING at min", runningWith(1))
 
-	// Hold capacity for 3 one-CPU bundles (through the CLI): local.small has
-	// 1 CPU, so the group grows from 1 to 3 workers.
+	// Hold capacity for 4 one-CPU bundles (through the CLI): local.small has
+	// 1 CPU and, as in Ray, the head's CPU holds one, so the group grows
+	// from 1 to 3 workers.
 	cli := newCLIRunner(s)
-	out := cli.must(t, "clusters", "request", c.ID, "--bundle", "CPU=1,count=3")
-	if rows := tableRows(out); len(rows) != 1 || rows[0][0] != "3" || rows[0][1] != "CPU=1" {
+	out := cli.must(t, "clusters", "request", c.ID, "--bundle", "CPU=1,count=4")
+	if rows := tableRows(out); len(rows) != 1 || rows[0][0] != "4" || rows[0][1] != "CPU=1" {
 		t.Fatalf("clusters request printed %q", out)
 	}
 	c, _ = s.waitFor(t, c.ID, 60*time.Second, "3 workers", func(c api.Cluster, ns []api.Node) bool {
@@ -56,7 +57,7 @@ func TestAutoscaleRequestsUpAndIdleDown(t *testing.T) {
 	// the workers stay.
 	time.Sleep(5 * time.Second)
 	if n := workersRunning(s.nodes(t, c.ID)); n != 3 {
-		t.Fatalf("%d workers while requests hold 3", n)
+		t.Fatalf("%d workers while requests hold 3 of them", n)
 	}
 	// Withdraw: back to min after the idle timeout, by draining.
 	cli.must(t, "clusters", "request", c.ID, "--withdraw")

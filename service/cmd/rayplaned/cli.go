@@ -353,7 +353,7 @@ func clustersWait(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			stalled, isStalled := api.FindCondition(c.Conditions, api.ConditionStalled)
 			isStalled = isStalled && stalled.Status == api.ConditionTrue
 			switch {
-			case *want != "" && c.Status == *want:
+			case *want != "" && current && c.Status == *want:
 				return x.show(c, clusterHeader, clusterRow(c))
 			case *want == "" && current && api.IsTrue(c.Conditions, api.ConditionReady):
 				return x.show(c, clusterHeader, clusterRow(c))

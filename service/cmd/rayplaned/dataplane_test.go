@@ -400,3 +400,31 @@ func TestCrashingHeadRuntimeStalls(t *testing.T) {
 		t.Fatalf("no stalled event among %+v", events.Items)
 	}
 }
+
+// TestRuntimeChangeReadyOnNewRuntime: after a change of the runtime, the
+// cluster is Ready at the new generation only once every node runs the new
+// runtime: `clusters wait` returns when the new processes run, not on the
+// strength of the old ones.
+func TestRuntimeChangeReadyOnNewRuntime(t *testing.T) {
+	s := startServer(t, t.TempDir(), fastFlags...)
+	c := s.newCluster(t, "rt", 1, "")
+	t.Cleanup(func() { killCluster(t, c.ID) })
+	r := newCLIRunner(s)
+	r.must(t, "clusters", "wait", c.ID, "--timeout", "60s")
+
+	body := fmt.Sprintf(`{"name":"rt","cloud_id":%q,"compute_config_id":%q,"runtime":{"env":{"RT_MARK":"v2"},
+		"head_command":["sh","-c","exec sleep 600"],"worker_command":["sh","-c","exec sleep 600"]}}`, c.CloudID, c.ComputeConfigID)
+	updated := decodeJSON[api.Cluster](t, s.must(t, 200, "PUT", "/v1/clusters/"+c.ID, body))
+	if updated.Generation != c.Generation+1 {
+		t.Fatalf("generation %d after a runtime change, was %d", updated.Generation, c.Generation)
+	}
+	r.must(t, "clusters", "wait", c.ID, "--timeout", "60s")
+	got := s.cluster(t, c.ID)
+	if got.ObservedGeneration != updated.Generation || !api.IsTrue(got.Conditions, api.ConditionReady) {
+		t.Fatalf("after wait: observed %d of %d, conditions %+v", got.ObservedGeneration, updated.Generation, got.Conditions)
+	}
+	// Head and worker runtimes run the new configuration right when wait returns.
+	if n := len(procs(t, "RT_MARK", "v2")); n != 2 {
+		t.Fatalf("%d runtimes with the new configuration when wait returned, want 2", n)
+	}
+}

@@ -153,7 +153,7 @@ func (cp *ControlPlane) InstanceTypes(ctx context.Context, c Caller, cloudID str
 	if cp.Catalog == nil {
 		return nil, api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
 	}
-	types, err := cp.Catalog(ctx, cloud, secret)
+	types, err := cp.Catalog(ctx, c.OrgID(), cloud, secret)
 	if err != nil {
 		return nil, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloudID, err)
 	}

@@ -33,9 +33,9 @@ type ControlPlane struct {
 	LocalStorageRoot string
 }
 
-// CatalogFunc answers the instance types a cloud offers; secret is the
-// cloud's write-only credential, if any.
-type CatalogFunc func(ctx context.Context, c api.Cloud, secret string) ([]api.InstanceType, error)
+// CatalogFunc answers the instance types a cloud of organization orgID
+// offers; secret is the cloud's write-only credential, if any.
+type CatalogFunc func(ctx context.Context, orgID string, c api.Cloud, secret string) ([]api.InstanceType, error)
 
 // Caller is who makes a request and what they call: the token and its
 // organization as authentication found them, the route's audit action,

@@ -102,7 +102,7 @@ func (cp *ControlPlane) DryRunCluster(ctx context.Context, c Caller, req api.Clu
 	if cp.Catalog == nil {
 		return api.ClusterDryRun{}, api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
 	}
-	catalog, err := cp.Catalog(ctx, cloud, secret)
+	catalog, err := cp.Catalog(ctx, c.OrgID(), cloud, secret)
 	if err != nil {
 		return api.ClusterDryRun{}, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloud.ID, err)
 	}

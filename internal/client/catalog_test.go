@@ -23,7 +23,7 @@ func (catalogDriver) InstanceTypes(context.Context) ([]api.InstanceType, error) 
 func TestListInstanceTypes(t *testing.T) {
 	h := newHarness(t)
 	h.url = h.serve(t, httpapi.New(httpapi.Config{ControlPlane: &service.ControlPlane{Store: h.store, LocalStorageRoot: h.storeRoot,
-		Catalog: func(ctx context.Context, _ api.Cloud, _ string) ([]api.InstanceType, error) {
+		Catalog: func(ctx context.Context, _ string, _ api.Cloud, _ string) ([]api.InstanceType, error) {
 			return catalogDriver{}.InstanceTypes(ctx)
 		}}}))
 	c := h.client(t, h.admin.Secret)

@@ -115,7 +115,7 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drivers := func(context.Context, api.Cloud, string) (cloud.Driver, error) { return e.driver, nil }
+	drivers := func(context.Context, string, api.Cloud, string) (cloud.Driver, error) { return e.driver, nil }
 	live := reconciler.NewLiveness(e.now())
 	e.live = live
 	e.rec = reconciler.New(reconciler.Config{Store: st, Drivers: drivers, Liveness: live, Now: e.now,

@@ -46,7 +46,7 @@ func newTestEnv(t testing.TB) *testEnv {
 		t.Fatalf("bootstrap: created=%v err=%v", created, err)
 	}
 	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Tokens: &service.LastUsed{},
-		Catalog: func(context.Context, api.Cloud, string) ([]api.InstanceType, error) {
+		Catalog: func(context.Context, string, api.Cloud, string) ([]api.InstanceType, error) {
 			return catalogDriver{}.InstanceTypes(ctx)
 		}},
 		MaxBodyBytes: 64 << 10})

@@ -25,15 +25,16 @@ const (
 	LogErr       = "err"
 )
 
-// DriverFunc answers the driver for a cloud; secret is its write-only
-// credential, if any.
-type DriverFunc func(ctx context.Context, c api.Cloud, secret string) (cloud.Driver, error)
+// DriverFunc answers the driver for a cloud of organization orgID; secret
+// is its write-only credential, if any. It is where the operator's policy
+// (which organizations may use which drivers) is applied.
+type DriverFunc func(ctx context.Context, orgID string, c api.Cloud, secret string) (cloud.Driver, error)
 
 // Catalog answers clouds' instance types through their drivers, for the
 // use cases' catalog checks.
 func Catalog(drivers DriverFunc) service.CatalogFunc {
-	return func(ctx context.Context, c api.Cloud, secret string) ([]api.InstanceType, error) {
-		d, err := drivers(ctx, c, secret)
+	return func(ctx context.Context, orgID string, c api.Cloud, secret string) ([]api.InstanceType, error) {
+		d, err := drivers(ctx, orgID, c, secret)
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +198,7 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterReco
 		return err
 	}
 	now := r.cfg.Now().UTC()
-	driver, err := r.cfg.Drivers(ctx, o.cloud, o.secret)
+	driver, err := r.cfg.Drivers(ctx, c.OrgID, o.cloud, o.secret)
 	if err != nil {
 		return r.fail(ctx, c, "no driver for this cloud: "+err.Error(), now)
 	}

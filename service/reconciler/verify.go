@@ -106,7 +106,7 @@ func (v *Verifier) VerifyAll(ctx context.Context) error {
 // verify tries one cloud and records the result.
 func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
 	status, reason := api.CloudActive, "credentials verified"
-	d, err := v.cfg.Drivers(ctx, c.Cloud, c.Secret)
+	d, err := v.cfg.Drivers(ctx, c.OrgID, c.Cloud, c.Secret)
 	if err != nil {
 		status, reason = api.CloudError, fmt.Sprintf("no driver for this cloud: %v", err)
 	} else {

@@ -50,7 +50,7 @@ func TestVerifier(t *testing.T) {
 	driver := &verifyDriver{}
 	noDriver := false
 	v := NewVerifier(VerifierConfig{Store: st, Now: func() time.Time { return clock }, Recheck: 10 * time.Minute,
-		Drivers: func(context.Context, api.Cloud, string) (cloud.Driver, error) {
+		Drivers: func(context.Context, string, api.Cloud, string) (cloud.Driver, error) {
 			if noDriver {
 				return nil, errors.New("this control plane has no aws driver")
 			}

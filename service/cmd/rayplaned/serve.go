@@ -131,7 +131,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	drivers := func(ctx context.Context, c rpapi.Cloud, secret string) (cloud.Driver, error) {
+	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
 		if c.Provider == rpapi.ProviderLocal {
 			return localDriver, nil
 		}

@@ -17,6 +17,8 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/secretbox"
+	"github.com/rayplane/rayplane/service/sqlite"
 )
 
 // Helpers of the acceptance tests of clouds, compute configs, tokens and
@@ -96,8 +98,9 @@ func notFound(err error) error {
 }
 
 // storedCloudSecret reads a cloud's write-only secret from the control
-// plane's database: the API never answers it, and the tests must see that
-// the provider sent it (and sent it again on a new token_wo_version).
+// plane's database, where it is sealed, and opens it with the data
+// directory's key file: the API never answers it, and the tests must see
+// that the provider sent it (and sent it again on a new token_wo_version).
 func storedCloudSecret(cloudID string) (string, error) {
 	dsn := "file:" + url.PathEscape(filepath.Join(controlPlane.dataDir, "rayplane.db")) + "?mode=ro&_busy_timeout=5000"
 	db, err := sql.Open("sqlite3", dsn)
@@ -105,9 +108,15 @@ func storedCloudSecret(cloudID string) (string, error) {
 		return "", err
 	}
 	defer db.Close()
-	var secret string
-	err = db.QueryRow(`SELECT secret FROM clouds WHERE id = ?`, cloudID).Scan(&secret)
-	return secret, err
+	var sealed string
+	if err := db.QueryRow(`SELECT secret FROM clouds WHERE id = ?`, cloudID).Scan(&sealed); err != nil {
+		return "", err
+	}
+	keys, err := secretbox.ReadFile(filepath.Join(controlPlane.dataDir, "secret-keys"))
+	if err != nil {
+		return "", err
+	}
+	return sqlite.OpenCloudSecret(keys, cloudID, sealed)
 }
 
 // requiredProviders is the terraform block the harness adds to a step's

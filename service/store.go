@@ -194,6 +194,9 @@ type CloudRecord struct {
 	api.Cloud
 	OrgID  string
 	Secret string
+	// SecretErr says why the stored secret could not be read (it does not
+	// decrypt); Secret is then empty.
+	SecretErr error
 }
 
 // Token is an API token as stored: the public description plus the hash of

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/secretbox"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/sqlite"
 )
@@ -36,7 +37,11 @@ func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
+	keys, err := secretbox.Generate(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"), sqlite.WithKeyring(keys))
 	if err != nil {
 		t.Fatal(err)
 	}

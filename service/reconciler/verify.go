@@ -106,8 +106,14 @@ func (v *Verifier) VerifyAll(ctx context.Context) error {
 // verify tries one cloud and records the result.
 func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
 	status, reason := api.CloudActive, "credentials verified"
-	d, err := v.cfg.Drivers(ctx, c.OrgID, c.Cloud, c.Secret)
+	var d cloud.Driver
+	err := c.SecretErr
 	if err != nil {
+		// The key and the row are the operator's business: the log says
+		// which, the tenant learns only what to do.
+		v.log.Error("stored cloud credential does not decrypt", "cloud_id", c.ID, LogErr, err)
+		status, reason = api.CloudError, "the stored credential cannot be decrypted: set it again"
+	} else if d, err = v.cfg.Drivers(ctx, c.OrgID, c.Cloud, c.Secret); err != nil {
 		status, reason = api.CloudError, fmt.Sprintf("no driver for this cloud: %v", err)
 	} else {
 		vctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)

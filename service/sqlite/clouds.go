@@ -40,7 +40,11 @@ func mustJSON(v any) string {
 
 func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	cr, secret := splitSecret(c)
-	_, err := t.exec(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
+	secret, err := sealCloudSecret(t.keys, c.ID, secret)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, orgID, c.Name, c.Provider, c.Region, mustJSON(cr), secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 		c.Status, c.StatusReason, ts(c.CreatedAt), ts(c.UpdatedAt))
@@ -96,7 +100,11 @@ func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter,
 
 func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	cr, secret := splitSecret(c)
-	err := t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = ?, region = ?, credentials = ?, secret = CASE WHEN ? = '' THEN secret ELSE ? END,
+	secret, err := sealCloudSecret(t.keys, c.ID, secret)
+	if err != nil {
+		return err
+	}
+	err = t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = ?, region = ?, credentials = ?, secret = CASE WHEN ? = '' THEN secret ELSE ? END,
 		storage_location = ?, quotas = ?, heartbeat = ?, status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
 		c.Name, c.Region, mustJSON(cr), secret, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 		c.Status, c.StatusReason, ts(c.UpdatedAt), c.ID, orgID)
@@ -115,13 +123,18 @@ func (t *tx) deleteCloud(ctx context.Context, orgID, id string) error {
 }
 
 func (t *tx) getCloudSecret(ctx context.Context, orgID, id string) (string, error) {
-	var secret string
-	err := t.tx.QueryRowContext(ctx, `SELECT secret FROM clouds WHERE id = ? AND org_id = ?`, id, orgID).Scan(&secret)
-	return secret, notFoundIfNoRows(err, "cloud", id)
+	var stored string
+	err := t.tx.QueryRowContext(ctx, `SELECT secret FROM clouds WHERE id = ? AND org_id = ?`, id, orgID).Scan(&stored)
+	if err != nil {
+		return "", notFoundIfNoRows(err, "cloud", id)
+	}
+	return OpenCloudSecret(t.keys, id, stored)
 }
 
 // ListCloudsToVerify answers the clouds whose credentials wait to be tried
 // (verifying) and those last tried before staleBefore, with their secrets.
+// A secret that does not open is that cloud's SecretErr, not an error of
+// the list: the other clouds are verified all the same.
 func (t *tx) ListCloudsToVerify(ctx context.Context, staleBefore time.Time) ([]service.CloudRecord, error) {
 	rows, err := t.tx.QueryContext(ctx, `SELECT `+cloudCols+`, org_id, secret FROM clouds
 		WHERE status = ? OR verified_at IS NULL OR verified_at < ? ORDER BY id`, api.CloudVerifying, ts(staleBefore))
@@ -132,11 +145,13 @@ func (t *tx) ListCloudsToVerify(ctx context.Context, staleBefore time.Time) ([]s
 	var out []service.CloudRecord
 	for rows.Next() {
 		var rec service.CloudRecord
-		c, err := scanCloud(scanFunc(func(dest ...any) error { return rows.Scan(append(dest, &rec.OrgID, &rec.Secret)...) }))
+		var stored string
+		c, err := scanCloud(scanFunc(func(dest ...any) error { return rows.Scan(append(dest, &rec.OrgID, &stored)...) }))
 		if err != nil {
 			return nil, err
 		}
 		rec.Cloud = c
+		rec.Secret, rec.SecretErr = OpenCloudSecret(t.keys, c.ID, stored)
 		out = append(out, rec)
 	}
 	return out, rows.Err()

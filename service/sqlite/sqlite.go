@@ -1,6 +1,7 @@
 // Package sqlite implements service.Store on SQLite (mattn/go-sqlite3): one
-// writer connection, a pool of read-only connections, WAL, and versioned
-// migrations embedded in the binary. It knows SQL, not HTTP.
+// writer connection, a pool of read-only connections, WAL, versioned
+// migrations embedded in the binary, and cloud secrets sealed with keys it
+// is given (secrets.go). It knows SQL, not HTTP, and not where keys live.
 package sqlite
 
 import (
@@ -15,11 +16,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/secretbox"
 	"github.com/rayplane/rayplane/service"
 )
 
@@ -30,13 +33,22 @@ var migrationFiles embed.FS
 type Store struct {
 	w *sql.DB // exactly one connection: SQLite has one writer anyway, and waiting in Go is cheaper than SQLITE_BUSY
 	r *sql.DB // read-only connections, which WAL lets run beside the writer
+
+	keys atomic.Pointer[secretbox.Keyring] // seals cloud secrets; nil: the store holds none
 }
 
 var _ service.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database at file and applies pending
 // migrations. It refuses a database whose schema is newer than this binary.
-func Open(ctx context.Context, file string) (*Store, error) {
+// With WithKeys it then seals every cloud secret an older binary left in
+// the clear (see secrets.go); without keys the store refuses to store or
+// answer a secret.
+func Open(ctx context.Context, file string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	// synchronous=FULL: a commit is on disk before the API acknowledges it.
 	// _txlock=immediate: write transactions take the write lock at BEGIN, so
 	// two writers never deadlock upgrading from read to write.
@@ -46,6 +58,10 @@ func Open(ctx context.Context, file string) (*Store, error) {
 	q.Set("_foreign_keys", "on")
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
+	// secure_delete: freed cells and pages are overwritten with zeros, so a
+	// replaced secret does not stay readable in free space (the pragma is
+	// per connection, hence in the DSN).
+	q.Set("_secure_delete", "on")
 	w, err := sql.Open("sqlite3", "file:"+file+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", file, err)
@@ -65,6 +81,10 @@ func Open(ctx context.Context, file string) (*Store, error) {
 
 	s := &Store{w: w, r: r}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.sealAtOpen(ctx, o.keys); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -173,7 +193,7 @@ func (s *Store) run(ctx context.Context, db *sql.DB, fn func(service.Tx) error) 
 	if err != nil {
 		return unavailable(err)
 	}
-	if err := fn(&tx{tx: sqlTx}); err != nil {
+	if err := fn(&tx{tx: sqlTx, keys: s.keys.Load()}); err != nil {
 		_ = sqlTx.Rollback()
 		return err
 	}
@@ -191,7 +211,10 @@ func unavailable(err error) error {
 }
 
 // tx is one transaction; see views.go for the views service.Tx hands out.
-type tx struct{ tx *sql.Tx }
+type tx struct {
+	tx   *sql.Tx
+	keys *secretbox.Keyring // nil when the store was opened without keys
+}
 
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(ctx, q, args...)

@@ -13,11 +13,12 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-// MustOpenStore opens a store on a fresh file.
+// MustOpenStore opens a store on a fresh file, with a fresh key for
+// secrets.
 func MustOpenStore(t *testing.T) (*Store, string) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "rayplane.db")
-	st, err := Open(context.Background(), file)
+	st, err := Open(context.Background(), file, WithKeyring(mustKeys(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +119,8 @@ func TestDSNSettings(t *testing.T) {
 	check(st.w, "busy_timeout", "10000")
 	check(st.w, "synchronous", "2") // FULL
 	check(st.r, "query_only", "1")
+	check(st.w, "secure_delete", "1")
+	check(st.r, "secure_delete", "1")
 	if _, err := st.r.ExecContext(ctx, `DELETE FROM organizations`); err == nil {
 		t.Fatal("a reader connection could write")
 	}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
-	"github.com/rayplane/rayplane/service/sqlite"
+	"github.com/rayplane/rayplane/internal/secretbox"
 )
 
 // adminBootstrap creates the first org and admin token without starting
@@ -28,7 +31,7 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
+	st, err := openStore(ctx, dir, stdout)
 	if err != nil {
 		return err
 	}
@@ -38,4 +41,69 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 		err = fmt.Errorf("%s is already bootstrapped; create more tokens through the API", dir)
 	}
 	return err
+}
+
+// adminRotateKey makes a new key for secrets at rest, seals every cloud
+// secret again with it in one transaction, and then retires the keys no
+// secret uses any more. The key file gets the new key before any secret
+// is sealed with it, so a crash at any point leaves a key file that opens
+// every stored secret. It refuses to run beside a server (openStore's
+// lock): a running server keeps the keys it started with.
+func adminRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("admin rotate-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", env("DATA_DIR", "rayplane-data"), "data directory ($RAYPLANE_DATA_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("admin rotate-key takes no arguments, got %q", fs.Args())
+	}
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, keyFileName)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s has no key file %s to rotate: rayplaned serve (or admin bootstrap) makes it on its first start", dir, keyFileName)
+	}
+	st, err := openStore(ctx, dir, stdout)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	old := st.keys
+	next, err := old.WithNewActiveKey(time.Now())
+	if err != nil {
+		return err
+	}
+	if err := secretbox.WriteFile(st.keyFile, next); err != nil {
+		return fmt.Errorf("rotate key: %w", err)
+	}
+	n, err := st.Reseal(ctx, next)
+	if err != nil {
+		// Nothing was sealed with the new key: put the old file back.
+		return errors.Join(fmt.Errorf("rotate key: %w", err), secretbox.WriteFile(st.keyFile, old))
+	}
+	inUse, err := st.SealedWith(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate key: the new key %s is in use, but the old keys stay in %s: %w", next.Active(), st.keyFile, err)
+	}
+	final := next.Only(inUse)
+	if err := secretbox.WriteFile(st.keyFile, final); err != nil {
+		return fmt.Errorf("rotate key: the new key %s is in use, but the old keys stay in %s: %w", next.Active(), st.keyFile, err)
+	}
+	retired := []string{}
+	for _, id := range old.IDs() {
+		if !final.Has(id) {
+			retired = append(retired, id)
+		}
+	}
+	if len(retired) == 0 {
+		retired = append(retired, "none")
+	}
+	fmt.Fprintf(stdout, "rayplaned: key %s is active; %d secret(s) sealed with it; retired key(s): %s\n",
+		next.Active(), n, strings.Join(retired, ", "))
+	fmt.Fprintf(stdout, "rayplaned: backups of the database made before now need the key file that went with them\n")
+	return nil
 }

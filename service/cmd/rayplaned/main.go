@@ -32,6 +32,7 @@ commands:
   serve             run the control plane
   agent             run the node agent (started by a cloud driver on every node)
   admin bootstrap   create the first organization and admin token in a data directory
+  admin rotate-key  seal every cloud secret with a new key and retire the old ones (server stopped)
   version           print the version
   clusters          list, get, create, start, terminate, delete, wait for a status, show events
   nodes list        list a cluster's nodes with their heartbeats
@@ -54,11 +55,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "agent":
 		return agentCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
-		if len(args) < 2 || args[1] != "bootstrap" {
-			fmt.Fprintln(stderr, usage)
-			return errors.New("admin needs a verb: bootstrap")
+		switch {
+		case len(args) >= 2 && args[1] == "bootstrap":
+			return adminBootstrap(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "rotate-key":
+			return adminRotateKey(ctx, args[2:], stdout, stderr)
 		}
-		return adminBootstrap(ctx, args[2:], stdout, stderr)
+		fmt.Fprintln(stderr, usage)
+		return errors.New("admin needs a verb: bootstrap or rotate-key")
 	case "clusters", "nodes", "clouds", "compute-configs":
 		return userCmd(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":

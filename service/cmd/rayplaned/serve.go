@@ -28,7 +28,6 @@ import (
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/httpapi"
 	"github.com/rayplane/rayplane/service/reconciler"
-	"github.com/rayplane/rayplane/service/sqlite"
 )
 
 type serveConfig struct {
@@ -90,7 +89,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 
-	st, err := sqlite.Open(ctx, filepath.Join(dataDir, "rayplane.db"))
+	st, err := openStore(ctx, dataDir, stdout)
 	if err != nil {
 		return err
 	}

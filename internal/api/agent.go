@@ -164,4 +164,10 @@ var Strategies = []string{StrategyPack, StrategySpread, StrategyStrictPack, Stra
 // AgentHeartbeatResponse answers the node's current configuration.
 type AgentHeartbeatResponse struct {
 	Config AgentConfig `json:"config"`
+	// NodeCredential, when set, replaces the node credential: the control
+	// plane renews a credential once less than half of its lifetime is
+	// left. The agent uses it from its next call on and keeps it where it
+	// kept the first; the one it replaces works until it expires or the
+	// new one is used, so an answer lost on the way locks nobody out.
+	NodeCredential string `json:"node_credential,omitempty"`
 }

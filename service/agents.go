@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -10,6 +12,12 @@ import (
 
 // Agents answers the node agents: registration with a one-time bootstrap
 // token, heartbeats and config pulls with a node credential.
+//
+// Everything an agent sends is untrusted: the code on a node runs as the
+// same user as its agent. Reports are checked (CheckAgentHeartbeat,
+// CheckAgentRegistration) after the caller is authenticated and before
+// anything of them is recorded; a refused one is a cluster event, at most
+// once per node per RejectEventEvery.
 type Agents struct {
 	Store Store
 	// Liveness keeps heartbeats in memory and writes them in batches.
@@ -17,7 +25,31 @@ type Agents struct {
 	// Wake asks the reconciler for a pass (a node registered, a head moved).
 	Wake func()
 	Now  func() time.Time
+	// CredentialLifetime is how long a node credential works; a heartbeat
+	// answer renews it once less than half of it is left. Zero means
+	// DefaultCredentialLifetime.
+	CredentialLifetime time.Duration
+	// Started is when this control plane started serving. A credential
+	// that expired while no control plane was there to renew it (after
+	// its node's last recorded heartbeat, before Started) is renewed once
+	// instead of refused: an outage longer than the lifetime must not
+	// stop every node when the control plane comes back. Zero turns that
+	// grace off.
+	Started time.Time
+
+	mu       sync.Mutex
+	rejected map[string]time.Time // node id → when a refused report of it was last recorded
 }
+
+// DefaultCredentialLifetime is a node credential's lifetime when
+// Agents.CredentialLifetime is zero. Renewal starts at half of it, so a
+// node rides out half a day without the control plane.
+const DefaultCredentialLifetime = 24 * time.Hour
+
+// RejectEventEvery is the most often a node's refused reports are recorded
+// (as a cluster event and an audit event): a hostile node must not be able
+// to fill the event table or hold the store's one writer.
+const RejectEventEvery = time.Minute
 
 // HeartbeatSink takes heartbeats off the hot path: it remembers the
 // latest of each node and writes them in batches (service/reconciler's
@@ -33,25 +65,56 @@ type HeartbeatSink interface {
 // AgentCaller identifies the node behind a request, for audit events.
 type AgentCaller struct {
 	OrgID, ClusterID, NodeID string
+	// Unrecorded says the failure was not recorded because its node's
+	// refused reports are rate-limited (RejectEventEvery): the caller does
+	// not audit it either.
+	Unrecorded bool
 }
 
-// Register spends a bootstrap token and answers the node credential.
+func (a *Agents) now() time.Time { return a.Now().UTC() }
+
+func (a *Agents) lifetime() time.Duration {
+	if a.CredentialLifetime > 0 {
+		return a.CredentialLifetime
+	}
+	return DefaultCredentialLifetime
+}
+
+// badBootstrap is every refusal of a bootstrap token: an unknown prefix, a
+// wrong secret, a spent or an expired token answer alike, so a caller
+// learns nothing of which tokens exist. why is for the audit log only.
+func badBootstrap(why string) error {
+	return &AuthError{Public: &api.Error{Code: api.CodeUnauthorized, Message: "invalid bootstrap token"}, Why: why}
+}
+
+// noSuchHash is compared against when no token has the presented prefix, so
+// an unknown prefix costs what a wrong secret does.
+var noSuchHash = HashToken("no such bootstrap token")
+
+// Register spends a bootstrap token and answers the node credential. The
+// secret is checked before anything names the node or its organization:
+// until it matches, the caller (and so the audit event) is anonymous.
 func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRegisterRequest) (api.AgentRegisterResponse, AgentCaller, error) {
 	var out api.AgentRegisterResponse
 	var who AgentCaller
 	prefix := secretPrefix(schemeBootstrap, bootstrap)
 	if prefix == "" {
-		return out, who, api.Errorf(api.CodeUnauthorized, "malformed bootstrap token")
+		return out, who, badBootstrap("malformed bootstrap token")
 	}
-	now := a.Now().UTC()
+	now := a.now()
 	cred, credPrefix := newSecret(schemeNodeCredential)
 	err := a.Store.Update(ctx, func(tx Tx) error {
 		dp := tx.DataPlane()
 		n, err := dp.GetNodeByBootstrapPrefix(ctx, prefix)
 		if api.IsCode(err, api.CodeNotFound) {
-			return api.Errorf(api.CodeUnauthorized, "unknown bootstrap token")
+			TokenMatches(bootstrap, noSuchHash)
+			return badBootstrap("unknown bootstrap token")
 		} else if err != nil {
 			return err
+		}
+		if !TokenMatches(bootstrap, n.BootstrapHash) {
+			// A spent token's hash is gone, so it lands here too.
+			return badBootstrap("unknown bootstrap token")
 		}
 		c, err := dp.GetClusterRecord(ctx, n.ClusterID)
 		if err != nil {
@@ -60,15 +123,17 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 		who = AgentCaller{OrgID: c.OrgID, ClusterID: c.ID, NodeID: n.ID}
 		switch {
 		case n.BootstrapUsedAt != nil:
-			return api.Errorf(api.CodeUnauthorized, "bootstrap token already used")
-		case !TokenMatches(bootstrap, n.BootstrapHash):
-			return api.Errorf(api.CodeUnauthorized, "unknown bootstrap token")
+			return badBootstrap("bootstrap token already used")
 		case n.BootstrapExpiresAt == nil || !now.Before(*n.BootstrapExpiresAt):
-			return api.Errorf(api.CodeUnauthorized, "bootstrap token expired")
-		case req.NodeID != n.ID:
+			return badBootstrap("bootstrap token expired")
+		}
+		if err := CheckAgentRegistration(&req); err != nil {
+			return err
+		}
+		if req.NodeID != n.ID {
 			return api.Errorf(api.CodeForbidden, "this bootstrap token is for another node")
 		}
-		ok, err := dp.RegisterNode(ctx, n.ID, credPrefix, HashToken(cred), now)
+		ok, err := dp.RegisterNode(ctx, n.ID, credPrefix, HashToken(cred), now.Add(a.lifetime()), now)
 		if err != nil {
 			return err
 		}
@@ -92,44 +157,86 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 	return out, who, nil
 }
 
+// presented says which of a node's credentials a call used.
+type presented struct {
+	prefix   string
+	previous bool       // the one the current credential replaced
+	expires  *time.Time // nil: never given one (cannot happen after registration)
+	// renew: the answer should carry a new credential (the used one is
+	// past half its life, expired while no control plane could renew it,
+	// or the previous one: its successor never arrived).
+	renew bool
+}
+
 // authNode checks a node credential against the cluster and node a
-// request names. A credential of cluster A is refused for cluster B.
-func (a *Agents) authNode(ctx context.Context, tx Tx, credential, clusterID, nodeID string) (NodeRecord, ClusterRecord, AgentCaller, error) {
+// request names. A credential of cluster A is refused for cluster B; a
+// credential of a node that ended (TERMINATED, or LOST and being replaced)
+// or that expired is refused.
+func (a *Agents) authNode(ctx context.Context, tx Tx, credential, clusterID, nodeID string, now time.Time) (NodeRecord, ClusterRecord, AgentCaller, presented, error) {
 	var who AgentCaller
-	prefix := secretPrefix(schemeNodeCredential, credential)
-	if prefix == "" {
-		return NodeRecord{}, ClusterRecord{}, who, api.Errorf(api.CodeUnauthorized, "malformed node credential")
+	var use presented
+	unknown := api.Errorf(api.CodeUnauthorized, "unknown node credential")
+	use.prefix = secretPrefix(schemeNodeCredential, credential)
+	if use.prefix == "" {
+		return NodeRecord{}, ClusterRecord{}, who, use, api.Errorf(api.CodeUnauthorized, "malformed node credential")
 	}
-	n, err := tx.DataPlane().GetNodeByCredentialPrefix(ctx, prefix)
-	if api.IsCode(err, api.CodeNotFound) || (err == nil && !TokenMatches(credential, n.CredentialHash)) {
-		return n, ClusterRecord{}, who, api.Errorf(api.CodeUnauthorized, "unknown node credential")
+	n, err := tx.DataPlane().GetNodeByCredentialPrefix(ctx, use.prefix)
+	if api.IsCode(err, api.CodeNotFound) {
+		return n, ClusterRecord{}, who, use, unknown
 	} else if err != nil {
-		return n, ClusterRecord{}, who, err
+		return n, ClusterRecord{}, who, use, err
+	}
+	hash := n.CredentialHash
+	use.expires = n.CredentialExpiresAt
+	if use.prefix != n.CredentialPrefix {
+		hash, use.expires, use.previous = n.PrevCredentialHash, n.PrevCredentialExpiresAt, true
+	}
+	if !TokenMatches(credential, hash) {
+		return n, ClusterRecord{}, who, use, unknown
 	}
 	c, err := tx.DataPlane().GetClusterRecord(ctx, n.ClusterID)
 	if err != nil {
-		return n, c, who, err
+		return n, c, who, use, err
 	}
 	who = AgentCaller{OrgID: c.OrgID, ClusterID: c.ID, NodeID: n.ID}
+	expired := use.expires == nil || !now.Before(*use.expires)
 	switch {
 	case n.ClusterID != clusterID || n.ID != nodeID:
-		return n, c, who, api.Errorf(api.CodeForbidden, "this credential belongs to another node")
+		return n, c, who, use, api.Errorf(api.CodeForbidden, "this credential belongs to another node")
 	case n.Status == api.NodeTerminated:
-		return n, c, who, api.Errorf(api.CodeUnauthorized, "node %s is terminated", n.ID)
+		return n, c, who, use, api.Errorf(api.CodeUnauthorized, "node %s is terminated", n.ID)
+	case n.Status == api.NodeLost:
+		return n, c, who, use, api.Errorf(api.CodeUnauthorized, "node %s is lost and being replaced", n.ID)
+	case expired && !a.expiredWhileAway(n, use.expires):
+		return n, c, who, use, api.Errorf(api.CodeUnauthorized, "node credential expired")
 	}
-	return n, c, who, nil
+	use.renew = use.previous || expired || use.expires.Sub(now) < a.lifetime()/2
+	return n, c, who, use, nil
 }
 
-// Heartbeat records a report and answers the node's configuration.
+// expiredWhileAway reports whether a credential that expired at expires
+// did so while no control plane was there to renew it: after its node's
+// last recorded heartbeat and before this control plane started. (Had a
+// control plane run then, the node's silence would have made it LOST.)
+func (a *Agents) expiredWhileAway(n NodeRecord, expires *time.Time) bool {
+	if expires == nil || a.Started.IsZero() || !expires.Before(a.Started) {
+		return false
+	}
+	return n.LastHeartbeatAt == nil || n.LastHeartbeatAt.Before(*expires)
+}
+
+// Heartbeat records a report and answers the node's configuration, with a
+// new node credential when the one used is due for renewal.
 func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID string, hb api.AgentHeartbeat) (api.AgentHeartbeatResponse, AgentCaller, error) {
-	now := a.Now().UTC()
+	now := a.now()
 	var n NodeRecord
 	var c ClusterRecord
 	var cloud api.Cloud
 	var who AgentCaller
+	var use presented
 	err := a.Store.View(ctx, func(tx Tx) error {
 		var err error
-		if n, c, who, err = a.authNode(ctx, tx, credential, clusterID, nodeID); err != nil {
+		if n, c, who, use, err = a.authNode(ctx, tx, credential, clusterID, nodeID, now); err != nil {
 			return err
 		}
 		cloud, err = tx.Org(c.OrgID).GetCloud(ctx, c.CloudID)
@@ -138,41 +245,149 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	if err != nil {
 		return api.AgentHeartbeatResponse{}, who, err
 	}
+	if err := CheckAgentHeartbeat(&hb, now); err != nil {
+		return api.AgentHeartbeatResponse{}, a.reject(ctx, who, err, now), err
+	}
 	if a.Liveness.Beat(n.ID, hb, now) {
 		a.Wake() // new demand: the autoscaler looks now, not at the next tick
 	}
 	// Rare changes are written at once; everything else waits for the batch.
 	headMoved := n.Head && n.Status == api.NodeRunning && hb.Address != "" && hb.Address != c.HeadAddress
 	drained := hb.Drained && !n.Drained && n.Status == api.NodeDraining
-	if headMoved || drained {
+	// The current credential is in use: its predecessor is not needed any more.
+	dropPrev := !use.previous && !use.renew && n.PrevCredentialPrefix != ""
+	var newCred string
+	if headMoved || drained || dropPrev || use.renew {
 		err := a.Store.Update(ctx, func(tx Tx) error {
+			dp := tx.DataPlane()
 			if headMoved {
-				if err := tx.DataPlane().SetClusterHeadAddress(ctx, c.ID, hb.Address, now); err != nil {
+				if err := dp.SetClusterHeadAddress(ctx, c.ID, hb.Address, now); err != nil {
 					return err
 				}
 				c.HeadAddress = hb.Address
 			}
 			if drained {
-				return tx.DataPlane().RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
-					RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: true,
-					RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), 1<<20), RuntimeHash: truncate(hb.RuntimeHash, 64)}})
+				if err := dp.RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
+					RuntimeState: hb.RuntimeState, RuntimeMessage: hb.RuntimeMessage, Drained: true,
+					RuntimeCrashes: min(hb.RuntimeCrashes, 1<<20), RuntimeHash: hb.RuntimeHash}}); err != nil {
+					return err
+				}
+			}
+			if dropPrev {
+				if _, err := dp.DropPreviousNodeCredential(ctx, n.ID, n.PrevCredentialPrefix, now); err != nil {
+					return err
+				}
+			}
+			if use.renew {
+				cred, prefix := newSecret(schemeNodeCredential)
+				ok, err := dp.RenewNodeCredential(ctx, n.ID, use.prefix, prefix, HashToken(cred), now.Add(a.lifetime()), now)
+				if err != nil {
+					return err
+				}
+				if ok { // else another call renewed it first: this answer carries none
+					newCred = cred
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			return api.AgentHeartbeatResponse{}, who, err
 		}
-		a.Wake()
+		if headMoved || drained {
+			a.Wake()
+		}
 	}
-	return api.AgentHeartbeatResponse{Config: agentConfig(n, c, cloud)}, who, nil
+	return api.AgentHeartbeatResponse{Config: agentConfig(n, c, cloud), NodeCredential: newCred}, who, nil
+}
+
+// RejectHeartbeat answers a heartbeat whose body could not be read (bad
+// JSON, a number out of range, too large): cause, once the caller is
+// authenticated, recorded like any refused report.
+func (a *Agents) RejectHeartbeat(ctx context.Context, credential, clusterID, nodeID string, cause error) (AgentCaller, error) {
+	now := a.now()
+	var who AgentCaller
+	err := a.Store.View(ctx, func(tx Tx) (err error) {
+		_, _, who, _, err = a.authNode(ctx, tx, credential, clusterID, nodeID, now)
+		return err
+	})
+	if err != nil {
+		return who, err
+	}
+	return a.reject(ctx, who, cause, now), cause
+}
+
+// reject records a node's refused heartbeat as a cluster event
+// ("agent_rejected", naming the node and the first bad field), unless one
+// was recorded less than RejectEventEvery ago. It answers who, marked
+// Unrecorded when it recorded nothing.
+func (a *Agents) reject(ctx context.Context, who AgentCaller, cause error, now time.Time) AgentCaller {
+	if !a.mayRecordRejection(who.NodeID, now) {
+		who.Unrecorded = true
+		return who
+	}
+	what := cause.Error()
+	var e *api.Error
+	if errors.As(cause, &e) {
+		what = e.Message
+		if len(e.Fields) > 0 {
+			what = e.Fields[0].Field + ": " + e.Fields[0].Reason
+		}
+	}
+	msg := cleanMessage(fmt.Sprintf("heartbeat of node %s refused: %s", who.NodeID, what), maxEventMessage)
+	err := a.Store.Update(ctx, func(tx Tx) error {
+		return tx.DataPlane().AddClusterEvent(ctx, who.ClusterID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now,
+			Kind: "agent_rejected", Message: msg})
+	})
+	if err != nil {
+		// The answer is the refusal all the same; the next refusal tries
+		// to record again.
+		a.forgetRejection(who.NodeID, now)
+	}
+	return who
+}
+
+// maxEventMessage bounds an agent_rejected event's message.
+const maxEventMessage = 512
+
+// mayRecordRejection takes the node's slot for recording a refusal, if it
+// is free (none recorded in the last RejectEventEvery).
+func (a *Agents) mayRecordRejection(nodeID string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rejected == nil {
+		a.rejected = map[string]time.Time{}
+	}
+	if last, ok := a.rejected[nodeID]; ok && now.Sub(last) < RejectEventEvery {
+		return false
+	}
+	if len(a.rejected) >= 1024 {
+		// Only authenticated nodes get here, so the map holds at most one
+		// entry per node; stale ones go before it grows.
+		for id, at := range a.rejected {
+			if now.Sub(at) >= RejectEventEvery {
+				delete(a.rejected, id)
+			}
+		}
+	}
+	a.rejected[nodeID] = now
+	return true
+}
+
+func (a *Agents) forgetRejection(nodeID string, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rejected[nodeID].Equal(at) {
+		delete(a.rejected, nodeID)
+	}
 }
 
 // Config answers a node's configuration.
 func (a *Agents) Config(ctx context.Context, credential, clusterID, nodeID string) (api.AgentConfig, AgentCaller, error) {
 	var cfg api.AgentConfig
 	var who AgentCaller
+	now := a.now()
 	err := a.Store.View(ctx, func(tx Tx) error {
-		n, c, w, err := a.authNode(ctx, tx, credential, clusterID, nodeID)
+		n, c, w, _, err := a.authNode(ctx, tx, credential, clusterID, nodeID, now)
 		who = w
 		if err != nil {
 			return err
@@ -200,11 +415,4 @@ func agentConfig(n NodeRecord, c ClusterRecord, cloud api.Cloud) api.AgentConfig
 		cfg.Desired = api.AgentStop
 	}
 	return cfg
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -160,6 +160,8 @@ type DataPlaneTx interface {
 	ListCloudNodes(ctx context.Context, cloudID string) ([]NodeRecord, error)
 	CreateNode(ctx context.Context, n NodeRecord) error
 	GetNodeByBootstrapPrefix(ctx context.Context, prefix string) (NodeRecord, error)
+	// GetNodeByCredentialPrefix finds a node by the prefix of its current
+	// or its previous credential.
 	GetNodeByCredentialPrefix(ctx context.Context, prefix string) (NodeRecord, error)
 	// TransitionNode moves a node from one of from to to.
 	TransitionNode(ctx context.Context, id string, from []string, to, reason string, at time.Time) (bool, error)
@@ -170,8 +172,19 @@ type DataPlaneTx interface {
 	// becomes REGISTERING, a node that registered meanwhile keeps its status.
 	SetNodeInstance(ctx context.Context, id, instanceID, address string, at time.Time) error
 	// RegisterNode spends the bootstrap token and stores the node
-	// credential: LAUNCHING or REGISTERING becomes RUNNING.
-	RegisterNode(ctx context.Context, id, credentialPrefix string, credentialHash []byte, at time.Time) (bool, error)
+	// credential, valid until expires: LAUNCHING or REGISTERING becomes
+	// RUNNING.
+	RegisterNode(ctx context.Context, id, credentialPrefix string, credentialHash []byte, expires, at time.Time) (bool, error)
+	// RenewNodeCredential gives a node a new credential, valid until
+	// expires, if the credential used (by prefix) is still one of the
+	// node's. Used as the current one, that one is kept as the previous
+	// one (it works until it expires or the new one is used); used as the
+	// previous one (the answer that carried its successor was lost), the
+	// current one is replaced and the previous one kept.
+	RenewNodeCredential(ctx context.Context, id, usedPrefix, prefix string, hash []byte, expires, at time.Time) (bool, error)
+	// DropPreviousNodeCredential forgets a node's previous credential, if
+	// it is still prevPrefix: its successor has been used.
+	DropPreviousNodeCredential(ctx context.Context, id, prevPrefix string, at time.Time) (bool, error)
 	// DrainNode asks a node to drain by deadline.
 	DrainNode(ctx context.Context, id string, deadline time.Time, reason string, at time.Time) (bool, error)
 	// RecordHeartbeats writes a batch of heartbeats.
@@ -248,6 +261,14 @@ type NodeRecord struct {
 	BootstrapUsedAt    *time.Time
 	CredentialPrefix   string
 	CredentialHash     []byte
+	// CredentialExpiresAt ends the current credential; nil only before
+	// registration.
+	CredentialExpiresAt *time.Time
+	// The credential the current one replaced, kept until it expires or
+	// the current one is used; empty when there is none.
+	PrevCredentialPrefix    string
+	PrevCredentialHash      []byte
+	PrevCredentialExpiresAt *time.Time
 }
 
 // Heartbeat is one agent report, as batched to the store.

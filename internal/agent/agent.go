@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a := &agent{
-		cfg: cfg, log: log, c: c,
+		cfg: cfg, log: log, c: c, base: base, boot: boot,
 		clusterID: boot.ClusterID, nodeID: boot.NodeID,
 		port:    port,
 		sup:     NewSupervisor(log, DefaultRestartBackoff),
@@ -141,6 +141,8 @@ type agent struct {
 	cfg               Config
 	log               *slog.Logger
 	c                 *client.Client // with the node credential
+	base              *client.Client // without: renewed credentials are put on it
+	boot              api.AgentBootstrap
 	clusterID, nodeID string
 	port              int // picked once; the head's runtime listens there
 	sup               *Supervisor
@@ -217,6 +219,9 @@ func (a *agent) serve(ctx context.Context, conf api.AgentConfig) error {
 		}
 		if hb.Drained {
 			a.drainReported = true
+		}
+		if resp.NodeCredential != "" {
+			a.renewCredential(resp.NodeCredential)
 		}
 		if a.apply(resp.Config) {
 			return a.stopNow(ctx)
@@ -301,6 +306,25 @@ func (a *agent) warnOnce(msg string) {
 	}
 }
 
+// renewCredential switches to the node credential a heartbeat answer
+// carried. It is stored first, atomically and 0600 like the first one, so
+// a restarted agent resumes with it: once it is used, the control plane
+// forgets the one it replaced.
+func (a *agent) renewCredential(cred string) {
+	nc, err := a.base.WithToken(cred)
+	if err != nil {
+		a.log.Warn("the control plane answered an unusable node credential; keeping the current one", "error", err)
+		return
+	}
+	if err := saveCredential(a.cfg.WorkDir, a.boot, cred); err != nil {
+		// Used anyway: the current one expires, and then the node would be
+		// locked out now rather than after a restart of the agent.
+		a.log.Warn("cannot store the renewed node credential; a restarted agent will not be able to resume", "error", err)
+	}
+	a.c = nc
+	a.log.Info("node credential renewed")
+}
+
 // heartbeat builds the report of this moment.
 func (a *agent) heartbeat() api.AgentHeartbeat {
 	now := a.cfg.Now()
@@ -327,8 +351,9 @@ func (a *agent) heartbeat() api.AgentHeartbeat {
 	}
 	hb.Usage = a.usage.sample(pid, now)
 	if a.plan.ray != "" && a.conf.Head && hb.RuntimeState == api.RuntimeRunning {
-		hb.Demand = a.latestDemand()
+		hb.Demand = withinBounds(a.latestDemand())
 	}
+	hb.RuntimeMessage = cutMessage(hb.RuntimeMessage)
 	// Without Ray's own view of tasks and actors, work is what the runtime
 	// burns: a node is busy while its processes use at least busyCPU cores,
 	// and idle since the later of the runtime's start and its last busy

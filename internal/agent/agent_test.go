@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -369,5 +371,108 @@ func TestBootstrapFileErrors(t *testing.T) {
 			t.Errorf("%s: Run = nil, want an error", name)
 		}
 		t.Logf("%s: %v", name, err)
+	}
+}
+
+// TestRenewedCredentialIsUsedAndStored: a heartbeat answer carrying a new
+// node credential makes the agent use it from the next call on and store
+// it where it stored the first (0600), so a restarted agent resumes with
+// it; neither credential is logged.
+func TestRenewedCredentialIsUsedAndStored(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf()) // no runtime: nothing to supervise
+	first := cp.cred
+	a := startAgent(t, cp)
+	cp.waitBeat(t, 10*time.Second, "a heartbeat", func(api.AgentHeartbeat) bool { return true })
+
+	renewed := "rpn_" + randHex(16)
+	cp.set(func(cp *fakeCP) { cp.renewTo = renewed })
+	waitFor(t, 20*time.Second, "a heartbeat with the renewed credential", func() bool {
+		b := cp.beats()
+		return b[len(b)-1].cred == renewed
+	})
+	switched := false
+	for i, b := range cp.beats() {
+		switch {
+		case b.cred == renewed:
+			switched = true
+		case b.cred != first:
+			t.Errorf("heartbeat %d sent with an unknown credential", i)
+		case switched:
+			t.Errorf("heartbeat %d sent with the replaced credential after the renewed one was used", i)
+		}
+	}
+	cp.set(func(cp *fakeCP) {
+		if cp.prevCred != "" {
+			t.Errorf("the replaced credential is still accepted after the renewed one was used")
+		}
+	})
+
+	path := filepath.Join(a.dir, credentialFile)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stored credential: %v, %v; want a 0600 file", fi, err)
+	}
+	if got := loadCredential(a.dir, api.AgentBootstrap{ClusterID: cp.conf.ClusterID, NodeID: cp.conf.NodeID}); got != renewed {
+		t.Errorf("stored credential is not the renewed one")
+	}
+	if logs := a.logs.String(); strings.Contains(logs, first) || strings.Contains(logs, renewed) {
+		t.Errorf("a credential is in the logs:\n%s", logs)
+	}
+
+	// A restarted agent resumes with the renewed credential.
+	a.cancel()
+	if err := a.wait(t, 15*time.Second); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	n := len(cp.beats())
+	runAgent(t, cp, a.dir, a.bootstrap)
+	waitFor(t, 20*time.Second, "heartbeats from the restarted agent", func() bool { return len(cp.beats()) > n })
+	if b := cp.beats(); b[len(b)-1].cred != renewed {
+		t.Errorf("the restarted agent does not use the renewed credential")
+	}
+	cp.set(func(cp *fakeCP) {
+		if cp.registers != 1 || cp.configGets != 1 {
+			t.Errorf("registers = %d, config reads = %d; want 1 and 1", cp.registers, cp.configGets)
+		}
+	})
+}
+
+// TestReportsStayWithinTheProtocolsBounds: what the agent relays from the
+// runtime is cut to what the control plane takes, so a runtime cannot make
+// its own node's heartbeats refused.
+func TestReportsStayWithinTheProtocolsBounds(t *testing.T) {
+	t.Parallel()
+	var many []api.ResourceDemand
+	for range api.MaxAgentDemandEntries + 50 {
+		many = append(many, api.ResourceDemand{Shape: api.Resources{"CPU": 1}, Count: 1})
+	}
+	if got := len(withinBounds(many)); got != api.MaxAgentDemandEntries {
+		t.Errorf("%d entries kept of %d, want %d", got, len(many), api.MaxAgentDemandEntries)
+	}
+	got := withinBounds([]api.ResourceDemand{
+		{Shape: api.Resources{"CPU": 1}, Count: 3},
+		{Shape: api.Resources{"CPU": 1}, Count: 50_000},
+		{Shape: api.Resources{"bad name!": 1}, Count: 1},
+		{Shape: api.Resources{"GPU": 2e15}, Count: 1},
+		{Shape: api.Resources{}, Count: 1},
+		{Shape: api.Resources{"CPU": 1}, Count: 0},
+		{Shape: api.Resources{"CPU": 1}, Count: 1, Strategy: "SCATTER"},
+		{Shape: api.Resources{"CPU": 1}, Count: 2, Strategy: api.StrategySpread},
+	})
+	want := []api.ResourceDemand{
+		{Shape: api.Resources{"CPU": 1}, Count: 3},
+		{Shape: api.Resources{"CPU": 1}, Count: api.MaxBundleCount},
+		{Shape: api.Resources{"CPU": 1}, Count: 2, Strategy: api.StrategySpread},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("withinBounds = %v, want %v", got, want)
+	}
+	long := strings.Repeat("é", api.MaxRuntimeMessageBytes) // two bytes each
+	if m := cutMessage(long); len(m) > api.MaxRuntimeMessageBytes || !utf8.ValidString(m) || len(m) < api.MaxRuntimeMessageBytes-1 {
+		t.Errorf("cutMessage: %d bytes, valid UTF-8 %v", len(m), utf8.ValidString(m))
+	}
+	if m := cutMessage("ok\xff"); m != "ok\uFFFD" {
+		t.Errorf("cutMessage(invalid UTF-8) = %q", m)
 	}
 }

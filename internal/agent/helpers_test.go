@@ -32,7 +32,9 @@ type fakeCP struct {
 	mu         sync.Mutex
 	bootToken  string // valid until used once
 	cred       string
-	registers  int // register calls, refused or not
+	prevCred   string // the credential cred replaced, valid until cred is used
+	renewTo    string // handed out by the next heartbeat answer
+	registers  int    // register calls, refused or not
 	configGets int
 	conf       api.AgentConfig
 	heartbeats []heartbeatAt
@@ -41,8 +43,9 @@ type fakeCP struct {
 }
 
 type heartbeatAt struct {
-	at time.Time
-	hb api.AgentHeartbeat
+	at   time.Time
+	hb   api.AgentHeartbeat
+	cred string // the credential it was sent with
 }
 
 func newFakeCP(t *testing.T, conf api.AgentConfig) *fakeCP {
@@ -125,7 +128,7 @@ func (cp *fakeCP) register(w http.ResponseWriter, r *http.Request) {
 // node checks the node credential and the path; false means answered.
 func (cp *fakeCP) node(w http.ResponseWriter, r *http.Request) bool {
 	switch {
-	case bearer(r) != cp.cred:
+	case bearer(r) != cp.cred && (cp.prevCred == "" || bearer(r) != cp.prevCred):
 		writeErr(w, api.Errorf(api.CodeUnauthorized, "invalid node credential"))
 	case cp.gone || r.PathValue("cluster") != cp.conf.ClusterID || r.PathValue("node") != cp.conf.NodeID:
 		writeErr(w, api.NotFound("node", r.PathValue("node")))
@@ -146,8 +149,19 @@ func (cp *fakeCP) heartbeat(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.Errorf(api.CodeInvalid, "bad heartbeat"))
 		return
 	}
-	cp.heartbeats = append(cp.heartbeats, heartbeatAt{at: time.Now(), hb: hb})
-	writeJSON(w, api.AgentHeartbeatResponse{Config: cp.conf})
+	used := bearer(r)
+	cp.heartbeats = append(cp.heartbeats, heartbeatAt{at: time.Now(), hb: hb, cred: used})
+	if used == cp.cred {
+		cp.prevCred = "" // the successor is in use: the old one is over
+	}
+	resp := api.AgentHeartbeatResponse{Config: cp.conf}
+	if cp.renewTo != "" {
+		// As the control plane does: the used one stays valid as the
+		// previous one until the new one is used.
+		cp.prevCred, cp.cred, cp.renewTo = used, cp.renewTo, ""
+		resp.NodeCredential = cp.cred
+	}
+	writeJSON(w, resp)
 }
 
 func (cp *fakeCP) config(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,39 @@ import (
 	"time"
 )
 
+// Bounds of what an agent may report. The code on a node runs as the same
+// user as its agent, so a heartbeat or a registration is untrusted input:
+// the control plane refuses (400) a report outside these bounds before
+// anything of it is recorded, and the agent keeps within them.
+const (
+	// MaxAgentDemandEntries is Ray's own cap on its demand vector.
+	MaxAgentDemandEntries = 1000
+	// MaxAgentResources bounds the resources named in a usage report, a
+	// registration, or one demand shape.
+	MaxAgentResources = 64
+	// MaxResourceAmount bounds every reported amount (a petabyte of memory
+	// in bytes; far more of anything else).
+	MaxResourceAmount = 1e15
+	// MaxRuntimeMessageBytes is what the control plane keeps of a
+	// runtime_message: a longer one is cut there, not refused, so a chatty
+	// runtime cannot make its node look silent.
+	MaxRuntimeMessageBytes = 512
+	// MaxRuntimeHashLen bounds runtime_hash (lowercase hex).
+	MaxRuntimeHashLen = 64
+	// MaxAgentAddressLen bounds address (host:port).
+	MaxAgentAddressLen = 255
+	// MaxHostnameLen and MaxAgentVersionLen bound the registration's
+	// informational fields.
+	MaxHostnameLen     = 255
+	MaxAgentVersionLen = 64
+	// MaxClockSkew is how far in the future idle_since may be: the node's
+	// clock is not the control plane's.
+	MaxClockSkew = time.Minute
+)
+
+// RuntimeStates lists the runtime states an agent may report.
+var RuntimeStates = []string{RuntimeStarting, RuntimeRunning, RuntimeCrashed, RuntimeUnavailable, RuntimeStopped}
+
 // The agent protocol: what `rayplaned agent` on every node says to the
 // control plane, and what it hears back. Every call is HTTPS; the first is
 // authenticated by a one-time bootstrap token bound to the node, all later
@@ -131,4 +164,10 @@ var Strategies = []string{StrategyPack, StrategySpread, StrategyStrictPack, Stra
 // AgentHeartbeatResponse answers the node's current configuration.
 type AgentHeartbeatResponse struct {
 	Config AgentConfig `json:"config"`
+	// NodeCredential, when set, replaces the node credential: the control
+	// plane renews a credential once less than half of its lifetime is
+	// left. The agent uses it from its next call on and keeps it where it
+	// kept the first; the one it replaces works until it expires or the
+	// new one is used, so an answer lost on the way locks nobody out.
+	NodeCredential string `json:"node_credential,omitempty"`
 }

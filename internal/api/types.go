@@ -431,7 +431,7 @@ type Node struct {
 type ClusterEvent struct {
 	ID      string    `json:"id"`
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // status, node_launched, node_registered, node_lost, node_draining, node_terminated, node_adopted
+	Kind    string    `json:"kind"` // status, node_launched, node_registered, node_lost, node_draining, node_terminated, node_adopted, agent_rejected
 	Message string    `json:"message"`
 }
 

@@ -54,9 +54,22 @@ func (s *Server) agentHandler(rt *AgentRoute) http.Handler {
 				}
 			}
 			c.route.Action = action
-			if who.OrgID != "" || s.failures.allow(time.Now()) {
-				c.audit(string(api.ErrorCode(err)), publicMessage(err))
-			} else {
+			reason := publicMessage(err)
+			if ae, ok := service.IsAuthError(err); ok {
+				reason = ae.Why // the answer is vaguer than the audit log
+			}
+			if len(reason) > maxAuditReason {
+				// A refused body's message may quote what the node sent.
+				reason = strings.ToValidUTF8(reason[:maxAuditReason], "") + "…"
+			}
+			switch {
+			case who.Unrecorded:
+				// A node's refused reports are recorded at most once a
+				// minute (service.RejectEventEvery); all of them are
+				// counted in rayplane_http_requests_total by status code.
+			case who.OrgID != "" || s.failures.allow(time.Now()):
+				c.audit(string(api.ErrorCode(err)), reason)
+			default:
 				s.metrics.auditDropped.Inc()
 			}
 			s.fail(c, err)
@@ -67,6 +80,9 @@ func (s *Server) agentHandler(rt *AgentRoute) http.Handler {
 		}
 	})
 }
+
+// maxAuditReason bounds the reason of an agent call's audit event.
+const maxAuditReason = 512
 
 func bearer(r *http.Request) string {
 	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -95,10 +111,12 @@ func (s *Server) agentRegister(c *call) (service.AgentCaller, error) {
 func (s *Server) agentHeartbeat(c *call) (service.AgentCaller, error) {
 	c.r.Body = http.MaxBytesReader(c.w, c.r.Body, maxAgentBody)
 	var hb api.AgentHeartbeat
-	if err := c.decode(&hb); err != nil {
-		return service.AgentCaller{}, err
-	}
 	v := mux.Vars(c.r)
+	if err := c.decode(&hb); err != nil {
+		// An unreadable beat is a refused report like an invalid one: the
+		// node is authenticated first, then it is recorded as one.
+		return s.cfg.Agents.RejectHeartbeat(c.ctx(), bearer(c.r), v["cluster_id"], v["node_id"], err)
+	}
 	resp, who, err := s.cfg.Agents.Heartbeat(c.ctx(), bearer(c.r), v["cluster_id"], v["node_id"], hb)
 	if err == nil {
 		writeJSON(c.w, http.StatusOK, resp)

@@ -15,16 +15,18 @@ import (
 const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, n.instance_id, n.address, n.status, n.status_reason,
 	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.runtime_state, n.runtime_message, n.created_at, n.updated_at,
 	n.vcpus, n.price, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
-	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes, n.runtime_hash`
+	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes, n.runtime_hash,
+	n.credential_expires_at, COALESCE(n.prev_credential_prefix, ''), n.prev_credential_hash, n.prev_credential_expires_at`
 
 func scanNode(s scanner) (service.NodeRecord, error) {
 	var n service.NodeRecord
 	var changed, created, updated int64
-	var hb, idle, bexp, bused, drain sql.NullInt64
+	var hb, idle, bexp, bused, drain, cexp, pexp sql.NullInt64
 	var res, usage string
 	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
 		&changed, &hb, &idle, &res, &usage, &n.RuntimeState, &n.RuntimeMessage, &created, &updated,
-		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes, &n.RuntimeHash); err != nil {
+		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes, &n.RuntimeHash,
+		&cexp, &n.PrevCredentialPrefix, &n.PrevCredentialHash, &pexp); err != nil {
 		return n, err
 	}
 	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
@@ -36,6 +38,7 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	n.StatusChangedAt, n.CreatedAt, n.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
 	n.LastHeartbeatAt, n.IdleSince = fromNullTS(hb), fromNullTS(idle)
 	n.BootstrapExpiresAt, n.BootstrapUsedAt, n.DrainDeadline = fromNullTS(bexp), fromNullTS(bused), fromNullTS(drain)
+	n.CredentialExpiresAt, n.PrevCredentialExpiresAt = fromNullTS(cexp), fromNullTS(pexp)
 	return n, nil
 }
 
@@ -102,7 +105,7 @@ func (t *tx) GetNodeByBootstrapPrefix(ctx context.Context, prefix string) (servi
 }
 
 func (t *tx) GetNodeByCredentialPrefix(ctx context.Context, prefix string) (service.NodeRecord, error) {
-	return t.oneNode(ctx, "node credential", prefix, `WHERE n.credential_prefix = ?`, prefix)
+	return t.oneNode(ctx, "node credential", prefix, `WHERE n.credential_prefix = ?1 OR n.prev_credential_prefix = ?1`, prefix)
 }
 
 func (t *tx) oneNode(ctx context.Context, kind, key, where string, args ...any) (service.NodeRecord, error) {
@@ -152,11 +155,29 @@ func (t *tx) SetNodeInstance(ctx context.Context, id, instanceID, address string
 	return err
 }
 
-func (t *tx) RegisterNode(ctx context.Context, id, prefix string, hash []byte, at time.Time) (bool, error) {
+func (t *tx) RegisterNode(ctx context.Context, id, prefix string, hash []byte, expires, at time.Time) (bool, error) {
 	return t.changed(ctx, `UPDATE nodes SET status = ?, status_reason = ?, status_changed_at = ?, bootstrap_used_at = ?, bootstrap_hash = NULL,
-		credential_prefix = ?, credential_hash = ?, last_heartbeat_at = ?, updated_at = ?
+		credential_prefix = ?, credential_hash = ?, credential_expires_at = ?, last_heartbeat_at = ?, updated_at = ?
 		WHERE id = ? AND status IN (?, ?) AND bootstrap_hash IS NOT NULL AND bootstrap_used_at IS NULL`,
-		api.NodeRunning, "agent registered", ts(at), ts(at), prefix, hash, ts(at), ts(at), id, api.NodeLaunching, api.NodeRegistering)
+		api.NodeRunning, "agent registered", ts(at), ts(at), prefix, hash, ts(expires), ts(at), ts(at), id, api.NodeLaunching, api.NodeRegistering)
+}
+
+// RenewNodeCredential: every expression of an UPDATE's SET reads the row
+// as it was, so the current credential moves to the previous slot in the
+// same statement that replaces it.
+func (t *tx) RenewNodeCredential(ctx context.Context, id, used, prefix string, hash []byte, expires, at time.Time) (bool, error) {
+	return t.changed(ctx, `UPDATE nodes SET
+		prev_credential_prefix = CASE WHEN credential_prefix = ?1 THEN credential_prefix ELSE prev_credential_prefix END,
+		prev_credential_hash = CASE WHEN credential_prefix = ?1 THEN credential_hash ELSE prev_credential_hash END,
+		prev_credential_expires_at = CASE WHEN credential_prefix = ?1 THEN credential_expires_at ELSE prev_credential_expires_at END,
+		credential_prefix = ?2, credential_hash = ?3, credential_expires_at = ?4, updated_at = ?5
+		WHERE id = ?6 AND credential_hash IS NOT NULL AND (credential_prefix = ?1 OR prev_credential_prefix = ?1)`,
+		used, prefix, hash, ts(expires), ts(at), id)
+}
+
+func (t *tx) DropPreviousNodeCredential(ctx context.Context, id, prevPrefix string, at time.Time) (bool, error) {
+	return t.changed(ctx, `UPDATE nodes SET prev_credential_prefix = NULL, prev_credential_hash = NULL, prev_credential_expires_at = NULL,
+		updated_at = ? WHERE id = ? AND prev_credential_prefix = ?`, ts(at), id, prevPrefix)
 }
 
 func (t *tx) DrainNode(ctx context.Context, id string, deadline time.Time, reason string, at time.Time) (bool, error) {

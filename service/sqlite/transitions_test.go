@@ -62,6 +62,9 @@ func bootHash(id string) []byte   { return service.HashToken("bootstrap token of
 func credPrefix(id string) string { return "cred-" + id }
 func credHash(id string) []byte   { return service.HashToken("credential of " + id) }
 
+// credExpires is when a fixture's node credential expires.
+var credExpires = t0.Add(24 * time.Hour)
+
 // dataPlane is one store holding one cluster, plus a read-only connection
 // of the test's own on the same file, to read rows as they are on disk.
 type dataPlane struct {
@@ -164,7 +167,7 @@ func (d *dataPlane) newNode(t *testing.T, status string, s secrets) string {
 		}
 		at := api.NodeLaunching
 		if s == registered {
-			if err := applied(dp.RegisterNode(ctx, id, credPrefix(id), credHash(id), t0)); err != nil {
+			if err := applied(dp.RegisterNode(ctx, id, credPrefix(id), credHash(id), credExpires, t0)); err != nil {
 				return fmt.Errorf("fixture register: %w", err)
 			}
 			at = api.NodeRunning
@@ -528,7 +531,7 @@ func TestRegisterNode(t *testing.T) {
 			prefix, hash := "agent-"+id, service.HashToken("agent credential of "+id)
 			before := d.onDisk(t, "nodes")
 			ok := d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
-				return dp.RegisterNode(ctx, id, prefix, hash, t1)
+				return dp.RegisterNode(ctx, id, prefix, hash, t1.Add(24*time.Hour), t1)
 			})
 			after := d.onDisk(t, "nodes")
 			byCred := d.nodeBy(t, func(dp service.DataPlaneTx) (service.NodeRecord, error) {
@@ -550,7 +553,7 @@ func TestRegisterNode(t *testing.T) {
 			checkChanged(t, before, after, id, map[string]any{
 				"status": api.NodeRunning, "status_reason": "agent registered", "status_changed_at": ts(t1),
 				"bootstrap_used_at": ts(t1), "bootstrap_hash": nil, "credential_prefix": prefix, "credential_hash": hash,
-				"last_heartbeat_at": ts(t1), "updated_at": ts(t1),
+				"credential_expires_at": ts(t1.Add(24 * time.Hour)), "last_heartbeat_at": ts(t1), "updated_at": ts(t1),
 			})
 			checkStatus(t, d.node(t, id), api.NodeRunning, "agent registered", t1, t1)
 			if byCred.ID != id || !slices.Equal(byCred.CredentialHash, hash) {
@@ -566,13 +569,109 @@ func TestRegisterNode(t *testing.T) {
 
 			// The token is spent: a second registration changes nothing.
 			again := d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
-				return dp.RegisterNode(ctx, id, "again-"+id, service.HashToken("again"), t1.Add(time.Minute))
+				return dp.RegisterNode(ctx, id, "again-"+id, service.HashToken("again"), t1.Add(time.Hour), t1.Add(time.Minute))
 			})
 			if again {
 				t.Errorf("second registration answered true")
 			}
 			checkChanged(t, after, d.onDisk(t, "nodes"), id, nil)
 		})
+	}
+}
+
+// TestRenewNodeCredential: renewing with the current credential keeps it
+// as the previous one; renewing with the previous one (its successor's
+// answer was lost) replaces the current one and keeps the previous; a
+// credential the node does not hold, or a node that never registered,
+// changes nothing. Both credentials find the node until the previous one
+// is dropped.
+func TestRenewNodeCredential(t *testing.T) {
+	d := newDataPlane(t)
+	ctx := context.Background()
+	byCred := func(prefix string) service.NodeRecord {
+		return d.nodeBy(t, func(dp service.DataPlaneTx) (service.NodeRecord, error) {
+			return dp.GetNodeByCredentialPrefix(ctx, prefix)
+		})
+	}
+	id := d.newNode(t, api.NodeRunning, registered)
+	never := d.newNode(t, api.NodeRegistering, unusedToken)
+	t2, t3 := t1.Add(time.Hour), t1.Add(2*time.Hour)
+	h2, h3 := service.HashToken("second of "+id), service.HashToken("third of "+id)
+
+	// With the current credential.
+	before := d.onDisk(t, "nodes")
+	if !d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+		return dp.RenewNodeCredential(ctx, id, credPrefix(id), "second-"+id, h2, t1.Add(24*time.Hour), t1)
+	}) {
+		t.Fatal("renewal with the current credential answered false")
+	}
+	after := d.onDisk(t, "nodes")
+	checkChanged(t, before, after, id, map[string]any{
+		"credential_prefix": "second-" + id, "credential_hash": h2, "credential_expires_at": ts(t1.Add(24 * time.Hour)),
+		"prev_credential_prefix": credPrefix(id), "prev_credential_hash": credHash(id), "prev_credential_expires_at": ts(credExpires),
+		"updated_at": ts(t1),
+	})
+	for _, p := range []string{credPrefix(id), "second-" + id} {
+		if n := byCred(p); n.ID != id {
+			t.Errorf("credential %s finds %q, want %s", p, n.ID, id)
+		}
+	}
+	n := byCred("second-" + id)
+	if n.CredentialPrefix != "second-"+id || !slices.Equal(n.CredentialHash, h2) || !n.CredentialExpiresAt.Equal(t1.Add(24*time.Hour)) ||
+		n.PrevCredentialPrefix != credPrefix(id) || !slices.Equal(n.PrevCredentialHash, credHash(id)) || !n.PrevCredentialExpiresAt.Equal(credExpires) {
+		t.Errorf("read back: %+v", n)
+	}
+
+	// With the previous one: the current one, never received, is replaced.
+	before = after
+	if !d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+		return dp.RenewNodeCredential(ctx, id, credPrefix(id), "third-"+id, h3, t2.Add(24*time.Hour), t2)
+	}) {
+		t.Fatal("renewal with the previous credential answered false")
+	}
+	after = d.onDisk(t, "nodes")
+	checkChanged(t, before, after, id, map[string]any{
+		"credential_prefix": "third-" + id, "credential_hash": h3, "credential_expires_at": ts(t2.Add(24 * time.Hour)), "updated_at": ts(t2),
+	})
+	if n := byCred("second-" + id); n.ID != "" {
+		t.Errorf("the replaced, never used credential still finds node %s", n.ID)
+	}
+
+	// Credentials the node does not hold, and nodes without one.
+	for name, call := range map[string]func(context.Context, service.DataPlaneTx) (bool, error){
+		"the replaced credential": func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+			return dp.RenewNodeCredential(ctx, id, "second-"+id, "x-"+id, h2, t3, t3)
+		},
+		"another node's credential": func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+			return dp.RenewNodeCredential(ctx, id, credPrefix(never), "x-"+id, h2, t3, t3)
+		},
+		"a node never registered": func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+			return dp.RenewNodeCredential(ctx, never, "", "x-"+never, h2, t3, t3)
+		},
+		"dropping a credential that is not the previous one": func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+			return dp.DropPreviousNodeCredential(ctx, id, "third-"+id, t3)
+		},
+	} {
+		if d.change(t, call) {
+			t.Errorf("%s: answered true", name)
+		}
+		checkChanged(t, after, d.onDisk(t, "nodes"), "", nil)
+	}
+
+	// The current one is used: the previous one goes.
+	if !d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+		return dp.DropPreviousNodeCredential(ctx, id, credPrefix(id), t3)
+	}) {
+		t.Fatal("dropping the previous credential answered false")
+	}
+	checkChanged(t, after, d.onDisk(t, "nodes"), id, map[string]any{
+		"prev_credential_prefix": nil, "prev_credential_hash": nil, "prev_credential_expires_at": nil, "updated_at": ts(t3),
+	})
+	if n := byCred(credPrefix(id)); n.ID != "" {
+		t.Errorf("the dropped credential still finds node %s", n.ID)
+	}
+	if n := byCred("third-" + id); n.ID != id || n.PrevCredentialPrefix != "" || n.PrevCredentialHash != nil || n.PrevCredentialExpiresAt != nil {
+		t.Errorf("after the drop: %+v", n)
 	}
 }
 
@@ -735,7 +834,13 @@ func TestUnknownIDs(t *testing.T) {
 			return false, dp.SetNodeInstance(ctx, gone, "i-gone", "10.0.0.9", t1)
 		}},
 		{"RegisterNode", func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
-			return dp.RegisterNode(ctx, gone, "c-gone", []byte("h"), t1)
+			return dp.RegisterNode(ctx, gone, "c-gone", []byte("h"), t1, t1)
+		}},
+		{"RenewNodeCredential", func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+			return dp.RenewNodeCredential(ctx, gone, "c-gone", "c-new", []byte("h"), t1, t1)
+		}},
+		{"DropPreviousNodeCredential", func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
+			return dp.DropPreviousNodeCredential(ctx, gone, "c-gone", t1)
 		}},
 		{"DrainNode", func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
 			return dp.DrainNode(ctx, gone, t1, "r", t1)

@@ -35,7 +35,7 @@ type serveConfig struct {
 	advertiseURL                                                          string
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
-	heartbeatFlush                                                        time.Duration
+	heartbeatFlush, credentialTTL                                         time.Duration
 }
 
 func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -57,6 +57,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.bootTimeout, "boot-timeout", 2*time.Minute, "how long a new instance has to register its agent before it is replaced")
 	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
 	fs.DurationVar(&c.heartbeatFlush, "heartbeat-flush", 2*time.Second, "how often heartbeats are written to the store in one batch")
+	fs.DurationVar(&c.credentialTTL, "node-credential-ttl", service.DefaultCredentialLifetime, "life of a node credential; heartbeat answers renew it at half of it (at least 10m)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -66,8 +67,16 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return c, errors.New("--tls-cert and --tls-key go together")
 	}
+	if c.credentialTTL < minCredentialTTL {
+		// Renewal comes with a heartbeat, at most every 5 minutes.
+		return c, fmt.Errorf("--node-credential-ttl must be at least %s, got %s", minCredentialTTL, c.credentialTTL)
+	}
 	return c, nil
 }
+
+// minCredentialTTL is the shortest node credential lifetime serve takes:
+// renewal rides on heartbeats, which may be 5 minutes apart.
+const minCredentialTTL = 10 * time.Minute
 
 // serve runs the control plane until ctx ends (SIGTERM/SIGINT), then stops
 // accepting, lets in-flight requests finish, stops the loops and closes
@@ -156,7 +165,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Tokens:           lastUsed,
 			LocalStorageRoot: filepath.Join(dataDir, "storage"),
 		},
-		Agents:   &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now},
+		Agents: &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
+			CredentialLifetime: cfg.credentialTTL, Started: time.Now()},
 		Ready:    st.Ready,
 		Logger:   log,
 		Registry: reg,

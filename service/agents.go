@@ -17,6 +17,9 @@ type Agents struct {
 	// Wake asks the reconciler for a pass (a node registered, a head moved).
 	Wake func()
 	Now  func() time.Time
+	// LocalStorageRoot is ControlPlane.LocalStorageRoot: local clouds'
+	// relative storage locations are answered to agents inside it.
+	LocalStorageRoot string
 }
 
 // HeartbeatSink takes heartbeats off the hot path: it remembers the
@@ -80,7 +83,7 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 		if err != nil {
 			return err
 		}
-		out = api.AgentRegisterResponse{NodeCredential: cred, Config: agentConfig(n, c, cloud)}
+		out = api.AgentRegisterResponse{NodeCredential: cred, Config: a.nodeConfig(n, c, cloud)}
 		return dp.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "node_registered",
 			Message: fmt.Sprintf("node %s (%s) registered", n.ID, n.Group)})
 	})
@@ -164,7 +167,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 		}
 		a.Wake()
 	}
-	return api.AgentHeartbeatResponse{Config: agentConfig(n, c, cloud)}, who, nil
+	return api.AgentHeartbeatResponse{Config: a.nodeConfig(n, c, cloud)}, who, nil
 }
 
 // Config answers a node's configuration.
@@ -181,7 +184,7 @@ func (a *Agents) Config(ctx context.Context, credential, clusterID, nodeID strin
 		if err != nil {
 			return err
 		}
-		cfg = agentConfig(n, c, cloud)
+		cfg = a.nodeConfig(n, c, cloud)
 		return nil
 	})
 	return cfg, who, err

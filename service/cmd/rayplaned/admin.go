@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/rayplane/rayplane/service/sqlite"
@@ -21,10 +21,8 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	dir, err := filepath.Abs(*dataDir)
+	restrictUmask()
+	dir, err := openDataDir(*dataDir)
 	if err != nil {
 		return err
 	}
@@ -37,5 +35,5 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err == nil && !created {
 		err = fmt.Errorf("%s is already bootstrapped; create more tokens through the API", dir)
 	}
-	return err
+	return errors.Join(err, secureDataDir(dir))
 }

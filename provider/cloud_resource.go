@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/numbervalidator"
@@ -135,9 +134,10 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			},
 			"storage_location": schema.StringAttribute{
 				Description: "Where nodes write logs and artifacts: an `s3://` bucket URL for `aws`, `gs://` for `gcp`, either for " +
-					"`kubernetes` (required for those); an absolute directory for `local`, by default a directory under the " +
-					"control plane's data directory. Removing it from the configuration keeps the current location. Data " +
-					"there is never deleted by rayplane.",
+					"`kubernetes` (required for those). For `local`, a directory in the organization's own local storage on the " +
+					"control plane's host: `file://<path>` relative to it, or an absolute path inside it; by default " +
+					"`file://<cloud id>`. Removing it from the configuration keeps the current location. Data there is never " +
+					"deleted by rayplane.",
 				Optional:      true,
 				Computed:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
@@ -310,9 +310,8 @@ func (r *cloudResource) ValidateConfig(ctx context.Context, req resource.Validat
 func storageLocationProblem(provider, loc string, null bool) string {
 	switch provider {
 	case api.ProviderLocal:
-		p := strings.TrimPrefix(loc, "file://")
-		if !null && (!filepath.IsAbs(p) || len(p) > maxPathLen || strings.ContainsRune(p, 0)) {
-			return "must be an absolute directory path (or file:// URL) for a local cloud"
+		if reason := api.LocalStorageProblem(loc); !null && reason != "" {
+			return reason + " for a local cloud"
 		}
 	case api.ProviderAWS, api.ProviderGCP:
 		scheme := map[string]string{api.ProviderAWS: "s3", api.ProviderGCP: "gs"}[provider]
@@ -391,8 +390,10 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		Kubernetes:               types.ObjectNull(cloudK8sAttrTypes),
 		Quotas:                   types.ObjectNull(cloudQuotasAttrTypes),
 	}
-	// The server stores file:///x as /x; keep the configured spelling.
-	if pl := prior.StorageLocation; !pl.IsNull() && !pl.IsUnknown() && strings.TrimPrefix(pl.ValueString(), "file://") == c.StorageLocation {
+	// The server stores a local location cleaned (file:///x/ as /x,
+	// file://./a as file://a); keep the configured spelling.
+	if pl := prior.StorageLocation; !pl.IsNull() && !pl.IsUnknown() && c.Provider == api.ProviderLocal &&
+		api.LocalStorageProblem(pl.ValueString()) == "" && api.CanonicalLocalStorage(pl.ValueString()) == c.StorageLocation {
 		m.StorageLocation = pl
 	}
 	if c.AWS != nil {

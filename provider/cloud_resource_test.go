@@ -54,8 +54,9 @@ resource "rayplane_cloud" "test" {
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("heartbeat_lost_after"), knownvalue.Int64Exact(3)),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("quotas"), knownvalue.Null()),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("region"), knownvalue.Null()),
-					// The server's default: a directory of its own per cloud.
-					statecheck.ExpectKnownValue(addr, tfjsonpath.New("storage_location"), knownvalue.StringRegexp(regexp.MustCompile(`^/.*/cld_`))),
+					// The server's default: a directory of its own per cloud, in
+					// the organization's storage, without the server's paths.
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("storage_location"), knownvalue.StringRegexp(regexp.MustCompile(`^file://cld_[0-9a-z]{26}$`))),
 				},
 				Check: resource.ComposeTestCheckFunc(captureID(addr, &firstID), func(s *terraform.State) error {
 					c, err := controlPlane.client.GetCloud(context.Background(), firstID)
@@ -84,7 +85,7 @@ resource "rayplane_cloud" "test" {
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("quotas"), knownvalue.ObjectExact(map[string]knownvalue.Check{
 						"max_nodes": knownvalue.Int64Exact(8), "max_vcpus": knownvalue.Null(),
 					})),
-					statecheck.ExpectKnownValue(addr, tfjsonpath.New("storage_location"), knownvalue.StringRegexp(regexp.MustCompile(`^/.*/cld_`))),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("storage_location"), knownvalue.StringRegexp(regexp.MustCompile(`^file://cld_[0-9a-z]{26}$`))),
 				},
 				Check: func(s *terraform.State) error {
 					id, err := stateID(s, addr)
@@ -111,11 +112,11 @@ resource "rayplane_cloud" "test" {
 				ImportStateVerify: true,
 			},
 			{
-				// An explicit storage location, written as a file:// URL,
-				// which the server stores as a path: no perpetual diff.
+				// An explicit storage location, spelled in a way the server
+				// stores cleaned (file://acc/logs): no perpetual diff.
 				Config: config(name+"-2", `
   region           = "home-1"
-  storage_location = "file:///tmp/rayplane-acc-storage"
+  storage_location = "file://./acc//logs/"
 `),
 				ConfigPlanChecks: expectAction(addr, plancheck.ResourceActionUpdate),
 				ConfigStateChecks: []statecheck.StateCheck{
@@ -345,7 +346,9 @@ func TestAccCloudResource_validation(t *testing.T) {
     token_wo_version = 1
   }`, `Attribute "kubernetes.token_wo" must be specified when "kubernetes.token_wo_version" is specified`),
 			step(`cloud_provider = "local"
-  storage_location = "relative/dir"`, `Attribute storage_location must be an absolute directory path`),
+  storage_location = "relative/dir"`, `Attribute storage_location must be file://<directory> relative to the`),
+			step(`cloud_provider = "local"
+  storage_location = "file://../other-org"`, `Attribute storage_location must not lead out of the organization's`),
 			step(`cloud_provider = "local"
   heartbeat_interval_seconds = 0`, `Attribute heartbeat_interval_seconds value must be between 1 and 300, got: 0`),
 			step(`cloud_provider = "local"

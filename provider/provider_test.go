@@ -52,6 +52,11 @@ func startControlPlane() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	// Local nodes run as an unprivileged user when the tests run as root:
+	// it must reach the binary and the local root beside the data directory.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	bin := filepath.Join(dir, "rayplaned")
 	build := exec.Command("go", "build", "-o", bin, "github.com/rayplane/rayplane/service/cmd/rayplaned")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -91,7 +96,7 @@ func startControlPlane() (func(), error) {
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 		}
-		killLeftovers(filepath.Join(data, "local-nodes"))
+		killLeftovers(filepath.Join(data+"-local", "nodes"))
 		logFile.Close()
 		if os.Getenv("RAYPLANE_KEEP_ACC_DIR") == "" {
 			os.RemoveAll(dir)

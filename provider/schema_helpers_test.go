@@ -107,6 +107,7 @@ func TestPatternsAgreeWithServer(t *testing.T) {
 func TestStorageLocationAgreesWithServer(t *testing.T) {
 	for _, c := range []struct{ provider, loc string }{
 		{api.ProviderLocal, ""}, {api.ProviderLocal, "/abs"}, {api.ProviderLocal, "file:///abs"}, {api.ProviderLocal, "rel"},
+		{api.ProviderLocal, "file://rel"}, {api.ProviderLocal, "file://a/../.."}, {api.ProviderLocal, "file://"},
 		{api.ProviderAWS, ""}, {api.ProviderAWS, "s3://bucket/p"}, {api.ProviderAWS, "gs://bucket"}, {api.ProviderAWS, "s3://B"},
 		{api.ProviderGCP, "gs://bucket"}, {api.ProviderGCP, "s3://bucket"},
 		{api.ProviderKubernetes, ""}, {api.ProviderKubernetes, "gs://bucket"}, {api.ProviderKubernetes, "/abs"},

@@ -30,16 +30,16 @@ DATA=$B/data
 rm -rf "$B" && mkdir -p "$B"
 
 # node_pids: processes of the bench's nodes: agents (their command lines
-# name their work directories under $DATA/local-nodes) and runtimes (they
-# run in those directories).
+# name their work directories under $DATA-local/nodes, the local root beside
+# the data directory) and runtimes (they run in those directories).
 node_pids() {
   local d
   for d in /proc/[0-9]*; do
-    if grep -qzF "$DATA/local-nodes/" "$d/cmdline" 2>/dev/null; then
+    if grep -qzF "$DATA-local/nodes/" "$d/cmdline" 2>/dev/null; then
       echo "${d#/proc/}"
       continue
     fi
-    case $(readlink "$d/cwd" 2>/dev/null || true) in "$DATA"/*) echo "${d#/proc/}" ;; esac
+    case $(readlink "$d/cwd" 2>/dev/null || true) in "$DATA-local"/*) echo "${d#/proc/}" ;; esac
   done
 }
 

@@ -76,10 +76,10 @@ cleanup() {
   fi
   # Agents outlive the control plane by design, so they are killed here,
   # after it, so that nothing relaunches them: by cluster id, and by their
-  # work directories under the demo's data directory.
+  # work directories under the demo's local root (beside the data directory).
   local pids
   pids=$({ [ -z "$CLUSTER_ID" ] || pids_with "RAYPLANE_CLUSTER_ID=$CLUSTER_ID"
-    grep -lzF "$DATA/local-nodes/" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 || true; } | sort -u)
+    grep -lzF "$DATA-local/nodes/" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 || true; } | sort -u)
   [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
   if [ "$status" -ne 0 ]; then
     echo "demo failed (exit $status); the end of the server log, .demo/serve.log:" >&2
@@ -88,7 +88,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "start rayplaned serve (SQLite in .demo/data, TLS with a generated CA, the local driver)"
+step "start rayplaned serve (SQLite in .demo/data, TLS with a generated CA, the local driver's nodes in .demo/data-local)"
 ./bin/rayplaned serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" --log-level warn \
   --reconcile-interval 500ms --drain-timeout 5s >.demo/serve.out 2>.demo/serve.log &
 SERVER=$!

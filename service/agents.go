@@ -39,6 +39,9 @@ type Agents struct {
 
 	mu       sync.Mutex
 	rejected map[string]time.Time // node id → when a refused report of it was last recorded
+	// LocalStorageRoot is ControlPlane.LocalStorageRoot: local clouds'
+	// relative storage locations are answered to agents inside it.
+	LocalStorageRoot string
 }
 
 // DefaultCredentialLifetime is a node credential's lifetime when
@@ -145,7 +148,7 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 		if err != nil {
 			return err
 		}
-		out = api.AgentRegisterResponse{NodeCredential: cred, Config: agentConfig(n, c, cloud)}
+		out = api.AgentRegisterResponse{NodeCredential: cred, Config: a.nodeConfig(n, c, cloud)}
 		return dp.AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: NewID(PrefixClusterEvent, now), Time: now, Kind: "node_registered",
 			Message: fmt.Sprintf("node %s (%s) registered", n.ID, n.Group)})
 	})
@@ -297,7 +300,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			a.Wake()
 		}
 	}
-	return api.AgentHeartbeatResponse{Config: agentConfig(n, c, cloud), NodeCredential: newCred}, who, nil
+	return api.AgentHeartbeatResponse{Config: a.nodeConfig(n, c, cloud), NodeCredential: newCred}, who, nil
 }
 
 // RejectHeartbeat answers a heartbeat whose body could not be read (bad
@@ -396,7 +399,7 @@ func (a *Agents) Config(ctx context.Context, credential, clusterID, nodeID strin
 		if err != nil {
 			return err
 		}
-		cfg = agentConfig(n, c, cloud)
+		cfg = a.nodeConfig(n, c, cloud)
 		return nil
 	})
 	return cfg, who, err

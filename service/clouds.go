@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -12,21 +10,21 @@ import (
 // NewCloud turns a checked spec into a cloud record. Clouds reached through
 // a customer's role start as verifying until a driver has tried the
 // credentials; the local cloud has no credentials and starts active (its
-// driver is still verified, for the data directory and the agent binary).
-func NewCloud(spec api.CloudSpec, localStorageRoot string, now time.Time) api.Cloud {
+// driver is still verified, for its directories and the agent binary), with
+// a storage location of its own unless it names one.
+func NewCloud(spec api.CloudSpec, now time.Time) api.Cloud {
 	c := api.Cloud{ID: NewID(PrefixCloud, now), CloudSpec: spec, CreatedAt: now, UpdatedAt: now}
 	if c.AWS != nil {
 		c.AWS.ExternalID = NewExternalID()
 	}
 	if c.Provider == api.ProviderLocal {
 		if c.StorageLocation == "" {
-			c.StorageLocation = filepath.Join(localStorageRoot, c.ID)
+			c.StorageLocation = DefaultLocalStorage(c.ID)
 		}
 		c.Status = api.CloudActive
 	} else {
 		c.Status, c.StatusReason = api.CloudVerifying, "waiting for the control plane to verify the credentials"
 	}
-	c.StorageLocation = strings.TrimPrefix(c.StorageLocation, "file://")
 	return c
 }
 
@@ -50,7 +48,6 @@ func ReplaceCloud(old api.Cloud, spec api.CloudSpec, now time.Time) (api.Cloud, 
 	if c.StorageLocation == "" && c.Provider == api.ProviderLocal {
 		c.StorageLocation = old.StorageLocation
 	}
-	c.StorageLocation = strings.TrimPrefix(c.StorageLocation, "file://")
 	if c.Provider != api.ProviderLocal && credentialsChanged(old, c) {
 		c.Status, c.StatusReason = api.CloudVerifying, "credentials changed; waiting for the control plane to verify them"
 	}
@@ -78,7 +75,10 @@ func (cp *ControlPlane) CreateCloud(ctx context.Context, c Caller, spec api.Clou
 	if err := CheckCloud(&spec); err != nil {
 		return api.Cloud{}, err
 	}
-	cloud := NewCloud(spec, cp.LocalStorageRoot, cp.now())
+	if err := cp.checkLocalCloud(c, &spec); err != nil {
+		return api.Cloud{}, err
+	}
+	cloud := NewCloud(spec, cp.now())
 	err := cp.change(ctx, c, func(tx OrgTx) (_, _ string, err error) {
 		if err := tx.CreateCloud(ctx, cloud); err != nil {
 			return "cloud", cloud.ID, err
@@ -107,6 +107,9 @@ func (cp *ControlPlane) GetCloud(ctx context.Context, c Caller, id string) (api.
 // UpdateCloud replaces a cloud's declared fields; see ReplaceCloud.
 func (cp *ControlPlane) UpdateCloud(ctx context.Context, c Caller, id string, spec api.CloudSpec) (api.Cloud, error) {
 	if err := CheckCloud(&spec); err != nil {
+		return api.Cloud{}, err
+	}
+	if err := cp.checkLocalCloud(c, &spec); err != nil {
 		return api.Cloud{}, err
 	}
 	var cloud api.Cloud

@@ -28,9 +28,14 @@ type ControlPlane struct {
 	CloudChanged func()
 	// Tokens batches token last-used times; nil means they are not kept.
 	Tokens *LastUsed
-	// LocalStorageRoot is where local clouds keep logs unless they name a
-	// storage_location: <root>/<cloud id>.
+	// LocalStorageRoot holds a directory per organization, <root>/<org id>/,
+	// which local clouds' storage locations must be in; "" refuses any
+	// location but the default (see localstorage.go).
 	LocalStorageRoot string
+	// LocalAllowed reports whether an organization may declare local
+	// clouds, whose nodes run on the control plane's own host: the
+	// operator's choice. Nil allows the system organization only.
+	LocalAllowed func(org api.Organization) bool
 }
 
 // CatalogFunc answers the instance types a cloud of organization orgID

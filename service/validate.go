@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -195,10 +194,11 @@ func checkBucket(fe *api.FieldErrors, loc, scheme string) {
 	}
 }
 
+// checkLocalPath checks the spelling of a local storage location; where it
+// may lead is the use case's check (ConfineLocalStorage).
 func checkLocalPath(fe *api.FieldErrors, field, p string) {
-	p = strings.TrimPrefix(p, "file://")
-	if !filepath.IsAbs(p) || len(p) > maxStringLen || strings.ContainsRune(p, 0) {
-		fe.Add(field, "must be an absolute directory path (or file:// URL)")
+	if reason := api.LocalStorageProblem(p); reason != "" {
+		fe.Add(field, "%s", reason)
 	}
 }
 

@@ -29,9 +29,9 @@ import (
 type Config struct {
 	// BootstrapFile is the api.AgentBootstrap JSON the cloud driver wrote.
 	BootstrapFile string
-	// WorkDir holds the node credential, the worker's runtime log and is
-	// the runtime's working directory; empty means BootstrapFile's
-	// directory. It is created 0700.
+	// WorkDir holds the node credential and, in WorkDir/runtime/, the
+	// runtime's working directory and a worker's runtime log; empty means
+	// BootstrapFile's directory. Both are created 0700.
 	WorkDir string
 	// Logger receives the agent's own logs; nil discards them.
 	Logger *slog.Logger
@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(cfg.WorkDir, runtimeDir), 0o700); err != nil {
 		return fmt.Errorf("work directory: %w", err)
 	}
 	if cfg.WorkDir, err = filepath.Abs(cfg.WorkDir); err != nil {

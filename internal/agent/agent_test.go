@@ -91,7 +91,7 @@ func TestCrashingRuntimeIsRestartedWithGrowingDelays(t *testing.T) {
 	}
 
 	// The runtime log shows when each start happened: 1s, 2s, 4s apart.
-	starts := startTimes(t, filepath.Join(a.dir, "runtime.log"))
+	starts := startTimes(t, filepath.Join(a.dir, runtimeDir, "runtime.log"))
 	if len(starts) < 3 {
 		t.Fatalf("%d starts in runtime.log, want at least 3", len(starts))
 	}
@@ -125,7 +125,7 @@ func TestDrainStopsTheRuntimeGracefully(t *testing.T) {
 	cp := newFakeCP(t, testConf("sh", "-c", `trap 'echo got-term; exit 0' TERM; echo $$ > pid; while :; do sleep 0.1; done`))
 	a := startAgent(t, cp)
 	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
-	pid := readPID(t, filepath.Join(a.dir, "pid"))
+	pid := readPID(t, filepath.Join(a.dir, runtimeDir, "pid"))
 
 	deadline := time.Now().Add(30 * time.Second)
 	asked := time.Now()
@@ -140,7 +140,7 @@ func TestDrainStopsTheRuntimeGracefully(t *testing.T) {
 	if pidAlive(pid) {
 		t.Errorf("runtime %d still runs after the drain", pid)
 	}
-	if log, _ := os.ReadFile(filepath.Join(a.dir, "runtime.log")); !strings.Contains(string(log), "got-term") {
+	if log, _ := os.ReadFile(filepath.Join(a.dir, runtimeDir, "runtime.log")); !strings.Contains(string(log), "got-term") {
 		t.Errorf("runtime did not get SIGTERM; log:\n%s", log)
 	}
 
@@ -158,7 +158,7 @@ func TestStopEndsRunWithNoProcessLeft(t *testing.T) {
 	cp := newFakeCP(t, testConf("sh", "-c", `sleep 1000 & sleep 1000 & echo $$ > pid; wait`))
 	a := startAgent(t, cp)
 	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
-	readPID(t, filepath.Join(a.dir, "pid"))
+	readPID(t, filepath.Join(a.dir, runtimeDir, "pid"))
 	if n := len(processesWithEnv("RAYPLANE_NODE_ID=" + cp.conf.NodeID)); n != 3 {
 		t.Fatalf("%d runtime processes, want 3 (sh and two sleeps)", n)
 	}
@@ -183,7 +183,7 @@ func TestControlPlaneOutageKeepsTheRuntime(t *testing.T) {
 	cp := newFakeCP(t, testConf("sh", "-c", `echo $$ > pid; exec sleep 1000`))
 	a := startAgent(t, cp)
 	cp.waitBeat(t, 10*time.Second, "running", func(hb api.AgentHeartbeat) bool { return hb.RuntimeState == api.RuntimeRunning })
-	pid := readPID(t, filepath.Join(a.dir, "pid"))
+	pid := readPID(t, filepath.Join(a.dir, runtimeDir, "pid"))
 
 	for _, mode := range []string{"503", "drop"} {
 		cp.set(func(cp *fakeCP) { cp.mode = mode })
@@ -195,7 +195,7 @@ func TestControlPlaneOutageKeepsTheRuntime(t *testing.T) {
 		cp.set(func(cp *fakeCP) { cp.mode = "" })
 		waitFor(t, 5*time.Second, mode+": heartbeats again", func() bool { return len(cp.beats()) > n })
 	}
-	if !pidAlive(pid) || readPID(t, filepath.Join(a.dir, "pid")) != pid {
+	if !pidAlive(pid) || readPID(t, filepath.Join(a.dir, runtimeDir, "pid")) != pid {
 		t.Errorf("runtime %d did not survive the outage", pid)
 	}
 	if hb, _ := cp.last(); hb.RuntimeState != api.RuntimeRunning || hb.RuntimeRestarts != 0 {
@@ -256,7 +256,7 @@ func TestWorkerWaitsForHeadAndFollowsItsAddress(t *testing.T) {
 		t.Errorf("without a head address: %q (%s), want starting, waiting for the head", hb.RuntimeState, hb.RuntimeMessage)
 	}
 
-	argsFile := filepath.Join(a.dir, "args")
+	argsFile := filepath.Join(a.dir, runtimeDir, "args")
 	prev := 0
 	for i, head := range []string{"127.0.0.1:6001", "127.0.0.1:6002"} {
 		cp.set(func(cp *fakeCP) { cp.conf.HeadAddress = head })
@@ -265,7 +265,7 @@ func TestWorkerWaitsForHeadAndFollowsItsAddress(t *testing.T) {
 			b, _ := os.ReadFile(argsFile)
 			return string(b) == want
 		})
-		pid := readPID(t, filepath.Join(a.dir, "pid"))
+		pid := readPID(t, filepath.Join(a.dir, runtimeDir, "pid"))
 		if pid == prev || prev != 0 && pidAlive(prev) {
 			t.Errorf("head %d: runtime %d, previous %d still alive: the old runtime must be stopped", i, pid, prev)
 		}
@@ -276,7 +276,7 @@ func TestWorkerWaitsForHeadAndFollowsItsAddress(t *testing.T) {
 		prev = pid
 	}
 	// The worker's log is in its work directory.
-	if starts := startTimes(t, filepath.Join(a.dir, "runtime.log")); len(starts) != 2 {
+	if starts := startTimes(t, filepath.Join(a.dir, runtimeDir, "runtime.log")); len(starts) != 2 {
 		t.Errorf("%d starts in the worker's runtime.log, want 2", len(starts))
 	}
 }
@@ -474,5 +474,39 @@ func TestReportsStayWithinTheProtocolsBounds(t *testing.T) {
 	}
 	if m := cutMessage("ok\xff"); m != "ok\uFFFD" {
 		t.Errorf("cutMessage(invalid UTF-8) = %q", m)
+	}
+}
+
+// TestRuntimeWorkingDirectoryHoldsNoSecret: the runtime starts in a
+// directory of its own, which holds neither the node credential nor the
+// bootstrap file, and its environment carries no secret.
+func TestRuntimeWorkingDirectoryHoldsNoSecret(t *testing.T) {
+	t.Parallel()
+	cp := newFakeCP(t, testConf("sh", "-c", "pwd > where; ls -A > listing; env > environ; echo > done; exec sleep 1000"))
+	token := cp.bootToken
+	a := startAgent(t, cp)
+	rdir := filepath.Join(a.dir, runtimeDir)
+	waitFor(t, 10*time.Second, "the runtime's report", func() bool {
+		_, err := os.Stat(filepath.Join(rdir, "done"))
+		return err == nil
+	})
+	if _, err := os.Stat(filepath.Join(a.dir, credentialFile)); err != nil {
+		t.Fatalf("the agent keeps no credential file: %v", err)
+	}
+	where, _ := os.ReadFile(filepath.Join(rdir, "where"))
+	if got, want := strings.TrimSpace(string(where)), rdir; got != want {
+		t.Errorf("runtime's working directory %q, want %q", got, want)
+	}
+	listing, _ := os.ReadFile(filepath.Join(rdir, "listing"))
+	for _, name := range []string{credentialFile, filepath.Base(a.bootstrap)} {
+		if strings.Contains(string(listing), name) {
+			t.Errorf("the runtime's working directory holds %s:\n%s", name, listing)
+		}
+	}
+	environ, _ := os.ReadFile(filepath.Join(rdir, "environ"))
+	for _, secret := range []string{token, cp.cred, "rpb_", "rpn_"} {
+		if strings.Contains(string(environ), secret) {
+			t.Errorf("the runtime's environment holds %q:\n%s", secret, environ)
+		}
 	}
 }

@@ -11,6 +11,14 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 )
 
+// runtimeDir, in the agent's work directory, is the runtime's working
+// directory. What the agent keeps for itself (the node credential) is in the
+// work directory above it, so the runtime's own files, and whatever it
+// packages or serves from its working directory (Ray's working_dir, a job's
+// upload), never hold it. The runtime runs as the agent's user, so this keeps
+// the credential out of reach by accident, not from a runtime that looks.
+const runtimeDir = "runtime"
+
 // plan is what a node should run for a configuration: a Spec, or the
 // state to report when there is nothing to run.
 type plan struct {
@@ -82,7 +90,8 @@ func planRuntime(in planInput) plan {
 		"{node_id}", c.NodeID,
 		"{cluster_id}", c.ClusterID,
 	)
-	spec := Spec{Dir: in.workDir, LogPath: filepath.Join(in.workDir, "runtime.log")}
+	rdir := filepath.Join(in.workDir, runtimeDir)
+	spec := Spec{Dir: rdir, LogPath: filepath.Join(rdir, "runtime.log")}
 	for _, a := range args {
 		spec.Args = append(spec.Args, r.Replace(a))
 	}

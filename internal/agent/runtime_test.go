@@ -32,7 +32,7 @@ func TestPlanRuntime(t *testing.T) {
 			args:    []string{"/opt/ray/bin/ray", "start", "--head", "--block", "--port=6380", "--dashboard-host=127.0.0.1"},
 			address: "127.0.0.1:6380",
 			env:     []string{"RAYPLANE_CLUSTER_ID=cls_1", "RAYPLANE_NODE_ID=node_h", "RAYPLANE_HEAD_ADDRESS=127.0.0.1:6380"},
-			logPath: "/work/runtime.log",
+			logPath: "/work/runtime/runtime.log",
 		},
 		{
 			name: "worker runs ray start --address", conf: worker, lookPath: withRay,
@@ -69,7 +69,7 @@ func TestPlanRuntime(t *testing.T) {
 			conf:     with(head, func(c *api.AgentConfig) { c.StorageLocation = "s3://bucket/logs" }),
 			lookPath: withRay, address: "127.0.0.1:6380",
 			args:    []string{"/opt/ray/bin/ray", "start", "--head", "--block", "--port=6380", "--dashboard-host=127.0.0.1"},
-			logPath: "/work/runtime.log",
+			logPath: "/work/runtime/runtime.log",
 		},
 		{name: "head without ray or command", conf: head, lookPath: noRay, state: api.RuntimeUnavailable, address: "127.0.0.1:6380"},
 		{name: "worker without ray or command", conf: worker, lookPath: noRay, state: api.RuntimeUnavailable},

@@ -239,7 +239,7 @@ func TestCloudsComputeConfigsClusters(t *testing.T) {
 
 	cloud := must(h.c.CreateCloud(ctx, api.CloudSpec{Name: "laptop", Provider: api.ProviderLocal}))(t)
 	if cloud.Status != api.CloudActive || cloud.Heartbeat.IntervalSeconds != api.DefaultHeartbeatIntervalSeconds ||
-		cloud.StorageLocation != filepath.Join(h.storeRoot, cloud.ID) {
+		cloud.StorageLocation != "file://"+cloud.ID {
 		t.Errorf("created cloud = %+v", cloud)
 	}
 	if got := must(h.c.GetCloud(ctx, cloud.ID))(t); got.Name != "laptop" || !got.CreatedAt.Equal(cloud.CreatedAt) {

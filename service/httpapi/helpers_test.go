@@ -50,7 +50,10 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil || !created {
 		t.Fatalf("bootstrap: created=%v err=%v", created, err)
 	}
+	// Every organization may declare local clouds here: these tests are
+	// about roles and tenancy; the operator's local policy has its own.
 	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Tokens: &service.LastUsed{},
+		LocalAllowed: func(api.Organization) bool { return true },
 		Catalog: func(context.Context, string, api.Cloud, string) ([]api.InstanceType, error) {
 			return catalogDriver{}.InstanceTypes(ctx)
 		}},

@@ -40,7 +40,7 @@ func TestVerifierSecretThatDoesNotDecrypt(t *testing.T) {
 	var ids []string
 	for _, name := range []string{"good", "moved"} {
 		c := service.NewCloud(api.CloudSpec{Name: name, Provider: api.ProviderKubernetes, StorageLocation: "s3://bucket/" + name,
-			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: "token-of-" + name}}, "", time.Now().UTC())
+			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: "token-of-" + name}}, time.Now().UTC())
 		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
 			t.Fatal(err)
 		}

@@ -61,7 +61,7 @@ func TestVerifier(t *testing.T) {
 	if err := service.CheckCloud(&spec); err != nil {
 		t.Fatal(err)
 	}
-	c := service.NewCloud(spec, "", clock)
+	c := service.NewCloud(spec, clock)
 	if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func newToken(t testing.TB) string {
 
 func k8sCloud(name, token string) api.Cloud {
 	return service.NewCloud(api.CloudSpec{Name: name, Provider: api.ProviderKubernetes, StorageLocation: "s3://bucket/" + name,
-		Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: token}}, "", time.Now().UTC())
+		Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: token}}, time.Now().UTC())
 }
 
 // onDisk answers which of the database's files (the database, its WAL and
@@ -380,7 +380,7 @@ func TestResealRotates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	local := service.NewCloud(api.CloudSpec{Name: "l", Provider: api.ProviderLocal}, "/tmp", time.Now().UTC())
+	local := service.NewCloud(api.CloudSpec{Name: "l", Provider: api.ProviderLocal}, time.Now().UTC())
 	if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, local) }); err != nil {
 		t.Fatal(err)
 	}

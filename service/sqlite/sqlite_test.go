@@ -143,7 +143,7 @@ func TestOrgScopingAndConflicts(t *testing.T) {
 	ctx := context.Background()
 	a, b := newOrg(t, st, "a"), newOrg(t, st, "b")
 	now := time.Now().UTC()
-	cloud := service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)
+	cloud := service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, now)
 	if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(a).CreateCloud(ctx, cloud) }); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestOrgScopingAndConflicts(t *testing.T) {
 	if !api.IsCode(err, api.CodeNotFound) {
 		t.Fatalf("org b deleting org a's cloud: %v", err)
 	}
-	dup := service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)
+	dup := service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, now)
 	err = st.Update(ctx, func(tx service.Tx) error { return tx.Org(a).CreateCloud(ctx, dup) })
 	if !api.IsCode(err, api.CodeConflict) {
 		t.Fatalf("duplicate name: %v", err)
@@ -174,7 +174,7 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	now := time.Now().UTC()
 	boom := fmt.Errorf("boom")
 	err := st.Update(ctx, func(tx service.Tx) error {
-		if err := tx.Org(org).CreateCloud(ctx, service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, "/tmp", now)); err != nil {
+		if err := tx.Org(org).CreateCloud(ctx, service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, now)); err != nil {
 			return err
 		}
 		return boom
@@ -200,7 +200,7 @@ func TestPagination(t *testing.T) {
 	org := newOrg(t, st, "a")
 	var ids []string
 	for i := range 7 {
-		c := service.NewCloud(api.CloudSpec{Name: fmt.Sprintf("c%d", i), Provider: api.ProviderLocal}, "/tmp", time.Now().UTC())
+		c := service.NewCloud(api.CloudSpec{Name: fmt.Sprintf("c%d", i), Provider: api.ProviderLocal}, time.Now().UTC())
 		ids = append(ids, c.ID)
 		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
 			t.Fatal(err)

@@ -85,7 +85,7 @@ func newDataPlane(t *testing.T) *dataPlane {
 	}
 	t.Cleanup(func() { disk.Close() })
 	d := &dataPlane{st: st, disk: disk, org: newOrg(t, st, "transitions")}
-	cloud := service.NewCloud(api.CloudSpec{Name: "local", Provider: api.ProviderLocal}, t.TempDir(), t0)
+	cloud := service.NewCloud(api.CloudSpec{Name: "local", Provider: api.ProviderLocal}, t0)
 	cc := api.ComputeConfig{ID: service.NewID(service.PrefixComputeConfig, t0), Name: "small", Version: 1,
 		ComputeConfigSpec: api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "local.small"}},
 		CreatedAt:         t0, UpdatedAt: t0, VersionCreatedAt: t0}

@@ -1,5 +1,7 @@
-# This machine: nodes are local processes; logs go under the control
-# plane's data directory unless storage_location says otherwise.
+# The control plane's own host: nodes are local processes, for the
+# organizations its operator allows; logs go to file://<cloud id> in the
+# organization's local storage unless storage_location names another
+# directory there (file://team/logs).
 resource "rayplane_cloud" "laptop" {
   name           = "laptop"
   cloud_provider = "local"

@@ -17,15 +17,20 @@ import (
 
 // On disk, one directory per instance:
 //
-//	<Root>/<cluster>/<instance id>/
-//	    bootstrap.json   the agent's bootstrap payload, 0600 (holds a one-time secret)
+//	<Root>/<cluster>/<instance id>/   the driver's (0700; 0710 with Config.User)
 //	    instance.json    the record below, while the instance is meant to run
 //	    terminated.json  the same record, renamed by Terminate
 //	    agent.log        the agent's stdout and stderr, appended across restarts
+//	    agent/           the agent's own (--work-dir; the node user's, 0700)
+//	        bootstrap.json   the agent's bootstrap payload, 0600 (holds a one-time
+//	                         secret, which the agent removes once registered)
 //
-// The directory is kept after termination: logs are the data plane's, and a
+// The node's user can write nothing of the driver's: a record it could
+// rewrite would make the driver signal whatever process it named. The
+// directory is kept after termination: logs are the data plane's, and a
 // control plane never deletes them.
 const (
+	agentDir       = "agent"
 	bootstrapFile  = "bootstrap.json"
 	recordFile     = "instance.json"
 	terminatedFile = "terminated.json"

@@ -8,13 +8,20 @@
 // never only in memory, so a new Driver on the same Root (a restarted control
 // plane) lists and terminates the agents an earlier one started.
 //
+// With Config.User (the control plane runs as root), agents and so their
+// runtimes run as that unprivileged user: they may write only their own
+// directory, Root/<cluster>/<id>/agent/, and read nothing the driver keeps
+// (instance records, the agent's log), so a node cannot make the driver
+// signal a process that is not its own.
+//
 // It must not: signal a process it cannot tie to one of its agents (pids are
 // reused), leave a process of an agent's group behind after Terminate, tie an
 // agent's life to the control plane's process (agents outlive a control-plane
 // restart by design), log the bootstrap payload or hand it over other than as
-// a 0600 file in the instance's directory, or delete an instance's directory
-// and logs. The catalog's resources are declared, not reserved. It reads
-// Linux's /proc.
+// a 0600 file of the node's user in the agent's directory, follow a link the
+// node's user may have planted when it changes owners, or delete an
+// instance's directory and logs. The catalog's resources are declared, not
+// reserved. It reads Linux's /proc.
 package local
 
 import (
@@ -40,9 +47,13 @@ import (
 
 // Config configures a Driver.
 type Config struct {
-	// Root holds one work directory per instance, Root/<cluster>/<id>/.
-	// It is created 0700 when missing.
+	// Root holds one directory per instance, Root/<cluster>/<id>/. It is
+	// created 0700 when missing (0710 with User, its group the user's, so
+	// the user reaches its agents' directories and nothing else).
 	Root string
+	// User runs the agents as another, unprivileged user; it needs the
+	// driver to run as root. Nil runs them as the driver's own user.
+	User *User
 	// AgentBinary is the absolute path of the rayplaned binary.
 	AgentBinary string
 	// AgentArgs come before the bootstrap flags; empty means {"agent"}.
@@ -118,6 +129,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("local driver: create root: %w", err)
+	}
+	if err := ShareDir(root, cfg.User); err != nil {
+		return nil, fmt.Errorf("local driver: root: %w", err)
 	}
 	// Agents are recognized by their work directory in /proc/<pid>/cmdline,
 	// so the path must be spelled the same way by every Driver on this root.
@@ -202,7 +216,7 @@ func (d *Driver) existing(dir, id string, req cloud.LaunchRequest) (inst cloud.I
 	if err == nil && alive(dir, r) {
 		return toInstance(id, r), true, nil
 	}
-	pid, st, err := findByArg(dir)
+	pid, st, err := findAgent(dir)
 	if err != nil {
 		return cloud.Instance{}, false, d.fail("launch", "find agent of %s: %w", id, err)
 	}
@@ -222,11 +236,27 @@ func (d *Driver) existing(dir, id string, req cloud.LaunchRequest) (inst cloud.I
 func (d *Driver) start(dir, id string, req cloud.LaunchRequest) (cloud.Instance, error) {
 	const op = "launch"
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return cloud.Instance{}, d.fail(op, "create work directory: %w", err)
+		return cloud.Instance{}, d.fail(op, "create instance directory: %w", err)
 	}
-	bootstrap := filepath.Join(dir, bootstrapFile)
+	for _, p := range []string{filepath.Dir(dir), dir} {
+		if err := ShareDir(p, d.cfg.User); err != nil {
+			return cloud.Instance{}, d.fail(op, "instance directory: %w", err)
+		}
+	}
+	work := filepath.Join(dir, agentDir)
+	if err := os.Mkdir(work, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return cloud.Instance{}, d.fail(op, "create agent directory: %w", err)
+	}
+	if err := GiveTo(work, d.cfg.User); err != nil {
+		return cloud.Instance{}, d.fail(op, "agent directory: %w", err)
+	}
+	bootstrap := filepath.Join(work, bootstrapFile)
 	if err := fsutil.WriteFileAtomic(bootstrap, req.Bootstrap, 0o600); err != nil {
 		return cloud.Instance{}, d.fail(op, "write bootstrap of %s: %w", id, err)
+	}
+	if err := GiveTo(bootstrap, d.cfg.User); err != nil {
+		_ = os.Remove(bootstrap)
+		return cloud.Instance{}, d.fail(op, "bootstrap of %s: %w", id, err)
 	}
 	// Intent before side effect: a record with pid 0 says a Launch is (or
 	// was, before a crash) starting this agent; a retried Launch or a
@@ -241,18 +271,22 @@ func (d *Driver) start(dir, id string, req cloud.LaunchRequest) (cloud.Instance,
 		return cloud.Instance{}, d.fail(op, "open agent log: %w", err)
 	}
 	cluster := req.Tags[cloud.TagCluster]
-	args := append(slices.Clone(d.cfg.AgentArgs), "--bootstrap", bootstrap, "--work-dir", dir)
+	args := append(slices.Clone(d.cfg.AgentArgs), "--bootstrap", bootstrap, "--work-dir", work)
 	// Not exec.CommandContext: the agent must outlive this call and the
 	// control plane itself. Its own process group keeps a terminal's ^C to
 	// the control plane away from it, and lets Terminate stop its children.
 	cmd := exec.Command(d.cfg.AgentBinary, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(agentEnv(), d.cfg.Env...),
+	cmd.Dir = work
+	cmd.Env = append(append(d.agentEnv(), d.cfg.Env...),
 		EnvClusterID+"="+cluster, EnvNodeID+"="+req.NodeID)
 	// An *os.File, not a pipe: Wait then returns when the agent exits,
-	// without waiting for its children to close their copies.
+	// without waiting for its children to close their copies. The file is
+	// the driver's; the agent writes it through the descriptor only.
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if u := d.cfg.User; u != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: slices.Clone(u.Groups)}
+	}
 	err = cmd.Start()
 	_ = logf.Close()
 	if err != nil {
@@ -323,7 +357,7 @@ func (d *Driver) list(tags map[string]string) ([]cloud.Instance, error) {
 			// Recorded before its start (a crash came between the start and
 			// the record's pid): find the agent by its work directory, so an
 			// instance that runs is never invisible.
-			pid, st, err := findByArg(dir)
+			pid, st, err := findAgent(dir)
 			if err != nil {
 				return nil, err
 			}
@@ -394,7 +428,7 @@ func (d *Driver) group(dir string) (int, error) {
 	if err != nil || r.PID == 0 {
 		// A crashed Launch, or a record we cannot read: find the agent by
 		// its work directory.
-		pid, st, ferr := findByArg(dir)
+		pid, st, ferr := findAgent(dir)
 		if ferr != nil || pid == 0 {
 			return 0, ferr
 		}
@@ -408,7 +442,7 @@ func (d *Driver) group(dir string) (int, error) {
 		return r.PGID, nil
 	case r.StartTicks != 0 && st.Start == r.StartTicks:
 		return r.PGID, nil
-	case r.StartTicks == 0 && (st.dead() || cmdlineHas(r.PID, dir)):
+	case r.StartTicks == 0 && (st.dead() || isAgentOf(r.PID, dir)):
 		return r.PGID, nil
 	default:
 		return 0, nil // the pid belongs to another process now
@@ -527,7 +561,7 @@ func alive(dir string, r record) bool {
 	if r.StartTicks != 0 && st.Start != r.StartTicks {
 		return false
 	}
-	return cmdlineHas(r.PID, dir)
+	return isAgentOf(r.PID, dir)
 }
 
 func newRecord(id string, req cloud.LaunchRequest) record {
@@ -598,13 +632,20 @@ func (l *keyLocks) lock(key string) (unlock func()) {
 
 // agentEnv is the part of the control plane's environment agents inherit:
 // enough to find programs and behave like a login session, and nothing else,
-// so no credential of the control plane's leaks into a node.
-func agentEnv() []string {
+// so no credential of the control plane's leaks into a node. An agent run as
+// another user gets that user's HOME, USER and LOGNAME, as su would give.
+func (d *Driver) agentEnv() []string {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
+	}
+	if u := d.cfg.User; u != nil {
+		env = slices.DeleteFunc(env, func(kv string) bool {
+			return strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "USER=")
+		})
+		env = append(env, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name)
 	}
 	return env
 }

@@ -87,17 +87,18 @@ func TestLaunchList(t *testing.T) {
 	}
 
 	dir := filepath.Join(d.Root(), "cl_a", inst.ID)
-	fi, err := os.Stat(filepath.Join(dir, bootstrapFile))
+	work := filepath.Join(dir, agentDir)
+	fi, err := os.Stat(filepath.Join(work, bootstrapFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("bootstrap mode %v, want 0600", fi.Mode().Perm())
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, bootstrapFile)); !bytes.Equal(b, req.Bootstrap) {
+	if b, _ := os.ReadFile(filepath.Join(work, bootstrapFile)); !bytes.Equal(b, req.Bootstrap) {
 		t.Errorf("bootstrap holds %q, want %q", b, req.Bootstrap)
 	}
-	for _, p := range []string{d.Root(), filepath.Join(d.Root(), "cl_a"), dir} {
+	for _, p := range []string{d.Root(), filepath.Join(d.Root(), "cl_a"), dir, work} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("%s: mode %v (%v), want 0700", p, fi.Mode().Perm(), err)
 		}
@@ -117,10 +118,10 @@ func TestLaunchList(t *testing.T) {
 			t.Errorf("agent environment lacks %s", want)
 		}
 	}
-	if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", r.PID)); cwd != dir {
-		t.Errorf("agent cwd %q, want %q", cwd, dir)
+	if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", r.PID)); cwd != work {
+		t.Errorf("agent cwd %q, want %q", cwd, work)
 	}
-	wantArgs := fmt.Sprintf("args: agent --bootstrap %s --work-dir %s", filepath.Join(dir, bootstrapFile), dir)
+	wantArgs := fmt.Sprintf("args: agent --bootstrap %s --work-dir %s", filepath.Join(work, bootstrapFile), work)
 	waitFor(t, "agent.log to hold the agent's arguments", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, logFile))
 		return strings.Contains(string(b), wantArgs)
@@ -699,7 +700,9 @@ func members(t *testing.T, pgid int) []int {
 	return m
 }
 
-// agents counts the running processes started as the agent of dir.
+// agents counts the running processes started as the agent of dir. An
+// agent leads its own process group; a child it has forked but not yet
+// exec'd carries the same command line, so only group leaders count.
 func agents(t *testing.T, dir string) int {
 	t.Helper()
 	all, err := pids()
@@ -708,7 +711,7 @@ func agents(t *testing.T, dir string) int {
 	}
 	n := 0
 	for _, pid := range all {
-		if st, err := readStat(pid); err == nil && !st.dead() && cmdlineHas(pid, dir) {
+		if st, err := readStat(pid); err == nil && !st.dead() && st.PGID == pid && isAgentOf(pid, dir) {
 			n++
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -104,16 +105,22 @@ func groupMembers(pgid int) ([]int, error) {
 	return out, nil
 }
 
-// findByArg answers a live process that has arg among its arguments, or 0.
-// It finds an agent started by a Launch that crashed before recording the
-// agent's pid.
-func findByArg(arg string) (pid int, st procStat, err error) {
+// isAgentOf reports whether pid is the agent of the instance in dir: its
+// arguments name the instance's agent directory (or, for an agent an older
+// driver started, the instance directory itself).
+func isAgentOf(pid int, dir string) bool {
+	return cmdlineHas(pid, filepath.Join(dir, agentDir)) || cmdlineHas(pid, dir)
+}
+
+// findAgent answers a live agent of the instance in dir, or 0. It finds an
+// agent started by a Launch that crashed before recording the agent's pid.
+func findAgent(dir string) (pid int, st procStat, err error) {
 	all, err := pids()
 	if err != nil {
 		return 0, procStat{}, fmt.Errorf("list processes: %w", err)
 	}
 	for _, p := range all {
-		if !cmdlineHas(p, arg) {
+		if !isAgentOf(p, dir) {
 			continue
 		}
 		if s, err := readStat(p); err == nil && !s.dead() {

@@ -24,10 +24,8 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	dir, err := filepath.Abs(*dataDir)
+	restrictUmask()
+	dir, err := openDataDir(*dataDir)
 	if err != nil {
 		return err
 	}
@@ -40,7 +38,7 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err == nil && !created {
 		err = fmt.Errorf("%s is already bootstrapped; create more tokens through the API", dir)
 	}
-	return err
+	return errors.Join(err, secureDataDir(dir))
 }
 
 // adminRotateKey makes a new key for secrets at rest, seals every cloud

@@ -48,6 +48,20 @@ func (s *server) newCluster(t *testing.T, name string, workers int, quota string
 	return decodeJSON[api.Cluster](t, s.must(t, 201, "POST", "/v1/clusters", fmt.Sprintf(clusterJSON, name, cl.ID, cc.ID)))
 }
 
+// storageDir answers where the nodes of a local cloud of the server's
+// organization write, as the API answers its default location
+// (file://<cloud id>) and the server lays it out:
+// <data-dir>-local/storage/<org id>/<cloud id>.
+func (s *server) storageDir(t *testing.T, cloudID string) string {
+	t.Helper()
+	cloud := decodeJSON[api.Cloud](t, s.must(t, 200, "GET", "/v1/clouds/"+cloudID, ""))
+	if cloud.StorageLocation != "file://"+cloud.ID {
+		t.Fatalf("storage location %q, want the default file://%s", cloud.StorageLocation, cloud.ID)
+	}
+	who := decodeJSON[api.WhoAmI](t, s.must(t, 200, "GET", "/v1/whoami", ""))
+	return filepath.Join(s.dataDir+"-local", "storage", who.Organization.ID, cloud.ID)
+}
+
 func (s *server) cluster(t *testing.T, id string) api.Cluster {
 	t.Helper()
 	return decodeJSON[api.Cluster](t, s.must(t, 200, "GET", "/v1/clusters/"+id, ""))
@@ -274,10 +288,10 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("processes left after termination: %v", pids)
 	}
 	// The head's runtime log stays in the cloud's storage.
-	cloud := decodeJSON[api.Cloud](t, s.must(t, 200, "GET", "/v1/clouds/"+c.CloudID, ""))
-	logs, _ := filepath.Glob(filepath.Join(cloud.StorageLocation, c.ID, "*", "runtime.log"))
+	storage := s.storageDir(t, c.CloudID)
+	logs, _ := filepath.Glob(filepath.Join(storage, c.ID, "*", "runtime.log"))
 	if len(logs) < 2 {
-		t.Fatalf("head runtime logs in %s: %v", cloud.StorageLocation, logs)
+		t.Fatalf("head runtime logs in %s: %v", storage, logs)
 	}
 }
 

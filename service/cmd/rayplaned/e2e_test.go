@@ -32,6 +32,11 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Local nodes run as an unprivileged user when the tests run as root:
+	// it must reach the binary.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		panic(err)
+	}
 	binary = filepath.Join(dir, "rayplaned")
 	build := exec.Command("go", "build", "-o", binary, ".")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
@@ -76,6 +81,13 @@ func (s *syncBuffer) String() string {
 // for it to print its endpoint.
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
+	// The local root, <data-dir>-local by default, is beside the data
+	// directory: local nodes (an unprivileged user's when the tests run as
+	// root) must reach it through the test's temporary directory, which
+	// stays unreadable to them.
+	if err := os.Chmod(filepath.Dir(dataDir), 0o711); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)...)
 	cmd.Env = append(os.Environ(), "RAYPLANE_LOG_FORMAT=json")
 	out, err := cmd.StdoutPipe()

@@ -40,7 +40,8 @@ func (s *server) secretReadable(t *testing.T, cloudID string) {
 	}
 }
 
-func (s *server) stop(t *testing.T) {
+// shutdown SIGTERMs the server and wants a clean exit.
+func (s *server) shutdown(t *testing.T) {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-s.exited; err != nil {
@@ -161,7 +162,7 @@ func TestRotateKey(t *testing.T) {
 	if got := keyFileOf(t, dir); got.Active() != old.Active() {
 		t.Fatal("a refused rotation changed the key file")
 	}
-	s.stop(t)
+	s.shutdown(t)
 
 	out, err = exec.Command(binary, "admin", "rotate-key", "--data-dir", dir).CombinedOutput()
 	if err != nil {
@@ -187,7 +188,7 @@ func TestRotateKey(t *testing.T) {
 	if strings.Contains(s2.stdout.String()+s2.stderr.String(), testK8sToken) {
 		t.Fatal("the server printed the token")
 	}
-	s2.stop(t)
+	s2.shutdown(t)
 	if got := readSecretAsServerDoes(t, dir, org, c.ID); got != testK8sToken {
 		t.Fatal("the secret read after rotation is not the one stored")
 	}
@@ -201,7 +202,7 @@ func TestStartRefusesBadKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir)
 	c := s.k8sCloud(t, "k")
-	s.stop(t)
+	s.shutdown(t)
 	keyFile := filepath.Join(dir, keyFileName)
 	good, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -283,7 +284,7 @@ func TestUpgradeSealsPlaintextSecrets(t *testing.T) {
 	s := startServer(t, dir)
 	c := s.k8sCloud(t, "k")
 	org := whoami(t, s).Organization.ID
-	s.stop(t)
+	s.shutdown(t)
 
 	// What an older binary left: the token as it was sent, no key file.
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, dbFileName)+"?_journal_mode=WAL")
@@ -310,7 +311,7 @@ func TestUpgradeSealsPlaintextSecrets(t *testing.T) {
 		t.Fatal("the plaintext row was not sealed")
 	}
 	s2.secretReadable(t, c.ID)
-	s2.stop(t)
+	s2.shutdown(t)
 	if got := readSecretAsServerDoes(t, dir, org, c.ID); got != testK8sToken {
 		t.Fatal("the sealed secret is not the one the older binary stored")
 	}

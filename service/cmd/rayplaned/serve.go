@@ -23,7 +23,6 @@ import (
 
 	rpapi "github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
-	"github.com/rayplane/rayplane/internal/cloud/local"
 	"github.com/rayplane/rayplane/internal/tlsca"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/httpapi"
@@ -36,6 +35,7 @@ type serveConfig struct {
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
 	heartbeatFlush, credentialTTL                                         time.Duration
+	localOrgs, localRoot, nodeUser                                        string
 }
 
 func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -58,6 +58,9 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
 	fs.DurationVar(&c.heartbeatFlush, "heartbeat-flush", 2*time.Second, "how often heartbeats are written to the store in one batch")
 	fs.DurationVar(&c.credentialTTL, "node-credential-ttl", service.DefaultCredentialLifetime, "life of a node credential; heartbeat answers renew it at half of it (at least 10m)")
+	fs.StringVar(&c.localOrgs, "local-orgs", env("LOCAL_ORGS", service.SystemOrgName), "comma-separated organizations that may declare local clouds, whose nodes run on this host; * for every one, empty for none ($RAYPLANE_LOCAL_ORGS)")
+	fs.StringVar(&c.localRoot, "local-root", env("LOCAL_ROOT", ""), "directory for local nodes and their storage, outside the data directory; empty means <data-dir>-local ($RAYPLANE_LOCAL_ROOT)")
+	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -90,12 +93,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	dataDir, err := filepath.Abs(cfg.dataDir)
+	restrictUmask()
+	dataDir, err := openDataDir(cfg.dataDir)
 	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return err
 	}
 
 	st, err := openStore(ctx, dataDir, stdout)
@@ -110,6 +111,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	tlsConf, caPath, err := serverTLS(cfg, dataDir)
 	if err != nil {
+		return err
+	}
+	// Last of the start-up writes: what they and older versions left is
+	// made the operator's alone.
+	if err := secureDataDir(dataDir); err != nil {
 		return err
 	}
 
@@ -135,13 +141,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find own binary for local agents: %w", err)
 	}
-	localDriver, err := local.New(local.Config{Root: filepath.Join(dataDir, "local-nodes"), AgentBinary: self, Logger: log})
+	localNodes, err := setupLocal(cfg, dataDir, self, st, log)
 	if err != nil {
 		return err
 	}
 	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
 		if c.Provider == rpapi.ProviderLocal {
-			return localDriver, nil
+			return localNodes.driverFor(ctx, orgID)
 		}
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
@@ -163,7 +169,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Wake:             rec.Wake,
 			CloudChanged:     verifier.Wake,
 			Tokens:           lastUsed,
-			LocalStorageRoot: filepath.Join(dataDir, "storage"),
+			LocalStorageRoot: localNodes.storage,
+			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
 		},
 		Agents: &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now()},
@@ -191,12 +198,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		liveness.Run(loopCtx, st, cfg.heartbeatFlush, func(err error) { log.Warn("record heartbeats", "err", err) })
 	})
 	loops.Go(func() { rec.Run(loopCtx) })
+	loops.Go(func() { localNodes.stopWithdrawn(loopCtx) })
 	loops.Go(func() { verifier.Run(loopCtx) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 
-	log.Info("serving", "endpoint", endpoint, "data_dir", dataDir)
+	log.Info("serving", "endpoint", endpoint, "data_dir", dataDir, "local_root", localNodes.root)
 	if caPath != "" {
 		fmt.Fprintf(stdout, "rayplaned: CA certificate %s\n", caPath)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -27,7 +28,6 @@ var (
 	dnsLabelPattern     = api.DNSLabelPattern
 	envNamePattern      = api.EnvNamePattern
 	rayVersionPattern   = api.RayVersionPattern
-	bucketURLPattern    = api.BucketURLPattern
 	resourceNamePattern = api.ResourceNamePattern
 )
 
@@ -43,6 +43,23 @@ const (
 	maxDemandEntries  = api.MaxDemandEntries
 	maxBundleCount    = api.MaxBundleCount
 )
+
+// checkText refuses what no string the runtime or the control plane uses
+// may hold: NUL (it ends a C string: an argument or variable would be cut
+// short where the runtime reads it) and bytes that are not UTF-8. The HTTP
+// API refuses both in every string of every body before it decodes one
+// (service/httpapi); this keeps the rule for every other caller.
+func checkText(fe *api.FieldErrors, field, v string) bool {
+	switch {
+	case strings.IndexByte(v, 0) >= 0:
+		fe.Add(field, "must not contain NUL characters")
+	case !utf8.ValidString(v):
+		fe.Add(field, "must be valid UTF-8")
+	default:
+		return true
+	}
+	return false
+}
 
 func checkName(fe *api.FieldErrors, field, v string) {
 	switch {
@@ -84,8 +101,17 @@ func CheckToken(req *api.CreateTokenRequest, now time.Time) error {
 		roles[i] = string(r)
 	}
 	checkOneOf(&fe, "role", string(req.Role), roles)
-	if req.ExpiresAt != nil && !req.ExpiresAt.After(now) {
-		fe.Add("expires_at", "must be in the future")
+	if req.ExpiresAt != nil {
+		// Stored as UTC Unix nanoseconds: answer it the same way from
+		// the start, so the create answer and every read agree.
+		t := req.ExpiresAt.UTC()
+		req.ExpiresAt = &t
+		switch {
+		case !t.After(now):
+			fe.Add("expires_at", "must be in the future")
+		case t.After(api.MaxTimestamp):
+			fe.Add("expires_at", "must be at most %s", api.MaxTimestamp.Format(time.RFC3339))
+		}
 	}
 	return fe.Err()
 }
@@ -116,7 +142,7 @@ func CheckCloud(c *api.CloudSpec) error {
 		} else if !roleARNPattern.MatchString(c.AWS.RoleARN) {
 			fe.Add("aws.role_arn", "must be an IAM role ARN like arn:aws:iam::123456789012:role/rayplane")
 		}
-		checkBucket(&fe, c.StorageLocation, "s3")
+		checkBucket(&fe, c.StorageLocation, api.SchemeS3)
 	case api.ProviderGCP:
 		checkRegion(&fe, c.Region)
 		if c.GCP == nil {
@@ -129,30 +155,29 @@ func CheckCloud(c *api.CloudSpec) error {
 				fe.Add("gcp.service_account", "must be a service account email like name@project.iam.gserviceaccount.com")
 			}
 		}
-		checkBucket(&fe, c.StorageLocation, "gs")
+		checkBucket(&fe, c.StorageLocation, api.SchemeGCS)
 	case api.ProviderKubernetes:
 		if c.Kubernetes == nil {
 			fe.Add("kubernetes", "is required when provider is kubernetes")
 		} else {
 			k := c.Kubernetes
-			if u, err := url.Parse(k.APIServer); err != nil || u.Scheme != "https" || u.Host == "" {
-				fe.Add("kubernetes.api_server", "must be an https:// URL")
+			if checkText(&fe, "kubernetes.api_server", k.APIServer) {
+				if u, err := url.Parse(k.APIServer); err != nil || u.Scheme != "https" || u.Host == "" || len(k.APIServer) > maxStringLen {
+					fe.Add("kubernetes.api_server", "must be an https:// URL of at most %d characters", maxStringLen)
+				}
 			}
 			if !dnsLabelPattern.MatchString(k.Namespace) {
 				fe.Add("kubernetes.namespace", "must be a DNS label: lower case letters, digits and '-', at most 63")
 			}
-			if len(k.CACertPEM) > 64<<10 || (k.CACertPEM != "" && !strings.Contains(k.CACertPEM, "-----BEGIN CERTIFICATE-----")) {
+			if pem := k.CACertPEM; checkText(&fe, "kubernetes.ca_cert_pem", pem) &&
+				(len(pem) > 64<<10 || pem != "" && !strings.Contains(pem, "-----BEGIN CERTIFICATE-----")) {
 				fe.Add("kubernetes.ca_cert_pem", "must be a PEM certificate")
 			}
-			if len(k.Token) > 16<<10 {
+			if checkText(&fe, "kubernetes.token", k.Token) && len(k.Token) > 16<<10 {
 				fe.Add("kubernetes.token", "is longer than 16 KiB")
 			}
 		}
-		if c.StorageLocation == "" {
-			fe.Add("storage_location", "is required: an s3:// or gs:// bucket URL")
-		} else if !bucketURLPattern.MatchString(c.StorageLocation) {
-			fe.Add("storage_location", "must be an s3:// or gs:// bucket URL")
-		}
+		checkBucket(&fe, c.StorageLocation, api.SchemeS3, api.SchemeGCS)
 	}
 	if c.Region != "" && !regionPattern.MatchString(c.Region) {
 		fe.Add("region", "must be lower case letters, digits and '-'")
@@ -185,12 +210,16 @@ func checkRegion(fe *api.FieldErrors, region string) {
 	}
 }
 
-func checkBucket(fe *api.FieldErrors, loc, scheme string) {
-	switch {
-	case loc == "":
-		fe.Add("storage_location", "is required: a %s:// bucket URL", scheme)
-	case !strings.HasPrefix(loc, scheme+"://") || !bucketURLPattern.MatchString(loc):
-		fe.Add("storage_location", "must be a %s:// bucket URL", scheme)
+// checkBucket checks a cloud storage location: a bucket URL of one of
+// schemes, named by that cloud's bucket rules, with a clean prefix
+// (api.CloudStorageProblem).
+func checkBucket(fe *api.FieldErrors, loc string, schemes ...string) {
+	if loc == "" {
+		fe.Add("storage_location", "is required: a bucket URL like %s", api.StorageURLExamples(schemes...))
+		return
+	}
+	if problem := api.CloudStorageProblem(loc, schemes...); problem != "" {
+		fe.Add("storage_location", "%s", problem)
 	}
 }
 
@@ -254,14 +283,14 @@ func CheckComputeConfig(cc *api.ComputeConfigRequest) error {
 	if cc.WorkerIdleTimeoutSeconds == 0 {
 		cc.WorkerIdleTimeoutSeconds = api.DefaultWorkerIdleTimeoutSeconds
 	}
-	if cc.WorkerIdleTimeoutSeconds < 0 {
-		fe.Add("worker_idle_timeout_seconds", "must be >= 0")
+	if v := cc.WorkerIdleTimeoutSeconds; v < 0 || v > api.MaxWorkerIdleTimeoutSec {
+		fe.Add("worker_idle_timeout_seconds", "must be between 0 and %d (a year; 0 means the default)", api.MaxWorkerIdleTimeoutSec)
 	}
-	if cc.IdleTerminationSeconds < 0 {
-		fe.Add("idle_termination_seconds", "must be >= 0 (0 never ends an idle cluster)")
+	if v := cc.IdleTerminationSeconds; v < 0 || v > api.MaxIdleTerminationSec {
+		fe.Add("idle_termination_seconds", "must be between 0 and %d (ten years; 0 never ends an idle cluster)", api.MaxIdleTerminationSec)
 	}
-	if cc.MaximumUptimeSeconds < 0 {
-		fe.Add("maximum_uptime_seconds", "must be >= 0 (0 means no limit)")
+	if v := cc.MaximumUptimeSeconds; v < 0 || v > api.MaxUptimeSec {
+		fe.Add("maximum_uptime_seconds", "must be between 0 and %d (ten years; 0 means no limit)", api.MaxUptimeSec)
 	}
 	if cc.UpscalingSpeed == 0 {
 		cc.UpscalingSpeed = api.DefaultUpscalingSpeed
@@ -298,7 +327,7 @@ func CheckCluster(c *api.ClusterRequest) error {
 	}
 	checkOneOf(&fe, "desired_state", c.DesiredState, []string{api.DesiredRunning, api.DesiredTerminated})
 	rt := c.Runtime
-	if len(rt.Image) > maxStringLen {
+	if checkText(&fe, "runtime.image", rt.Image) && len(rt.Image) > maxStringLen {
 		fe.Add("runtime.image", "is longer than %d characters", maxStringLen)
 	}
 	if rt.RayVersion != "" && !rayVersionPattern.MatchString(rt.RayVersion) {
@@ -314,7 +343,7 @@ func CheckCluster(c *api.ClusterRequest) error {
 		if !envNamePattern.MatchString(k) {
 			fe.Add(fmt.Sprintf("runtime.env[%q]", k), "must be a variable name: letters, digits and '_', not starting with a digit")
 		}
-		if len(rt.Env[k]) > maxStringLen {
+		if v := rt.Env[k]; checkText(&fe, fmt.Sprintf("runtime.env[%q]", k), v) && len(v) > maxStringLen {
 			fe.Add(fmt.Sprintf("runtime.env[%q]", k), "value is longer than %d characters", maxStringLen)
 		}
 	}
@@ -330,8 +359,9 @@ func checkCommand(fe *api.FieldErrors, field string, argv []string) {
 		return
 	}
 	for i, a := range argv {
-		if len(a) > maxStringLen || strings.ContainsRune(a, 0) {
-			fe.Add(fmt.Sprintf("%s[%d]", field, i), "must be at most %d characters without NUL", maxStringLen)
+		p := fmt.Sprintf("%s[%d]", field, i)
+		if checkText(fe, p, a) && len(a) > maxStringLen {
+			fe.Add(p, "must be at most %d characters", maxStringLen)
 		}
 	}
 	if argv[0] == "" {

@@ -1,6 +1,13 @@
 package api
 
-import "regexp"
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
 
 // The rules a valid request follows, shared by the control plane (which
 // enforces them) and the Terraform provider (which checks them at plan
@@ -15,8 +22,10 @@ var (
 	DNSLabelPattern          = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	EnvNamePattern           = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	RayVersionPattern        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
-	BucketURLPattern         = regexp.MustCompile(`^(s3|gs)://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$`)
-	ResourceNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
+	// BucketURLPattern is a first, coarse shape of a cloud storage URL;
+	// CloudStorageProblem is the whole rule.
+	BucketURLPattern    = regexp.MustCompile(`^(s3|gs)://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$`)
+	ResourceNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
 )
 
 // Limits of a valid request.
@@ -32,3 +41,173 @@ const (
 	MaxDemandEntries  = 256
 	MaxBundleCount    = 10000
 )
+
+// Maxima of the durations a compute config declares, in seconds. Each is
+// far below what a time.Duration holds (about 292 years), so
+// time.Duration(v)*time.Second never overflows, and a value accepted is
+// stored and read back as it was sent.
+const (
+	// MaxWorkerIdleTimeoutSec bounds worker_idle_timeout_seconds: a year.
+	// A worker that must never go away is a min_nodes, not a timeout.
+	MaxWorkerIdleTimeoutSec = 365 * 24 * 3600
+	// MaxIdleTerminationSec bounds idle_termination_seconds: ten years.
+	MaxIdleTerminationSec = 10 * 365 * 24 * 3600
+	// MaxUptimeSec bounds maximum_uptime_seconds: ten years.
+	MaxUptimeSec = 10 * 365 * 24 * 3600
+)
+
+// The range of every timestamp a request carries (a token's expires_at,
+// an agent's idle_since). The control plane stores times as int64 Unix
+// nanoseconds, which end in April 2262; 2200-01-01 leaves room for
+// arithmetic on top of a stored time and is a round date to document.
+// Times are kept to the nanosecond: a request with more fractional digits
+// is refused rather than rounded.
+var (
+	MinTimestamp = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTimestamp = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// MaxStoragePrefixLen bounds the path after the bucket of a cloud storage
+// location; object names may be 1,024 bytes on S3 and GCS, and the agents
+// put the cluster's and node's names after the prefix.
+const MaxStoragePrefixLen = 512
+
+// Storage URL schemes.
+const (
+	SchemeS3  = "s3"
+	SchemeGCS = "gs"
+)
+
+// CloudStorageProblem says what is wrong with loc as a cloud storage
+// location, or "" when it is valid: scheme://bucket or
+// scheme://bucket/prefix with a scheme of schemes, a bucket named as that
+// cloud requires (S3 or GCS naming rules), and a clean prefix: segments of
+// letters, digits, '-', '_', '.' and '=', none empty, "." or "..", at most
+// MaxStoragePrefixLen bytes, no query or fragment.
+func CloudStorageProblem(loc string, schemes ...string) string {
+	shape := "must be a bucket URL like " + StorageURLExamples(schemes...)
+	scheme, rest, ok := strings.Cut(loc, "://")
+	if !ok || !slices.Contains(schemes, scheme) {
+		return shape
+	}
+	if strings.ContainsAny(loc, "?#") {
+		return shape + " without a query or fragment"
+	}
+	bucket, prefix, hasPrefix := strings.Cut(rest, "/")
+	var problem string
+	if scheme == SchemeS3 {
+		problem = s3BucketProblem(bucket)
+	} else {
+		problem = gcsBucketProblem(bucket)
+	}
+	if problem != "" {
+		return shape + ": the bucket name " + problem
+	}
+	if hasPrefix {
+		if problem := storagePrefixProblem(prefix); problem != "" {
+			return shape + ": the path after the bucket " + problem
+		}
+	}
+	return ""
+}
+
+// s3BucketProblem follows the naming rules of S3 general purpose buckets
+// (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+// StorageURLExamples names the shape of a storage URL of schemes, for
+// messages: "s3://bucket/prefix or gs://bucket/prefix".
+func StorageURLExamples(schemes ...string) string {
+	ex := make([]string, len(schemes))
+	for i, s := range schemes {
+		ex[i] = s + "://bucket/prefix"
+	}
+	return strings.Join(ex, " or ")
+}
+
+func s3BucketProblem(b string) string {
+	if len(b) < 3 || len(b) > 63 {
+		return "must be 3-63 characters"
+	}
+	if p := bucketCharsProblem(b, "lower case letters, digits, '.' and '-'", func(c byte) bool { return c == '.' || c == '-' }); p != "" {
+		return p
+	}
+	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(b, p) {
+			return fmt.Sprintf("must not start with %q", p)
+		}
+	}
+	for _, s := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
+		if strings.HasSuffix(b, s) {
+			return fmt.Sprintf("must not end with %q", s)
+		}
+	}
+	return ""
+}
+
+// gcsBucketProblem follows the naming rules of Cloud Storage buckets
+// (cloud.google.com/storage/docs/buckets#naming).
+func gcsBucketProblem(b string) string {
+	limit := 63
+	if strings.Contains(b, ".") {
+		limit = 222
+	}
+	if len(b) < 3 || len(b) > limit {
+		return "must be 3-63 characters (up to 222 with dots)"
+	}
+	if p := bucketCharsProblem(b, "lower case letters, digits, '.', '-' and '_'", func(c byte) bool { return c == '.' || c == '-' || c == '_' }); p != "" {
+		return p
+	}
+	for _, part := range strings.Split(b, ".") {
+		if len(part) > 63 {
+			return "must have at most 63 characters between dots"
+		}
+	}
+	if strings.HasPrefix(b, "goog") {
+		return `must not start with "goog"`
+	}
+	if strings.Contains(strings.ReplaceAll(b, "0", "o"), "google") {
+		return `must not contain "google"`
+	}
+	return ""
+}
+
+// bucketCharsProblem holds the rules S3 and GCS share: the characters,
+// a letter or digit at each end, no "..", not an IP address.
+func bucketCharsProblem(b, chars string, punct func(byte) bool) string {
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; !alnum(c) && !punct(c) {
+			return "must be " + chars
+		}
+	}
+	if !alnum(b[0]) || !alnum(b[len(b)-1]) {
+		return "must start and end with a letter or digit"
+	}
+	if strings.Contains(b, "..") {
+		return `must not contain ".."`
+	}
+	if net.ParseIP(b) != nil {
+		return "must not be an IP address"
+	}
+	return ""
+}
+
+func storagePrefixProblem(p string) string {
+	if len(p) > MaxStoragePrefixLen {
+		return fmt.Sprintf("must be at most %d characters", MaxStoragePrefixLen)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		switch seg {
+		case "":
+			return `must be a clean path: no empty segment ("//" or a '/' at either end)`
+		case ".", "..":
+			return `must be a clean path: no "." or ".." segment`
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '=') {
+				return "must be letters, digits, '-', '_', '.', '=' and '/' between segments"
+			}
+		}
+	}
+	return ""
+}

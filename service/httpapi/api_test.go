@@ -154,7 +154,7 @@ func TestBadRequests(t *testing.T) {
 		field                    string
 	}{
 		{"unknown field", "POST", "/v1/clouds", `{"name":"x","provider":"local","colour":"red"}`, nil, 400, "colour"},
-		{"wrong type", "POST", "/v1/compute-configs", `{"name":"x","head_node":{"instance_type":"a"},"worker_groups":[{"name":"w","instance_type":"a","min_nodes":"1","max_nodes":2}]}`, nil, 400, "worker_groups.min_nodes"},
+		{"wrong type", "POST", "/v1/compute-configs", `{"name":"x","head_node":{"instance_type":"a"},"worker_groups":[{"name":"w","instance_type":"a","min_nodes":"1","max_nodes":2}]}`, nil, 400, "worker_groups[0].min_nodes"},
 		{"not json", "POST", "/v1/clouds", `{"name":`, nil, 400, ""},
 		{"two objects", "POST", "/v1/clouds", `{"name":"x","provider":"local"}{}`, nil, 400, ""},
 		{"empty body", "POST", "/v1/clouds", ``, []string{"Content-Type: application/json"}, 400, ""},

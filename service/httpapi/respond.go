@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -37,23 +39,27 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // decode reads one JSON object into v: the body must be application/json,
-// at most MaxBodyBytes, with no unknown fields and nothing after the object.
+// at most MaxBodyBytes, with no unknown fields and nothing after the
+// object. checkBody reads it first, against v's type: duplicate keys,
+// types and ranges by full path, strings, times and depth.
 func (c *call) decode(v any) error {
 	ct := c.r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return api.Errorf(api.CodeUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
 	}
-	body := http.MaxBytesReader(c.w, c.r.Body, c.s.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, c.s.cfg.MaxBodyBytes))
+	if err != nil {
+		return decodeError(err, c.s.cfg.MaxBodyBytes)
+	}
+	if err := checkBody(body, reflect.TypeOf(v)); err != nil {
+		return err
+	}
+	// What checkBody passes decodes; this still answers any error
+	// encoding/json finds, should the two ever disagree.
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err, c.s.cfg.MaxBodyBytes)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return decodeError(err, c.s.cfg.MaxBodyBytes)
-		}
-		return api.Errorf(api.CodeInvalid, "request body must hold exactly one JSON object")
 	}
 	return nil
 }

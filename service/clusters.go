@@ -27,6 +27,9 @@ func NewCluster(req api.ClusterRequest, version int, now time.Time) api.Cluster 
 		Generation:           1,
 		Conditions:           []api.Condition{},
 	}
+	if c.ResourceRequests == nil {
+		c.ResourceRequests = []api.ResourceDemand{} // as every read answers it
+	}
 	if req.DesiredState == api.DesiredTerminated {
 		c.DesiredState, c.Status, c.StatusReason = api.DesiredTerminated, api.ClusterTerminated, "created with desired_state terminated"
 	} else {

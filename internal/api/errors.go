@@ -89,8 +89,12 @@ func (fe *FieldErrors) Add(field, format string, args ...any) {
 	*fe = append(*fe, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
 
+// MaxFieldErrors bounds the fields one error answer lists: a body with
+// thousands of bad entries gets a short answer that says how many.
+const MaxFieldErrors = 20
+
 // Err returns nil when nothing was recorded, else an invalid *Error naming
-// every bad field.
+// the bad fields (the first MaxFieldErrors of them).
 func (fe FieldErrors) Err() error {
 	if len(fe) == 0 {
 		return nil
@@ -98,6 +102,10 @@ func (fe FieldErrors) Err() error {
 	msg := "invalid field " + fe[0].Field + ": " + fe[0].Reason
 	if len(fe) > 1 {
 		msg = fmt.Sprintf("%d invalid fields, first %s: %s", len(fe), fe[0].Field, fe[0].Reason)
+	}
+	if len(fe) > MaxFieldErrors {
+		msg += fmt.Sprintf(" (the first %d are listed)", MaxFieldErrors)
+		fe = fe[:MaxFieldErrors]
 	}
 	return &Error{Code: CodeInvalid, Message: msg, Fields: fe}
 }

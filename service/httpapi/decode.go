@@ -78,7 +78,7 @@ const (
 	// request shapes).
 	maxBodyDepth = 32
 	// maxBodyErrors bounds the fields one error answer lists.
-	maxBodyErrors = 20
+	maxBodyErrors = api.MaxFieldErrors
 	// maxKeyEcho bounds how much of a key an error answer repeats.
 	maxKeyEcho = 256
 )

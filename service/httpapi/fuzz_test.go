@@ -42,8 +42,8 @@ func FuzzRequestBodies(f *testing.F) {
 			`{"name":"x","cloud_id":"$CLOUD","compute_config_id":"$CC"}`,
 			`{"name":"y","cloud_id":"$CLOUD","compute_config_id":"$CC","desired_state":"terminated","runtime":{"image":"rayproject/ray:2.9","env":{"A":"b"},"head_command":["sh","-c","x"]},"resource_requests":[{"shape":{"CPU":1},"count":2,"strategy":"SPREAD"}]}`,
 		},
-		fzUpdateCluster:  {`{"name":"f1","cloud_id":"$CLOUD","compute_config_id":"$CC","desired_state":"running"}`},
-		fzDryRun:         {`{"cluster":{"name":"d","cloud_id":"$CLOUD","compute_config_id":"$CC"},"cluster_id":"$CLUSTER","compute_config":{"head_node":{"instance_type":"local.small"}}}`},
+		fzUpdateCluster:   {`{"name":"f1","cloud_id":"$CLOUD","compute_config_id":"$CC","desired_state":"running"}`},
+		fzDryRun:          {`{"cluster":{"name":"d","cloud_id":"$CLOUD","compute_config_id":"$CC"},"cluster_id":"$CLUSTER","compute_config":{"head_node":{"instance_type":"local.small"}}}`},
 		fzResourceRequest: {`{"bundles":[{"shape":{"CPU":1,"GPU":0.5},"count":10000,"strategy":"STRICT_SPREAD"}]}`, `{"bundles":[]}`},
 		fzCreateToken:     {`{"name":"t","role":"reader","expires_at":"2199-12-31T23:59:59.999999999Z"}`, `{"name":"w","role":"writer"}`},
 		fzCreateOrg:       {`{"name":"acme"}`},
@@ -91,7 +91,7 @@ type fuzzFixture struct {
 	mu      sync.Mutex
 	e       *dataPlaneEnv
 	fx      fixture
-	cluster registered // a launched cluster whose head heartbeats
+	cluster registered        // a launched cluster whose head heartbeats
 	spare   map[string]string // node id → unused bootstrap token
 }
 

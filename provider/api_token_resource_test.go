@@ -211,6 +211,9 @@ func TestAccAPITokenResource_validation(t *testing.T) {
 			step(`name = "x"
   role = "reader"
   expires_at = "tomorrow"`, `Attribute expires_at must be an RFC 3339 time`),
+			step(`name = "x"
+  role = "reader"
+  expires_at = "2263-01-01T00:00:00Z"`, `Attribute expires_at must lie between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z`),
 			step(`name = "has space"
   role = "reader"`, `Attribute name must be 1-63 characters`),
 		},

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/numbervalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -313,20 +312,14 @@ func storageLocationProblem(provider, loc string, null bool) string {
 		if reason := api.LocalStorageProblem(loc); !null && reason != "" {
 			return reason + " for a local cloud"
 		}
-	case api.ProviderAWS, api.ProviderGCP:
-		scheme := map[string]string{api.ProviderAWS: "s3", api.ProviderGCP: "gs"}[provider]
+	case api.ProviderAWS, api.ProviderGCP, api.ProviderKubernetes:
+		schemes := map[string][]string{api.ProviderAWS: {api.SchemeS3}, api.ProviderGCP: {api.SchemeGCS},
+			api.ProviderKubernetes: {api.SchemeS3, api.SchemeGCS}}[provider]
 		if null {
-			return fmt.Sprintf("is required when cloud_provider = %q: a %s:// bucket URL", provider, scheme)
+			return fmt.Sprintf("is required when cloud_provider = %q: a bucket URL like %s", provider, api.StorageURLExamples(schemes...))
 		}
-		if !strings.HasPrefix(loc, scheme+"://") || !bucketURLPattern.MatchString(loc) {
-			return fmt.Sprintf("must be a %s:// bucket URL when cloud_provider = %q", scheme, provider)
-		}
-	case api.ProviderKubernetes:
-		if null {
-			return `is required when cloud_provider = "kubernetes": an s3:// or gs:// bucket URL`
-		}
-		if !bucketURLPattern.MatchString(loc) {
-			return "must be an s3:// or gs:// bucket URL"
+		if problem := api.CloudStorageProblem(loc, schemes...); problem != "" {
+			return fmt.Sprintf("%s when cloud_provider = %q", problem, provider)
 		}
 	}
 	return ""

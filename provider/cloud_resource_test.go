@@ -320,7 +320,11 @@ func TestAccCloudResource_validation(t *testing.T) {
 			step(`cloud_provider = "aws"
   region = "us-east-1"
   storage_location = "gs://bucket-1"
-  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute storage_location must be a s3:// bucket URL`),
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute storage_location must be a bucket URL like s3://bucket/prefix`),
+			step(`cloud_provider = "aws"
+  region = "us-east-1"
+  storage_location = "s3://bucket-1/logs/../other-tenant"
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute storage_location must be a bucket URL like s3://bucket/prefix: the path after the bucket`),
 			step(`cloud_provider = "aws"
   region = "us-east-1"
   storage_location = "s3://bucket-1"

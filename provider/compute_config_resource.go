@@ -163,29 +163,31 @@ func (r *computeConfigResource) Schema(_ context.Context, _ resource.SchemaReque
 			},
 			"worker_idle_timeout_seconds": schema.NumberAttribute{
 				Description: fmt.Sprintf("Seconds a worker may be idle before it is drained and terminated (never below min_nodes). "+
-					"At least 1; default %d.", api.DefaultWorkerIdleTimeoutSeconds),
+					"At least 1, at most %d (a year); default %d.", api.MaxWorkerIdleTimeoutSec, api.DefaultWorkerIdleTimeoutSeconds),
 				CustomType: intType{},
 				Optional:   true,
 				Computed:   true,
 				Default:    intDefault(api.DefaultWorkerIdleTimeoutSeconds),
 				// The API reads 0 as "use the default", so 0 cannot be stored.
-				Validators: []validator.Number{intAtLeast(1)},
+				Validators: []validator.Number{intBetween(1, api.MaxWorkerIdleTimeoutSec)},
 			},
 			"idle_termination_seconds": schema.NumberAttribute{
-				Description: "Seconds the whole cluster may be idle before it is terminated; 0 (default) never.",
+				Description: fmt.Sprintf("Seconds the whole cluster may be idle before it is terminated; 0 (default) never. "+
+					"At most %d (ten years).", api.MaxIdleTerminationSec),
 				CustomType:  intType{},
 				Optional:    true,
 				Computed:    true,
 				Default:     intDefault(0),
-				Validators:  []validator.Number{intAtLeast(0)},
+				Validators:  []validator.Number{intBetween(0, api.MaxIdleTerminationSec)},
 			},
 			"maximum_uptime_seconds": schema.NumberAttribute{
-				Description: "Seconds after which the cluster is terminated whatever it does; 0 (default) means no limit.",
-				CustomType:  intType{},
-				Optional:    true,
-				Computed:    true,
-				Default:     intDefault(0),
-				Validators:  []validator.Number{intAtLeast(0)},
+				Description: fmt.Sprintf("Seconds after which the cluster is terminated whatever it does; 0 (default) means "+
+					"no limit. At most %d (ten years).", api.MaxUptimeSec),
+				CustomType: intType{},
+				Optional:   true,
+				Computed:   true,
+				Default:    intDefault(0),
+				Validators: []validator.Number{intBetween(0, api.MaxUptimeSec)},
 			},
 			"upscaling_speed": schema.Float64Attribute{
 				Description: fmt.Sprintf("How fast the autoscaler adds nodes: at most this many times the current count per pass "+

@@ -228,7 +228,7 @@ func TestIntAttributeDiagnostics(t *testing.T) {
 		{"worker_idle_timeout_seconds 0.5", "rayplane_compute_config", with(testComputeConfig, map[string]any{"worker_idle_timeout_seconds": "0.5"}),
 			[]string{"worker_idle_timeout_seconds: Attribute worker_idle_timeout_seconds " + whole + "0.5"}},
 		{"maximum_uptime_seconds 1e20", "rayplane_compute_config", with(testComputeConfig, map[string]any{"maximum_uptime_seconds": "1e20"}),
-			[]string{"maximum_uptime_seconds: Attribute maximum_uptime_seconds value must be between 0 and 9223372036854775807, got: 1e+20"}},
+			[]string{"maximum_uptime_seconds: Attribute maximum_uptime_seconds value must be between 0 and 315360000, got: 1e+20"}},
 		{"heartbeat 1.5", "rayplane_cloud", with(testCloud, map[string]any{"heartbeat_interval_seconds": "1.5"}),
 			[]string{"heartbeat_interval_seconds: Attribute heartbeat_interval_seconds " + whole + "1.5"}},
 		{"heartbeat 1e20", "rayplane_cloud", with(testCloud, map[string]any{"heartbeat_interval_seconds": "1e20"}),

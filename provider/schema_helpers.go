@@ -29,7 +29,6 @@ var (
 	wifProviderPattern  = api.WIFProviderPattern
 	gcpSAPattern        = api.GCPServiceAccountPattern
 	dnsLabelPattern     = api.DNSLabelPattern
-	bucketURLPattern    = api.BucketURLPattern
 )
 
 const (
@@ -38,7 +37,6 @@ const (
 	maxHeartbeatSec   = api.MaxHeartbeatSec
 	maxLostAfter      = api.MaxLostAfter
 	maxUpscalingSpeed = api.MaxUpscalingSpeed
-	maxPathLen        = api.MaxStringLen
 	maxCACertLen      = 64 << 10
 	maxK8sTokenLen    = 16 << 10
 )
@@ -80,6 +78,18 @@ func (v checkStringFunc) ValidateString(_ context.Context, req validator.StringR
 	}
 }
 
+// noNULValidator refuses a NUL character, which would cut an argument or
+// variable short where the runtime reads it as a C string (the control
+// plane refuses it too).
+func noNULValidator() validator.String {
+	return checkStringFunc{desc: "text without a NUL character", check: func(s string) string {
+		if strings.ContainsRune(s, 0) {
+			return "must not contain a NUL character"
+		}
+		return ""
+	}}
+}
+
 func httpsURLValidator() validator.String {
 	return checkStringFunc{desc: "an https:// URL", check: func(s string) string {
 		if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -100,8 +110,18 @@ func pemCertValidator() validator.String {
 
 func rfc3339Validator() validator.String {
 	return checkStringFunc{desc: "an RFC 3339 time", check: func(s string) string {
-		if _, err := time.Parse(time.RFC3339, s); err != nil {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
 			return fmt.Sprintf("must be an RFC 3339 time like 2030-01-02T15:04:05Z, got: %s", s)
+		}
+		// time.Parse drops fractional digits past nine: the control plane
+		// refuses them rather than store another instant.
+		if _, frac, ok := strings.Cut(s, "."); ok && len(frac)-len(strings.TrimLeft(frac, "0123456789")) > 9 {
+			return fmt.Sprintf("must have at most 9 fractional digits of a second, got: %s", s)
+		}
+		if t.Before(api.MinTimestamp) || t.After(api.MaxTimestamp) {
+			return fmt.Sprintf("must lie between %s and %s, got: %s",
+				api.MinTimestamp.Format(time.RFC3339), api.MaxTimestamp.Format(time.RFC3339), s)
 		}
 		return ""
 	}}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
@@ -111,6 +113,9 @@ func TestStorageLocationAgreesWithServer(t *testing.T) {
 		{api.ProviderAWS, ""}, {api.ProviderAWS, "s3://bucket/p"}, {api.ProviderAWS, "gs://bucket"}, {api.ProviderAWS, "s3://B"},
 		{api.ProviderGCP, "gs://bucket"}, {api.ProviderGCP, "s3://bucket"},
 		{api.ProviderKubernetes, ""}, {api.ProviderKubernetes, "gs://bucket"}, {api.ProviderKubernetes, "/abs"},
+		{api.ProviderAWS, "s3://bucket/../x"}, {api.ProviderAWS, "s3://192.168.1.1/x"}, {api.ProviderAWS, "s3://xn--bucket"},
+		{api.ProviderAWS, "s3://bucket//x"}, {api.ProviderAWS, "s3://bucket/x?y"}, {api.ProviderAWS, "s3://my_bucket"},
+		{api.ProviderGCP, "gs://my_bucket/x"}, {api.ProviderGCP, "gs://goog-x"}, {api.ProviderGCP, "gs://bucket/a%2Fb"},
 	} {
 		spec := api.CloudSpec{Name: "n", Provider: c.provider, Region: "r", StorageLocation: c.loc}
 		switch c.provider {
@@ -125,6 +130,28 @@ func TestStorageLocationAgreesWithServer(t *testing.T) {
 		serverOK := !fieldRefused(service.CheckCloud(&spec), "storage_location")
 		if ok := storageLocationProblem(c.provider, c.loc, c.loc == "") == ""; ok != serverOK {
 			t.Errorf("%s storage %q: provider accepts %v, server accepts %v", c.provider, c.loc, ok, serverOK)
+		}
+	}
+}
+
+func TestExpiryAgreesWithServer(t *testing.T) {
+	check := rfc3339Validator().(checkStringFunc).check
+	for _, v := range []string{
+		"2199-12-31T23:59:59Z", "2200-01-01T00:00:00Z", "2200-01-01T00:00:00.000000001Z", "2199-12-31T23:59:59.999999999Z",
+		"2199-12-31T23:59:59.9999999999Z", "2199-12-31T23:00:00-02:00", "2263-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+		"2030-01-02T15:04:05+01:00", "2030-01-02 15:04:05Z",
+	} {
+		req := api.CreateTokenRequest{Name: "t", Role: api.RoleReader}
+		if tm, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			req.ExpiresAt = &tm
+		}
+		// What the server cannot parse never reaches it as a time, and its
+		// decoder refuses more than nine fractional digits (checkBody): the
+		// provider must refuse both itself.
+		serverOK := req.ExpiresAt != nil && !fieldRefused(service.CheckToken(&req, time.Now()), "expires_at") &&
+			!strings.Contains(v, ".9999999999")
+		if ok := check(v) == ""; ok != serverOK {
+			t.Errorf("expires_at %q: provider accepts %v, server accepts %v", v, ok, serverOK)
 		}
 	}
 }

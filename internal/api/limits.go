@@ -22,9 +22,6 @@ var (
 	DNSLabelPattern          = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	EnvNamePattern           = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	RayVersionPattern        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
-	// BucketURLPattern is a first, coarse shape of a cloud storage URL;
-	// CloudStorageProblem is the whole rule.
-	BucketURLPattern    = regexp.MustCompile(`^(s3|gs)://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$`)
 	ResourceNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
 )
 

@@ -174,11 +174,11 @@ func (r *computeConfigResource) Schema(_ context.Context, _ resource.SchemaReque
 			"idle_termination_seconds": schema.NumberAttribute{
 				Description: fmt.Sprintf("Seconds the whole cluster may be idle before it is terminated; 0 (default) never. "+
 					"At most %d (ten years).", api.MaxIdleTerminationSec),
-				CustomType:  intType{},
-				Optional:    true,
-				Computed:    true,
-				Default:     intDefault(0),
-				Validators:  []validator.Number{intBetween(0, api.MaxIdleTerminationSec)},
+				CustomType: intType{},
+				Optional:   true,
+				Computed:   true,
+				Default:    intDefault(0),
+				Validators: []validator.Number{intBetween(0, api.MaxIdleTerminationSec)},
 			},
 			"maximum_uptime_seconds": schema.NumberAttribute{
 				Description: fmt.Sprintf("Seconds after which the cluster is terminated whatever it does; 0 (default) means "+

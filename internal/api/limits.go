@@ -22,7 +22,7 @@ var (
 	DNSLabelPattern          = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	EnvNamePattern           = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	RayVersionPattern        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
-	ResourceNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
+	ResourceNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
 )
 
 // Limits of a valid request.

@@ -100,6 +100,17 @@ func TestAuditOnePerCall(t *testing.T) {
 	if len(page.Items) != 0 {
 		t.Fatalf("since in the future answered %d events", len(page.Items))
 	}
+	// Past what int64 nanoseconds hold, a filter would wrap around: year
+	// 3000 as until would match nothing instead of everything.
+	for _, q := range []string{"until=3000-01-01T00:00:00Z", "since=1677-01-01T00:00:00Z"} {
+		if fe := e.must(400, "GET", "/v1/audit-events?"+q, e.admin, "").apiError(t).Fields; len(fe) != 1 || fe[0].Field != strings.SplitN(q, "=", 2)[0] {
+			t.Errorf("%s: fields %+v", q, fe)
+		}
+	}
+	e.must(200, "GET", "/v1/audit-events?until=2200-01-01T00:00:00Z", e.admin, "").decode(t, &page)
+	if len(page.Items) == 0 {
+		t.Fatal("until at the maximum answered no events")
+	}
 }
 
 // TestIdempotentCreate: the same key and body answer the same cluster; the

@@ -91,11 +91,16 @@ func (s *Server) listAuditEvents(c *call) error {
 	}{{"since", &f.Since}, {"until", &f.Until}} {
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
+			switch {
+			case err != nil:
 				fe.Add(p.name, "must be an RFC 3339 time like 2026-01-02T15:04:05Z")
-				continue
+			case t.Before(api.MinTimestamp) || t.After(api.MaxTimestamp):
+				// Times are stored as int64 nanoseconds: past these a filter
+				// would overflow and silently match the wrong events.
+				fe.Add(p.name, "must lie between %s and %s", api.MinTimestamp.Format(time.RFC3339), api.MaxTimestamp.Format(time.RFC3339))
+			default:
+				*p.dst = &t
 			}
-			*p.dst = &t
 		}
 	}
 	f.ActorID, f.TargetID = q.Get("actor_id"), q.Get("target_id")

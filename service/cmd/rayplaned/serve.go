@@ -37,6 +37,8 @@ type serveConfig struct {
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
 	heartbeatFlush                                                        time.Duration
+	reconcileConcurrency                                                  int
+	driverTimeout                                                         time.Duration
 }
 
 func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -58,6 +60,8 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.bootTimeout, "boot-timeout", 2*time.Minute, "how long a new instance has to register its agent before it is replaced")
 	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
 	fs.DurationVar(&c.heartbeatFlush, "heartbeat-flush", 2*time.Second, "how often heartbeats are written to the store in one batch")
+	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
+	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -144,6 +148,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Store: st, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
+		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout,
 	})
 
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: st, Drivers: drivers, Logger: log})

@@ -35,16 +35,23 @@ func (a Autoscaling) Nodes() int {
 	return n
 }
 
-// String renders the decision for the cluster's events.
+// String renders the decision for the cluster's events: at most
+// maxListed launches and drains, and how many more, within MaxMessageLen.
 func (a Autoscaling) String() string {
 	var did []string
 	for _, l := range a.Launched {
+		if len(did) == maxListed {
+			break
+		}
 		did = append(did, fmt.Sprintf("launch %d %s for %s", l.Count, l.Group, strings.Join(l.For, ", ")))
 	}
 	for _, d := range a.Drained {
+		if len(did) == maxListed {
+			break
+		}
 		did = append(did, fmt.Sprintf("drain %s: %s", d.NodeID, d.Reason))
 	}
-	return strings.Join(did, "; ")
+	return Bounded(listedSep(did, len(a.Launched)+len(a.Drained), "launches and drains", "; "))
 }
 
 // autoscale runs Schedule over a cluster that should run, on the pass's

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -72,18 +73,19 @@ func (b Block) String() string {
 	case BlockUpscalingSpeed:
 		return fmt.Sprintf("upscaling speed: group %s may have %d node(s) starting at once and has %d", b.Group, int(b.Limit), int(b.Used))
 	case BlockInfeasible:
-		shapes := make([]string, len(b.Shapes))
-		for i, d := range b.Shapes {
+		shapes := make([]string, min(len(b.Shapes), maxListed))
+		for i, d := range b.Shapes[:len(shapes)] {
 			shapes[i] = fmt.Sprintf("%dx%s", d.Count, ShapeString(d.Shape))
 			if d.Strategy != "" {
 				shapes[i] += " " + d.Strategy
 			}
 		}
-		return "infeasible demand (no node type can hold it): " + strings.Join(shapes, ", ")
+		return "infeasible demand (no node type can hold it): " + listed(shapes, len(b.Shapes), "shapes")
 	case BlockReleasing:
 		return fmt.Sprintf("%s waits for %d node(s) to release the quota", b.who(), b.Count)
 	case BlockUnknownType:
-		return fmt.Sprintf("instance type %q is not offered by this cloud (it offers %s)", b.InstanceType, strings.Join(b.Offered, ", "))
+		return fmt.Sprintf("instance type %q is not offered by this cloud (it offers %s)", b.InstanceType,
+			listed(b.Offered[:min(len(b.Offered), maxListed)], len(b.Offered), "types"))
 	}
 	return string(b.Kind)
 }
@@ -100,7 +102,8 @@ func (b Block) who() string {
 	return "group " + b.Group
 }
 
-// joinBlocks renders blocks, each distinct text once, in order.
+// joinBlocks renders blocks, each distinct text once, in order, at most
+// maxListed of them.
 func joinBlocks(bs []Block) string {
 	var parts []string
 	seen := map[string]bool{}
@@ -110,7 +113,47 @@ func joinBlocks(bs []Block) string {
 			parts = append(parts, s)
 		}
 	}
-	return strings.Join(parts, "; ")
+	return listedSep(parts[:min(len(parts), maxListed)], len(parts), "limits", "; ")
+}
+
+// MaxMessageLen bounds, in bytes, every text the planner writes for the
+// cluster's users: its status reason, its conditions' messages, its
+// autoscaler events. What a tenant's head reports (hundreds of shapes,
+// thousands of bundles) must not become a status the API and every client
+// carry around, nor a row of the event log per pass.
+const MaxMessageLen = 1000
+
+// maxListed is how many items (shapes, limits, node types, nodes) a text
+// lists before it says how many more there are.
+const maxListed = 10
+
+// Bounded answers s cut to at most MaxMessageLen bytes, at a character
+// boundary, ending in "…" when it was cut. Bounded(Bounded(s)) is
+// Bounded(s).
+func Bounded(s string) string {
+	if len(s) <= MaxMessageLen {
+		return s
+	}
+	const more = "…"
+	cut := MaxMessageLen - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
+}
+
+// listed joins the items shown of total with ", ", and says how many
+// more of what there are.
+func listed(shown []string, total int, what string) string {
+	return listedSep(shown, total, what, ", ")
+}
+
+func listedSep(shown []string, total int, what, sep string) string {
+	s := strings.Join(shown, sep)
+	if n := total - len(shown); n > 0 {
+		s += fmt.Sprintf("%sand %d more %s", sep, n, what)
+	}
+	return s
 }
 
 // dedupeBlocks keeps the first block of each rendering.

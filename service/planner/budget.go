@@ -60,38 +60,51 @@ func (b *Budget) Live(group string) {
 }
 
 // Check answers the limit one more node n would break, if any: the first
-// of Broken.
+// of Broken. It allocates nothing: the scheduler asks it for every type at
+// every choice.
 func (b *Budget) Check(n NewNode) (Block, bool) {
-	if bs := b.Broken(n); len(bs) > 0 {
-		return bs[0], false
-	}
-	return Block{}, true
+	var first Block
+	broken := false
+	b.limits(n, func(blk Block) bool {
+		first, broken = blk, true
+		return false
+	})
+	return first, !broken
 }
 
 // Broken answers every limit one more node n would break: the group's
 // max_nodes, max_workers, the cloud's node and vCPU quotas, the cost cap.
 func (b *Budget) Broken(n NewNode) []Block {
 	var out []Block
-	blk := func(kind BlockKind, limit, used, need float64) {
-		out = append(out, Block{Kind: kind, Group: n.Group, InstanceType: n.InstanceType, Limit: limit, Used: used, Need: need})
+	b.limits(n, func(blk Block) bool {
+		out = append(out, blk)
+		return true
+	})
+	return out
+}
+
+// limits calls yield with each limit one more node n would break, in
+// order, while yield answers true.
+func (b *Budget) limits(n NewNode, yield func(Block) bool) {
+	blk := func(kind BlockKind, limit, used, need float64) Block {
+		return Block{Kind: kind, Group: n.Group, InstanceType: n.InstanceType, Limit: limit, Used: used, Need: need}
 	}
 	q := b.l.Quota
-	if !n.Head && b.groupCount[n.Group] >= b.l.GroupMax[n.Group] {
-		blk(BlockGroupMax, float64(b.l.GroupMax[n.Group]), 0, 0)
+	if !n.Head && b.groupCount[n.Group] >= b.l.GroupMax[n.Group] && !yield(blk(BlockGroupMax, float64(b.l.GroupMax[n.Group]), 0, 0)) {
+		return
 	}
-	if !n.Head && b.l.MaxWorkers != nil && b.workers >= *b.l.MaxWorkers {
-		blk(BlockMaxWorkers, float64(*b.l.MaxWorkers), 0, 0)
+	if !n.Head && b.l.MaxWorkers != nil && b.workers >= *b.l.MaxWorkers && !yield(blk(BlockMaxWorkers, float64(*b.l.MaxWorkers), 0, 0)) {
+		return
 	}
-	if q.MaxNodes != nil && b.nodes+1 > *q.MaxNodes {
-		blk(BlockQuotaNodes, float64(*q.MaxNodes), float64(b.nodes), 0)
+	if q.MaxNodes != nil && b.nodes+1 > *q.MaxNodes && !yield(blk(BlockQuotaNodes, float64(*q.MaxNodes), float64(b.nodes), 0)) {
+		return
 	}
-	if q.MaxVCPUs != nil && b.vcpus+n.VCPUs > float64(*q.MaxVCPUs)+1e-9 {
-		blk(BlockQuotaVCPUs, float64(*q.MaxVCPUs), b.vcpus, n.VCPUs)
+	if q.MaxVCPUs != nil && b.vcpus+n.VCPUs > float64(*q.MaxVCPUs)+1e-9 && !yield(blk(BlockQuotaVCPUs, float64(*q.MaxVCPUs), b.vcpus, n.VCPUs)) {
+		return
 	}
 	if b.l.MaxHourlyCost != nil && b.cost+n.PricePerHour > *b.l.MaxHourlyCost+1e-9 {
-		blk(BlockCostCap, *b.l.MaxHourlyCost, b.cost, n.PricePerHour)
+		yield(blk(BlockCostCap, *b.l.MaxHourlyCost, b.cost, n.PricePerHour))
 	}
-	return out
 }
 
 // Take counts n as planned; the caller has checked it.

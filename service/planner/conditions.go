@@ -38,6 +38,11 @@ const (
 	ReasonNoRequests       = "NoRequests"
 	ReasonPlaced           = "Placed"
 	ReasonBlocked          = "Blocked"
+	// A pass that could not finish for the control plane's reasons, not
+	// the cluster's: a fault of the control plane (a panic), a cloud API
+	// that did not answer within its deadline.
+	ReasonInternalError = "InternalError"
+	ReasonCloudTimeout  = "CloudTimeout"
 )
 
 // requestsState is how the cluster's resource requests stand after a pass.
@@ -245,6 +250,29 @@ func ErroredConditions(reason string) []api.Condition {
 		{Type: api.ConditionReconciling, Status: api.ConditionFalse, Reason: ReasonStalled},
 		{Type: api.ConditionStalled, Status: api.ConditionTrue, Reason: ReasonErrored, Message: reason},
 	}
+}
+
+// TroubleConditions are the conditions of a cluster whose last pass could
+// not finish for a reason that is not the cluster's own (reason is
+// ReasonInternalError or ReasonCloudTimeout): not Ready, Reconciling (the
+// control plane tries again), and Stalled once stalled (it keeps
+// happening: clients waiting for Ready give up, as for a crash-looping
+// runtime, and the control plane still tries). The resource requests'
+// condition stays what the last finished pass said.
+func TroubleConditions(prev []api.Condition, reason, message string, stalled bool) []api.Condition {
+	out := []api.Condition{
+		{Type: api.ConditionReady, Status: api.ConditionFalse, Reason: reason, Message: message},
+		{Type: api.ConditionReconciling, Status: api.ConditionTrue, Reason: reason, Message: message},
+		{Type: api.ConditionStalled, Status: api.ConditionFalse, Reason: ReasonProgressing},
+	}
+	if stalled {
+		out[1] = api.Condition{Type: api.ConditionReconciling, Status: api.ConditionFalse, Reason: ReasonStalled}
+		out[2] = api.Condition{Type: api.ConditionStalled, Status: api.ConditionTrue, Reason: reason, Message: message}
+	}
+	if c, ok := api.FindCondition(prev, api.ConditionRequestsSatisfied); ok {
+		out = append(out, c)
+	}
+	return out
 }
 
 func terminatingConditions(reason string) []api.Condition {

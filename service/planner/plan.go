@@ -108,8 +108,15 @@ func active(status string) bool {
 }
 
 // PlanCluster decides one reconcile pass. It is pure: the same input gives
-// the same plan, and it does no I/O.
+// the same plan, and it does no I/O. Its texts for users are at most
+// MaxMessageLen long.
 func PlanCluster(in PlanInput) Plan {
+	p := planCluster(in)
+	p.bounded()
+	return p
+}
+
+func planCluster(in PlanInput) Plan {
 	var p Plan
 	// Every list is taken in a fixed order, so the plan does not depend on
 	// the order the store or the cloud listed things in.
@@ -225,6 +232,14 @@ func PlanCluster(in PlanInput) Plan {
 	}
 	planRun(&p, in, live)
 	return p
+}
+
+// bounded cuts every text of the plan meant for users to MaxMessageLen.
+func (p *Plan) bounded() {
+	p.Reason, p.Stop = Bounded(p.Reason), Bounded(p.Stop)
+	for i := range p.Conditions {
+		p.Conditions[i].Message = Bounded(p.Conditions[i].Message)
+	}
 }
 
 func terminatedReason(n Node) string {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,17 @@ import (
 // utilization score alone, rayplane first prefers the type that buys the
 // most work per dollar, and uses Ray's score among types that buy the same
 // (see bestType; docs/DESIGN.md has the measurement).
+//
+// Ray works bundle by bundle and node by node; Schedule decides the same
+// from counts, so a pass costs the same for 10 bundles of a shape as for
+// 10,000: bundles wait as counts of distinct shapes (shapeCount), a
+// STRICT_SPREAD group is one shape and a count, identical nodes are one bin
+// with a count while they take the same bundles (pack), and a node type
+// chosen for the waiting bundles is taken as many times in a row as the
+// choice provably stays the same (nodesFor). Resources are dense vectors
+// over the pass's resource kinds (space). What it decides is the
+// bundle-by-bundle algorithm's, decision for decision
+// (TestScheduleMatchesExpanded compares it with that algorithm as it was).
 
 // NodeType is a worker group as the scheduler sees it.
 type NodeType struct {
@@ -125,22 +137,135 @@ const (
 	forDemand          = "pending demand"
 )
 
-// bin is capacity that bundles are packed into: an existing node or one
-// the schedule launches.
-type bin struct {
-	id    string
-	group string
-	free  api.Resources
-	ready bool
-	used  bool // received a bundle in the last packing
+// maxBundles caps a count of bundles: far more than any pass can place
+// (a node holds at most a few thousand tiny bundles, a cluster 32,000
+// workers), small enough that counts times amounts never overflow.
+const maxBundles = 1 << 40
+
+// space is the resource kinds one pass works with: every kind a node type
+// or a node has, in name order, so that a loop over a vec visits kinds as
+// a loop over the sorted names of a map does.
+type space struct {
+	names    []string
+	index    map[string]int
+	cpu, gpu int // indices of CPU and GPU; -1 when nothing has them
 }
 
-func (b *bin) clone() *bin { c := *b; c.free = clone(b.free); return &c }
+// vec is an amount of each kind of a space.
+type vec []float64
 
-// shapeCount is how many bundles of one shape wait for capacity.
+func newSpace(rs ...api.Resources) space {
+	sp := space{index: map[string]int{}}
+	for _, r := range rs {
+		for k := range r {
+			if _, ok := sp.index[k]; !ok {
+				sp.index[k] = 0
+				sp.names = append(sp.names, k)
+			}
+		}
+	}
+	sort.Strings(sp.names)
+	for i, k := range sp.names {
+		sp.index[k] = i
+	}
+	sp.cpu, sp.gpu = sp.at("CPU"), sp.at("GPU")
+	return sp
+}
+
+func (sp space) at(name string) int {
+	if i, ok := sp.index[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// vec answers r in the space; kinds outside it are left out (callers see
+// to it that they do not matter).
+func (sp space) vec(r api.Resources) vec {
+	v := make(vec, len(sp.names))
+	for k, x := range r {
+		if i, ok := sp.index[k]; ok {
+			v[i] = x
+		}
+	}
+	return v
+}
+
+func (v vec) get(i int) float64 {
+	if i < 0 {
+		return 0
+	}
+	return v[i]
+}
+
+// bin is capacity that bundles are packed into: an existing node, or n
+// identical nodes the pass launches.
+type bin struct {
+	id    string // the node's id; "" for nodes this pass launches
+	group string
+	free  vec
+	ready bool
+	used  bool // received a bundle in the last packing
+	n     int  // identical nodes this bin stands for; 1 for an existing node
+}
+
+func (b *bin) clone() *bin { c := *b; c.free = slices.Clone(b.free); return &c }
+
+// shapeCount is count bundles of one shape waiting for capacity.
 type shapeCount struct {
-	shape api.Resources
+	shape  api.Resources // as asked: for Ray's packing order and for text
+	amount vec
+	keys   []int // kinds the shape names, zero amounts included: what fitting checks
+	pos    []int // kinds with a positive amount: what bounds how many fit
+	gpu    bool  // the shape names GPU (at any amount): GPU nodes may serve it
+	// never: the shape asks for a tiny positive amount of a kind no node
+	// has; it fits (within the tolerance) but none ever packs.
+	never bool
 	count int
+}
+
+// shapeCount answers count bundles of shape, whose kinds some type offers.
+func (s *scheduler) shapeCount(shape api.Resources, count int) shapeCount {
+	c := shapeCount{shape: shape, amount: make(vec, len(s.sp.names)), count: min(count, maxBundles)}
+	for _, k := range mapKeys(shape) {
+		v := shape[k]
+		i, ok := s.sp.index[k]
+		if !ok {
+			c.never = c.never || v > 0
+			continue
+		}
+		c.amount[i] = v
+		c.keys = append(c.keys, i)
+		if v > 0 {
+			c.pos = append(c.pos, i)
+		}
+	}
+	_, c.gpu = shape["GPU"]
+	return c
+}
+
+// one is a single bundle of c's shape.
+func (c *shapeCount) one() []shapeCount {
+	o := *c
+	o.count = 1
+	return []shapeCount{o}
+}
+
+// typeRun is n nodes of one type (an index into scheduler.types), chosen
+// in a row.
+type typeRun struct {
+	t, n int
+}
+
+func appendRun(runs []typeRun, t, n int) []typeRun {
+	if n <= 0 {
+		return runs
+	}
+	if l := len(runs); l > 0 && runs[l-1].t == t {
+		runs[l-1].n += n
+		return runs
+	}
+	return append(runs, typeRun{t: t, n: n})
 }
 
 // Schedule decides one autoscaling pass.
@@ -151,23 +276,22 @@ func Schedule(in ScheduleInput) ScheduleResult {
 	// 1. Explicit requests against the total capacity of every node.
 	reqBins := make([]*bin, 0, len(s.nodes))
 	for _, n := range s.nodes {
-		reqBins = append(reqBins, &bin{id: n.ID, group: n.Group, free: clone(n.Total), ready: n.Ready})
+		reqBins = append(reqBins, &bin{id: n.ID, group: n.Group, free: s.sp.vec(n.Total), ready: n.Ready, n: 1})
 	}
 	plain, spreads, infeasible := s.units(in.Requests)
 	res.Infeasible = append(res.Infeasible, infeasible...)
-	for _, g := range spreads {
-		if !s.spread(g, &reqBins, forRequests) {
+	for i := range spreads {
+		if !s.spread(&spreads[i], &reqBins, forRequests) {
 			res.RequestsUnplaced = true
 		}
 	}
-	pack(reqBins, plain)
-	launched, newBins := s.nodesFor(plain, s.budget.Clone())
+	reqBins = s.pack(reqBins, plain)
+	launched := s.nodesFor(plain, s.budget.Clone())
 	// Ray adds the new nodes' capacity type by type, in the order the
 	// types were first chosen; demand then packs onto them in that order.
-	for _, t := range groupedByType(launched) {
-		s.take(t, forRequests)
+	for _, r := range groupedByType(s.types, launched) {
+		s.take(r.t, r.n, forRequests)
 	}
-	reqBins = append(reqBins, newBins...)
 	if remaining(plain) > 0 {
 		s.blocked(plain, s.budget)
 		res.RequestsUnplaced = true
@@ -175,10 +299,14 @@ func Schedule(in ScheduleInput) ScheduleResult {
 	if len(infeasible) > 0 {
 		res.RequestsUnplaced = true
 	}
+	// Every node launched for requests holds some, and is not serving yet.
+	res.RequestsStarting = len(launched) > 0
 	heldByRequest := map[string]bool{}
 	for _, b := range reqBins {
 		if b.used {
-			heldByRequest[b.id] = true
+			if b.id != "" {
+				heldByRequest[b.id] = true
+			}
 			if !b.ready {
 				res.RequestsStarting = true
 			}
@@ -188,20 +316,20 @@ func Schedule(in ScheduleInput) ScheduleResult {
 	// Free capacity for demand: existing nodes, then what requests launched.
 	bins := make([]*bin, 0, len(s.nodes)+len(s.fresh))
 	for _, n := range s.nodes {
-		bins = append(bins, &bin{id: n.ID, group: n.Group, free: clone(n.Free), ready: n.Ready})
+		bins = append(bins, &bin{id: n.ID, group: n.Group, free: s.sp.vec(n.Free), ready: n.Ready, n: 1})
 	}
-	for _, t := range s.fresh {
-		bins = append(bins, newBin(t, len(bins)))
+	for _, r := range s.fresh {
+		bins = append(bins, s.newBin(r))
 	}
 
 	// 2. STRICT_SPREAD placement groups, each whole or not at all.
 	plain, spreads, infeasible = s.units(in.Demand)
 	res.Infeasible = append(res.Infeasible, infeasible...)
 	spreadLaunches := map[string]int{}
-	for _, g := range spreads {
-		before := countGroups(s.fresh)
-		s.spread(g, &bins, forPlacementGroups)
-		for k, v := range countGroups(s.fresh) {
+	for i := range spreads {
+		before := countGroups(s.types, s.fresh)
+		s.spread(&spreads[i], &bins, forPlacementGroups)
+		for k, v := range countGroups(s.types, s.fresh) {
 			spreadLaunches[k] += v - before[k]
 		}
 	}
@@ -209,15 +337,13 @@ func Schedule(in ScheduleInput) ScheduleResult {
 	// 3. Nodes the other placement groups' bundles alone would need: they
 	// may go past the upscaling limit.
 	pgOnly, _, _ := s.units(placementGroups(in.Demand))
-	pgBins := cloneBins(bins)
-	pack(pgBins, pgOnly)
-	pgLaunch, _ := s.nodesFor(pgOnly, s.budget.Clone())
-	pgAllowance := countGroups(pgLaunch)
+	s.pack(cloneBins(bins), pgOnly)
+	pgAllowance := countGroups(s.types, s.nodesFor(pgOnly, s.budget.Clone()))
 
 	// All demand on free capacity, then the types for the rest.
-	pack(bins, plain)
+	bins = s.pack(bins, plain)
 	trial := s.budget.Clone()
-	wanted, _ := s.nodesFor(plain, trial)
+	wanted := s.nodesFor(plain, trial)
 	if remaining(plain) > 0 {
 		s.blocked(plain, trial)
 	}
@@ -233,31 +359,32 @@ func Schedule(in ScheduleInput) ScheduleResult {
 			starting[n.Group]++
 		}
 	}
-	requested := countGroups(s.fresh)
+	requested := countGroups(s.types, s.fresh)
 	for g, n := range spreadLaunches {
 		requested[g] -= n
 	}
+	want := countGroups(s.types, wanted)
 	allowed := map[string]int{}
 	for _, t := range s.types {
 		limit := max(5, int(s.speed*float64(max(serving[t.Group], 1))))
 		allowed[t.Group] = max(limit-starting[t.Group]-requested[t.Group]-spreadLaunches[t.Group], pgAllowance[t.Group])
-		if want := countGroups(wanted)[t.Group]; want > allowed[t.Group] {
+		if want[t.Group] > allowed[t.Group] {
 			res.Blocks = append(res.Blocks, Block{Kind: BlockUpscalingSpeed, Group: t.Group, InstanceType: t.InstanceType,
 				Limit: float64(limit), Used: float64(starting[t.Group] + requested[t.Group] + spreadLaunches[t.Group])})
 		}
 	}
 	placedOn := map[string]bool{}
 	for _, b := range bins {
-		if b.used {
+		if b.used && b.id != "" {
 			placedOn[b.id] = true
 		}
 	}
-	for _, t := range wanted {
-		if allowed[t.Group] <= 0 {
-			continue
+	for _, r := range wanted {
+		g := s.types[r.t].Group
+		if k := min(r.n, allowed[g]); k > 0 {
+			allowed[g] -= k
+			s.take(r.t, k, forDemand)
 		}
-		allowed[t.Group]--
-		s.take(t, forDemand)
 	}
 
 	// 5. Scale down: workers idle past the timeout, least recently used
@@ -277,16 +404,25 @@ func Schedule(in ScheduleInput) ScheduleResult {
 // scheduler is one Schedule call's working state.
 type scheduler struct {
 	in     ScheduleInput
+	sp     space
 	types  []NodeType // by group
+	tvec   []vec      // each type's resources
 	typeOf map[string]NodeType
 	nodes  []SchedNode // by id
 	budget *Budget
 	speed  float64
-	fresh  []NodeType // launched this pass, in order
+	fresh  []typeRun // launched this pass, in order
 	res    ScheduleResult
 
 	cpuPrice, gpuPrice float64 // see unitPrices
 	priced             bool    // every type has a price: choose by work per dollar
+
+	// Scratch space of bestType and score, which run for every type at
+	// every choice.
+	allowed []bool
+	scratch vec
+	asked   []bool
+	utils   []float64
 }
 
 func newScheduler(in ScheduleInput) *scheduler {
@@ -299,6 +435,19 @@ func newScheduler(in ScheduleInput) *scheduler {
 	}
 	s.nodes = slices.Clone(in.Nodes)
 	sort.Slice(s.nodes, func(i, j int) bool { return s.nodes[i].ID < s.nodes[j].ID })
+	var kinds []api.Resources
+	for _, t := range s.types {
+		kinds = append(kinds, t.Resources)
+	}
+	for _, n := range s.nodes {
+		kinds = append(kinds, n.Free, n.Total)
+	}
+	s.sp = newSpace(kinds...)
+	for _, t := range s.types {
+		s.tvec = append(s.tvec, s.sp.vec(t.Resources))
+	}
+	s.scratch = make(vec, len(s.sp.names))
+	s.asked = make([]bool, len(s.sp.names))
 	if s.speed <= 0 {
 		s.speed = api.DefaultUpscalingSpeed
 	}
@@ -326,16 +475,20 @@ func newScheduler(in ScheduleInput) *scheduler {
 	return s
 }
 
-// take launches one node of t for why.
-func (s *scheduler) take(t NodeType, why string) {
-	s.budget.Take(t.node())
-	s.fresh = append(s.fresh, t)
-	s.res.Launch[t.Group]++
-	s.res.Why[t.Group] = append(s.res.Why[t.Group], why)
+// take launches n nodes of type t for why.
+func (s *scheduler) take(t, n int, why string) {
+	typ := s.types[t]
+	for range n {
+		s.budget.Take(typ.node())
+	}
+	s.fresh = appendRun(s.fresh, t, n)
+	s.res.Launch[typ.Group] += n
+	s.res.Why[typ.Group] = append(s.res.Why[typ.Group], why)
 }
 
-func newBin(t NodeType, i int) *bin {
-	return &bin{id: fmt.Sprintf("new-%s-%d", t.Group, i), group: t.Group, free: clone(t.Resources)}
+// newBin answers the empty nodes of a run.
+func (s *scheduler) newBin(r typeRun) *bin {
+	return &bin{group: s.types[r.t].Group, free: slices.Clone(s.tvec[r.t]), n: r.n}
 }
 
 func cloneBins(bs []*bin) []*bin {
@@ -346,10 +499,10 @@ func cloneBins(bs []*bin) []*bin {
 	return out
 }
 
-func countGroups(ts []NodeType) map[string]int {
+func countGroups(types []NodeType, runs []typeRun) map[string]int {
 	out := map[string]int{}
-	for _, t := range ts {
-		out[t.Group]++
+	for _, r := range runs {
+		out[types[r.t].Group] += r.n
 	}
 	return out
 }
@@ -366,21 +519,34 @@ func placementGroups(ds []api.ResourceDemand) []api.ResourceDemand {
 	return out
 }
 
-// units turns demands into shapes to pack, in Ray's packing order, and
-// STRICT_SPREAD groups, and answers what no node type can hold. PACK and
-// SPREAD bundles are packed one by one (they are preferences in Ray, not
-// rules); a STRICT_PACK group is one combined bundle. Placement groups'
-// bundles come before plain ones of the same shape, as in Ray.
-func (s *scheduler) units(ds []api.ResourceDemand) (plain []shapeCount, spreads [][]api.Resources, infeasible []api.ResourceDemand) {
-	index := map[string]int{}
+// units turns demands into counts of shapes to pack, in Ray's packing
+// order, and STRICT_SPREAD groups (a shape and a count each), and answers
+// what no node type can hold. PACK and SPREAD bundles are packed like
+// plain ones (they are preferences in Ray, not rules); a STRICT_PACK group
+// is one combined bundle. Placement groups' bundles come before plain ones
+// of the same shape, as in Ray. A shape with an amount that is negative or
+// not a number is set aside with the infeasible ones: nothing can hold it.
+func (s *scheduler) units(ds []api.ResourceDemand) (plain []shapeCount, spreads []shapeCount, infeasible []api.ResourceDemand) {
+	index := map[string]int{}     // shape key -> plain
+	feasible := map[string]bool{} // shape key -> some type holds it
+	var key []byte
+	// fitsSomeType leaves the shape's key in key.
+	fitsSomeType := func(shape api.Resources) bool {
+		key = shapeKey(key[:0], shape)
+		ok, seen := feasible[string(key)]
+		if !seen {
+			ok = validShape(shape) && s.fitsSomeType(shape)
+			feasible[string(key)] = ok
+		}
+		return ok
+	}
 	add := func(shape api.Resources, n int) {
-		k := ShapeString(shape)
-		if i, ok := index[k]; ok {
-			plain[i].count += n
+		if i, ok := index[string(key)]; ok {
+			plain[i].count = min(plain[i].count+n, maxBundles)
 			return
 		}
-		index[k] = len(plain)
-		plain = append(plain, shapeCount{shape: shape, count: n})
+		index[string(key)] = len(plain)
+		plain = append(plain, s.shapeCount(shape, n))
 	}
 	ordered := slices.Clone(ds)
 	slices.SortStableFunc(ordered, func(a, b api.ResourceDemand) int {
@@ -390,37 +556,54 @@ func (s *scheduler) units(ds []api.ResourceDemand) (plain []shapeCount, spreads 
 		if d.Count <= 0 {
 			continue
 		}
-		switch d.Strategy {
-		case api.StrategyStrictPack:
-			total := api.Resources{}
+		count := min(d.Count, maxBundles)
+		shape := d.Shape
+		if d.Strategy == api.StrategyStrictPack {
+			shape = api.Resources{}
 			for k, v := range d.Shape {
-				total[k] = v * float64(d.Count)
+				shape[k] = v * float64(count)
 			}
-			if !s.fitsSomeType(total) {
-				infeasible = append(infeasible, d)
-				continue
-			}
-			add(total, 1)
-		case api.StrategyStrictSpread:
-			if !s.fitsSomeType(d.Shape) {
-				infeasible = append(infeasible, d)
-				continue
-			}
-			shapes := make([]api.Resources, d.Count)
-			for i := range shapes {
-				shapes[i] = d.Shape
-			}
-			spreads = append(spreads, shapes)
+			count = 1
+		}
+		switch {
+		case !fitsSomeType(shape) || !validShape(d.Shape):
+			infeasible = append(infeasible, d)
+		case d.Strategy == api.StrategyStrictSpread:
+			spreads = append(spreads, s.shapeCount(shape, count))
 		default:
-			if !s.fitsSomeType(d.Shape) {
-				infeasible = append(infeasible, d)
-				continue
-			}
-			add(d.Shape, d.Count)
+			add(shape, count)
 		}
 	}
 	slices.SortStableFunc(plain, func(a, b shapeCount) int { return rayDemandOrder(b.shape, a.shape) })
 	return plain, spreads, infeasible
+}
+
+// shapeKey appends a text that tells shapes apart, as ShapeString does,
+// without its cost.
+func shapeKey(b []byte, r api.Resources) []byte {
+	var names [8]string
+	keys := names[:0]
+	for k := range r {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = append(b, k...)
+		b = append(b, 0)
+		b = strconv.AppendFloat(b, r[k], 'g', -1, 64)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// validShape reports whether every amount is a finite number >= 0.
+func validShape(r api.Resources) bool {
+	for _, v := range r {
+		if !(v >= 0) || math.IsInf(v, 1) {
+			return false
+		}
+	}
+	return true
 }
 
 // strategyRank puts placement groups' bundles before plain ones.
@@ -473,15 +656,63 @@ func (s *scheduler) fitsSomeType(shape api.Resources) bool {
 }
 
 // pack places the waiting bundles first-fit onto bins in order, each
-// shape in turn, and marks the bins that took some. (Placing bin by bin,
-// each taking what fits in packing order, gives the same result as Ray's
-// bundle by bundle first-fit.)
-func pack(bins []*bin, sc []shapeCount) {
+// shape in turn, marks the bins that took some, and answers the bins.
+// (Placing bin by bin, each taking what fits in packing order, gives the
+// same result as Ray's bundle by bundle first-fit.) A bin of n identical
+// nodes is packed as one while its nodes take the same bundles, and split
+// where they stop doing so: the cost follows the number of shapes and
+// bins, not the number of bundles or of nodes.
+func (s *scheduler) pack(bins []*bin, sc []shapeCount) []*bin {
+	out := make([]*bin, 0, len(bins))
+	take := make([]int, len(sc))
 	for _, b := range bins {
-		if fill(b, sc) > 0 {
-			b.used = true
+		if b.n == 1 {
+			if fill(b.free, sc, take) > 0 {
+				b.used = true
+			}
+			out = append(out, b)
+			continue
+		}
+		for b.n > 0 {
+			first := b.clone()
+			if fill(first.free, sc, take) == 0 {
+				out = append(out, b) // identical nodes: none takes any
+				break
+			}
+			first.used = true
+			first.n = 1 + min(b.n-1, alike(sc, take, func(i int) int { return maxFit(b.free, &sc[i]) }))
+			for i, n := range take {
+				sc[i].count -= (first.n - 1) * n
+			}
+			out = append(out, first)
+			b.n -= first.n
 		}
 	}
+	return out
+}
+
+// alike answers how many more identical nodes, after one that took take
+// (already subtracted from sc), would take exactly the same: for every
+// shape it took, a node takes min(count, what fits), and what fits is at
+// most most(i), so while the count stays at or above that bound the count
+// does not matter and every node fills alike.
+func alike(sc []shapeCount, take []int, most func(i int) int) int {
+	more := math.MaxInt
+	for i, n := range take {
+		if n == 0 {
+			continue
+		}
+		bound := most(i)
+		if sc[i].count < bound {
+			return 0
+		}
+		// Node j (1, 2, …) sees count+n-j·n ≥ bound.
+		more = min(more, (sc[i].count+n-bound)/n)
+	}
+	if more == math.MaxInt {
+		return 0
+	}
+	return more
 }
 
 func remaining(sc []shapeCount) int {
@@ -492,38 +723,38 @@ func remaining(sc []shapeCount) int {
 	return n
 }
 
-// fill packs as many waiting bundles into b as fit, in order, and answers
-// how many it took.
-func fill(b *bin, sc []shapeCount) int {
+// fill packs as many waiting bundles into free as fit, in order, records
+// in take how many of each shape it took, and answers how many in all.
+func fill(free vec, sc []shapeCount, take []int) int {
 	took := 0
 	for i := range sc {
-		if sc[i].count == 0 {
+		take[i] = 0
+		c := &sc[i]
+		if c.count == 0 {
 			continue
 		}
-		n := min(sc[i].count, maxFit(b.free, sc[i].shape))
+		n := min(c.count, maxFit(free, c))
 		if n == 0 {
 			continue
 		}
-		for k, v := range sc[i].shape {
-			b.free[k] -= v * float64(n)
+		for _, k := range c.pos {
+			free[k] -= c.amount[k] * float64(n)
 		}
-		sc[i].count -= n
+		c.count -= n
+		take[i] = n
 		took += n
-	}
-	if took > 0 {
-		b.used = true
 	}
 	return took
 }
 
-// maxFit answers how many bundles of shape fit into free.
-func maxFit(free, shape api.Resources) int {
+// maxFit answers how many bundles of c's shape fit into free.
+func maxFit(free vec, c *shapeCount) int {
+	if c.never {
+		return 0
+	}
 	n := math.MaxInt
-	for k, v := range shape {
-		if v <= 0 {
-			continue
-		}
-		n = min(n, int(math.Floor(free[k]/v+1e-9)))
+	for _, k := range c.pos {
+		n = min(n, int(math.Floor(free[k]/c.amount[k]+1e-9)))
 	}
 	if n == math.MaxInt {
 		return 0
@@ -531,34 +762,67 @@ func maxFit(free, shape api.Resources) int {
 	return max(n, 0)
 }
 
-// nodesFor picks node types, one node at a time, until the waiting bundles
-// fit or no type may be added within budget (Ray's get_nodes_for). It
-// takes each node from budget, packs the bundles it holds onto it, and
-// answers the new nodes in launch order; bundles it could not place stay
-// counted in sc.
-func (s *scheduler) nodesFor(sc []shapeCount, budget *Budget) ([]NodeType, []*bin) {
-	var types []NodeType
-	var bins []*bin
+// holds reports whether one bundle of c's shape fits into free.
+func (free vec) holds(c *shapeCount) bool {
+	for _, k := range c.keys {
+		if c.amount[k] > free[k]+1e-9 {
+			return false
+		}
+	}
+	return true
+}
+
+// nodesFor picks node types until the waiting bundles fit or no type may
+// be added within budget (Ray's get_nodes_for, which picks one node at a
+// time). It takes each node from budget, packs the bundles it holds onto
+// it, and answers the new nodes in launch order; bundles it could not
+// place stay counted in sc. After each choice it takes the same type again
+// as many times as the choice provably stays the same: the type stays
+// allowed, and every shape the node took keeps at least as many bundles
+// as a node of any type could take (so every type's fill, and so its
+// score, is unchanged). The loop runs about once per shape, however many
+// bundles and nodes there are.
+func (s *scheduler) nodesFor(sc []shapeCount, budget *Budget) []typeRun {
+	var runs []typeRun
+	most := make([]int, len(sc)) // of each shape, what an empty node of any type holds
+	for i := range sc {
+		for _, tv := range s.tvec {
+			most[i] = max(most[i], maxFit(tv, &sc[i]))
+		}
+	}
+	take := make([]int, len(sc))
+	free := make(vec, len(s.sp.names))
 	for remaining(sc) > 0 {
 		t, ok := s.bestType(sc, budget, false)
 		if !ok {
 			break
 		}
-		budget.Take(t.node())
-		nb := newBin(t, len(types))
-		fill(nb, sc)
-		types, bins = append(types, t), append(bins, nb)
+		node := s.types[t].node()
+		budget.Take(node)
+		copy(free, s.tvec[t])
+		fill(free, sc, take)
+		n := 1
+		for more := alike(sc, take, func(i int) int { return most[i] }); n <= more; n++ {
+			if _, ok := budget.Check(node); !ok {
+				break
+			}
+			budget.Take(node)
+		}
+		for i, k := range take {
+			sc[i].count -= (n - 1) * k
+		}
+		runs = appendRun(runs, t, n)
 	}
-	return types, bins
+	return runs
 }
 
 // blocked records why no type may hold the waiting bundles: the limit of
 // each type that could hold one.
 func (s *scheduler) blocked(sc []shapeCount, budget *Budget) {
-	for _, t := range s.types {
+	for i, t := range s.types {
 		holds := false
-		for _, c := range sc {
-			if c.count > 0 && fits(t.Resources, c.shape) {
+		for j := range sc {
+			if sc[j].count > 0 && s.tvec[i].holds(&sc[j]) {
 				holds = true
 			}
 		}
@@ -571,88 +835,93 @@ func (s *scheduler) blocked(sc []shapeCount, budget *Budget) {
 	}
 }
 
-// spread places a STRICT_SPREAD group one bundle per node: onto bins
-// first, then onto nodes launched for the rest (Ray's
-// reserve_and_allocate_spread). A group that cannot be placed whole
-// launches nothing. It reports whether the group is placed.
-func (s *scheduler) spread(shapes []api.Resources, bins *[]*bin, why string) bool {
-	sorted := slices.Clone(shapes)
-	slices.SortStableFunc(sorted, func(a, b api.Resources) int { return rayDemandOrder(b, a) })
-	trial := cloneBins(*bins)
-	var left []api.Resources
-	taken := map[int]bool{}
-	for _, sh := range sorted {
-		placed := false
-		for i, b := range trial {
-			if !taken[i] && fits(b.free, sh) {
-				taken[i], placed = true, true
-				for k, v := range sh {
-					b.free[k] -= v
-				}
-				b.used = true
-				break
-			}
+// spread places a STRICT_SPREAD group of g.count bundles one per node:
+// onto the first bins that hold one, then onto nodes launched for the
+// rest (Ray's reserve_and_allocate_spread). A group that cannot be placed
+// whole launches nothing. It reports whether the group is placed. Its
+// cost follows the bins and the node types, not the size of the group:
+// the best type for one bundle stays the best while the budget allows it.
+func (s *scheduler) spread(g *shapeCount, bins *[]*bin, why string) bool {
+	need := g.count
+	trial := make([]*bin, 0, len(*bins)+1)
+	for _, b := range *bins {
+		// Bins that take no bundle are shared with *bins, which this
+		// replaces or leaves as it was.
+		if need == 0 || !b.free.holds(g) {
+			trial = append(trial, b)
+			continue
 		}
-		if !placed {
-			left = append(left, sh)
+		took := b.clone()
+		took.n = min(b.n, need)
+		for _, k := range g.pos {
+			took.free[k] -= g.amount[k]
+		}
+		took.used = true
+		need -= took.n
+		trial = append(trial, took)
+		if took.n < b.n {
+			rest := *b
+			rest.n -= took.n
+			trial = append(trial, &rest)
 		}
 	}
 	budget := s.budget.Clone()
-	var launch []NodeType
-	for _, sh := range left {
-		t, ok := s.bestType([]shapeCount{{shape: sh, count: 1}}, budget, true)
+	var launch []typeRun
+	for need > 0 {
+		t, ok := s.bestType(g.one(), budget, true)
 		if !ok {
-			s.blocked([]shapeCount{{shape: sh, count: 1}}, budget)
+			s.blocked(g.one(), budget)
 			return false
 		}
-		budget.Take(t.node())
-		launch = append(launch, t)
-	}
-	// The new nodes join type by type (as Ray adds them), and the bundles
-	// left are placed onto them again, one per node.
-	launch = groupedByType(launch)
-	fresh := make([]*bin, len(launch))
-	for i, t := range launch {
-		fresh[i] = newBin(t, len(trial)+i)
-	}
-	placed := map[int]bool{}
-	for _, sh := range left {
-		ok := false
-		for i, b := range fresh {
-			if !placed[i] && fits(b.free, sh) {
-				placed[i], ok = true, true
-				for k, v := range sh {
-					b.free[k] -= v
-				}
-				b.used = true
+		node := s.types[t].node()
+		n := 0
+		for ; n < need; n++ {
+			if _, ok := budget.Check(node); !ok {
 				break
 			}
+			budget.Take(node)
 		}
-		if !ok {
+		launch = appendRun(launch, t, n)
+		need -= n
+	}
+	// The new nodes join type by type (as Ray adds them), and the bundles
+	// left are placed onto them again, one per node: each must hold one.
+	launch = groupedByType(s.types, launch)
+	for _, r := range launch {
+		if !s.tvec[r.t].holds(g) {
 			return false
 		}
 	}
-	for _, t := range launch {
-		s.take(t, why)
+	for _, r := range launch {
+		b := s.newBin(r)
+		for _, k := range g.pos {
+			b.free[k] -= g.amount[k]
+		}
+		b.used = true
+		trial = append(trial, b)
+		s.take(r.t, r.n, why)
 	}
-	*bins = append(trial, fresh...)
+	*bins = trial
 	return true
 }
 
-// groupedByType orders nodes type by type, each type where it first
-// appears: how Ray adds the nodes it chose to the cluster's capacity.
-func groupedByType(ts []NodeType) []NodeType {
+// groupedByType orders runs of nodes type by type, each type where it
+// first appears: how Ray adds the nodes it chose to the cluster's capacity.
+func groupedByType(types []NodeType, runs []typeRun) []typeRun {
 	var order []string
-	by := map[string][]NodeType{}
-	for _, t := range ts {
-		if _, ok := by[t.Group]; !ok {
-			order = append(order, t.Group)
+	by := map[string][]typeRun{}
+	for _, r := range runs {
+		g := types[r.t].Group
+		if _, ok := by[g]; !ok {
+			order = append(order, g)
 		}
-		by[t.Group] = append(by[t.Group], t)
+		by[g] = append(by[g], r)
 	}
-	out := make([]NodeType, 0, len(ts))
+	out := make([]typeRun, 0, len(runs))
 	for _, g := range order {
-		out = append(out, by[g]...)
+		for _, r := range by[g] {
+			out = appendRun(out, r.t, r.n)
+		}
 	}
 	return out
 }
@@ -693,55 +962,61 @@ func compareScores(a, b score) int {
 // bestType picks the type of the next node for the waiting bundles among
 // the types the budget allows one more of: the best score, ties to the
 // greater group name (as Ray breaks them). With strict, only the first
-// waiting bundle is scored (one bundle per node).
-func (s *scheduler) bestType(sc []shapeCount, budget *Budget, strict bool) (NodeType, bool) {
-	var best NodeType
+// waiting bundle is scored (one bundle per node). It answers an index
+// into s.types.
+func (s *scheduler) bestType(sc []shapeCount, budget *Budget, strict bool) (int, bool) {
+	best := -1
 	var bestScore score
-	found := false
 	// With prices, bundles only some types can hold (GPUs, custom
 	// resources) choose the next node first: the other work then fills
 	// what those nodes have to spare instead of buying nodes of its own.
-	var scarce api.Resources
+	allowed := s.allowed[:0]
+	for _, t := range s.types {
+		_, ok := budget.Check(t.node())
+		allowed = append(allowed, ok)
+	}
+	s.allowed = allowed
+	var scarce *shapeCount
 	if s.priced && !strict {
-		for _, c := range sc {
-			if c.count > 0 && !s.everyTypeHolds(c.shape) && s.someAllowedTypeHolds(c.shape, budget) {
-				scarce = c.shape
+		for i := range sc {
+			if c := &sc[i]; c.count > 0 && !s.everyTypeHolds(c) && s.someAllowedTypeHolds(c, allowed) {
+				scarce = c
 				break
 			}
 		}
 	}
-	for _, t := range s.types {
-		if _, ok := budget.Check(t.node()); !ok {
-			continue
-		}
-		if scarce != nil && !fits(t.Resources, scarce) {
-			continue
-		}
-		work := slices.Clone(sc)
-		if strict {
-			work = nil
-			for _, c := range sc {
-				if c.count > 0 {
-					work = []shapeCount{{shape: c.shape, count: 1}}
-					break
-				}
+	work := sc
+	if strict {
+		work = nil
+		for i := range sc {
+			if sc[i].count > 0 {
+				work = sc[i].one()
+				break
 			}
 		}
-		sc, ok := s.score(t, work)
+	}
+	for i, t := range s.types {
+		if !allowed[i] {
+			continue
+		}
+		if scarce != nil && !s.tvec[i].holds(scarce) {
+			continue
+		}
+		sc, ok := s.score(i, work)
 		if !ok {
 			continue
 		}
-		if !found || compareScores(sc, bestScore) > 0 || (compareScores(sc, bestScore) == 0 && t.Group > best.Group) {
-			best, bestScore, found = t, sc, true
+		if best < 0 || compareScores(sc, bestScore) > 0 || (compareScores(sc, bestScore) == 0 && t.Group > s.types[best].Group) {
+			best, bestScore = i, sc
 		}
 	}
-	return best, found
+	return best, best >= 0
 }
 
-// everyTypeHolds reports whether an empty node of every type holds shape.
-func (s *scheduler) everyTypeHolds(shape api.Resources) bool {
-	for _, t := range s.types {
-		if !fits(t.Resources, shape) {
+// everyTypeHolds reports whether an empty node of every type holds c's shape.
+func (s *scheduler) everyTypeHolds(c *shapeCount) bool {
+	for _, tv := range s.tvec {
+		if !tv.holds(c) {
 			return false
 		}
 	}
@@ -749,57 +1024,59 @@ func (s *scheduler) everyTypeHolds(shape api.Resources) bool {
 }
 
 // someAllowedTypeHolds reports whether an empty node of a type the budget
-// allows one more of holds shape.
-func (s *scheduler) someAllowedTypeHolds(shape api.Resources, budget *Budget) bool {
-	for _, t := range s.types {
-		if _, ok := budget.Check(t.node()); ok && fits(t.Resources, shape) {
+// allows one more of holds c's shape.
+func (s *scheduler) someAllowedTypeHolds(c *shapeCount, allowed []bool) bool {
+	for i, tv := range s.tvec {
+		if allowed[i] && tv.holds(c) {
 			return true
 		}
 	}
 	return false
 }
 
-// score fits the waiting bundles in order onto one empty node of t and
-// scores the result; false when nothing fits or the node has no resource
-// of at least 1.
-func (s *scheduler) score(t NodeType, sc []shapeCount) (score, bool) {
-	trial := &bin{free: clone(t.Resources)}
-	work := slices.Clone(sc)
-	took := fill(trial, work)
-	if took == 0 {
-		return score{}, false
-	}
-	asked := map[string]bool{}
-	wantsGPU := false
-	worth := 0.0
-	for i, c := range sc {
+// score fits the waiting bundles in order onto one empty node of type t
+// and scores the result; false when nothing fits or the node has no
+// resource of at least 1. It leaves sc as it was.
+func (s *scheduler) score(t int, sc []shapeCount) (score, bool) {
+	tv := s.tvec[t]
+	free := s.scratch
+	copy(free, tv)
+	clear(s.asked)
+	took, wantsGPU, worth := 0, false, 0.0
+	for i := range sc {
+		c := &sc[i]
 		if c.count == 0 {
 			continue
 		}
-		for k, v := range c.shape {
-			if v > 0 {
-				asked[k] = true
-			}
-			if k == "GPU" {
-				wantsGPU = true
-			}
+		for _, k := range c.pos {
+			s.asked[k] = true
 		}
-		n := float64(c.count - work[i].count)
-		worth += n * (c.shape["CPU"]*s.cpuPrice + c.shape["GPU"]*s.gpuPrice)
+		wantsGPU = wantsGPU || c.gpu
+		n := min(c.count, maxFit(free, c))
+		if n > 0 {
+			for _, k := range c.pos {
+				free[k] -= c.amount[k] * float64(n)
+			}
+			took += n
+		}
+		worth += float64(n) * (c.amount.get(s.sp.cpu)*s.cpuPrice + c.amount.get(s.sp.gpu)*s.gpuPrice)
+	}
+	if took == 0 {
+		return score{}, false
 	}
 	var out score
-	var utils []float64
-	for _, k := range mapKeys(t.Resources) {
-		v := t.Resources[k]
+	utils := s.utils[:0]
+	for k, v := range tv { // in name order
 		if v < 1 {
 			continue
 		}
-		if asked[k] {
+		if s.asked[k] {
 			out.matching++
 		}
-		u := (v - trial.free[k]) / v
+		u := (v - free[k]) / v
 		utils = append(utils, v*u*u*u)
 	}
+	s.utils = utils
 	if len(utils) == 0 {
 		return score{}, false
 	}
@@ -808,9 +1085,9 @@ func (s *scheduler) score(t NodeType, sc []shapeCount) (score, bool) {
 		out.meanU += u
 	}
 	out.meanU /= float64(len(utils))
-	out.gpuOK = t.Resources["GPU"] <= 0 || wantsGPU
+	out.gpuOK = tv.get(s.sp.gpu) <= 0 || wantsGPU
 	if s.priced {
-		out.perDollar = worth / t.PricePerHour
+		out.perDollar = worth / s.types[t].PricePerHour
 	}
 	return out, true
 }

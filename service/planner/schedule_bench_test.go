@@ -141,3 +141,47 @@ func launchCost(types []NodeType, launch map[string]int) float64 {
 	}
 	return cost
 }
+
+// hugeTrace is the largest pass the API lets a cluster ask for: 256
+// distinct shapes of 10,000 bundles each as resource requests, and as
+// demand 256 entries of 10,000 mixing plain bundles and every kind of
+// placement group (STRICT_SPREAD, SPREAD, PACK, STRICT_PACK), over the
+// benchmark's 20 types at the largest max_nodes a group may have, with
+// 200 nodes already running.
+func hugeTrace() ScheduleInput {
+	types, _ := benchTrace()
+	for i := range types {
+		types[i].MaxNodes = api.MaxGroupNodes
+	}
+	strategies := []string{"", "", "", "", api.StrategyPack, api.StrategySpread, api.StrategyStrictPack, api.StrategyStrictSpread}
+	in := ScheduleInput{Types: types, UpscalingSpeed: 1, Now: epoch}
+	for i := range api.MaxDemandEntries {
+		shape := api.Resources{"CPU": float64(1 + i%8), "memory": float64(1+i/8) * 1e8}
+		if i%5 == 0 {
+			shape["GPU"] = 1
+		}
+		in.Requests = append(in.Requests, api.ResourceDemand{Shape: shape, Count: api.MaxBundleCount})
+		in.Demand = append(in.Demand, api.ResourceDemand{Shape: shape, Count: api.MaxBundleCount, Strategy: strategies[i%len(strategies)]})
+	}
+	for i := range 200 {
+		t := types[i%len(types)]
+		in.Nodes = append(in.Nodes, SchedNode{ID: fmt.Sprintf("n%03d", i), Group: t.Group, Ready: true,
+			Total: clone(t.Resources), Free: api.Resources{"CPU": 1}, PricePerHour: t.PricePerHour})
+	}
+	return in
+}
+
+// BenchmarkScheduleHugeRequests: one pass over hugeTrace, 5,120,000
+// bundles in all. Planned from counts, its time and memory follow the
+// number of shapes, types and nodes, not of bundles.
+//
+//	go test -run '^$' -bench ScheduleHuge -benchmem ./service/planner
+func BenchmarkScheduleHugeRequests(b *testing.B) {
+	in := hugeTrace()
+	var res ScheduleResult
+	b.ReportAllocs()
+	for b.Loop() {
+		res = Schedule(in)
+	}
+	b.ReportMetric(float64(totalLaunch(res)), "nodes")
+}

@@ -490,10 +490,10 @@ func TestScheduleLiveness(t *testing.T) {
 		bins := make([]*bin, 0, len(s.nodes))
 		count := map[string]int{}
 		for _, n := range s.nodes {
-			bins = append(bins, &bin{id: n.ID, group: n.Group, free: clone(n.Free)})
+			bins = append(bins, &bin{id: n.ID, group: n.Group, free: s.sp.vec(n.Free), n: 1})
 			count[n.Group]++
 		}
-		pack(bins, plain)
+		s.pack(bins, plain)
 		for _, c := range plain {
 			if c.count == 0 {
 				continue

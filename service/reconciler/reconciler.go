@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rayplane/rayplane/service"
@@ -31,9 +32,11 @@ const (
 type DriverFunc func(ctx context.Context, orgID string, c api.Cloud, secret string) (cloud.Driver, error)
 
 // Catalog answers clouds' instance types through their drivers, for the
-// use cases' catalog checks.
+// use cases' catalog checks, within catalogTimeout.
 func Catalog(drivers DriverFunc) service.CatalogFunc {
 	return func(ctx context.Context, orgID string, c api.Cloud, secret string) ([]api.InstanceType, error) {
+		ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+		defer cancel()
 		d, err := drivers(ctx, orgID, c, secret)
 		if err != nil {
 			return nil, err
@@ -41,6 +44,9 @@ func Catalog(drivers DriverFunc) service.CatalogFunc {
 		return d.InstanceTypes(ctx)
 	}
 }
+
+// catalogTimeout bounds a catalog check an API request waits for.
+const catalogTimeout = 20 * time.Second
 
 // Config wires a Reconciler. Durations of zero take defaults.
 type Config struct {
@@ -56,8 +62,19 @@ type Config struct {
 	BootstrapTTL    time.Duration // life of a bootstrap token; default 10m
 	BootTimeout     time.Duration // from instance start to agent registration; default 2m
 	DrainTimeout    time.Duration // for a draining node; default 30s
+	// Concurrency is how many clusters are reconciled at once; default 8.
+	Concurrency int
+	// DriverTimeout bounds one Launch or Terminate call; default 60s.
+	DriverTimeout time.Duration
+	// DriverListTimeout bounds one List or InstanceTypes call, and finding
+	// a cloud's driver; default 20s, or DriverTimeout if that is less.
+	DriverListTimeout time.Duration
 	// Registry receives the reconciler's metrics; nil keeps them private.
 	Registry prometheus.Registerer
+
+	// plan is planner.PlanCluster. Tests of this package replace it to
+	// make one cluster's pass fail; nothing outside the package can.
+	plan func(planner.PlanInput) planner.Plan
 }
 
 // Reconciler drives every cluster toward its desired state: level
@@ -68,12 +85,21 @@ type Reconciler struct {
 	log     *slog.Logger
 	wake    chan struct{}
 	metrics reconcileMetrics
+
+	slots  chan struct{}  // one per pass running, Concurrency in all
+	passes sync.WaitGroup // every pass running
+	mu     sync.Mutex
+	runs   map[string]*clusterRun // by cluster id
 }
 
 type reconcileMetrics struct {
 	launched prometheus.Counter
 	drained  prometheus.Counter
 	blocked  *prometheus.CounterVec
+	panics   prometheus.Counter
+	errors   *prometheus.CounterVec
+	inFlight prometheus.Gauge
+	duration prometheus.Histogram
 }
 
 // New applies defaults.
@@ -99,7 +125,19 @@ func New(cfg Config) *Reconciler {
 	if cfg.Liveness == nil {
 		cfg.Liveness = NewLiveness(cfg.Now())
 	}
-	r := &Reconciler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.DriverTimeout <= 0 {
+		cfg.DriverTimeout = time.Minute
+	}
+	if cfg.DriverListTimeout <= 0 {
+		cfg.DriverListTimeout = min(20*time.Second, cfg.DriverTimeout)
+	}
+	if cfg.plan == nil {
+		cfg.plan = planner.PlanCluster
+	}
+	r := &Reconciler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), slots: make(chan struct{}, cfg.Concurrency), runs: map[string]*clusterRun{}}
 	r.metrics = reconcileMetrics{
 		// No tenant-chosen names (groups, clusters) as labels: /metrics is
 		// unauthenticated and series must stay bounded.
@@ -109,9 +147,21 @@ func New(cfg Config) *Reconciler {
 			Help: "Idle worker nodes the autoscaler drained."}),
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_autoscaler_blocked_total",
 			Help: "Reconcile passes in which wanted nodes were not launched, by the limit that stopped them: " + blockKinds() + "."}, []string{"reason"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "rayplane_reconcile_panics_total",
+			Help: "Cluster passes that panicked; each was recovered, logged with its cluster_id, and shown on its cluster."}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rayplane_reconcile_errors_total",
+			Help: "Cluster passes that failed, by reason: " + strings.Join(errorReasons, ", ") + "."}, []string{"reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_reconcile_passes_in_flight",
+			Help: "Cluster passes running now (at most the reconcile concurrency)."}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rayplane_reconcile_pass_duration_seconds",
+			Help: "How long one cluster's pass took, driver calls included.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 9)}),
+	}
+	for _, reason := range errorReasons {
+		r.metrics.errors.WithLabelValues(reason) // every series from the start, at 0
 	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked)
+		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked, r.metrics.panics, r.metrics.errors,
+			r.metrics.inFlight, r.metrics.duration)
 	}
 	return r
 }
@@ -124,12 +174,16 @@ func (r *Reconciler) Wake() {
 	}
 }
 
-// Run makes passes until ctx ends.
+// Run makes passes until ctx ends, then waits for the passes still
+// running (their driver calls end with ctx). It does not wait for a slow
+// cluster: a cluster whose pass still runs is skipped, and the others go
+// on at every tick.
 func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	defer r.passes.Wait()
 	for {
-		r.ReconcileAll(ctx)
+		r.dispatch(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -139,28 +193,23 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
-// ReconcileAll makes one pass over every cluster that is not at rest. A
-// failure on one cluster is logged and recorded on it; the others go on.
+// ReconcileAll makes one pass over every cluster that is not at rest, up
+// to Config.Concurrency at once, and waits for them. A failure on one
+// cluster, a panic included, is logged and recorded on it; the others go
+// on.
 func (r *Reconciler) ReconcileAll(ctx context.Context) {
-	var clusters []service.ClusterRecord
-	err := r.cfg.Store.View(ctx, func(tx service.Tx) (err error) {
-		clusters, err = tx.DataPlane().ListClustersToReconcile(ctx)
-		return err
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Error("list clusters to reconcile", LogErr, err)
-		}
-		return
+	r.dispatch(ctx).Wait()
+}
+
+// ReconcileCluster makes one pass over one cluster, contained like the
+// passes ReconcileAll makes: a panic is an error, recorded on the cluster.
+// It answers an error at once if a pass over the cluster is running.
+func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterRecord) error {
+	if !r.claim(c.ID, time.Time{}) {
+		return fmt.Errorf("cluster %s: a pass is running", c.ID)
 	}
-	for _, c := range clusters {
-		if ctx.Err() != nil {
-			return
-		}
-		if err := r.ReconcileCluster(ctx, c); err != nil && ctx.Err() == nil {
-			r.log.Warn("reconcile cluster", LogClusterID, c.ID, LogErr, err)
-		}
-	}
+	defer r.release(c.ID)
+	return r.pass(ctx, c)
 }
 
 // observed is what one pass reads before planning.
@@ -170,10 +219,23 @@ type observed struct {
 	spec      api.ComputeConfigSpec
 	nodes     []service.NodeRecord
 	cloudUsed []service.NodeRecord
+	quota     planner.Quota // the cloud's, with what other clusters used
 }
 
-// ReconcileCluster makes one pass over one cluster.
-func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterRecord) error {
+// usedByOthers counts the nodes and vCPUs of a cloud's nodes that other
+// clusters than clusterID hold.
+func usedByOthers(cloudNodes []service.NodeRecord, clusterID string) (nodes int, vcpus float64) {
+	for _, n := range cloudNodes {
+		if n.ClusterID != clusterID {
+			nodes++
+			vcpus += n.VCPUs
+		}
+	}
+	return nodes, vcpus
+}
+
+// reconcileCluster makes one pass over one cluster.
+func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterRecord) error {
 	var o observed
 	err := r.cfg.Store.View(ctx, func(tx service.Tx) error {
 		var err error
@@ -198,33 +260,38 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterReco
 		return err
 	}
 	now := r.cfg.Now().UTC()
-	driver, err := r.cfg.Drivers(ctx, c.OrgID, o.cloud, o.secret)
-	if err != nil {
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.DriverListTimeout)
+	driver, err := r.cfg.Drivers(dctx, c.OrgID, o.cloud, o.secret)
+	late := err != nil && ctx.Err() == nil && dctx.Err() != nil
+	cancel()
+	switch {
+	case late:
+		const op = "find the cloud's driver"
+		return &cloud.Error{Kind: cloud.Transient, Op: op, Err: &timeoutError{op: op, after: r.cfg.DriverListTimeout}}
+	case err != nil:
 		return r.fail(ctx, c, "no driver for this cloud: "+err.Error(), now)
 	}
-	catalog, err := driver.InstanceTypes(ctx)
+	catalog, err := call(ctx, "list instance types", r.cfg.DriverListTimeout, driver.InstanceTypes)
 	if err != nil {
 		return r.driverFailed(ctx, c, "list instance types", err, now)
 	}
-	instances, err := driver.List(ctx, map[string]string{cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCluster: c.ID})
+	instances, err := call(ctx, "list instances", r.cfg.DriverListTimeout, func(ctx context.Context) ([]cloud.Instance, error) {
+		return driver.List(ctx, map[string]string{cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCluster: c.ID})
+	})
 	if err != nil {
 		return r.driverFailed(ctx, c, "list instances", err, now)
 	}
 
 	quota := planner.Quota{MaxNodes: o.cloud.Quotas.MaxNodes, MaxVCPUs: o.cloud.Quotas.MaxVCPUs}
-	for _, n := range o.cloudUsed {
-		if n.ClusterID != c.ID {
-			quota.UsedNodes++
-			quota.UsedVCPUs += n.VCPUs
-		}
-	}
+	quota.UsedNodes, quota.UsedVCPUs = usedByOthers(o.cloudUsed, c.ID)
+	o.quota = quota
 	ids := make([]string, len(o.nodes))
 	for i, n := range o.nodes {
 		ids[i] = n.ID
 	}
 	hb := o.cloud.Heartbeat
 	interval := time.Duration(max(hb.IntervalSeconds, 1)) * time.Second
-	plan := planner.PlanCluster(planner.PlanInput{
+	in := planner.PlanInput{
 		Cluster:         c.Cluster,
 		DeleteRequested: c.DeleteRequested,
 		Spec:            o.spec,
@@ -238,9 +305,34 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterReco
 		BootTimeout:     r.cfg.BootTimeout,
 		DrainTimeout:    r.cfg.DrainTimeout,
 		Demand:          r.cfg.Liveness.Demand(headOf(o.nodes)),
-	})
-	return r.execute(ctx, c, o, plan, driver, now)
+	}
+	// Other clusters of the cloud are planned at the same time: when one
+	// of them took more of the cloud's quota before this plan was
+	// recorded, plan again with what it took (the driver's answers still
+	// hold), a few times, then leave it to the next pass.
+	for attempt := 1; ; attempt++ {
+		err := r.execute(ctx, c, o, r.cfg.plan(in), driver, now)
+		var moved *quotaMoved
+		if !errors.As(err, &moved) {
+			return err
+		}
+		if attempt == 3 {
+			r.Wake()
+			return nil
+		}
+		in.Quota.UsedNodes, in.Quota.UsedVCPUs = moved.nodes, moved.vcpus
+		o.quota = in.Quota
+	}
 }
+
+// quotaMoved: other clusters of the cloud took more of its quota (now
+// nodes and vcpus) since the plan read it; nothing was recorded.
+type quotaMoved struct {
+	nodes int
+	vcpus float64
+}
+
+func (q *quotaMoved) Error() string { return "the cloud's quota use moved while planning" }
 
 // launch is a node whose intent to launch is committed, with the
 // one-time secret that goes to its instance.
@@ -260,6 +352,7 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 	var launches []launch
 	var terminate []planner.NodeChange
 	stale := false
+	var moved *quotaMoved
 	err := r.cfg.Store.Update(ctx, func(tx service.Tx) error {
 		launches, terminate = launches[:0], terminate[:0]
 		// The plan holds only if what it was made from still holds: a user
@@ -273,8 +366,23 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 			stale = true
 			return nil
 		}
+		// Clusters of one cloud are planned at once: new nodes are planned
+		// within the cloud's quota only if the other clusters did not take
+		// more of it since it was read (the store has one writer, so what
+		// this transaction reads holds until it commits).
+		if q := o.quota; len(plan.Create) > 0 && (q.MaxNodes != nil || q.MaxVCPUs != nil) {
+			used, err := tx.DataPlane().ListCloudNodes(ctx, c.CloudID)
+			if err != nil {
+				return err
+			}
+			if nodes, vcpus := usedByOthers(used, c.ID); nodes > q.UsedNodes || vcpus > q.UsedVCPUs+1e-9 {
+				moved = &quotaMoved{nodes: nodes, vcpus: vcpus}
+				return nil
+			}
+		}
 		ev := func(kind, format string, args ...any) error {
-			return tx.DataPlane().AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: service.NewID(service.PrefixClusterEvent, now), Time: now, Kind: kind, Message: fmt.Sprintf(format, args...)})
+			return tx.DataPlane().AddClusterEvent(ctx, c.ID, api.ClusterEvent{ID: service.NewID(service.PrefixClusterEvent, now), Time: now, Kind: kind,
+				Message: planner.Bounded(fmt.Sprintf(format, args...))})
 		}
 		for _, nn := range plan.Create {
 			n := service.NodeRecord{Node: planner.Node{Node: api.Node{
@@ -405,6 +513,9 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		r.Wake()
 		return nil
 	}
+	if moved != nil {
+		return moved
+	}
 	r.count(plan)
 
 	// Side effects, after the intent is on disk.
@@ -413,13 +524,13 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		if t.InstanceID == "" {
 			continue
 		}
-		if err := driver.Terminate(ctx, t.InstanceID); err != nil {
+		if err := r.terminate(ctx, driver, t.InstanceID); err != nil {
 			errs = append(errs, fmt.Errorf("terminate %s: %w", t.InstanceID, err))
 		}
 	}
 	for _, inst := range plan.Orphans {
 		r.log.Info("terminating orphan instance", LogClusterID, c.ID, "instance_id", inst.ID, LogNodeID, inst.NodeID)
-		if err := driver.Terminate(ctx, inst.ID); err != nil {
+		if err := r.terminate(ctx, driver, inst.ID); err != nil {
 			errs = append(errs, fmt.Errorf("terminate orphan %s: %w", inst.ID, err))
 		}
 	}
@@ -448,16 +559,18 @@ func (r *Reconciler) launch(ctx context.Context, c service.ClusterRecord, o obse
 	if err != nil {
 		return err
 	}
-	inst, err := driver.Launch(ctx, cloud.LaunchRequest{
-		NodeID:       l.node.ID,
-		InstanceType: l.node.InstanceType,
-		Market:       l.node.Market,
-		Tags: map[string]string{
-			cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCloud: o.cloud.ID, cloud.TagCluster: c.ID,
-			cloud.TagNode: l.node.ID, cloud.TagGroup: l.node.Group,
-		},
-		Bootstrap:      payload,
-		IdempotencyKey: l.node.ID,
+	inst, err := call(ctx, "launch node "+l.node.ID, r.cfg.DriverTimeout, func(ctx context.Context) (cloud.Instance, error) {
+		return driver.Launch(ctx, cloud.LaunchRequest{
+			NodeID:       l.node.ID,
+			InstanceType: l.node.InstanceType,
+			Market:       l.node.Market,
+			Tags: map[string]string{
+				cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCloud: o.cloud.ID, cloud.TagCluster: c.ID,
+				cloud.TagNode: l.node.ID, cloud.TagGroup: l.node.Group,
+			},
+			Bootstrap:      payload,
+			IdempotencyKey: l.node.ID,
+		})
 	})
 	if err != nil {
 		if cloud.KindOf(err) != cloud.Transient {
@@ -480,6 +593,7 @@ func (r *Reconciler) launch(ctx context.Context, c service.ClusterRecord, o obse
 // fail records that a cluster cannot go on: ERRORED with reason, until the
 // user re-applies its desired state.
 func (r *Reconciler) fail(ctx context.Context, c service.ClusterRecord, reason string, now time.Time) error {
+	reason = planner.Bounded(reason)
 	if c.DesiredState != api.DesiredRunning {
 		return errors.New(reason)
 	}

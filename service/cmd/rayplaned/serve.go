@@ -34,8 +34,9 @@ type serveConfig struct {
 	advertiseURL                                                          string
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
-	heartbeatFlush, credentialTTL                                         time.Duration
+	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
+	reconcileConcurrency                                                  int
 }
 
 func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -61,6 +62,8 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.localOrgs, "local-orgs", env("LOCAL_ORGS", service.SystemOrgName), "comma-separated organizations that may declare local clouds, whose nodes run on this host; * for every one, empty for none ($RAYPLANE_LOCAL_ORGS)")
 	fs.StringVar(&c.localRoot, "local-root", env("LOCAL_ROOT", ""), "directory for local nodes and their storage, outside the data directory; empty means <data-dir>-local ($RAYPLANE_LOCAL_ROOT)")
 	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
+	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
+	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -70,12 +73,29 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return c, errors.New("--tls-cert and --tls-key go together")
 	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"shutdown-timeout", c.shutdownTimeout}, {"reconcile-interval", c.reconcileInterval}, {"drain-timeout", c.drainTimeout},
+		{"boot-timeout", c.bootTimeout}, {"bootstrap-ttl", c.bootstrapTTL}, {"heartbeat-flush", c.heartbeatFlush},
+		{"driver-timeout", c.driverTimeout}} {
+		if d.v <= 0 {
+			return c, fmt.Errorf("--%s must be a positive duration, got %s", d.flag, d.v)
+		}
+	}
+	if c.reconcileConcurrency < 1 || c.reconcileConcurrency > maxReconcileConcurrency {
+		return c, fmt.Errorf("--reconcile-concurrency must be between 1 and %d, got %d", maxReconcileConcurrency, c.reconcileConcurrency)
+	}
 	if c.credentialTTL < minCredentialTTL {
 		// Renewal comes with a heartbeat, at most every 5 minutes.
 		return c, fmt.Errorf("--node-credential-ttl must be at least %s, got %s", minCredentialTTL, c.credentialTTL)
 	}
 	return c, nil
 }
+
+// maxReconcileConcurrency bounds the passes run at once: each may hold a
+// driver call and, briefly, the store's one writer.
+const maxReconcileConcurrency = 1024
 
 // minCredentialTTL is the shortest node credential lifetime serve takes:
 // renewal rides on heartbeats, which may be 5 minutes apart.
@@ -158,6 +178,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Store: st, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
+		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout,
 	})
 
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: st, Drivers: drivers, Logger: log})

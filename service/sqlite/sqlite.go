@@ -193,10 +193,19 @@ func (s *Store) run(ctx context.Context, db *sql.DB, fn func(service.Tx) error) 
 	if err != nil {
 		return unavailable(err)
 	}
+	committed := false
+	defer func() {
+		// A panic in fn (recovered further up) must not leave the
+		// transaction open: with one writer connection, it would hold the
+		// store for everyone until ctx ends.
+		if !committed {
+			_ = sqlTx.Rollback()
+		}
+	}()
 	if err := fn(&tx{tx: sqlTx, keys: s.keys.Load()}); err != nil {
-		_ = sqlTx.Rollback()
 		return err
 	}
+	committed = true
 	if err := sqlTx.Commit(); err != nil {
 		return unavailable(err)
 	}

@@ -194,6 +194,52 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestPanicRollsBack: a panic inside Update (recovered by the caller, as
+// the reconciler does) writes nothing and leaves the one writer free: the
+// next Update, under a context that never ends, goes through.
+func TestPanicRollsBack(t *testing.T) {
+	st, _ := MustOpenStore(t)
+	ctx := context.Background()
+	org := newOrg(t, st, "a")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		_ = st.Update(ctx, func(tx service.Tx) error {
+			if err := tx.Org(org).CreateCloud(ctx, service.NewCloud(api.CloudSpec{Name: "c", Provider: api.ProviderLocal}, time.Now().UTC())); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- st.Update(ctx, func(tx service.Tx) error {
+			return tx.Org(org).CreateCloud(ctx, service.NewCloud(api.CloudSpec{Name: "d", Provider: api.ProviderLocal}, time.Now().UTC()))
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the writer is still held a minute after the panic")
+	}
+	var page api.Page[api.Cloud]
+	if err := st.View(ctx, func(tx service.Tx) (err error) {
+		page, err = tx.Org(org).ListClouds(ctx, service.NameFilter{}, api.ListOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].Name != "d" {
+		t.Fatalf("clouds after a panicked and a good update: %+v", page.Items)
+	}
+}
+
 func TestPagination(t *testing.T) {
 	st, _ := MustOpenStore(t)
 	ctx := context.Background()

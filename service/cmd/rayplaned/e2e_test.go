@@ -400,14 +400,27 @@ func TestAdminBootstrap(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{"serve", "--tls-cert", "x.pem"},
-		{"serve", "--log-level", "loud"},
-		{"nonsense"},
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--tls-cert", "x.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"serve", "--log-level", "loud"}, "loud"},
+		{[]string{"serve", "--reconcile-concurrency", "0"}, "--reconcile-concurrency must be between 1 and 1024, got 0"},
+		{[]string{"serve", "--driver-timeout", "0s"}, "--driver-timeout must be a positive duration, got 0s"},
+		{[]string{"serve", "--reconcile-interval", "-1s"}, "--reconcile-interval must be a positive duration, got -1s"},
+		{[]string{"serve", "--node-credential-ttl", "1m"}, "--node-credential-ttl must be at least 10m0s"},
+		{[]string{"nonsense"}, "nonsense"},
 	} {
-		out, err := exec.Command(binary, args...).CombinedOutput()
-		if err == nil {
-			t.Fatalf("%v succeeded: %s", args, out)
+		// A serve that starts after all is killed at the deadline (and
+		// fails the test) rather than hang it.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binary, c.args...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: %v, output %q; want a failure saying %q", c.args, err, out, c.want)
 		}
 	}
 }

@@ -221,8 +221,12 @@ func (s *Store) Reseal(ctx context.Context, keys *secretbox.Keyring) (int, error
 		return 0, fmt.Errorf("reseal: %w", err)
 	}
 	s.keys.Store(keys)
-	return len(secrets), s.checkpointTruncate(ctx)
+	return len(secrets), nil
 }
+
+// CheckpointTruncate copies the WAL into the database and truncates it:
+// after Reseal, values sealed with the keys it replaced leave the WAL.
+func (s *Store) CheckpointTruncate(ctx context.Context) error { return s.checkpointTruncate(ctx) }
 
 // SealedWith answers the ids of the keys the stored secrets are sealed
 // with.

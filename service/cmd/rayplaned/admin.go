@@ -80,8 +80,16 @@ func adminRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	n, err := st.Reseal(ctx, next)
 	if err != nil {
-		// Nothing was sealed with the new key: put the old file back.
-		return errors.Join(fmt.Errorf("rotate key: %w", err), secretbox.WriteFile(st.keyFile, old))
+		// The key file keeps the new key beside the old ones whatever
+		// happened: it opens what is stored either way, whereas putting
+		// the old file back would lose every secret should the
+		// transaction have committed after all.
+		return fmt.Errorf("rotate key: %w; %s holds the old keys and the new one %s, so every stored secret still opens: run rotate-key again", err, st.keyFile, next.Active())
+	}
+	if err := st.CheckpointTruncate(ctx); err != nil {
+		// Committed: a failed checkpoint only leaves values sealed with the
+		// retired keys in the WAL until the next start truncates it.
+		fmt.Fprintf(stderr, "rayplaned: warning: the write-ahead log was not truncated (%v); values sealed with the retired keys stay in it until the server's next start\n", err)
 	}
 	inUse, err := st.SealedWith(ctx)
 	if err != nil {

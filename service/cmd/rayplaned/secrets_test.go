@@ -194,6 +194,49 @@ func TestRotateKey(t *testing.T) {
 	}
 }
 
+// TestRotateKeyBesideAReader: a reader holding the database open (a
+// backup, sqlite3) keeps the WAL from being truncated after the new seals
+// committed. Rotation still succeeds, with a warning, and the key file
+// opens what is stored: it never goes back to keys the database no longer
+// uses.
+func TestRotateKeyBesideAReader(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	c := s.k8sCloud(t, "k")
+	org := whoami(t, s).Organization.ID
+	s.shutdown(t)
+
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, dbFileName)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reader, err := db.BeginTx(t.Context(), &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := reader.QueryRow(`SELECT count(*) FROM clouds`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "admin", "rotate-key", "--data-dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rotate-key beside a reader: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "warning: the write-ahead log was not truncated") {
+		t.Errorf("rotate-key output does not warn about the WAL: %s", out)
+	}
+	reader.Rollback()
+	db.Close()
+	rotated := keyFileOf(t, dir)
+	if id, _ := secretbox.SealedKeyID(storedSecret(t, dir, c.ID)); !rotated.Has(id) {
+		t.Fatalf("the stored secret names key %q, the key file holds %v", id, rotated.IDs())
+	}
+	if got := readSecretAsServerDoes(t, dir, org, c.ID); got != testK8sToken {
+		t.Fatal("the secret read after rotation is not the one stored")
+	}
+}
+
 // TestStartRefusesBadKeyFile: a missing, damaged, foreign or
 // group-readable key file stops the server at start with an error that
 // says so; it never makes a new key over secrets it could not read. With

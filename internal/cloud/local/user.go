@@ -33,8 +33,8 @@ func LookupUser(name string) (*User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user %q: gid %q: %w", name, u.Gid, err)
 	}
-	if uid == 0 {
-		return nil, fmt.Errorf("user %q is root: nodes must run as an unprivileged user", name)
+	if err := unprivileged(name, uid, gid); err != nil {
+		return nil, err
 	}
 	out := &User{Name: u.Username, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}
 	ids, err := u.GroupIds()
@@ -49,6 +49,19 @@ func LookupUser(name string) (*User, error) {
 		out.Groups = append(out.Groups, uint32(g))
 	}
 	return out, nil
+}
+
+// unprivileged refuses root and root's group as a node's identity: files
+// of group root (gid 0) are common, and a tenant's runtime must reach none.
+func unprivileged(name string, uid, gid uint64) error {
+	switch {
+	case uid == 0:
+		return fmt.Errorf("user %q is root: nodes must run as an unprivileged user", name)
+	case gid == 0:
+		return fmt.Errorf("user %q has root's group (gid 0) as its primary group: nodes must run as an unprivileged user "+
+			"whose primary group is not root's", name)
+	}
+	return nil
 }
 
 // ShareDir lets u traverse the driver's directory p without reading it:

@@ -164,3 +164,26 @@ func procUID(t *testing.T, pid int) string {
 	t.Fatalf("no Uid in /proc/%d/status", pid)
 	return ""
 }
+
+// TestNodeIdentityIsUnprivileged: root, and a user whose primary group is
+// root's (uid 11, gid 0 is "operator" on RHEL), are refused as the node
+// user, each with a reason; root itself is refused by name lookup too.
+func TestNodeIdentityIsUnprivileged(t *testing.T) {
+	for _, c := range []struct {
+		uid, gid uint64
+		want     string
+	}{
+		{0, 0, "is root"},
+		{0, 100, "is root"},
+		{11, 0, "has root's group (gid 0) as its primary group"},
+		{65534, 65534, ""},
+	} {
+		err := unprivileged("n", c.uid, c.gid)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("uid %d gid %d: %v, want %q", c.uid, c.gid, err, c.want)
+		}
+	}
+	if _, err := LookupUser("root"); err == nil || !strings.Contains(err.Error(), "is root") {
+		t.Errorf("LookupUser(root) = %v", err)
+	}
+}

@@ -80,12 +80,13 @@ func ConfineLocalStorage(root, orgID, loc string) (canonical, reason string) {
 	if err != nil {
 		return "", "cannot be checked now; try again"
 	}
+	// One reason for both: which one it was would tell a tenant whether a
+	// path it planted a link to exists on the server.
+	const unresolved = "leads nowhere inside this organization's local storage (a symbolic link out of it or to nothing, " +
+		"or a file where a directory belongs)"
 	realDir, err := resolveExisting(dir)
-	if err != nil {
-		return "", "cannot be resolved (a broken symbolic link, or a file where a directory belongs)"
-	}
-	if !within(realOrg, realDir) {
-		return "", "leads out of this organization's local storage through a symbolic link"
+	if err != nil || !within(realOrg, realDir) {
+		return "", unresolved
 	}
 	if fi, err := os.Stat(realDir); err == nil && !fi.IsDir() {
 		return "", "is a file, not a directory"

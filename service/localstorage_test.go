@@ -86,6 +86,13 @@ func TestConfineLocalStorage(t *testing.T) {
 	if _, reason := ConfineLocalStorage("", "org_a", "file://logs"); reason == "" {
 		t.Error("a location was accepted by a control plane that keeps no local storage")
 	}
+	// A link out answers alike whether its target exists or not: the
+	// reason must not tell a tenant which paths exist on the server.
+	_, toExisting := ConfineLocalStorage(root, "org_a", "file://to-data")
+	_, toMissing := ConfineLocalStorage(root, "org_a", "file://dangling")
+	if toExisting == "" || toExisting != toMissing {
+		t.Errorf("a link to an existing directory out is refused with %q, a link to a missing one with %q", toExisting, toMissing)
+	}
 }
 
 // TestLocalStorageDir: agents get the absolute directory of a relative

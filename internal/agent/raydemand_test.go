@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -88,7 +87,7 @@ func TestHeadReportsRayDemand(t *testing.T) {
 			return recorded, nil
 		}}
 	})
-	hb := cp.waitBeat(t, 15*time.Second, "a heartbeat with demand", func(hb api.AgentHeartbeat) bool { return len(hb.Demand) > 0 })
+	hb := cp.waitBeat(t, "a heartbeat with demand", func(hb api.AgentHeartbeat) bool { return len(hb.Demand) > 0 })
 	if hb.RuntimeState != api.RuntimeRunning || len(hb.Demand) != 6 || hb.Demand[0].Count != 40 {
 		t.Fatalf("heartbeat %+v", hb)
 	}

@@ -123,16 +123,42 @@ func fuzzSnapshot(data []byte) PlanInput {
 		}
 		in.Nodes = append(in.Nodes, n)
 	}
-	shapes := []api.Resources{{"CPU": 1}, {"CPU": 8, "GPU": 1}, {"GPU": 4}, {"CPU": 0.5, "memory": 1 << 30}, {"custom": 1}}
-	strategies := append([]string{""}, api.Strategies...)
-	for range f.intn(5) {
-		in.Demand = append(in.Demand, api.ResourceDemand{Shape: shapes[f.intn(len(shapes))], Count: f.intn(2000) + 1, Strategy: strategies[f.intn(len(strategies))]})
-	}
-	for range f.intn(3) {
-		in.Cluster.ResourceRequests = append(in.Cluster.ResourceRequests, api.ResourceDemand{Shape: shapes[f.intn(len(shapes))], Count: f.intn(100) + 1,
-			Strategy: strategies[f.intn(len(strategies))]})
-	}
+	in.Demand = fuzzDemand(f, 1000)
+	in.Cluster.ResourceRequests = fuzzDemand(f, 100)
 	return in
+}
+
+// fuzzDemand draws demand as an agent (or a user's requests) may send it:
+// common shapes, or shapes of any names and amounts from the tiniest to
+// the largest (and some validation refuses: zero, or past its maximum);
+// counts up to the API's maximum and past it; sometimes many entries.
+func fuzzDemand(f *fuzzBytes, maxEntries int) []api.ResourceDemand {
+	shapes := []api.Resources{{"CPU": 1}, {"CPU": 8, "GPU": 1}, {"GPU": 4}, {"CPU": 0.5, "memory": 1 << 30}, {"custom": 1}}
+	names := []string{"CPU", "GPU", "memory", "custom", "accel", "node:10.0.0.1", "TPU-v4-8-head"}
+	strategies := append([]string{""}, api.Strategies...)
+	entries := f.intn(5)
+	if f.intn(8) == 0 {
+		entries = f.intn(maxEntries + 1)
+	}
+	var out []api.ResourceDemand
+	for range entries {
+		shape := shapes[f.intn(len(shapes))]
+		if f.intn(3) == 0 {
+			shape = api.Resources{}
+			for range f.intn(4) + 1 {
+				shape[names[f.intn(len(names))]] = f.float(2e15)
+			}
+		}
+		count := f.intn(2000) + 1
+		switch f.intn(8) {
+		case 0:
+			count = api.MaxBundleCount
+		case 1:
+			count = int(f.float(1e12)) + 1
+		}
+		out = append(out, api.ResourceDemand{Shape: shape, Count: count, Strategy: strategies[f.intn(len(strategies))]})
+	}
+	return out
 }
 
 func FuzzPlanCluster(f *testing.F) {

@@ -754,7 +754,9 @@ func maxFit(free vec, c *shapeCount) int {
 	}
 	n := math.MaxInt
 	for _, k := range c.pos {
-		n = min(n, int(math.Floor(free[k]/c.amount[k]+1e-9)))
+		// A tiny amount makes the quotient larger than an int holds, and
+		// converting such a float is undefined: clamp it first.
+		n = min(n, int(min(math.Floor(free[k]/c.amount[k]+1e-9), maxBundles)))
 	}
 	if n == math.MaxInt {
 		return 0

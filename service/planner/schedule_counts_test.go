@@ -280,3 +280,18 @@ func TestBounded(t *testing.T) {
 		t.Fatalf("unknown type: %s", s)
 	}
 }
+
+// TestScheduleTinyAmounts: a shape with amounts far below one unit (the
+// API takes any amount above 0) fits a node as many times as a count can
+// say, and its demand launches one node as a merely small amount does,
+// rather than overflow the count of bundles a node holds and vanish.
+func TestScheduleTinyAmounts(t *testing.T) {
+	for _, amount := range []float64{1e-5, 1e-18, 1e-19, 1e-300, 5e-324} {
+		in := ScheduleInput{Now: epoch, UpscalingSpeed: 1, Types: []NodeType{cpuType("cpu", 1, 0.05, 10)},
+			Demand: []api.ResourceDemand{{Shape: api.Resources{"CPU": amount}, Count: api.MaxBundleCount}}}
+		got := Schedule(in)
+		if got.Launch["cpu"] != 1 || len(got.Infeasible) != 0 {
+			t.Errorf("CPU %g × %d: launch %v, infeasible %v; want one node", amount, api.MaxBundleCount, got.Launch, got.Infeasible)
+		}
+	}
+}

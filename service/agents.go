@@ -31,8 +31,9 @@ type Agents struct {
 	CredentialLifetime time.Duration
 	// Started is when this control plane started serving. A credential
 	// that expired while no control plane was there to renew it (after
-	// its node's last recorded heartbeat, before Started) is renewed once
-	// instead of refused: an outage longer than the lifetime must not
+	// its node's last recorded heartbeat, before Started) is accepted
+	// until a heartbeat of the node is recorded, and renewed by it, instead
+	// of refused: an outage longer than the lifetime must not
 	// stop every node when the control plane comes back. Zero turns that
 	// grace off.
 	Started time.Time

@@ -58,7 +58,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.bootTimeout, "boot-timeout", 2*time.Minute, "how long a new instance has to register its agent before it is replaced")
 	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
 	fs.DurationVar(&c.heartbeatFlush, "heartbeat-flush", 2*time.Second, "how often heartbeats are written to the store in one batch")
-	fs.DurationVar(&c.credentialTTL, "node-credential-ttl", service.DefaultCredentialLifetime, "life of a node credential; heartbeat answers renew it at half of it (at least 10m)")
+	fs.DurationVar(&c.credentialTTL, "node-credential-ttl", service.DefaultCredentialLifetime, "life of a node credential; heartbeat answers renew it at half of it (at least 30m)")
 	fs.StringVar(&c.localOrgs, "local-orgs", env("LOCAL_ORGS", service.SystemOrgName), "comma-separated organizations that may declare local clouds, whose nodes run on this host; * for every one, empty for none ($RAYPLANE_LOCAL_ORGS)")
 	fs.StringVar(&c.localRoot, "local-root", env("LOCAL_ROOT", ""), "directory for local nodes and their storage, outside the data directory; empty means <data-dir>-local ($RAYPLANE_LOCAL_ROOT)")
 	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
@@ -98,8 +98,10 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 const maxReconcileConcurrency = 1024
 
 // minCredentialTTL is the shortest node credential lifetime serve takes:
-// renewal rides on heartbeats, which may be 5 minutes apart.
-const minCredentialTTL = 10 * time.Minute
+// renewal rides on heartbeats, which may be 5 minutes apart
+// (rpapi.MaxHeartbeatSec), and comes in the second half of the lifetime, so
+// 30 minutes leaves three heartbeats to renew in: one lost is no lockout.
+const minCredentialTTL = 6 * rpapi.MaxHeartbeatSec * time.Second
 
 // serve runs the control plane until ctx ends (SIGTERM/SIGINT), then stops
 // accepting, lets in-flight requests finish, stops the loops and closes

@@ -538,7 +538,7 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		if err := r.launch(ctx, c, o, l, driver, now); err != nil {
 			errs = append(errs, err)
 			if kind := cloud.KindOf(err); kind != cloud.Transient {
-				errs = append(errs, r.fail(ctx, c, fmt.Sprintf("launch of node %s failed (%s): %v", l.node.ID, kind, errors.Unwrap(err)), now))
+				errs = append(errs, r.fail(ctx, c, fmt.Sprintf("launch of node %s failed (%s): %s", l.node.ID, kind, r.tenantReason(c, o.cloud, errors.Unwrap(err))), now))
 				break
 			}
 		}
@@ -549,6 +549,19 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tenantReason is what a tenant is told of a driver's failure. A local
+// driver's invalid or auth failure is about the operator's host (a binary,
+// a directory, a user) and names its paths: the operator's log has it, the
+// tenant a summary. Other clouds are the tenant's own account: their
+// answer is the tenant's to read.
+func (r *Reconciler) tenantReason(c service.ClusterRecord, cl api.Cloud, err error) string {
+	if cl.Provider == api.ProviderLocal && cloud.KindOf(err) != cloud.Capacity {
+		r.log.Error("local data plane cannot start a node", LogClusterID, c.ID, "cloud_id", cl.ID, LogErr, err)
+		return "the control plane's local data plane cannot start nodes; its operator's log says why"
+	}
+	return err.Error()
 }
 
 func (r *Reconciler) launch(ctx context.Context, c service.ClusterRecord, o observed, l launch, driver cloud.Driver, now time.Time) error {
@@ -575,7 +588,7 @@ func (r *Reconciler) launch(ctx context.Context, c service.ClusterRecord, o obse
 	if err != nil {
 		if cloud.KindOf(err) != cloud.Transient {
 			_ = r.cfg.Store.Update(ctx, func(tx service.Tx) error {
-				_, err := tx.DataPlane().TransitionNode(ctx, l.node.ID, []string{api.NodeLaunching}, api.NodeTerminated, "launch failed: "+err.Error(), now)
+				_, err := tx.DataPlane().TransitionNode(ctx, l.node.ID, []string{api.NodeLaunching}, api.NodeTerminated, "launch failed: "+r.tenantReason(c, o.cloud, err), now)
 				return err
 			})
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -25,6 +27,10 @@ type VerifierConfig struct {
 	Recheck time.Duration
 	// Timeout bounds one cloud's verification; default 30s.
 	Timeout time.Duration
+	// Concurrency is how many clouds are verified at once; default 4. A
+	// cloud whose driver hangs past its deadline holds one slot, not the
+	// others' verification.
+	Concurrency int
 }
 
 // Verifier tries clouds' credentials through their drivers: as soon as a
@@ -54,6 +60,9 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
 	}
 	return &Verifier{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
 }
@@ -94,13 +103,34 @@ func (v *Verifier) VerifyAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	slots := make(chan struct{}, v.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, c := range clouds {
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return nil
+		case slots <- struct{}{}:
 		}
-		v.verify(ctx, c)
+		wg.Go(func() {
+			defer func() { <-slots }()
+			v.verifyContained(ctx, c)
+		})
 	}
 	return nil
+}
+
+// verifyContained verifies one cloud; a panic (a driver's, say) is that
+// cloud's: logged with its id and stack, its status left as it was, and
+// the other clouds verified all the same. It is tried again at the next
+// look.
+func (v *Verifier) verifyContained(ctx context.Context, c service.CloudRecord) {
+	defer func() {
+		if p := recover(); p != nil {
+			v.log.Error("panic while verifying a cloud", "cloud_id", c.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	v.verify(ctx, c)
 }
 
 // verify tries one cloud and records the result.

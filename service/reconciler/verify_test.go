@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -139,5 +140,90 @@ func TestVerifier(t *testing.T) {
 	v.verify(ctx, stale)
 	if got := read(); got.Status != api.CloudError {
 		t.Fatalf("a stale verification overwrote the cloud: %s (%s)", got.Status, got.StatusReason)
+	}
+}
+
+// panickyVerifier panics in Verify for one cloud, hangs past its deadline
+// for another, and verifies the rest.
+type panickyVerifier struct {
+	cloud.Driver
+	behave  string
+	release chan struct{} // the hanging driver returns when the test ends
+}
+
+func (d panickyVerifier) Verify(ctx context.Context) error {
+	switch d.behave {
+	case "panic":
+		panic("driver bug")
+	case "hang":
+		<-ctx.Done()
+		<-d.release // ignores its deadline, as a broken driver may
+	}
+	return nil
+}
+
+// TestVerifierContainsFaults: a driver that panics, or hangs past its
+// deadline, holds up no other cloud's verification; the panic is logged
+// with its cloud's id and leaves that cloud's status as it was.
+func TestVerifierContainsFaults(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "rayplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tok, _, err := service.Bootstrap(ctx, st, time.Now().UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	behaviour := map[string]string{}
+	var ids []string
+	for _, name := range []string{"panics", "hangs", "good"} {
+		spec := api.CloudSpec{Name: name, Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://rayplane-logs/" + name,
+			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}}
+		c := service.NewCloud(spec, time.Now().UTC())
+		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(tok.OrgID).CreateCloud(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+		behaviour[c.ID] = map[string]string{"panics": "panic", "hangs": "hang"}[name]
+		ids = append(ids, c.ID)
+	}
+	logs := &syncBuffer{}
+	release := make(chan struct{})
+	v := NewVerifier(VerifierConfig{Store: st, Timeout: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Drivers: func(_ context.Context, _ string, c api.Cloud, _ string) (cloud.Driver, error) {
+			return panickyVerifier{behave: behaviour[c.ID], release: release}, nil
+		}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = v.VerifyAll(ctx) // returns only once the hanging driver does
+	}()
+	defer func() {
+		close(release)
+		<-done
+	}()
+	status := func(id string) string {
+		var c api.Cloud
+		if err := st.View(ctx, func(tx service.Tx) (err error) { c, err = tx.Org(tok.OrgID).GetCloud(ctx, id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return c.Status
+	}
+	for deadline := time.Now().Add(time.Minute); status(ids[2]) != api.CloudActive; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the good cloud is %s a minute on; log:\n%s", status(ids[2]), logs.String())
+		}
+	}
+	if got := status(ids[0]); got != api.CloudVerifying {
+		t.Errorf("the panicking cloud is %s, want it left verifying", got)
+	}
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), "panic while verifying a cloud"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no panic logged:\n%s", logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "cloud_id="+ids[0]) {
+		t.Errorf("the panic is logged without its cloud's id:\n%s", logs.String())
 	}
 }

@@ -384,8 +384,14 @@ func (w *bodyWalker) number(path, s string, t reflect.Type) {
 	case k >= reflect.Int && k <= reflect.Uint64:
 		w.integer(path, s, t)
 	case k == reflect.Float32 || k == reflect.Float64:
-		if _, err := strconv.ParseFloat(s, t.Bits()); err != nil {
+		f, err := strconv.ParseFloat(s, t.Bits())
+		mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+		switch {
+		case err != nil:
 			w.add(path, "is out of the range of a %d-bit floating-point number", t.Bits())
+		case f == 0 && strings.ContainsAny(mantissa, "123456789"):
+			// 1e-400 would be stored, and read back, as 0.
+			w.add(path, "is too small for a %d-bit floating-point number: it would read back as 0", t.Bits())
 		}
 	default:
 		w.wrongType(path, t, "number")

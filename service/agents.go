@@ -105,6 +105,23 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 	if prefix == "" {
 		return out, who, badBootstrap("malformed bootstrap token")
 	}
+	// A token that does not match is refused from a read: guessing takes
+	// no share of the store's one writer. The write below checks again.
+	if err := a.Store.View(ctx, func(tx Tx) error {
+		n, err := tx.DataPlane().GetNodeByBootstrapPrefix(ctx, prefix)
+		if api.IsCode(err, api.CodeNotFound) {
+			TokenMatches(bootstrap, noSuchHash)
+			return badBootstrap("unknown bootstrap token")
+		} else if err != nil {
+			return err
+		}
+		if !TokenMatches(bootstrap, n.BootstrapHash) {
+			return badBootstrap("unknown bootstrap token")
+		}
+		return nil
+	}); err != nil {
+		return out, who, err
+	}
 	now := a.now()
 	cred, credPrefix := newSecret(schemeNodeCredential)
 	err := a.Store.Update(ctx, func(tx Tx) error {

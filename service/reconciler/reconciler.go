@@ -17,6 +17,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/secretbox"
 )
 
 // Log keys shared by the control plane's loops.
@@ -212,6 +213,12 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterReco
 	return r.pass(ctx, c)
 }
 
+// secretError is a cloud secret the store could not answer.
+type secretError struct{ err error }
+
+func (e *secretError) Error() string { return "cloud secret: " + e.err.Error() }
+func (e *secretError) Unwrap() error { return e.err }
+
 // observed is what one pass reads before planning.
 type observed struct {
 	cloud     api.Cloud
@@ -243,7 +250,7 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 			return fmt.Errorf("cloud: %w", err)
 		}
 		if o.secret, err = tx.Org(c.OrgID).GetCloudSecret(ctx, c.CloudID); err != nil {
-			return fmt.Errorf("cloud secret: %w", err)
+			return &secretError{err}
 		}
 		cc, err := tx.Org(c.OrgID).GetComputeConfig(ctx, c.ComputeConfigID, c.ComputeConfigVersion)
 		if err != nil {
@@ -256,6 +263,12 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 		o.cloudUsed, err = tx.DataPlane().ListCloudNodes(ctx, c.CloudID)
 		return err
 	})
+	if se := (*secretError)(nil); errors.As(err, &se) && (errors.Is(err, secretbox.ErrOpen) || errors.Is(err, secretbox.ErrUnknownKey)) {
+		// The key and the row are the operator's business (the log says
+		// which); the tenant learns what to do, as the cloud's status says.
+		r.log.Error("stored cloud credential does not decrypt", LogClusterID, c.ID, "cloud_id", c.CloudID, LogErr, err)
+		return r.fail(ctx, c, "the cloud's stored credential cannot be decrypted: set it again on the cloud, then apply desired_state = running", r.cfg.Now().UTC())
+	}
 	if err != nil {
 		return err
 	}

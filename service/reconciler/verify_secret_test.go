@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +79,78 @@ func TestVerifierSecretThatDoesNotDecrypt(t *testing.T) {
 		if c.Status != want.status || c.StatusReason != want.reason || strings.Contains(c.StatusReason, keys.Active()) {
 			t.Fatalf("cloud %d: %s (%q), want %s (%q)", i, c.Status, c.StatusReason, want.status, want.reason)
 		}
+	}
+}
+
+// TestClusterOnASecretThatDoesNotDecrypt: a cluster whose cloud's stored
+// token does not decrypt fails with what to do, naming no key, and its
+// driver is never built; the operator's log has the reason.
+func TestClusterOnASecretThatDoesNotDecrypt(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "rayplane.db")
+	keys, err := secretbox.Generate(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, file, sqlite.WithKeyring(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tok, _, err := service.Bootstrap(ctx, st, time.Now().UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, now := tok.OrgID, time.Now().UTC()
+	var ids []string
+	for _, name := range []string{"good", "moved"} {
+		c := service.NewCloud(api.CloudSpec{Name: name, Provider: api.ProviderKubernetes, StorageLocation: "s3://bucket/" + name,
+			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: "token-of-" + name}}, now)
+		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	cc := api.ComputeConfig{ID: service.NewID(service.PrefixComputeConfig, now), Name: "cc", Version: 1, CreatedAt: now, UpdatedAt: now,
+		VersionCreatedAt: now, ComputeConfigSpec: api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"}}}
+	cl := service.NewCluster(api.ClusterRequest{Name: "c", CloudID: ids[1], ComputeConfigID: cc.ID}, 1, now)
+	if err := st.Update(ctx, func(tx service.Tx) error {
+		if err := tx.Org(org).CreateComputeConfig(ctx, cc); err != nil {
+			return err
+		}
+		return tx.Org(org).CreateCluster(ctx, cl)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE clouds SET secret = (SELECT secret FROM clouds WHERE id = ?) WHERE id = ?`, ids[0], ids[1]); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &syncBuffer{}
+	built := 0
+	rec := New(Config{Store: st, Liveness: NewLiveness(now), Logger: slog.New(slog.NewTextHandler(logs, nil)), ControlPlaneURL: "https://127.0.0.1:1",
+		Drivers: func(context.Context, string, api.Cloud, string) (cloud.Driver, error) {
+			built++
+			return newFakeCloud(), nil
+		}})
+	rec.ReconcileAll(ctx)
+	var got api.Cluster
+	if err := st.View(ctx, func(tx service.Tx) (err error) { got, err = tx.Org(org).GetCluster(ctx, cl.ID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	want := "the cloud's stored credential cannot be decrypted: set it again on the cloud, then apply desired_state = running"
+	if got.Status != api.ClusterErrored || got.StatusReason != want {
+		t.Fatalf("cluster is %s (%s), want ERRORED (%s)", got.Status, got.StatusReason, want)
+	}
+	if built != 0 {
+		t.Errorf("a driver was built %d times from a secret that does not decrypt", built)
+	}
+	if !strings.Contains(logs.String(), "stored cloud credential does not decrypt") || !strings.Contains(logs.String(), "cloud_id="+ids[1]) {
+		t.Errorf("the operator's log lacks the reason:\n%s", logs.String())
 	}
 }

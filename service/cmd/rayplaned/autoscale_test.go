@@ -14,11 +14,14 @@ import (
 // the quota stop growth with the reason visible, and idle termination ends
 // a cluster.
 
+// idleTimeout is the worker idle timeout of autoscaledCluster.
+const idleTimeout = 3 * time.Second
+
 func (s *server) autoscaledCluster(t *testing.T, name, cloudExtra, ccExtra string) api.Cluster {
 	t.Helper()
 	cl := decodeJSON[api.Cloud](t, s.must(t, 201, "POST", "/v1/clouds", fmt.Sprintf(cloudJSON, name, cloudExtra)))
 	cc := decodeJSON[api.ComputeConfig](t, s.must(t, 201, "POST", "/v1/compute-configs", fmt.Sprintf(
-		`{"name":%q,"head_node":{"instance_type":"local.small"},"worker_groups":[{"name":"cpu","instance_type":"local.small","min_nodes":1,"max_nodes":4}],"worker_idle_timeout_seconds":3%s}`, name, ccExtra)))
+		`{"name":%q,"head_node":{"instance_type":"local.small"},"worker_groups":[{"name":"cpu","instance_type":"local.small","min_nodes":1,"max_nodes":4}],"worker_idle_timeout_seconds":%d%s}`, name, int(idleTimeout.Seconds()), ccExtra)))
 	c := decodeJSON[api.Cluster](t, s.must(t, 201, "POST", "/v1/clusters", fmt.Sprintf(clusterJSON, name, cl.ID, cc.ID)))
 	t.Cleanup(func() { killCluster(t, c.ID) })
 	return c
@@ -53,11 +56,21 @@ func TestAutoscaleRequestsUpAndIdleDown(t *testing.T) {
 	if c.NodesRunning != 4 || c.HourlyCost < 0.039 || c.HourlyCost > 0.041 {
 		t.Fatalf("cluster reports %d running, %.3f/h; want 4 and 0.04", c.NodesRunning, c.HourlyCost)
 	}
-	// Held capacity is exempt from idle scale-down: past the idle timeout
-	// the workers stay.
-	time.Sleep(5 * time.Second)
-	if n := workersRunning(s.nodes(t, c.ID)); n != 3 {
-		t.Fatalf("%d workers while requests hold 3 of them", n)
+	// Held capacity is exempt from idle scale-down: once every worker has
+	// been idle longer than the idle timeout (as the nodes report it), the
+	// passes that follow leave them be.
+	s.waitFor(t, c.ID, 60*time.Second, "every worker idle past the idle timeout", func(_ api.Cluster, ns []api.Node) bool {
+		idle := 0
+		for _, n := range byStatus(ns, api.NodeRunning) {
+			if !n.Head && n.IdleSince != nil && time.Since(*n.IdleSince) > idleTimeout {
+				idle++
+			}
+		}
+		return idle == 3
+	})
+	s.afterPasses(t, c.ID, 3)
+	if ns := s.nodes(t, c.ID); workersRunning(ns) != 3 || len(byStatus(ns, api.NodeDraining)) != 0 {
+		t.Fatalf("idle workers drained while requests hold 3 of them: %s", describe(ns))
 	}
 	// Withdraw: back to min after the idle timeout, by draining.
 	cli.must(t, "clusters", "request", c.ID, "--withdraw")
@@ -103,13 +116,22 @@ func TestAutoscaleLimits(t *testing.T) {
 		s.waitFor(t, c.ID, 60*time.Second, "RUNNING at min", runningWith(1))
 		s.must(t, 200, "POST", "/v1/clusters/"+c.ID+"/resource-requests", `{"bundles":[{"shape":{"CPU":1},"count":4}]}`)
 	}
-	for c, want := range map[string]string{capped.ID: "cost cap", quota.ID: "quota"} {
-		got, ns := s.waitFor(t, c, 60*time.Second, "growth stopped by "+want, func(c api.Cluster, ns []api.Node) bool {
-			return workersRunning(ns) == 2 && strings.Contains(c.StatusReason, want)
+	for _, l := range []struct{ id, want, block string }{
+		{capped.ID, "cost cap", "cost_cap"},
+		{quota.ID, "quota", "quota_nodes"},
+	} {
+		got, ns := s.waitFor(t, l.id, 60*time.Second, "growth stopped by "+l.want, func(c api.Cluster, ns []api.Node) bool {
+			return workersRunning(ns) == 2 && strings.Contains(c.StatusReason, l.want)
 		})
-		time.Sleep(2 * time.Second)
-		if ns = s.nodes(t, c); workersRunning(ns) != 2 || len(byStatus(ns, api.NodeRunning)) != 3 {
-			t.Fatalf("cluster %s grew past its %s: %s", got.Name, want, describe(ns))
+		// Three more passes find the limit in the way (each is counted by
+		// its reason, and only this cluster meets this limit), and would
+		// have launched if it were not: the node would be there, at least
+		// REQUESTED, as soon as the pass is counted.
+		series := fmt.Sprintf("rayplane_autoscaler_blocked_total{reason=%q}", l.block)
+		from := s.metric(t, series)
+		waitUntil(t, 2*time.Minute, "3 more passes blocked by the "+l.want, func() bool { return s.metric(t, series) >= from+3 })
+		if ns = s.nodes(t, l.id); workersRunning(ns) != 2 || len(byStatus(ns, api.NodeRunning)) != 3 || len(byStatus(ns, api.NodeTerminated)) != len(ns)-3 {
+			t.Fatalf("cluster %s grew past its %s: %s", got.Name, l.want, describe(ns))
 		}
 		if got.Status != api.ClusterRunning {
 			t.Fatalf("cluster %s is %s (%s)", got.Name, got.Status, got.StatusReason)
@@ -117,7 +139,7 @@ func TestAutoscaleLimits(t *testing.T) {
 	}
 	// An impossible shape is reported, not launched for.
 	s.must(t, 200, "POST", "/v1/clusters/"+quota.ID+"/resource-requests", `{"bundles":[{"shape":{"GPU":8},"count":1}]}`)
-	s.waitFor(t, quota.ID, 30*time.Second, "infeasible reported", func(c api.Cluster, _ []api.Node) bool {
+	s.waitFor(t, quota.ID, 60*time.Second, "infeasible reported", func(c api.Cluster, _ []api.Node) bool {
 		return strings.Contains(c.StatusReason, "infeasible")
 	})
 }

@@ -118,7 +118,7 @@ func TestCLIClusterLifecycle(t *testing.T) {
 
 	// Flags may follow the id. Without --status, wait is for the cluster
 	// being ready at its current generation.
-	out := r.must(t, "clusters", "wait", c.ID, "--timeout", "60s")
+	out := r.must(t, "clusters", "wait", c.ID, "--timeout", "120s")
 	// The cluster may be RUNNING before the first poll: only the end is sure.
 	if st := progress(t, out); st[len(st)-1] != api.ClusterRunning {
 		t.Fatalf("wait printed progress %v, want it to end in RUNNING:\n%s", st, out)
@@ -130,13 +130,13 @@ func TestCLIClusterLifecycle(t *testing.T) {
 
 	start := time.Now()
 	out, ok := r.run(t, "clusters", "wait", c.ID, "--status", "TERMINATING", "--timeout", "1s")
-	if ok || !strings.Contains(out, "timed out after 1s waiting for cluster "+c.ID+" to be TERMINATING; it is RUNNING") || time.Since(start) > 10*time.Second {
+	if ok || !strings.Contains(out, "timed out after 1s waiting for cluster "+c.ID+" to be TERMINATING; it is RUNNING") || time.Since(start) > 60*time.Second {
 		t.Fatalf("wait past its timeout: ok=%v after %s\n%s", ok, time.Since(start), out)
 	}
 
 	// Every node runs and heartbeats.
 	var rows [][]string
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
 		out = r.must(t, "nodes", "list", c.ID)
 		rows = tableRows(out)
 		running := 0
@@ -167,6 +167,20 @@ func TestCLIClusterLifecycle(t *testing.T) {
 		t.Fatalf("events lack launches or the RUNNING status:\n%s", out)
 	}
 
+	// A wait for TERMINATED, started while the cluster runs (it has
+	// printed RUNNING before the terminate), shows the way there: however
+	// quickly the termination goes, it sees the status change.
+	wait := exec.Command(binary, "clusters", "wait", c.ID, "--status", "terminated", "--timeout", "120s", "--interval", "100ms")
+	waitOut := &syncBuffer{}
+	wait.Env, wait.Stdout, wait.Stderr = r.env, waitOut, waitOut
+	if err := wait.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- wait.Wait() }()
+	t.Cleanup(func() { _ = wait.Process.Kill() })
+	waitUntil(t, 60*time.Second, "wait's first progress line", func() bool { return strings.Contains(waitOut.String(), " running\n") })
+
 	// terminate keeps everything but the desired state.
 	out = r.must(t, "clusters", "terminate", c.ID)
 	if !strings.Contains(out, "terminated") {
@@ -176,10 +190,26 @@ func TestCLIClusterLifecycle(t *testing.T) {
 	if got.DesiredState != api.DesiredTerminated || got.ComputeConfigVersion != c.ComputeConfigVersion || len(got.Runtime.WorkerCmd) != 3 {
 		t.Fatalf("after terminate: %+v", got)
 	}
-	out = r.must(t, "clusters", "wait", c.ID, "--status", "terminated", "--timeout", "30s")
-	// Draining takes seconds, so this wait sees the status change.
-	if st := progress(t, out); len(st) < 2 || st[0] != api.ClusterTerminating || st[len(st)-1] != api.ClusterTerminated {
-		t.Fatalf("wait for TERMINATED printed progress %v, want TERMINATING … TERMINATED:\n%s", st, out)
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("wait for TERMINATED: %v\n%s", err, waitOut)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("wait for TERMINATED did not return:\n%s", waitOut)
+	}
+	out = waitOut.String()
+	r.all.WriteString(out)
+	// RUNNING, maybe TERMINATING (if a poll came while it lasted), then
+	// TERMINATED.
+	st := progress(t, out)
+	if len(st) < 2 || st[0] != api.ClusterRunning || st[len(st)-1] != api.ClusterTerminated {
+		t.Fatalf("wait for TERMINATED printed progress %v, want RUNNING … TERMINATED:\n%s", st, out)
+	}
+	for i, status := range st[1 : len(st)-1] {
+		if status != api.ClusterRunning && status != api.ClusterTerminating || status == api.ClusterRunning && st[i] != api.ClusterRunning {
+			t.Fatalf("wait for TERMINATED printed progress %v, want RUNNING … TERMINATING … TERMINATED:\n%s", st, out)
+		}
 	}
 	if pids := procs(t, "RAYPLANE_CLUSTER_ID", c.ID); len(pids) != 0 {
 		t.Fatalf("processes left after terminate: %v", pids)

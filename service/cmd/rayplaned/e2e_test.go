@@ -112,7 +112,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		close(lines)
 		s.exited <- cmd.Wait()
 	}()
-	deadline := time.After(30 * time.Second)
+	deadline := time.After(60 * time.Second)
 	for s.endpoint == "" {
 		select {
 		case line, ok := <-lines:
@@ -138,7 +138,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
-	s.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
 	if err != nil {
 		t.Fatal(err)
@@ -360,23 +360,25 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	// SIGTERM once writes are being answered, so that some are in flight.
+	waitUntil(t, 60*time.Second, "writes answered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return answered >= 10
+	})
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-s.exited:
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v: %s", err, s.stderr.String())
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("rayplaned did not stop after SIGTERM")
 	}
 	s.exited <- nil
 	wg.Wait()
 	if !strings.Contains(s.stderr.String(), `"msg":"stopped"`) {
 		t.Fatalf("no clean stop in the log: %s", s.stderr.String())
-	}
-	if answered == 0 {
-		t.Fatal("no write was answered before shutdown")
 	}
 }
 
@@ -409,7 +411,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"serve", "--reconcile-concurrency", "0"}, "--reconcile-concurrency must be between 1 and 1024, got 0"},
 		{[]string{"serve", "--driver-timeout", "0s"}, "--driver-timeout must be a positive duration, got 0s"},
 		{[]string{"serve", "--reconcile-interval", "-1s"}, "--reconcile-interval must be a positive duration, got -1s"},
-		{[]string{"serve", "--node-credential-ttl", "1m"}, "--node-credential-ttl must be at least 10m0s"},
+		{[]string{"serve", "--node-credential-ttl", "20m"}, "--node-credential-ttl must be at least 30m0s"},
 		{[]string{"nonsense"}, "nonsense"},
 	} {
 		// A serve that starts after all is killed at the deadline (and

@@ -114,7 +114,7 @@ func TestLocalDriverIsTheOperatorsChoice(t *testing.T) {
 	s.stop(t)
 	s = startServer(t, dir, flags...) // the default again: the system organization only
 	acme = s.as(org.AdminToken.Secret)
-	c, ns := acme.waitFor(t, theirs.ID, 30*time.Second, "ERRORED with every node stopped", func(c api.Cluster, ns []api.Node) bool {
+	c, ns := acme.waitFor(t, theirs.ID, 60*time.Second, "ERRORED with every node stopped", func(c api.Cluster, ns []api.Node) bool {
 		return c.Status == api.ClusterErrored && len(byStatus(ns, api.NodeTerminated)) == len(ns)
 	})
 	const why = `no driver for this cloud: organization "acme" may not use the local driver: its nodes would run on the control plane's own host, and the operator has not named it in --local-orgs`
@@ -126,11 +126,11 @@ func TestLocalDriverIsTheOperatorsChoice(t *testing.T) {
 			t.Errorf("node %s ended %s (%s), want a reason that says why", n.ID, n.Status, n.StatusReason)
 		}
 	}
-	waitUntil(t, 30*time.Second, "acme's processes to end", func() bool { return len(procs(t, "RAYPLANE_CLUSTER_ID", theirs.ID)) == 0 })
+	waitUntil(t, 60*time.Second, "acme's processes to end", func() bool { return len(procs(t, "RAYPLANE_CLUSTER_ID", theirs.ID)) == 0 })
 	acme.must(t, 204, "DELETE", "/v1/clusters/"+theirs.ID, "")
 	mustRefuse(t, acme, "POST", "/v1/clouds", fmt.Sprintf(cloudJSON, "acme-local-again", ""), "provider")
 
-	s.waitFor(t, mine.ID, 30*time.Second, "the system organization's cluster still RUNNING", runningWith(0))
+	s.waitFor(t, mine.ID, 60*time.Second, "the system organization's cluster still RUNNING", runningWith(0))
 	if after := procs(t, "RAYPLANE_CLUSTER_ID", mine.ID); !slices.Equal(after, mineBefore) {
 		t.Fatalf("the system organization's processes changed from %v to %v", mineBefore, after)
 	}
@@ -219,7 +219,7 @@ echo "uid $(id -u)"; echo "probe done"; exec sleep 600`, targets[0], targets[1])
 
 	logPath := filepath.Join(s.storageDir(t, cl.ID), c.ID, ns[0].ID, "runtime.log")
 	var log []byte
-	waitUntil(t, 30*time.Second, "the probe's report in "+logPath, func() bool {
+	waitUntil(t, 60*time.Second, "the probe's report in "+logPath, func() bool {
 		log, _ = os.ReadFile(logPath)
 		return bytes.Contains(log, []byte("probe done"))
 	})

@@ -1,10 +1,12 @@
 package planner
 
-// The oldScheduler as it was before it planned from counts (commit 779b77b):
+// The scheduler as it was before it planned from counts (commit 779b77b):
 // STRICT_SPREAD groups placed bundle by bundle, node types chosen one node
-// at a time, one oldBin per node. It is kept, renamed, as the reference the
-// counted oldSchedule must match decision for decision on inputs small
-// enough for it (TestScheduleMatchesExpanded).
+// at a time, one bin per node. It is kept, its names prefixed with old, as
+// the reference the counted Schedule must match decision for decision on
+// inputs small enough for it (TestScheduleMatchesExpanded). The helpers
+// the rewrite left as they were (demand order, placement groups, unit
+// prices, shapes) are shared, not copied.
 
 import (
 	"cmp"
@@ -12,7 +14,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -26,7 +27,7 @@ type oldBin struct {
 	used  bool // received a bundle in the last packing
 }
 
-func (b *oldBin) oldClone() *oldBin { c := *b; c.free = oldClone(b.free); return &c }
+func (b *oldBin) clone() *oldBin { c := *b; c.free = clone(b.free); return &c }
 
 // oldShapeCount is how many bundles of one shape wait for capacity.
 type oldShapeCount struct {
@@ -42,7 +43,7 @@ func oldSchedule(in ScheduleInput) ScheduleResult {
 	// 1. Explicit requests against the total capacity of every node.
 	reqBins := make([]*oldBin, 0, len(s.nodes))
 	for _, n := range s.nodes {
-		reqBins = append(reqBins, &oldBin{id: n.ID, group: n.Group, free: oldClone(n.Total), ready: n.Ready})
+		reqBins = append(reqBins, &oldBin{id: n.ID, group: n.Group, free: clone(n.Total), ready: n.Ready})
 	}
 	plain, spreads, infeasible := s.units(in.Requests)
 	res.Infeasible = append(res.Infeasible, infeasible...)
@@ -79,7 +80,7 @@ func oldSchedule(in ScheduleInput) ScheduleResult {
 	// Free capacity for demand: existing nodes, then what requests launched.
 	bins := make([]*oldBin, 0, len(s.nodes)+len(s.fresh))
 	for _, n := range s.nodes {
-		bins = append(bins, &oldBin{id: n.ID, group: n.Group, free: oldClone(n.Free), ready: n.Ready})
+		bins = append(bins, &oldBin{id: n.ID, group: n.Group, free: clone(n.Free), ready: n.Ready})
 	}
 	for _, t := range s.fresh {
 		bins = append(bins, oldNewBin(t, len(bins)))
@@ -99,7 +100,7 @@ func oldSchedule(in ScheduleInput) ScheduleResult {
 
 	// 3. Nodes the other placement groups' bundles alone would need: they
 	// may go past the upscaling limit.
-	pgOnly, _, _ := s.units(oldPlacementGroups(in.Demand))
+	pgOnly, _, _ := s.units(placementGroups(in.Demand))
 	pgBins := oldCloneBins(bins)
 	oldPack(pgBins, pgOnly)
 	pgLaunch, _ := s.nodesFor(pgOnly, s.budget.Clone())
@@ -176,7 +177,7 @@ type oldScheduler struct {
 	fresh  []NodeType // launched this pass, in order
 	res    ScheduleResult
 
-	cpuPrice, gpuPrice float64 // see oldUnitPrices
+	cpuPrice, gpuPrice float64 // see unitPrices
 	priced             bool    // every type has a price: choose by work per dollar
 }
 
@@ -207,7 +208,7 @@ func oldNewScheduler(in ScheduleInput) *oldScheduler {
 			}
 		}
 	}
-	s.cpuPrice, s.gpuPrice = oldUnitPrices(s.types)
+	s.cpuPrice, s.gpuPrice = unitPrices(s.types)
 	s.priced = len(s.types) > 0
 	for _, t := range s.types {
 		if t.PricePerHour <= 0 {
@@ -226,13 +227,13 @@ func (s *oldScheduler) take(t NodeType, why string) {
 }
 
 func oldNewBin(t NodeType, i int) *oldBin {
-	return &oldBin{id: fmt.Sprintf("new-%s-%d", t.Group, i), group: t.Group, free: oldClone(t.Resources)}
+	return &oldBin{id: fmt.Sprintf("new-%s-%d", t.Group, i), group: t.Group, free: clone(t.Resources)}
 }
 
 func oldCloneBins(bs []*oldBin) []*oldBin {
 	out := make([]*oldBin, len(bs))
 	for i, b := range bs {
-		out[i] = b.oldClone()
+		out[i] = b.clone()
 	}
 	return out
 }
@@ -245,18 +246,6 @@ func oldCountGroups(ts []NodeType) map[string]int {
 	return out
 }
 
-// oldPlacementGroups answers the bundles of placement groups that are packed
-// like plain demand (all but STRICT_SPREAD).
-func oldPlacementGroups(ds []api.ResourceDemand) []api.ResourceDemand {
-	var out []api.ResourceDemand
-	for _, d := range ds {
-		if d.Strategy != "" && d.Strategy != api.StrategyStrictSpread {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
 // units turns demands into shapes to oldPack, in Ray's packing order, and
 // STRICT_SPREAD groups, and answers what no node type can hold. PACK and
 // SPREAD bundles are packed one by one (they are preferences in Ray, not
@@ -265,7 +254,7 @@ func oldPlacementGroups(ds []api.ResourceDemand) []api.ResourceDemand {
 func (s *oldScheduler) units(ds []api.ResourceDemand) (plain []oldShapeCount, spreads [][]api.Resources, infeasible []api.ResourceDemand) {
 	index := map[string]int{}
 	add := func(shape api.Resources, n int) {
-		k := oldShapeString(shape)
+		k := ShapeString(shape)
 		if i, ok := index[k]; ok {
 			plain[i].count += n
 			return
@@ -275,7 +264,7 @@ func (s *oldScheduler) units(ds []api.ResourceDemand) (plain []oldShapeCount, sp
 	}
 	ordered := slices.Clone(ds)
 	slices.SortStableFunc(ordered, func(a, b api.ResourceDemand) int {
-		return cmp.Compare(oldStrategyRank(a.Strategy), oldStrategyRank(b.Strategy))
+		return cmp.Compare(strategyRank(a.Strategy), strategyRank(b.Strategy))
 	})
 	for _, d := range ordered {
 		if d.Count <= 0 {
@@ -310,53 +299,15 @@ func (s *oldScheduler) units(ds []api.ResourceDemand) (plain []oldShapeCount, sp
 			add(d.Shape, d.Count)
 		}
 	}
-	slices.SortStableFunc(plain, func(a, b oldShapeCount) int { return oldRayDemandOrder(b.shape, a.shape) })
+	slices.SortStableFunc(plain, func(a, b oldShapeCount) int { return rayDemandOrder(b.shape, a.shape) })
 	return plain, spreads, infeasible
-}
-
-// oldStrategyRank puts placement groups' bundles before plain ones.
-func oldStrategyRank(s string) int {
-	if s == "" {
-		return 1
-	}
-	return 0
-}
-
-// oldRayDemandOrder compares two shapes as Ray orders demands for packing:
-// more kinds of resource first, then the larger sum of amounts, then the
-// sorted (name, amount) pairs. It answers <0 when a comes after b in
-// packing order... inverted by the callers: packing takes the largest first.
-func oldRayDemandOrder(a, b api.Resources) int {
-	if c := cmp.Compare(len(a), len(b)); c != 0 {
-		return c
-	}
-	sa, sb := 0.0, 0.0
-	for _, v := range a {
-		sa += v
-	}
-	for _, v := range b {
-		sb += v
-	}
-	if c := cmp.Compare(sa, sb); c != 0 {
-		return c
-	}
-	ka, kb := oldMapKeys(a), oldMapKeys(b)
-	for i := range min(len(ka), len(kb)) {
-		if c := cmp.Compare(ka[i], kb[i]); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a[ka[i]], b[kb[i]]); c != 0 {
-			return c
-		}
-	}
-	return cmp.Compare(len(ka), len(kb))
 }
 
 // fitsSomeType reports whether an empty node of some type that may have
 // nodes at all holds shape.
 func (s *oldScheduler) fitsSomeType(shape api.Resources) bool {
 	for _, t := range s.types {
-		if t.MaxNodes > 0 && oldFits(t.Resources, shape) {
+		if t.MaxNodes > 0 && fits(t.Resources, shape) {
 			return true
 		}
 	}
@@ -365,7 +316,7 @@ func (s *oldScheduler) fitsSomeType(shape api.Resources) bool {
 
 // oldPack places the waiting bundles first-fit onto bins in order, each
 // shape in turn, and marks the bins that took some. (Placing oldBin by oldBin,
-// each taking what oldFits in packing order, gives the same result as Ray's
+// each taking what fits in packing order, gives the same result as Ray's
 // bundle by bundle first-fit.)
 func oldPack(bins []*oldBin, sc []oldShapeCount) {
 	for _, b := range bins {
@@ -449,7 +400,7 @@ func (s *oldScheduler) blocked(sc []oldShapeCount, budget *Budget) {
 	for _, t := range s.types {
 		holds := false
 		for _, c := range sc {
-			if c.count > 0 && oldFits(t.Resources, c.shape) {
+			if c.count > 0 && fits(t.Resources, c.shape) {
 				holds = true
 			}
 		}
@@ -468,14 +419,14 @@ func (s *oldScheduler) blocked(sc []oldShapeCount, budget *Budget) {
 // launches nothing. It reports whether the group is placed.
 func (s *oldScheduler) spread(shapes []api.Resources, bins *[]*oldBin, why string) bool {
 	sorted := slices.Clone(shapes)
-	slices.SortStableFunc(sorted, func(a, b api.Resources) int { return oldRayDemandOrder(b, a) })
+	slices.SortStableFunc(sorted, func(a, b api.Resources) int { return rayDemandOrder(b, a) })
 	trial := oldCloneBins(*bins)
 	var left []api.Resources
 	taken := map[int]bool{}
 	for _, sh := range sorted {
 		placed := false
 		for i, b := range trial {
-			if !taken[i] && oldFits(b.free, sh) {
+			if !taken[i] && fits(b.free, sh) {
 				taken[i], placed = true, true
 				for k, v := range sh {
 					b.free[k] -= v
@@ -510,7 +461,7 @@ func (s *oldScheduler) spread(shapes []api.Resources, bins *[]*oldBin, why strin
 	for _, sh := range left {
 		ok := false
 		for i, b := range fresh {
-			if !placed[i] && oldFits(b.free, sh) {
+			if !placed[i] && fits(b.free, sh) {
 				placed[i], ok = true, true
 				for k, v := range sh {
 					b.free[k] -= v
@@ -605,7 +556,7 @@ func (s *oldScheduler) bestType(sc []oldShapeCount, budget *Budget, strict bool)
 		if _, ok := budget.Check(t.node()); !ok {
 			continue
 		}
-		if scarce != nil && !oldFits(t.Resources, scarce) {
+		if scarce != nil && !fits(t.Resources, scarce) {
 			continue
 		}
 		work := slices.Clone(sc)
@@ -632,7 +583,7 @@ func (s *oldScheduler) bestType(sc []oldShapeCount, budget *Budget, strict bool)
 // everyTypeHolds reports whether an empty node of every type holds shape.
 func (s *oldScheduler) everyTypeHolds(shape api.Resources) bool {
 	for _, t := range s.types {
-		if !oldFits(t.Resources, shape) {
+		if !fits(t.Resources, shape) {
 			return false
 		}
 	}
@@ -643,18 +594,18 @@ func (s *oldScheduler) everyTypeHolds(shape api.Resources) bool {
 // allows one more of holds shape.
 func (s *oldScheduler) someAllowedTypeHolds(shape api.Resources, budget *Budget) bool {
 	for _, t := range s.types {
-		if _, ok := budget.Check(t.node()); ok && oldFits(t.Resources, shape) {
+		if _, ok := budget.Check(t.node()); ok && fits(t.Resources, shape) {
 			return true
 		}
 	}
 	return false
 }
 
-// oldScore oldFits the waiting bundles in order onto one empty node of t and
-// scores the result; false when nothing oldFits or the node has no resource
+// oldScore fits the waiting bundles in order onto one empty node of t and
+// scores the result; false when nothing fits or the node has no resource
 // of at least 1.
 func (s *oldScheduler) oldScore(t NodeType, sc []oldShapeCount) (oldScore, bool) {
-	trial := &oldBin{free: oldClone(t.Resources)}
+	trial := &oldBin{free: clone(t.Resources)}
 	work := slices.Clone(sc)
 	took := oldFill(trial, work)
 	if took == 0 {
@@ -680,7 +631,7 @@ func (s *oldScheduler) oldScore(t NodeType, sc []oldShapeCount) (oldScore, bool)
 	}
 	var out oldScore
 	var utils []float64
-	for _, k := range oldMapKeys(t.Resources) {
+	for _, k := range mapKeys(t.Resources) {
 		v := t.Resources[k]
 		if v < 1 {
 			continue
@@ -704,31 +655,6 @@ func (s *oldScheduler) oldScore(t NodeType, sc []oldShapeCount) (oldScore, bool)
 		out.perDollar = worth / t.PricePerHour
 	}
 	return out, true
-}
-
-// oldUnitPrices answers the catalog's cheapest price of a CPU (on types
-// without GPUs) and of a GPU (what a GPU type costs beyond its CPUs): what
-// a bundle's work is worth.
-func oldUnitPrices(types []NodeType) (cpu, gpu float64) {
-	cpu = math.Inf(1)
-	for _, t := range types {
-		if c := t.Resources["CPU"]; c > 0 && t.Resources["GPU"] == 0 {
-			cpu = math.Min(cpu, t.PricePerHour/c)
-		}
-	}
-	if math.IsInf(cpu, 1) {
-		cpu = 0
-	}
-	gpu = math.Inf(1)
-	for _, t := range types {
-		if g := t.Resources["GPU"]; g > 0 {
-			gpu = math.Min(gpu, math.Max(t.PricePerHour-t.Resources["CPU"]*cpu, 0)/g)
-		}
-	}
-	if math.IsInf(gpu, 1) {
-		gpu = 0
-	}
-	return cpu, gpu
 }
 
 // scaleDown drains workers idle past the timeout.
@@ -763,43 +689,6 @@ func (s *oldScheduler) scaleDown(heldByRequest, placedOn map[string]bool) {
 			Reason: fmt.Sprintf("idle for %s (worker_idle_timeout_seconds is %d)", in.Now.Sub(*n.IdleSince).Round(time.Second), int(in.IdleTimeout.Seconds()))})
 		s.budget.Release(n.Group)
 	}
-}
-
-func oldFits(free, shape api.Resources) bool {
-	for k, v := range shape {
-		if v > free[k]+1e-9 {
-			return false
-		}
-	}
-	return true
-}
-
-func oldClone(r api.Resources) api.Resources {
-	out := make(api.Resources, len(r))
-	for k, v := range r {
-		out[k] = v
-	}
-	return out
-}
-
-// oldShapeString renders a resource shape with its names in order, e.g.
-// {CPU:1, GPU:1}.
-func oldShapeString(r api.Resources) string {
-	keys := oldMapKeys(r)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s:%g", k, r[k])
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func oldMapKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 const (

@@ -95,6 +95,23 @@ func badBootstrap(why string) error {
 // an unknown prefix costs what a wrong secret does.
 var noSuchHash = HashToken("no such bootstrap token")
 
+// matchBootstrap finds the node whose bootstrap token is presented, or
+// refuses it as unknown: the same work whether the prefix exists or not.
+func matchBootstrap(ctx context.Context, dp DataPlaneTx, prefix, bootstrap string) (NodeRecord, error) {
+	n, err := dp.GetNodeByBootstrapPrefix(ctx, prefix)
+	if api.IsCode(err, api.CodeNotFound) {
+		TokenMatches(bootstrap, noSuchHash)
+		return n, badBootstrap("unknown bootstrap token")
+	} else if err != nil {
+		return n, err
+	}
+	if !TokenMatches(bootstrap, n.BootstrapHash) {
+		// A spent token's hash is gone, so it lands here too.
+		return n, badBootstrap("unknown bootstrap token")
+	}
+	return n, nil
+}
+
 // Register spends a bootstrap token and answers the node credential. The
 // secret is checked before anything names the node or its organization:
 // until it matches, the caller (and so the audit event) is anonymous.
@@ -108,17 +125,8 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 	// A token that does not match is refused from a read: guessing takes
 	// no share of the store's one writer. The write below checks again.
 	if err := a.Store.View(ctx, func(tx Tx) error {
-		n, err := tx.DataPlane().GetNodeByBootstrapPrefix(ctx, prefix)
-		if api.IsCode(err, api.CodeNotFound) {
-			TokenMatches(bootstrap, noSuchHash)
-			return badBootstrap("unknown bootstrap token")
-		} else if err != nil {
-			return err
-		}
-		if !TokenMatches(bootstrap, n.BootstrapHash) {
-			return badBootstrap("unknown bootstrap token")
-		}
-		return nil
+		_, err := matchBootstrap(ctx, tx.DataPlane(), prefix, bootstrap)
+		return err
 	}); err != nil {
 		return out, who, err
 	}
@@ -126,16 +134,9 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 	cred, credPrefix := newSecret(schemeNodeCredential)
 	err := a.Store.Update(ctx, func(tx Tx) error {
 		dp := tx.DataPlane()
-		n, err := dp.GetNodeByBootstrapPrefix(ctx, prefix)
-		if api.IsCode(err, api.CodeNotFound) {
-			TokenMatches(bootstrap, noSuchHash)
-			return badBootstrap("unknown bootstrap token")
-		} else if err != nil {
+		n, err := matchBootstrap(ctx, dp, prefix, bootstrap)
+		if err != nil {
 			return err
-		}
-		if !TokenMatches(bootstrap, n.BootstrapHash) {
-			// A spent token's hash is gone, so it lands here too.
-			return badBootstrap("unknown bootstrap token")
 		}
 		c, err := dp.GetClusterRecord(ctx, n.ClusterID)
 		if err != nil {

@@ -23,38 +23,9 @@ import (
 // its own token.
 func TestVerifierSecretThatDoesNotDecrypt(t *testing.T) {
 	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "rayplane.db")
-	keys, err := secretbox.Generate(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, file, sqlite.WithKeyring(keys))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tok, _, err := service.Bootstrap(ctx, st, time.Now().UTC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	org := tok.OrgID
-	var ids []string
-	for _, name := range []string{"good", "moved"} {
-		c := service.NewCloud(api.CloudSpec{Name: name, Provider: api.ProviderKubernetes, StorageLocation: "s3://bucket/" + name,
-			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: "token-of-" + name}}, time.Now().UTC())
-		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, c.ID)
-	}
-	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE clouds SET secret = (SELECT secret FROM clouds WHERE id = ?) WHERE id = ?`, ids[0], ids[1]); err != nil {
-		t.Fatal(err)
-	}
+	st, file, org, keys := sealedStore(t)
+	ids := k8sClouds(t, st, org, "good", "moved")
+	moveSecret(t, file, ids[0], ids[1])
 
 	var secrets []string
 	driver := &verifyDriver{}
@@ -87,30 +58,9 @@ func TestVerifierSecretThatDoesNotDecrypt(t *testing.T) {
 // driver is never built; the operator's log has the reason.
 func TestClusterOnASecretThatDoesNotDecrypt(t *testing.T) {
 	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "rayplane.db")
-	keys, err := secretbox.Generate(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, file, sqlite.WithKeyring(keys))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tok, _, err := service.Bootstrap(ctx, st, time.Now().UTC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, now := tok.OrgID, time.Now().UTC()
-	var ids []string
-	for _, name := range []string{"good", "moved"} {
-		c := service.NewCloud(api.CloudSpec{Name: name, Provider: api.ProviderKubernetes, StorageLocation: "s3://bucket/" + name,
-			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: "token-of-" + name}}, now)
-		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, c.ID)
-	}
+	st, file, org, keys := sealedStore(t)
+	now := time.Now().UTC()
+	ids := k8sClouds(t, st, org, "good", "moved")
 	cc := api.ComputeConfig{ID: service.NewID(service.PrefixComputeConfig, now), Name: "cc", Version: 1, CreatedAt: now, UpdatedAt: now,
 		VersionCreatedAt: now, ComputeConfigSpec: api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "small"}}}
 	cl := service.NewCluster(api.ClusterRequest{Name: "c", CloudID: ids[1], ComputeConfigID: cc.ID}, 1, now)
@@ -122,14 +72,7 @@ func TestClusterOnASecretThatDoesNotDecrypt(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE clouds SET secret = (SELECT secret FROM clouds WHERE id = ?) WHERE id = ?`, ids[0], ids[1]); err != nil {
-		t.Fatal(err)
-	}
+	moveSecret(t, file, ids[0], ids[1])
 
 	logs := &syncBuffer{}
 	built := 0
@@ -144,7 +87,7 @@ func TestClusterOnASecretThatDoesNotDecrypt(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "the cloud's stored credential cannot be decrypted: set it again on the cloud, then apply desired_state = running"
-	if got.Status != api.ClusterErrored || got.StatusReason != want {
+	if got.Status != api.ClusterErrored || got.StatusReason != want || strings.Contains(got.StatusReason, keys.Active()) {
 		t.Fatalf("cluster is %s (%s), want ERRORED (%s)", got.Status, got.StatusReason, want)
 	}
 	if built != 0 {
@@ -152,5 +95,58 @@ func TestClusterOnASecretThatDoesNotDecrypt(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "stored cloud credential does not decrypt") || !strings.Contains(logs.String(), "cloud_id="+ids[1]) {
 		t.Errorf("the operator's log lacks the reason:\n%s", logs.String())
+	}
+}
+
+// sealedStore opens a store with a key of its own in a temporary file and
+// bootstraps it; it answers the store, its file, the system org and the
+// keys.
+func sealedStore(t *testing.T) (*sqlite.Store, string, string, *secretbox.Keyring) {
+	t.Helper()
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "rayplane.db")
+	keys, err := secretbox.Generate(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, file, sqlite.WithKeyring(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tok, _, err := service.Bootstrap(ctx, st, time.Now().UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, file, tok.OrgID, keys
+}
+
+// k8sClouds creates Kubernetes clouds with tokens of their own.
+func k8sClouds(t *testing.T, st service.Store, org string, names ...string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	for _, name := range names {
+		c := service.NewCloud(api.CloudSpec{Name: name, Provider: api.ProviderKubernetes, StorageLocation: "s3://bucket/" + name,
+			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s:6443", Namespace: "ray", Token: "token-of-" + name}}, time.Now().UTC())
+		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// moveSecret copies one cloud's sealed secret into another's row, as a
+// hand edit of the database would: it must not open there.
+func moveSecret(t *testing.T, file, from, to string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE clouds SET secret = (SELECT secret FROM clouds WHERE id = ?) WHERE id = ?`, from, to); err != nil {
+		t.Fatal(err)
 	}
 }

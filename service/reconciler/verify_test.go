@@ -167,22 +167,14 @@ func (d panickyVerifier) Verify(ctx context.Context) error {
 // with its cloud's id and leaves that cloud's status as it was.
 func TestVerifierContainsFaults(t *testing.T) {
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "rayplane.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tok, _, err := service.Bootstrap(ctx, st, time.Now().UTC())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _, org, _ := sealedStore(t)
 	behaviour := map[string]string{}
 	var ids []string
 	for _, name := range []string{"panics", "hangs", "good"} {
 		spec := api.CloudSpec{Name: name, Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://rayplane-logs/" + name,
 			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}}
 		c := service.NewCloud(spec, time.Now().UTC())
-		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(tok.OrgID).CreateCloud(ctx, c) }); err != nil {
+		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
 			t.Fatal(err)
 		}
 		behaviour[c.ID] = map[string]string{"panics": "panic", "hangs": "hang"}[name]
@@ -205,7 +197,7 @@ func TestVerifierContainsFaults(t *testing.T) {
 	}()
 	status := func(id string) string {
 		var c api.Cloud
-		if err := st.View(ctx, func(tx service.Tx) (err error) { c, err = tx.Org(tok.OrgID).GetCloud(ctx, id); return err }); err != nil {
+		if err := st.View(ctx, func(tx service.Tx) (err error) { c, err = tx.Org(org).GetCloud(ctx, id); return err }); err != nil {
 			t.Fatal(err)
 		}
 		return c.Status

@@ -50,9 +50,12 @@ func TestAutoscaleRequestsUpAndIdleDown(t *testing.T) {
 	if rows := tableRows(out); len(rows) != 1 || rows[0][0] != "4" || rows[0][1] != "CPU=1" {
 		t.Fatalf("clusters request printed %q", out)
 	}
-	c, _ = s.waitFor(t, c.ID, 60*time.Second, "3 workers", func(c api.Cluster, ns []api.Node) bool {
+	s.waitFor(t, c.ID, 60*time.Second, "3 workers", func(c api.Cluster, ns []api.Node) bool {
 		return c.Status == api.ClusterRunning && workersRunning(ns) == 3
 	})
+	// waitFor reads the cluster before its nodes: read it again, after the
+	// nodes were seen RUNNING, for the counts it reports.
+	c = s.cluster(t, c.ID)
 	if c.NodesRunning != 4 || c.HourlyCost < 0.039 || c.HourlyCost > 0.041 {
 		t.Fatalf("cluster reports %d running, %.3f/h; want 4 and 0.04", c.NodesRunning, c.HourlyCost)
 	}

@@ -123,7 +123,10 @@ func findAgent(dir string) (pid int, st procStat, err error) {
 		if !isAgentOf(p, dir) {
 			continue
 		}
-		if s, err := readStat(p); err == nil && !s.dead() {
+		// The agent leads its own process group; a child it forked but has
+		// not exec'd yet carries the same command line and must not be
+		// taken for it.
+		if s, err := readStat(p); err == nil && !s.dead() && s.PGID == p {
 			return p, s, nil
 		}
 	}

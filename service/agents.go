@@ -430,6 +430,9 @@ func agentConfig(n NodeRecord, c ClusterRecord, cloud api.Cloud) api.AgentConfig
 		HeadAddress: c.HeadAddress, Runtime: c.Runtime, HeartbeatIntervalSeconds: max(cloud.Heartbeat.IntervalSeconds, 1),
 		StorageLocation: cloud.StorageLocation, Desired: api.AgentRun, RuntimeHash: api.RuntimeHash(c.Runtime),
 	}
+	if cloud.Provider == api.ProviderAWS {
+		cfg.StorageRegion = cloud.Region
+	}
 	switch n.Status {
 	case api.NodeDraining:
 		cfg.Desired, cfg.DrainDeadline = api.AgentDrain, n.DrainDeadline

@@ -48,6 +48,12 @@ type Config struct {
 	// Demand reads the head's pending demand when the runtime is Ray; nil
 	// means `ray status`. Tests put a recorded source here.
 	Demand DemandSource
+	// LogShipInterval is how often the runtime log goes to an s3://
+	// storage location; zero means 30s.
+	LogShipInterval time.Duration
+	// LogSink opens the sink for a storage location; nil means S3 with the
+	// SDK's default credential chain (the node's instance profile).
+	LogSink func(ctx context.Context, location, region string) (LogSink, error)
 }
 
 // Grace periods between SIGTERM and SIGKILL of the runtime's processes.
@@ -132,6 +138,12 @@ func (c Config) withDefaults() Config {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.LogShipInterval <= 0 {
+		c.LogShipInterval = defaultLogShipInterval
+	}
+	if c.LogSink == nil {
+		c.LogSink = newS3Sink
+	}
 	return c
 }
 
@@ -166,6 +178,11 @@ type agent struct {
 	stopped       bool            // desired "stop" was carried out
 
 	loggedNote, warned string // said once, not at every heartbeat
+
+	// The runtime log's shipping to an s3:// storage location.
+	shipping   string             // location and log path being shipped; "" when none
+	shipCancel context.CancelFunc // ends the shipper after a last round
+	shipDone   chan struct{}      // closed when the shipper has ended
 }
 
 // serve applies conf and heartbeats until the end; see Run.
@@ -199,6 +216,7 @@ func (a *agent) serve(ctx context.Context, conf api.AgentConfig) error {
 			if nodeGone(err) {
 				a.log.Error("the control plane no longer knows this node; stopping the runtime", "error", err)
 				<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
+				a.stopShipping()
 				a.forgetCredential()
 				return fmt.Errorf("node %s: heartbeat refused, the node no longer exists: %w", a.nodeID, err)
 			}
@@ -296,7 +314,50 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 		// A worker without a head address: one that runs keeps running (its
 		// head may come back at the same address); one that does not waits.
 	}
+	if a.running != nil {
+		a.shipLogs(conf, a.running.LogPath)
+	}
 	return false
+}
+
+// shipLogs keeps a shipper running for the runtime log when the storage
+// location is an s3:// bucket, and replaces it when the location changes.
+func (a *agent) shipLogs(conf api.AgentConfig, logPath string) {
+	if _, _, ok := s3Location(conf.StorageLocation); !ok {
+		a.stopShipping()
+		return
+	}
+	key := conf.StorageLocation + "\x00" + conf.StorageRegion + "\x00" + logPath
+	if key == a.shipping {
+		return
+	}
+	a.stopShipping()
+	ctx, cancel := context.WithCancel(context.Background())
+	sink, err := a.cfg.LogSink(ctx, conf.StorageLocation, conf.StorageRegion)
+	if err != nil {
+		cancel()
+		a.warnOnce(fmt.Sprintf("the runtime log stays on the node: %v", err))
+		return
+	}
+	s := &shipper{path: logPath, prefix: a.clusterID + "/" + a.nodeID + "/runtime", sink: sink, log: a.log}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.run(ctx, a.cfg.LogShipInterval)
+	}()
+	a.shipping, a.shipCancel, a.shipDone = key, cancel, done
+	a.log.Info("shipping the runtime log to the storage location", "storage_location", conf.StorageLocation)
+}
+
+// stopShipping ends the shipper after its last round (bounded by
+// finalShipWithin).
+func (a *agent) stopShipping() {
+	if a.shipCancel == nil {
+		return
+	}
+	a.shipCancel()
+	<-a.shipDone
+	a.shipping, a.shipCancel, a.shipDone = "", nil, nil
 }
 
 func (a *agent) warnOnce(msg string) {
@@ -382,6 +443,7 @@ func (a *agent) stopNow(ctx context.Context) error {
 	a.log.Info("the control plane asked the node to stop; stopping the runtime")
 	<-a.sup.Stop(a.cfg.Now().Add(stopGrace))
 	a.running, a.stopped = nil, true
+	a.stopShipping() // the stopped runtime's last words go to storage too
 	rctx, cancel := context.WithTimeout(ctx, finalReportWithin)
 	defer cancel()
 	if _, err := a.c.AgentHeartbeat(rctx, a.clusterID, a.nodeID, a.heartbeat()); err != nil && !errors.Is(err, context.Canceled) {
@@ -405,6 +467,7 @@ func (a *agent) forgetCredential() {
 func (a *agent) shutdown() error {
 	a.log.Info("shutting down: stopping the runtime")
 	<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
+	a.stopShipping()
 	return nil
 }
 

@@ -110,9 +110,12 @@ func planRuntime(in planInput) plan {
 		"RAYPLANE_HEAD_ADDRESS="+headAddress,
 	)
 
-	if c.Head && c.StorageLocation != "" {
-		// The local cloud's storage location is a directory; a bucket
-		// (s3://, gs://) is not written by the agent yet.
+	if _, _, s3 := s3Location(c.StorageLocation); s3 {
+		// Every node's log is shipped to the bucket from where it is
+		// (logship.go).
+	} else if c.Head && c.StorageLocation != "" {
+		// The local cloud's storage location is a directory; a gs://
+		// bucket is not written by the agent yet.
 		loc := strings.TrimPrefix(c.StorageLocation, "file://")
 		if filepath.IsAbs(loc) {
 			spec.LogPath = filepath.Join(loc, c.ClusterID, c.NodeID, "runtime.log")

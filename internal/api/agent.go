@@ -86,18 +86,22 @@ const (
 // registration and again with every heartbeat answer, and acts on changes
 // (a new head address after recovery, drain, stop).
 type AgentConfig struct {
-	ClusterID                string     `json:"cluster_id"`
-	NodeID                   string     `json:"node_id"`
-	Head                     bool       `json:"head"`
-	Group                    string     `json:"group"`
-	InstanceType             string     `json:"instance_type"`
-	Resources                Resources  `json:"resources,omitempty"` // declared by the instance type
-	HeadAddress              string     `json:"head_address,omitempty"`
-	Runtime                  Runtime    `json:"runtime"`
-	HeartbeatIntervalSeconds int        `json:"heartbeat_interval_seconds"`
-	StorageLocation          string     `json:"storage_location,omitempty"` // where the head writes runtime logs
-	Desired                  string     `json:"desired"`
-	DrainDeadline            *time.Time `json:"drain_deadline,omitempty"`
+	ClusterID                string    `json:"cluster_id"`
+	NodeID                   string    `json:"node_id"`
+	Head                     bool      `json:"head"`
+	Group                    string    `json:"group"`
+	InstanceType             string    `json:"instance_type"`
+	Resources                Resources `json:"resources,omitempty"` // declared by the instance type
+	HeadAddress              string    `json:"head_address,omitempty"`
+	Runtime                  Runtime   `json:"runtime"`
+	HeartbeatIntervalSeconds int       `json:"heartbeat_interval_seconds"`
+	StorageLocation          string    `json:"storage_location,omitempty"` // where the head writes runtime logs
+	// StorageRegion is the region of an s3:// storage location (the
+	// cloud's region): the agent writes there with the node's own
+	// credentials, never the control plane's.
+	StorageRegion string     `json:"storage_region,omitempty"`
+	Desired       string     `json:"desired"`
+	DrainDeadline *time.Time `json:"drain_deadline,omitempty"`
 	// RuntimeHash names Runtime (RuntimeHash(Runtime)); the agent reports
 	// it back once its runtime runs this configuration.
 	RuntimeHash string `json:"runtime_hash"`

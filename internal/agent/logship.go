@@ -1,0 +1,183 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// A node's runtime log goes to the cloud's storage location with the
+// node's own credentials: on AWS the instance profile the cloud names,
+// found by the SDK's default chain (IMDSv2 on EC2). The control plane never
+// sees the content, nor holds credentials that could read it.
+//
+// The log is shipped in pieces, each an object named by the byte offset it
+// starts at: <prefix>/<cluster>/<node>/runtime/<offset, 16 digits>.log.
+// Listing the node's runtime/ folder in key order and concatenating gives
+// the log. A piece is written once its bytes exist, so nothing is uploaded
+// twice while the agent runs; an agent that restarts writes its pieces
+// again under the same names, with the same content.
+
+// LogSink stores the pieces of a runtime log.
+type LogSink interface {
+	// Put stores body under key (relative to the sink's prefix).
+	Put(ctx context.Context, key string, body []byte) error
+}
+
+// maxLogPiece bounds one object: a runtime that writes fast is shipped in
+// several pieces per interval rather than one large upload.
+const maxLogPiece = 8 << 20
+
+// Defaults of the log shipper.
+const (
+	defaultLogShipInterval = 30 * time.Second
+	logShipTimeout         = 30 * time.Second // one round of uploads
+	finalShipWithin        = 10 * time.Second // the last round when the agent ends
+)
+
+// shipper copies one log file to a sink, piece by piece, as it grows.
+type shipper struct {
+	path   string // the runtime log on the node
+	prefix string // <cluster>/<node>/runtime
+	sink   LogSink
+	log    *slog.Logger
+
+	mu     sync.Mutex // one round at a time
+	offset int64      // bytes of path already stored
+	failed string     // the last failure, logged once
+}
+
+// ship uploads what the log gained since the last round.
+func (s *shipper) ship(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.Open(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the runtime has not written anything yet
+	}
+	if err != nil {
+		return fmt.Errorf("open runtime log: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat runtime log: %w", err)
+	}
+	if st.Size() < s.offset {
+		s.offset = 0 // the file was replaced: start again from its beginning
+	}
+	buf := make([]byte, maxLogPiece)
+	for s.offset < st.Size() {
+		n, err := f.ReadAt(buf[:min(int64(maxLogPiece), st.Size()-s.offset)], s.offset)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read runtime log: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		key := fmt.Sprintf("%s/%016d.log", s.prefix, s.offset)
+		if err := s.sink.Put(ctx, key, buf[:n]); err != nil {
+			return fmt.Errorf("store runtime log piece %s: %w", key, err)
+		}
+		s.offset += int64(n)
+	}
+	return nil
+}
+
+// run ships every interval until ctx ends, then once more within
+// finalShipWithin, so a stopped runtime's last words are kept.
+func (s *shipper) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalShipWithin)
+			s.report(s.ship(fctx))
+			cancel()
+			return
+		case <-t.C:
+			rctx, cancel := context.WithTimeout(ctx, logShipTimeout)
+			s.report(s.ship(rctx))
+			cancel()
+		}
+	}
+}
+
+// report logs a failure once until it changes or the shipping works again.
+func (s *shipper) report(err error) {
+	if err == nil {
+		if s.failed != "" {
+			s.log.Info("runtime log shipping works again")
+			s.failed = ""
+		}
+		return
+	}
+	if msg := err.Error(); msg != s.failed {
+		s.log.Warn("cannot ship the runtime log to the storage location; retrying", "error", err)
+		s.failed = msg
+	}
+}
+
+// s3Location splits s3://bucket/prefix into its bucket and prefix (no
+// leading or trailing slash).
+func s3Location(loc string) (bucket, prefix string, ok bool) {
+	rest, ok := strings.CutPrefix(loc, "s3://")
+	if !ok {
+		return "", "", false
+	}
+	bucket, prefix, _ = strings.Cut(rest, "/")
+	return bucket, strings.Trim(prefix, "/"), bucket != ""
+}
+
+// s3Sink puts objects under a prefix of an S3 bucket.
+type s3Sink struct {
+	client         *s3.Client
+	bucket, prefix string
+}
+
+// newS3Sink builds a sink for an s3:// location in region with the SDK's
+// default credential chain: the instance profile on EC2. A custom endpoint
+// (AWS_ENDPOINT_URL) is addressed path-style, as S3-compatible stores are.
+func newS3Sink(ctx context.Context, location, region string) (LogSink, error) {
+	bucket, prefix, ok := s3Location(location)
+	if !ok {
+		return nil, fmt.Errorf("storage location %q is not an s3:// bucket URL", location)
+	}
+	opts := []func(*config.LoadOptions) error{}
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws configuration for the storage location: %w", err)
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = cfg.BaseEndpoint != nil
+	})
+	return &s3Sink{client: client, bucket: bucket, prefix: prefix}, nil
+}
+
+func (s *s3Sink) Put(ctx context.Context, key string, body []byte) error {
+	if s.prefix != "" {
+		key = s.prefix + "/" + key
+	}
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:      awssdk.String(s.bucket),
+		Key:         awssdk.String(key),
+		Body:        bytes.NewReader(body),
+		ContentType: awssdk.String("text/plain; charset=utf-8"),
+	})
+	return err
+}

@@ -65,8 +65,15 @@ func TestPlanRuntime(t *testing.T) {
 			logPath:  "/var/rayplane/logs/cls_1/node_h/runtime.log",
 		},
 		{
-			name:     "bucket storage location keeps the log in the work dir",
+			name:     "s3 storage location: the log stays in the work dir, shipped from there",
 			conf:     with(head, func(c *api.AgentConfig) { c.StorageLocation = "s3://bucket/logs" }),
+			lookPath: withRay, address: "127.0.0.1:6380",
+			args:    []string{"/opt/ray/bin/ray", "start", "--head", "--block", "--port=6380", "--dashboard-host=127.0.0.1"},
+			logPath: "/work/runtime/runtime.log",
+		},
+		{
+			name:     "gs storage location keeps the log in the work dir",
+			conf:     with(head, func(c *api.AgentConfig) { c.StorageLocation = "gs://bucket/logs" }),
 			lookPath: withRay, address: "127.0.0.1:6380",
 			args:    []string{"/opt/ray/bin/ray", "start", "--head", "--block", "--port=6380", "--dashboard-host=127.0.0.1"},
 			logPath: "/work/runtime/runtime.log",
@@ -107,8 +114,11 @@ func TestPlanRuntime(t *testing.T) {
 			if tt.logPath != "" && p.spec.LogPath != tt.logPath {
 				t.Errorf("log path = %q, want %q", p.spec.LogPath, tt.logPath)
 			}
-			if strings.HasPrefix(tt.conf.StorageLocation, "s3://") && p.logNote == "" {
+			if strings.HasPrefix(tt.conf.StorageLocation, "gs://") && p.logNote == "" {
 				t.Error("no note that the bucket is not written")
+			}
+			if strings.HasPrefix(tt.conf.StorageLocation, "s3://") && p.logNote != "" {
+				t.Errorf("note %q for an s3 location, which is shipped", p.logNote)
 			}
 			again := planRuntime(planInput{conf: tt.conf, port: 6380, workDir: "/work", environ: []string{"PATH=/bin"}, lookPath: tt.lookPath})
 			if !p.spec.Equal(*again.spec) {

@@ -1,0 +1,306 @@
+package awstest
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// ec2Model is, for each EC2 operation of botocore's model, the names its
+// top-level input members take on the wire.
+type ec2Model struct {
+	source string
+	params map[string]map[string]bool // action -> query parameter name (before the first dot)
+}
+
+var (
+	ec2ModelOnce sync.Once
+	ec2ModelVal  *ec2Model
+	ec2ModelErr  error
+)
+
+// loadEC2Model reads botocore's EC2 model once per process. botocore comes
+// with moto, and the python3 on PATH is the one moto_server runs with on
+// the machines this project uses.
+func loadEC2Model() (*ec2Model, error) {
+	ec2ModelOnce.Do(func() { ec2ModelVal, ec2ModelErr = readEC2Model() })
+	return ec2ModelVal, ec2ModelErr
+}
+
+func readEC2Model() (*ec2Model, error) {
+	out, err := exec.Command("python3", "-c", "import botocore,os;print(os.path.dirname(botocore.__file__))").Output()
+	if err != nil {
+		detail := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			detail = strings.TrimSpace(string(ee.Stderr))
+		}
+		return nil, fmt.Errorf("botocore's EC2 model not found: python3 cannot import botocore (it comes with moto: pip install 'moto[server]==5.2.1'): %v %s", err, detail)
+	}
+	path := filepath.Join(strings.TrimSpace(string(out)), "data", "ec2", "2016-11-15", "service-2.json.gz")
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("botocore's EC2 model not found: %w", err)
+	}
+	defer file.Close()
+	zr, err := gzip.NewReader(file)
+	if err != nil {
+		return nil, fmt.Errorf("read EC2 model %s: %w", path, err)
+	}
+	var doc struct {
+		Operations map[string]struct {
+			Input *struct {
+				Shape string `json:"shape"`
+			} `json:"input"`
+		} `json:"operations"`
+		Shapes map[string]struct {
+			Members map[string]struct {
+				LocationName string `json:"locationName"`
+				QueryName    string `json:"queryName"`
+			} `json:"members"`
+		} `json:"shapes"`
+	}
+	if err := json.NewDecoder(zr).Decode(&doc); err != nil {
+		return nil, fmt.Errorf("read EC2 model %s: %w", path, err)
+	}
+	if len(doc.Operations) == 0 {
+		return nil, fmt.Errorf("read EC2 model %s: no operations", path)
+	}
+	m := &ec2Model{source: path, params: make(map[string]map[string]bool, len(doc.Operations))}
+	for op, o := range doc.Operations {
+		names := map[string]bool{}
+		if o.Input != nil {
+			for member, mm := range doc.Shapes[o.Input.Shape].Members {
+				names[ec2QueryName(member, mm.LocationName, mm.QueryName)] = true
+			}
+		}
+		m.params[op] = names
+	}
+	return m, nil
+}
+
+// ec2QueryName is the name the EC2 protocol gives a member on the wire:
+// its queryName, else its locationName with the first letter upper case,
+// else the member's name (botocore's and the Go SDK's serializers agree).
+func ec2QueryName(member, locationName, queryName string) string {
+	switch {
+	case queryName != "":
+		return queryName
+	case locationName != "":
+		return strings.ToUpper(locationName[:1]) + locationName[1:]
+	default:
+		return member
+	}
+}
+
+// validateEC2 refuses, as EC2 does, an action that is not in the model
+// (InvalidAction) and a top-level parameter that is not a member of the
+// action's input (UnknownParameter). It answers whether the request may go
+// on.
+func (f *front) validateEC2(w *statusWriter, req *request) bool {
+	names, ok := f.model.params[req.action]
+	if !ok {
+		ec2Error(w, http.StatusBadRequest, "InvalidAction", fmt.Sprintf("The action %s is not valid for this web service.", req.action))
+		return false
+	}
+	var unknown []string
+	for key := range req.params {
+		top, _, _ := strings.Cut(key, ".")
+		if top == "Action" || top == "Version" || strings.HasPrefix(top, "X-Amz-") || names[top] {
+			continue
+		}
+		unknown = append(unknown, key)
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		ec2Error(w, http.StatusBadRequest, "UnknownParameter", fmt.Sprintf("The parameter %s is not recognized", unknown[0]))
+		return false
+	}
+	return true
+}
+
+// Fault makes RunInstances requests that match it fail in the front,
+// without reaching moto. Empty fields match anything.
+type Fault struct {
+	Subnet       string // SubnetId (also NetworkInterface.N.SubnetId)
+	InstanceType string
+	Spot         bool // only requests with InstanceMarketOptions.MarketType=spot
+	OnDemand     bool // only requests without it
+	// Code is the EC2 error code answered; "" is InsufficientInstanceCapacity.
+	// The HTTP status is EC2's for the code: 500 for the capacity codes
+	// (InsufficientInstanceCapacity, InsufficientCapacity,
+	// InsufficientHostCapacity) and InternalError, 503 for
+	// RequestLimitExceeded and Unavailable, 400 for the rest.
+	Code string
+}
+
+func (flt Fault) matches(subnets []string, instanceType string, spot bool) bool {
+	if flt.Subnet != "" && !contains(subnets, flt.Subnet) {
+		return false
+	}
+	if flt.InstanceType != "" && flt.InstanceType != instanceType {
+		return false
+	}
+	if flt.Spot && !spot || flt.OnDemand && spot {
+		return false
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// FailCapacity makes every RunInstances that matches f answer f.Code
+// (InsufficientInstanceCapacity by default) until undo is called. The
+// answer is EC2's: HTTP 500 for the capacity codes, which the SDK's
+// standard retryer retries (3 attempts in all), so each launch attempt
+// shows up to three RunInstances in Calls.
+func (m *Moto) FailCapacity(flt Fault) (undo func()) {
+	fr := m.front
+	fr.mu.Lock()
+	id := fr.nextID
+	fr.nextID++
+	fr.faults[id] = flt
+	fr.mu.Unlock()
+	return func() {
+		fr.mu.Lock()
+		delete(fr.faults, id)
+		fr.mu.Unlock()
+	}
+}
+
+// holdGate is one HoldRunInstances: answers wait until release closes it.
+type holdGate struct {
+	released chan struct{}
+	once     sync.Once
+}
+
+// HoldRunInstances makes every RunInstances from now on go to moto (the
+// instance exists there at once) while its answer is held until release,
+// the caller's context ends or the harness stops. release may be called
+// more than once; RunInstances after it are answered at once again.
+func (m *Moto) HoldRunInstances() (release func()) {
+	fr := m.front
+	g := &holdGate{released: make(chan struct{})}
+	fr.mu.Lock()
+	fr.hold = g
+	fr.mu.Unlock()
+	return func() {
+		g.once.Do(func() { close(g.released) })
+		fr.mu.Lock()
+		if fr.hold == g {
+			fr.hold = nil
+		}
+		fr.mu.Unlock()
+	}
+}
+
+// WaitHeld waits until at least n RunInstances answers are being held by
+// HoldRunInstances (their instances then exist in moto), or ctx ends.
+func (m *Moto) WaitHeld(ctx context.Context, n int) error {
+	fr := m.front
+	for {
+		fr.mu.Lock()
+		held, wake := fr.held, fr.holdWake
+		fr.mu.Unlock()
+		if held >= n {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d held RunInstances (%d held): %w", n, held, ctx.Err())
+		}
+	}
+}
+
+// heldChange adds d to the number of held answers and wakes WaitHeld.
+func (f *front) heldChange(d int) {
+	f.mu.Lock()
+	f.held += d
+	close(f.holdWake)
+	f.holdWake = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *front) runInstances(w *statusWriter, req *request) {
+	p := req.params
+	var subnets []string
+	for key, v := range p {
+		if key == "SubnetId" || strings.HasPrefix(key, "NetworkInterface.") && strings.HasSuffix(key, ".SubnetId") {
+			subnets = append(subnets, v...)
+		}
+	}
+	instanceType := p.Get("InstanceType")
+	spot := strings.EqualFold(p.Get("InstanceMarketOptions.MarketType"), "spot")
+
+	f.mu.Lock()
+	var fault *Fault
+	ids := make([]int, 0, len(f.faults))
+	for id := range f.faults {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids) // the oldest matching fault answers
+	for _, id := range ids {
+		if flt := f.faults[id]; flt.matches(subnets, instanceType, spot) {
+			fault = &flt
+			break
+		}
+	}
+	gate := f.hold
+	f.mu.Unlock()
+
+	if fault != nil {
+		code := fault.Code
+		if code == "" {
+			code = "InsufficientInstanceCapacity"
+		}
+		msg := fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (subnet %s). Our system will be working on provisioning additional capacity.",
+			instanceType, strings.Join(subnets, ","))
+		if !strings.HasPrefix(code, "Insufficient") {
+			msg = "awstest fault " + code
+		}
+		ec2Error(w, ec2Status(code), code, msg)
+		return
+	}
+
+	a, err := f.forward(req)
+	if err != nil {
+		f.internalError(w, req, fmt.Errorf("forward to moto: %w", err))
+		return
+	}
+	if gate != nil {
+		f.heldChange(1)
+		select {
+		case <-gate.released:
+		case <-req.r.Context().Done():
+		case <-f.stopped:
+		}
+		f.heldChange(-1)
+	}
+	a.write(w)
+}
+
+func ec2Status(code string) int {
+	switch code {
+	case "InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity", "InternalError":
+		return http.StatusInternalServerError
+	case "RequestLimitExceeded", "Unavailable":
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusBadRequest
+	}
+}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -49,7 +50,7 @@ func ReplaceCloud(old api.Cloud, spec api.CloudSpec, now time.Time) (api.Cloud, 
 		c.StorageLocation = old.StorageLocation
 	}
 	if c.Provider != api.ProviderLocal && credentialsChanged(old, c) {
-		c.Status, c.StatusReason = api.CloudVerifying, "credentials changed; waiting for the control plane to verify them"
+		c.Status, c.StatusReason = api.CloudVerifying, "credentials or settings changed; waiting for the control plane to verify them"
 	}
 	return c, nil
 }
@@ -60,7 +61,12 @@ func credentialsChanged(a, b api.Cloud) bool {
 	}
 	switch {
 	case a.AWS != nil && b.AWS != nil:
-		return a.AWS.RoleARN != b.AWS.RoleARN
+		// Verification checks the role, the network, the image, the
+		// instance profile and the storage bucket: any of them.
+		x, y := a.AWS, b.AWS
+		return x.RoleARN != y.RoleARN || !slices.Equal(x.SubnetIDs, y.SubnetIDs) ||
+			!slices.Equal(x.SecurityGroupIDs, y.SecurityGroupIDs) || x.InstanceProfileARN != y.InstanceProfileARN ||
+			x.ImageID != y.ImageID || a.StorageLocation != b.StorageLocation
 	case a.GCP != nil && b.GCP != nil:
 		return *a.GCP != *b.GCP
 	case a.Kubernetes != nil && b.Kubernetes != nil:
@@ -164,4 +170,25 @@ func (cp *ControlPlane) InstanceTypes(ctx context.Context, c Caller, cloudID str
 		types = []api.InstanceType{}
 	}
 	return types, nil
+}
+
+// VerifyCloud verifies a cloud of the caller's organization now, through
+// the same code as the background verification, and answers the cloud
+// with the status and reason it recorded.
+func (cp *ControlPlane) VerifyCloud(ctx context.Context, c Caller, id string) (api.Cloud, error) {
+	if _, err := cp.GetCloud(ctx, c, id); err != nil {
+		return api.Cloud{}, err // another organization's cloud is not found before anything else
+	}
+	if cp.VerifyNow == nil {
+		return api.Cloud{}, api.Errorf(api.CodeUnavailable, "this control plane does not verify clouds on request")
+	}
+	if err := cp.VerifyNow(ctx, c.OrgID(), id); err != nil {
+		return api.Cloud{}, err
+	}
+	var cloud api.Cloud
+	err := cp.change(ctx, c, func(tx OrgTx) (_, _ string, err error) {
+		cloud, err = tx.GetCloud(ctx, id)
+		return "cloud", id, err
+	})
+	return cloud, err
 }

@@ -26,6 +26,11 @@ type ControlPlane struct {
 	// CloudChanged asks for a cloud's credentials to be verified after it
 	// was created or changed; nil means nobody listens.
 	CloudChanged func()
+	// VerifyNow verifies a cloud of organization orgID at once and records
+	// the result (reconciler.Verifier.VerifyNow), for POST
+	// /v1/clouds/{id}/verify; nil means this control plane verifies no
+	// clouds on request (api.CodeUnavailable).
+	VerifyNow func(ctx context.Context, orgID, cloudID string) error
 	// Tokens batches token last-used times; nil means they are not kept.
 	Tokens *LastUsed
 	// LocalStorageRoot holds a directory per organization, <root>/<org id>/,

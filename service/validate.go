@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -139,8 +140,8 @@ func CheckCloud(c *api.CloudSpec) error {
 		checkRegion(&fe, c.Region)
 		if c.AWS == nil {
 			fe.Add("aws", "is required when provider is aws")
-		} else if !roleARNPattern.MatchString(c.AWS.RoleARN) {
-			fe.Add("aws.role_arn", "must be an IAM role ARN like arn:aws:iam::123456789012:role/rayplane")
+		} else {
+			checkAWSCloud(&fe, c.AWS)
 		}
 		checkBucket(&fe, c.StorageLocation, api.SchemeS3)
 	case api.ProviderGCP:
@@ -200,6 +201,60 @@ func CheckCloud(c *api.CloudSpec) error {
 	}
 	if hb.LostAfter < 1 || hb.LostAfter > maxLostAfter {
 		fe.Add("heartbeat.lost_after_intervals", "must be between 1 and %d", maxLostAfter)
+	}
+	return fe.Err()
+}
+
+// checkAWSCloud checks an AWS cloud's settings with api's rules (the
+// provider checks the same at plan time).
+func checkAWSCloud(fe *api.FieldErrors, a *api.AWSCloud) {
+	if !roleARNPattern.MatchString(a.RoleARN) {
+		fe.Add("aws.role_arn", api.AWSRoleARNRule)
+	}
+	checkAWSIDs(fe, "aws.subnet_ids", a.SubnetIDs, 1, api.MaxAWSSubnets, api.AWSSubnetIDPattern, api.AWSSubnetIDRule)
+	checkAWSIDs(fe, "aws.security_group_ids", a.SecurityGroupIDs, 0, api.MaxAWSSecurityGroups, api.AWSSecurityGroupIDPattern, api.AWSSecurityGroupIDRule)
+	if a.InstanceProfileARN != "" && !api.AWSInstanceProfileARNPattern.MatchString(a.InstanceProfileARN) {
+		fe.Add("aws.instance_profile_arn", api.AWSInstanceProfileARNRule)
+	}
+	switch {
+	case a.ImageID == "":
+		fe.Add("aws.image_id", "is required: the AMI the nodes boot, with rayplaned on PATH")
+	case !api.AWSImageIDPattern.MatchString(a.ImageID):
+		fe.Add("aws.image_id", api.AWSImageIDRule)
+	}
+}
+
+func checkAWSIDs(fe *api.FieldErrors, field string, ids []string, min, max int, pattern *regexp.Regexp, rule string) {
+	problems := api.AWSIDListProblems(ids, min, max, pattern, rule)
+	if p, ok := problems[-1]; ok {
+		fe.Add(field, "%s", p)
+	}
+	for i := range ids {
+		if p, ok := problems[i]; ok {
+			fe.Add(fmt.Sprintf("%s[%d]", field, i), "%s", p)
+		}
+	}
+}
+
+// CheckAWSPolicies validates a request for an AWS cloud's policies.
+func CheckAWSPolicies(req *api.AWSPoliciesRequest) error {
+	var fe api.FieldErrors
+	switch {
+	case req.ExternalID == "":
+		fe.Add("external_id", "is required: the cloud's aws.external_id")
+	case !api.ValidAWSExternalID(req.ExternalID):
+		fe.Add("external_id", api.AWSExternalIDRule)
+	}
+	if req.NodeRoleARN != "" && !roleARNPattern.MatchString(req.NodeRoleARN) {
+		fe.Add("node_role_arn", api.AWSRoleARNRule)
+	}
+	if req.StorageLocation != "" {
+		if problem := api.CloudStorageProblem(req.StorageLocation, api.SchemeS3); problem != "" {
+			fe.Add("storage_location", "%s", problem)
+		}
+	}
+	if req.Region != "" && !regionPattern.MatchString(req.Region) {
+		fe.Add("region", "must be lower case letters, digits and '-'")
 	}
 	return fe.Err()
 }

@@ -32,7 +32,7 @@ func reasonOf(t *testing.T, err error, field string) string {
 func TestCloudStorageLocations(t *testing.T) {
 	specs := map[string]func(loc string) api.CloudSpec{
 		"aws": func(loc string) api.CloudSpec {
-			return api.CloudSpec{Name: "a", Provider: "aws", Region: "us-east-1", StorageLocation: loc, AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/r"}}
+			return api.CloudSpec{Name: "a", Provider: "aws", Region: "us-east-1", StorageLocation: loc, AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/r", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 		},
 		"gcp": func(loc string) api.CloudSpec {
 			return api.CloudSpec{Name: "g", Provider: "gcp", Region: "us-central1", StorageLocation: loc,

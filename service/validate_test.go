@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestCheckComputeConfig(t *testing.T) {
 func TestCheckCloud(t *testing.T) {
 	aws := func() api.CloudSpec {
 		return api.CloudSpec{Name: "prod", Provider: "aws", Region: "us-east-1", StorageLocation: "s3://my-bucket/logs",
-			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}}
+			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 	}
 	gcp := func() api.CloudSpec {
 		return api.CloudSpec{Name: "g", Provider: "gcp", Region: "us-central1", StorageLocation: "gs://bucket-x",
@@ -108,6 +109,28 @@ func TestCheckCloud(t *testing.T) {
 		{"aws bad region", aws, func(c *api.CloudSpec) { c.Region = "US East" }, "region"},
 		{"aws no block", aws, func(c *api.CloudSpec) { c.AWS = nil }, "aws"},
 		{"aws bad arn", aws, func(c *api.CloudSpec) { c.AWS.RoleARN = "arn:aws:iam::123:user/x" }, "aws.role_arn"},
+		{"aws full", aws, func(c *api.CloudSpec) {
+			c.AWS.SubnetIDs = []string{"subnet-0123456789abcdef0", "subnet-89abcdef"}
+			c.AWS.SecurityGroupIDs = []string{"sg-0123456789abcdef0"}
+			c.AWS.InstanceProfileARN = "arn:aws:iam::123456789012:instance-profile/nodes/rayplane-node"
+		}, ""},
+		{"aws no subnets", aws, func(c *api.CloudSpec) { c.AWS.SubnetIDs = nil }, "aws.subnet_ids"},
+		{"aws bad second subnet", aws, func(c *api.CloudSpec) {
+			c.AWS.SubnetIDs = []string{"subnet-0123456789abcdef0", "subnet-XYZ", "subnet-0123456789abcdef0"}
+		}, "aws.subnet_ids[1],aws.subnet_ids[2]"},
+		{"aws 17 subnets", aws, func(c *api.CloudSpec) {
+			c.AWS.SubnetIDs = nil
+			for i := range 17 {
+				c.AWS.SubnetIDs = append(c.AWS.SubnetIDs, fmt.Sprintf("subnet-%08x", i))
+			}
+		}, "aws.subnet_ids"},
+		{"aws bad security group", aws, func(c *api.CloudSpec) { c.AWS.SecurityGroupIDs = []string{"sg-1"} }, "aws.security_group_ids[0]"},
+		{"aws 6 security groups", aws, func(c *api.CloudSpec) {
+			c.AWS.SecurityGroupIDs = []string{"sg-00000001", "sg-00000002", "sg-00000003", "sg-00000004", "sg-00000005", "sg-00000006"}
+		}, "aws.security_group_ids"},
+		{"aws profile is a role", aws, func(c *api.CloudSpec) { c.AWS.InstanceProfileARN = "arn:aws:iam::123456789012:role/x" }, "aws.instance_profile_arn"},
+		{"aws no image", aws, func(c *api.CloudSpec) { c.AWS.ImageID = "" }, "aws.image_id"},
+		{"aws bad image", aws, func(c *api.CloudSpec) { c.AWS.ImageID = "ami-x" }, "aws.image_id"},
 		{"aws gs bucket", aws, func(c *api.CloudSpec) { c.StorageLocation = "gs://bucket-x" }, "storage_location"},
 		{"aws no storage", aws, func(c *api.CloudSpec) { c.StorageLocation = "" }, "storage_location"},
 		{"aws with gcp block", aws, func(c *api.CloudSpec) { c.GCP = gcp().GCP }, "gcp"},
@@ -220,5 +243,69 @@ func TestIDsOrderWithinAMillisecond(t *testing.T) {
 	// A clock that steps back does not break the order either.
 	if id := NewID(PrefixAuditEvent, now.Add(-time.Second)); id <= prev {
 		t.Fatalf("%s after a clock step back does not follow %s", id, prev)
+	}
+}
+
+func TestCheckAWSPolicies(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		req    api.AWSPoliciesRequest
+		fields string
+	}{
+		{"minimal", api.AWSPoliciesRequest{ExternalID: NewExternalID()}, ""},
+		{"full", api.AWSPoliciesRequest{ExternalID: "rayplane-x", NodeRoleARN: "arn:aws:iam::123456789012:role/node",
+			StorageLocation: "s3://logs-bucket/x", Region: "eu-west-1"}, ""},
+		{"no external id", api.AWSPoliciesRequest{}, "external_id"},
+		{"bad external id", api.AWSPoliciesRequest{ExternalID: `a"b`}, "external_id"},
+		{"bad everything", api.AWSPoliciesRequest{ExternalID: "x", NodeRoleARN: "arn:aws:iam::123456789012:user/u",
+			StorageLocation: "gs://logs-bucket", Region: "EU"}, "external_id,node_role_arn,storage_location,region"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := fieldsOf(t, CheckAWSPolicies(&c.req)); got != c.fields {
+				t.Fatalf("fields %q, want %q", got, c.fields)
+			}
+		})
+	}
+}
+
+func TestAWSSettingsChangeVerifiesAgain(t *testing.T) {
+	now := time.Now()
+	spec := api.CloudSpec{Name: "prod", Provider: "aws", Region: "us-east-1", StorageLocation: "s3://my-bucket/logs",
+		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
+	old := NewCloud(spec, now)
+	old.Status, old.StatusReason = api.CloudActive, ""
+	for name, mutate := range map[string]func(a *api.CloudSpec){
+		"subnets": func(c *api.CloudSpec) { c.AWS.SubnetIDs = []string{"subnet-0123456789abcdef1"} },
+		"subnet order": func(c *api.CloudSpec) {
+			c.AWS.SubnetIDs = []string{"subnet-0123456789abcdef1", "subnet-0123456789abcdef0"}
+		},
+		"security groups":  func(c *api.CloudSpec) { c.AWS.SecurityGroupIDs = []string{"sg-0123456789abcdef0"} },
+		"instance profile": func(c *api.CloudSpec) { c.AWS.InstanceProfileARN = "arn:aws:iam::123456789012:instance-profile/n" },
+		"image":            func(c *api.CloudSpec) { c.AWS.ImageID = "ami-0123456789abcdef1" },
+		"role":             func(c *api.CloudSpec) { c.AWS.RoleARN = "arn:aws:iam::123456789012:role/other" },
+		"storage":          func(c *api.CloudSpec) { c.StorageLocation = "s3://other-bucket" },
+		"nothing":          func(c *api.CloudSpec) {},
+		"quotas only":      func(c *api.CloudSpec) { c.Quotas.MaxNodes = ptr(3) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			next := spec
+			a := *spec.AWS
+			next.AWS = &a
+			mutate(&next)
+			c, err := ReplaceCloud(old, next, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := api.CloudVerifying
+			if name == "nothing" || name == "quotas only" {
+				want = api.CloudActive
+			}
+			if c.Status != want {
+				t.Errorf("status %s, want %s", c.Status, want)
+			}
+			if c.AWS.ExternalID != old.AWS.ExternalID {
+				t.Errorf("external id changed")
+			}
+		})
 	}
 }

@@ -23,7 +23,60 @@ var (
 	EnvNamePattern           = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	RayVersionPattern        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z0-9.+-]*)$`)
 	ResourceNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:./-]{0,63}$`)
+
+	AWSSubnetIDPattern           = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
+	AWSSecurityGroupIDPattern    = regexp.MustCompile(`^sg-[0-9a-f]{8,17}$`)
+	AWSImageIDPattern            = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+	AWSInstanceProfileARNPattern = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:instance-profile/[A-Za-z0-9+=,.@_/-]{1,512}$`)
+	// AWSExternalIDPattern is what IAM accepts as an sts:ExternalId, but
+	// for its length (2-1224, more than a regexp repeat holds): see
+	// ValidAWSExternalID.
+	AWSExternalIDPattern = regexp.MustCompile(`^[A-Za-z0-9+=,.@:/_-]+$`)
 )
+
+// ValidAWSExternalID reports whether IAM accepts id as an sts:ExternalId.
+func ValidAWSExternalID(id string) bool {
+	return len(id) >= 2 && len(id) <= 1224 && AWSExternalIDPattern.MatchString(id)
+}
+
+// What an AWS cloud's settings may hold, with the words the control plane
+// and the provider both use for a value that breaks the rule.
+const (
+	MaxAWSSubnets        = 16
+	MaxAWSSecurityGroups = 5
+
+	AWSRoleARNRule            = "must be an IAM role ARN like arn:aws:iam::123456789012:role/rayplane"
+	AWSSubnetIDRule           = "must be a subnet id like subnet-0123456789abcdef0"
+	AWSSecurityGroupIDRule    = "must be a security group id like sg-0123456789abcdef0"
+	AWSImageIDRule            = "must be an AMI id like ami-0123456789abcdef0"
+	AWSInstanceProfileARNRule = "must be an IAM instance profile ARN like arn:aws:iam::123456789012:instance-profile/rayplane-node"
+	AWSExternalIDRule         = "must be 2-1224 characters of letters, digits and +=,.@:/_-"
+)
+
+// AWSIDListProblems answers, for each bad entry of a list of AWS ids (or
+// at index -1 for the list itself), what is wrong with it: an id that does
+// not match pattern (rule says how it must look), one given twice, or a list
+// longer than max or shorter than min.
+func AWSIDListProblems(ids []string, min, max int, pattern *regexp.Regexp, rule string) map[int]string {
+	out := map[int]string{}
+	switch {
+	case len(ids) < min:
+		out[-1] = fmt.Sprintf("must list at least %d", min)
+	case len(ids) > max:
+		out[-1] = fmt.Sprintf("must list at most %d", max)
+	}
+	seen := map[string]bool{}
+	for i, id := range ids {
+		switch {
+		case !pattern.MatchString(id):
+			out[i] = rule
+		case seen[id]:
+			out[i] = "is listed twice"
+		}
+		seen[id] = true
+	}
+	return out
+}
 
 // Limits of a valid request.
 const (

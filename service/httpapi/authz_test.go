@@ -65,6 +65,8 @@ var okCalls = map[string]okCall{
 		return `{"bundles":[{"shape":{"CPU":1},"count":2,"strategy":"SPREAD"}]}`
 	}},
 	"clusters.resource_requests.withdraw": {200, nil},
+	"clouds.verify":                       {200, nil},
+	"aws.policies":                        {200, func(matrixFixture, string) string { return `{"external_id":"rayplane-x"}` }},
 	"clusters.dry_run": {200, func(f matrixFixture, n string) string {
 		return fmt.Sprintf(`{"cluster":`+clusterBody+`}`, n, f.cloud, f.computeConfig)
 	}},

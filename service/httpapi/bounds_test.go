@@ -108,7 +108,7 @@ func TestTokenExpiryBounds(t *testing.T) {
 func TestCloudStorageLocationsOverHTTP(t *testing.T) {
 	e := newTestEnv(t)
 	aws := func(loc string) string {
-		return fmt.Sprintf(`{"name":"a","provider":"aws","region":"us-east-1","aws":{"role_arn":"arn:aws:iam::123456789012:role/r"},"storage_location":%q}`, loc)
+		return fmt.Sprintf(`{"name":"a","provider":"aws","region":"us-east-1","aws":{"role_arn":"arn:aws:iam::123456789012:role/r","subnet_ids":["subnet-0123456789abcdef0"],"image_id":"ami-0123456789abcdef0"},"storage_location":%q}`, loc)
 	}
 	gcp := func(loc string) string {
 		return fmt.Sprintf(`{"name":"g","provider":"gcp","region":"us-central1","gcp":{"workload_identity_provider":"projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1","service_account":"rayplane@my-project.iam.gserviceaccount.com"},"storage_location":%q}`, loc)

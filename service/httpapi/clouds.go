@@ -73,3 +73,24 @@ func (s *Server) listInstanceTypes(c *call) error {
 	types, err := s.cp.InstanceTypes(c.ctx(), c.caller(), id)
 	return answer(c, api.Page[api.InstanceType]{Items: types}, err)
 }
+
+// verifyCloud verifies the cloud now and answers it with its status.
+func (s *Server) verifyCloud(c *call) error {
+	id, err := c.pathID("cloud_id", service.PrefixCloud)
+	if err != nil {
+		return err
+	}
+	c.target("cloud", id)
+	cloud, err := s.cp.VerifyCloud(c.ctx(), c.caller(), id)
+	return answer(c, cloud, err)
+}
+
+// awsPolicies renders an AWS cloud's IAM documents; it changes nothing.
+func (s *Server) awsPolicies(c *call) error {
+	var req api.AWSPoliciesRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	out, err := service.AWSPolicies(c.ctx(), s.cfg.AWSPrincipal, req)
+	return answer(c, out, err)
+}

@@ -28,7 +28,7 @@ func FuzzRequestBodies(f *testing.F) {
 	seeds := map[int][]string{
 		fzCreateCloud: {
 			`{"name":"c","provider":"local","quotas":{"max_nodes":3},"heartbeat":{"interval_seconds":5,"lost_after_intervals":3}}`,
-			`{"name":"a","provider":"aws","region":"us-east-1","storage_location":"s3://bucket/logs","aws":{"role_arn":"arn:aws:iam::123456789012:role/r"}}`,
+			`{"name":"a","provider":"aws","region":"us-east-1","storage_location":"s3://bucket/logs","aws":{"role_arn":"arn:aws:iam::123456789012:role/r","subnet_ids":["subnet-0123456789abcdef0"],"image_id":"ami-0123456789abcdef0"}}`,
 			`{"name":"k","provider":"kubernetes","storage_location":"gs://b/x","kubernetes":{"api_server":"https://k:6443","namespace":"ray","token":"t"}}`,
 			`{"name":"l","provider":"local","storage_location":"file://team//logs/"}`,
 		},

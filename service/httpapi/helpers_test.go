@@ -18,6 +18,7 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/internal/secretbox"
 	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/reconciler"
 	"github.com/rayplane/rayplane/service/sqlite"
 )
 
@@ -52,16 +53,44 @@ func newTestEnv(t testing.TB) *testEnv {
 	}
 	// Every organization may declare local clouds here: these tests are
 	// about roles and tenancy; the operator's local policy has its own.
+	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: st, Drivers: verifyDrivers})
 	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Tokens: &service.LastUsed{},
 		LocalAllowed: func(api.Organization) bool { return true },
 		Catalog: func(context.Context, string, api.Cloud, string) ([]api.InstanceType, error) {
 			return catalogDriver{}.InstanceTypes(ctx)
-		}},
+		},
+		VerifyNow: verifier.VerifyNow},
+		AWSPrincipal: func(context.Context) (string, error) { return testPrincipal, nil },
 		MaxBodyBytes: 64 << 10})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, st: st, srv: srv, api: s, dir: dir, admin: tok.Secret, sysOrg: tok.OrgID}
 }
+
+// testPrincipal is the control plane's AWS identity in these tests: a role
+// session, as on EC2.
+const testPrincipal = "arn:aws:sts::111122223333:assumed-role/rayplane-cp/i-0123456789abcdef0"
+
+// verifyDrivers answers, for POST /v1/clouds/{id}/verify, a driver whose
+// Verify passes, unless the cloud's name says otherwise: "bad…" fails two
+// checks, "flaky…" does not conclude.
+func verifyDrivers(_ context.Context, _ string, c api.Cloud, _ string) (cloud.Driver, error) {
+	switch {
+	case strings.HasPrefix(c.Name, "bad"):
+		return verifyDriver{err: cloud.Errorf(cloud.Invalid, "verify",
+			"2 checks failed: subnet subnet-0123456789abcdef0 does not exist; the role is not allowed ec2:RunInstances")}, nil
+	case strings.HasPrefix(c.Name, "flaky"):
+		return verifyDriver{err: cloud.Errorf(cloud.Transient, "verify", "RequestLimitExceeded")}, nil
+	}
+	return verifyDriver{}, nil
+}
+
+type verifyDriver struct {
+	cloud.Driver
+	err error
+}
+
+func (d verifyDriver) Verify(context.Context) error { return d.err }
 
 // catalogDriver answers a fixed catalog; the API tests launch nothing.
 type catalogDriver struct{ cloud.Driver }

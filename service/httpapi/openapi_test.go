@@ -376,6 +376,8 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"CloudSpec":                  api.CloudSpec{},
 		"Cloud":                      api.Cloud{},
 		"AWSCloud":                   api.AWSCloud{},
+		"AWSPoliciesRequest":         api.AWSPoliciesRequest{},
+		"AWSPolicies":                api.AWSPolicies{},
 		"GCPCloud":                   api.GCPCloud{},
 		"KubernetesCloud":            api.KubernetesCloud{},
 		"Quotas":                     api.Quotas{},

@@ -49,6 +49,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// MaxBodyBytes bounds request bodies; 0 means 1 MiB.
 	MaxBodyBytes int64
+	// AWSPrincipal answers the control plane's own AWS identity (an ARN),
+	// the principal POST /v1/aws/policies puts in a role's trust policy;
+	// nil means the control plane has none (that route answers 503 with
+	// how to give it one).
+	AWSPrincipal service.AWSPrincipalFunc
 }
 
 // Server serves the API.

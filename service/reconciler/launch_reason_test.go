@@ -19,7 +19,7 @@ func TestLaunchFailureReasons(t *testing.T) {
 	h := newHarness(t)
 	localID, local := h.newCloud("local", nil)
 	aws := service.NewCloud(api.CloudSpec{Name: "aws", Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://bucket/logs",
-		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/r"}}, h.now())
+		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/r", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}, h.now())
 	if err := h.st.Update(h.ctx, func(tx service.Tx) error { return tx.Org(h.org).CreateCloud(h.ctx, aws) }); err != nil {
 		t.Fatal(err)
 	}

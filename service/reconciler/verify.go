@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -42,6 +43,9 @@ type Verifier struct {
 	cfg  VerifierConfig
 	log  *slog.Logger
 	wake chan struct{}
+	// grace is how long VerifyNow waits past the timeout for a result to
+	// be recorded before it answers that the cloud did not answer.
+	grace time.Duration
 }
 
 // NewVerifier applies defaults.
@@ -64,7 +68,7 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
 	}
-	return &Verifier{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	return &Verifier{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), grace: 10 * time.Second}
 }
 
 // Wake asks for a look soon (a cloud was created or changed).
@@ -114,29 +118,90 @@ func (v *Verifier) VerifyAll(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			v.verifyContained(ctx, c)
+			_ = v.verifyContained(ctx, c) // recorded, logged, or looked at again
 		})
 	}
 	return nil
 }
 
+// VerifyNow verifies one cloud of organization orgID at once, as a look
+// of Run would (the same driver call, timeout, containment of a panic, and
+// a result recorded only if the cloud did not change meanwhile), and
+// answers once the result is recorded: the caller reads the cloud for its
+// status. It answers an api.Error when there is no result to read: the
+// cloud is not the organization's (not_found), the cloud's API did not
+// conclude (unavailable: a transient failure, or no answer within the
+// timeout; a status it knew is kept), the cloud kept changing while it was
+// verified (conflict), or the verification panicked (internal).
+func (v *Verifier) VerifyNow(ctx context.Context, orgID, cloudID string) error {
+	for range 3 {
+		var rec service.CloudRecord
+		err := v.cfg.Store.View(ctx, func(tx service.Tx) (err error) {
+			rec, err = cloudRecord(ctx, tx.Org(orgID), orgID, cloudID)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		// A driver that ignores its context would hold the request for
+		// ever: the caller is answered once the timeout (and a grace to
+		// record the result) is over, and the verification goes on alone,
+		// as a hanging one of Run holds one slot.
+		done := make(chan error, 1)
+		go func() { done <- v.verifyContained(ctx, rec) }()
+		wait := time.NewTimer(v.cfg.Timeout + v.grace)
+		select {
+		case err = <-done:
+			wait.Stop()
+		case <-wait.C:
+			return api.Errorf(api.CodeUnavailable, "the cloud did not answer its verification within %s; try again", v.cfg.Timeout)
+		}
+		if !errors.Is(err, errCloudChanged) {
+			return err
+		}
+	}
+	return api.Errorf(api.CodeConflict, "the cloud changed while it was verified; try again")
+}
+
+// cloudRecord reads one cloud with its secret, as ListCloudsToVerify
+// answers each: a secret that does not open is the record's SecretErr.
+func cloudRecord(ctx context.Context, org service.OrgTx, orgID, id string) (service.CloudRecord, error) {
+	c, err := org.GetCloud(ctx, id)
+	if err != nil {
+		return service.CloudRecord{}, err
+	}
+	rec := service.CloudRecord{Cloud: c, OrgID: orgID}
+	rec.Secret, rec.SecretErr = org.GetCloudSecret(ctx, id)
+	return rec, nil
+}
+
+// errCloudChanged: a verification's result was not recorded because the
+// cloud changed after it was read.
+var errCloudChanged = errors.New("the cloud changed while it was verified")
+
 // verifyContained verifies one cloud; a panic (a driver's, say) is that
 // cloud's: logged with its id and stack, its status left as it was, and
 // the other clouds verified all the same. It is tried again at the next
 // look.
-func (v *Verifier) verifyContained(ctx context.Context, c service.CloudRecord) {
+func (v *Verifier) verifyContained(ctx context.Context, c service.CloudRecord) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			v.log.Error("panic while verifying a cloud", "cloud_id", c.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("verify cloud %s: panic: %v", c.ID, p) // not an api.Error: answered as a generic 500
 		}
 	}()
-	v.verify(ctx, c)
+	return v.verify(ctx, c)
 }
 
-// verify tries one cloud and records the result.
-func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
+// verify tries one cloud and records the result. It answers nil once a
+// result is recorded; errCloudChanged when the cloud changed since c was
+// read (and wakes the loop to look again); an api.Error (unavailable) for a
+// transient failure, whether or not a reason was recorded; ctx's error or
+// the store's.
+func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) error {
 	status, reason := api.CloudActive, "credentials verified"
 	var d cloud.Driver
+	var transient error
 	err := c.SecretErr
 	if err != nil {
 		// The key and the row are the operator's business: the log says
@@ -152,11 +217,12 @@ func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
-			return
+			return ctx.Err()
 		case cloud.KindOf(err) == cloud.Transient:
 			v.log.Info("cloud verification will be retried", "cloud_id", c.ID, LogErr, err)
+			transient = api.Errorf(api.CodeUnavailable, "the cloud's verification did not conclude: %v; try again", err)
 			if c.Status != api.CloudVerifying {
-				return // keep what the last verification found
+				return transient // keep what the last verification found
 			}
 			status, reason = api.CloudVerifying, fmt.Sprintf("verification will be retried: %v", err)
 		case c.Provider == api.ProviderLocal:
@@ -169,14 +235,21 @@ func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) {
 		}
 	}
 	now := v.cfg.Now().UTC()
+	recorded := true
 	err = v.cfg.Store.Update(ctx, func(tx service.Tx) error {
 		changed, err := tx.DataPlane().SetCloudVerification(ctx, c.ID, c.UpdatedAt, status, reason, now)
-		if err == nil && !changed {
-			v.Wake() // the cloud changed since it was read: look again
-		}
+		recorded = changed
 		return err
 	})
-	if err != nil && ctx.Err() == nil {
-		v.log.Warn("record cloud verification", "cloud_id", c.ID, LogErr, err)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			v.log.Warn("record cloud verification", "cloud_id", c.ID, LogErr, err)
+		}
+		return err
+	case !recorded:
+		v.Wake() // the cloud changed since it was read: look again
+		return errCloudChanged
 	}
+	return transient
 }

@@ -58,7 +58,7 @@ func TestVerifier(t *testing.T) {
 			return driver, nil
 		}})
 	spec := api.CloudSpec{Name: "acct", Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://rayplane-logs/prefix",
-		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}}
+		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 	if err := service.CheckCloud(&spec); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestVerifierContainsFaults(t *testing.T) {
 	var ids []string
 	for _, name := range []string{"panics", "hangs", "good"} {
 		spec := api.CloudSpec{Name: name, Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://rayplane-logs/" + name,
-			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}}
+			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 		c := service.NewCloud(spec, time.Now().UTC())
 		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
 			t.Fatal(err)

@@ -89,6 +89,12 @@ func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 				Attributes: map[string]schema.Attribute{
 					"role_arn":    str("ARN of the role the control plane assumes."),
 					"external_id": str("External id to require in the role's trust policy."),
+					"subnet_ids": schema.ListAttribute{Description: "Subnets the nodes launch in, in order of preference.",
+						ElementType: types.StringType, Computed: true},
+					"security_group_ids": schema.ListAttribute{Description: "Security groups of every node; null for the VPC's default.",
+						ElementType: types.StringType, Computed: true},
+					"instance_profile_arn": str("The nodes' instance profile, when set."),
+					"image_id":             str("The nodes' AMI."),
 				},
 			},
 			"gcp": schema.SingleNestedAttribute{
@@ -192,8 +198,7 @@ func cloudDataState(ctx context.Context, c api.Cloud) (cloudDataModel, diag.Diag
 		Kubernetes:               types.ObjectNull(cloudDataK8sAttrTypes),
 	}
 	if c.AWS != nil {
-		m.AWS, d = types.ObjectValueFrom(ctx, cloudAWSAttrTypes, cloudAWSModel{
-			RoleARN: types.StringValue(c.AWS.RoleARN), ExternalID: stringOrNull(c.AWS.ExternalID)})
+		m.AWS, d = awsState(ctx, c.AWS, types.ObjectNull(cloudAWSAttrTypes))
 		diags.Append(d...)
 	}
 	if c.GCP != nil {

@@ -26,7 +26,13 @@ resource "rayplane_cloud" "aws" {
   cloud_provider = "aws"
   region           = "us-west-2"
   storage_location = "s3://acc-bucket"
-  aws              = { role_arn = "arn:aws:iam::123456789012:role/rayplane" }
+  aws = {
+    role_arn             = "arn:aws:iam::123456789012:role/rayplane"
+    subnet_ids           = ["subnet-0123456789abcdef0"]
+    security_group_ids   = ["sg-0123456789abcdef0"]
+    instance_profile_arn = "arn:aws:iam::123456789012:instance-profile/rayplane-node"
+    image_id             = "ami-0123456789abcdef0"
+  }
 }
 `, name)
 	resource.Test(t, resource.TestCase{
@@ -78,6 +84,12 @@ data "rayplane_cloud" "by_name" {
 					// one has no aws driver, so it ends in error.
 					statecheck.ExpectKnownValue("data.rayplane_cloud.by_name", tfjsonpath.New("status"), knownvalue.StringRegexp(regexp.MustCompile(`^(verifying|error)$`))),
 					statecheck.ExpectKnownValue("data.rayplane_cloud.by_name", tfjsonpath.New("heartbeat_interval_seconds"), knownvalue.Int64Exact(5)),
+					statecheck.ExpectKnownValue("data.rayplane_cloud.by_name", tfjsonpath.New("aws"), knownvalue.ObjectPartial(map[string]knownvalue.Check{
+						"subnet_ids":           knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("subnet-0123456789abcdef0")}),
+						"security_group_ids":   knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("sg-0123456789abcdef0")}),
+						"instance_profile_arn": knownvalue.StringExact("arn:aws:iam::123456789012:instance-profile/rayplane-node"),
+						"image_id":             knownvalue.StringExact("ami-0123456789abcdef0"),
+					})),
 				},
 				Check: resource.ComposeTestCheckFunc(
 					resource.TestCheckResourceAttrPair("data.rayplane_cloud.by_id", "storage_location", "rayplane_cloud.local", "storage_location"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/numbervalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -54,8 +55,12 @@ type cloudModel struct {
 }
 
 type cloudAWSModel struct {
-	RoleARN    types.String `tfsdk:"role_arn"`
-	ExternalID types.String `tfsdk:"external_id"`
+	RoleARN            types.String `tfsdk:"role_arn"`
+	ExternalID         types.String `tfsdk:"external_id"`
+	SubnetIDs          types.List   `tfsdk:"subnet_ids"`
+	SecurityGroupIDs   types.List   `tfsdk:"security_group_ids"`
+	InstanceProfileARN types.String `tfsdk:"instance_profile_arn"`
+	ImageID            types.String `tfsdk:"image_id"`
 }
 
 type cloudGCPModel struct {
@@ -77,7 +82,11 @@ type cloudQuotasModel struct {
 }
 
 var (
-	cloudAWSAttrTypes = map[string]attr.Type{"role_arn": types.StringType, "external_id": types.StringType}
+	cloudAWSAttrTypes = map[string]attr.Type{
+		"role_arn": types.StringType, "external_id": types.StringType,
+		"subnet_ids": types.ListType{ElemType: types.StringType}, "security_group_ids": types.ListType{ElemType: types.StringType},
+		"instance_profile_arn": types.StringType, "image_id": types.StringType,
+	}
 	cloudGCPAttrTypes = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
 	cloudK8sAttrTypes = map[string]attr.Type{
 		"api_server": types.StringType, "namespace": types.StringType, "ca_cert_pem": types.StringType,
@@ -142,14 +151,43 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"aws": schema.SingleNestedAttribute{
-				Description: "AWS cross-account role the control plane assumes. Only with `cloud_provider = \"aws\"`.",
-				Optional:    true,
+				Description: "AWS cross-account role the control plane assumes, and where the nodes it launches go. Only with " +
+					"`cloud_provider = \"aws\"`. A change of any of it but `external_id` sends the cloud back to `verifying`; " +
+					"`rayplane_cloud_verification` waits for the verdict.",
+				Optional: true,
 				Attributes: map[string]schema.Attribute{
 					"role_arn": schema.StringAttribute{
-						Description: "ARN of the IAM role to assume, e.g. `arn:aws:iam::123456789012:role/rayplane`.",
+						Description: "ARN of the IAM role to assume, e.g. `arn:aws:iam::123456789012:role/rayplane`. Write it as a " +
+							"literal built from the account and the role's name, not as a reference to the role resource: the role's " +
+							"trust policy needs this cloud's `external_id`, and a reference would make a cycle.",
+						Required:   true,
+						Validators: []validator.String{stringvalidator.RegexMatches(roleARNPattern, api.AWSRoleARNRule)},
+					},
+					"subnet_ids": schema.ListAttribute{
+						Description: fmt.Sprintf("Subnets the nodes launch in, in order of preference (1-%d): when a subnet's zone "+
+							"has no capacity for an instance type, the next one is tried.", api.MaxAWSSubnets),
+						ElementType: types.StringType,
 						Required:    true,
-						Validators: []validator.String{stringvalidator.RegexMatches(roleARNPattern,
-							"must be an IAM role ARN like arn:aws:iam::123456789012:role/rayplane")},
+						Validators: []validator.List{listvalidator.SizeBetween(1, api.MaxAWSSubnets), listvalidator.UniqueValues(),
+							listvalidator.ValueStringsAre(stringvalidator.RegexMatches(api.AWSSubnetIDPattern, api.AWSSubnetIDRule))},
+					},
+					"security_group_ids": schema.ListAttribute{
+						Description: fmt.Sprintf("Security groups of every node (at most %d); none: the VPC's default group.", api.MaxAWSSecurityGroups),
+						ElementType: types.StringType,
+						Optional:    true,
+						Validators: []validator.List{listvalidator.SizeAtMost(api.MaxAWSSecurityGroups), listvalidator.UniqueValues(),
+							listvalidator.ValueStringsAre(stringvalidator.RegexMatches(api.AWSSecurityGroupIDPattern, api.AWSSecurityGroupIDRule))},
+					},
+					"instance_profile_arn": schema.StringAttribute{
+						Description: "ARN of the nodes' instance profile, their own AWS identity: with it they write their logs to " +
+							"`storage_location` (see the `node_policy` of `rayplane_aws_policies`). None: nodes have no AWS identity.",
+						Optional:   true,
+						Validators: []validator.String{stringvalidator.RegexMatches(api.AWSInstanceProfileARNPattern, api.AWSInstanceProfileARNRule)},
+					},
+					"image_id": schema.StringAttribute{
+						Description: "The nodes' AMI: an image with `rayplaned` on `PATH` (the user data runs `rayplaned agent --bootstrap …`).",
+						Required:    true,
+						Validators:  []validator.String{stringvalidator.RegexMatches(api.AWSImageIDPattern, api.AWSImageIDRule)},
 					},
 					"external_id": schema.StringAttribute{
 						Description: "External id the control plane generated for this cloud and always sends when assuming the " +
@@ -342,7 +380,9 @@ func (m cloudModel) spec(ctx context.Context, token string) (api.CloudSpec, diag
 	if !m.AWS.IsNull() && !m.AWS.IsUnknown() {
 		var a cloudAWSModel
 		diags.Append(m.AWS.As(ctx, &a, objectAsOptions)...)
-		s.AWS = &api.AWSCloud{RoleARN: a.RoleARN.ValueString()}
+		s.AWS = &api.AWSCloud{RoleARN: a.RoleARN.ValueString(), InstanceProfileARN: a.InstanceProfileARN.ValueString(), ImageID: a.ImageID.ValueString()}
+		diags.Append(a.SubnetIDs.ElementsAs(ctx, &s.AWS.SubnetIDs, false)...)
+		diags.Append(a.SecurityGroupIDs.ElementsAs(ctx, &s.AWS.SecurityGroupIDs, false)...)
 	}
 	if !m.GCP.IsNull() && !m.GCP.IsUnknown() {
 		var g cloudGCPModel
@@ -390,8 +430,7 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		m.StorageLocation = pl
 	}
 	if c.AWS != nil {
-		m.AWS, d = types.ObjectValueFrom(ctx, cloudAWSAttrTypes, cloudAWSModel{
-			RoleARN: types.StringValue(c.AWS.RoleARN), ExternalID: stringOrNull(c.AWS.ExternalID)})
+		m.AWS, d = awsState(ctx, c.AWS, prior.AWS)
 		diags.Append(d...)
 	}
 	if c.GCP != nil {
@@ -417,6 +456,34 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		diags.Append(d...)
 	}
 	return m, diags
+}
+
+// awsState is the aws attribute for a; prior (the plan, the state, or null)
+// keeps an empty list of security groups empty rather than null, as the API
+// answers none either way.
+func awsState(ctx context.Context, a *api.AWSCloud, prior types.Object) (types.Object, diag.Diagnostics) {
+	var diags, d diag.Diagnostics
+	m := cloudAWSModel{RoleARN: types.StringValue(a.RoleARN), ExternalID: stringOrNull(a.ExternalID),
+		InstanceProfileARN: stringOrNull(a.InstanceProfileARN), ImageID: stringOrNull(a.ImageID)}
+	m.SubnetIDs, d = types.ListValueFrom(ctx, types.StringType, a.SubnetIDs)
+	diags.Append(d...)
+	m.SecurityGroupIDs = types.ListNull(types.StringType)
+	if len(a.SecurityGroupIDs) > 0 {
+		m.SecurityGroupIDs, d = types.ListValueFrom(ctx, types.StringType, a.SecurityGroupIDs)
+		diags.Append(d...)
+	} else if !prior.IsNull() && !prior.IsUnknown() {
+		var p cloudAWSModel
+		diags.Append(prior.As(ctx, &p, objectAsOptions)...)
+		if !p.SecurityGroupIDs.IsNull() && !p.SecurityGroupIDs.IsUnknown() && len(p.SecurityGroupIDs.Elements()) == 0 {
+			m.SecurityGroupIDs = p.SecurityGroupIDs
+		}
+	}
+	if a.SubnetIDs == nil {
+		m.SubnetIDs = types.ListValueMust(types.StringType, nil) // stored before subnets existed
+	}
+	obj, d := types.ObjectValueFrom(ctx, cloudAWSAttrTypes, m)
+	diags.Append(d...)
+	return obj, diags
 }
 
 func (r *cloudResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {

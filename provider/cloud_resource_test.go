@@ -159,7 +159,9 @@ resource "rayplane_cloud" "aws" {
   region           = "us-east-1"
   storage_location = "s3://rayplane-acc-logs/prefix"
   aws = {
-    role_arn = "arn:aws:iam::%[2]s:role/rayplane"
+    role_arn   = "arn:aws:iam::%[2]s:role/rayplane"
+    subnet_ids = ["subnet-0123456789abcdef0", "subnet-89abcdef"]
+    image_id   = "ami-0123456789abcdef0"
   }
 }
 
@@ -310,25 +312,42 @@ func TestAccCloudResource_validation(t *testing.T) {
 			},
 			step(`cloud_provider = "azure"`, `Attribute cloud_provider value must be one of`),
 			step(`cloud_provider = "local"
-  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute aws must not be set when cloud_provider = "local"`),
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0"], image_id = "ami-0123456789abcdef0" }`, `Attribute aws must not be set when cloud_provider = "local"`),
 			step(`cloud_provider = "aws"
   region = "us-east-1"
   storage_location = "s3://bucket-1"`, `A cloud with cloud_provider = "aws" needs the aws attribute`),
 			step(`cloud_provider = "aws"
   storage_location = "s3://bucket-1"
-  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute region is required when cloud_provider = "aws"`),
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0"], image_id = "ami-0123456789abcdef0" }`, `Attribute region is required when cloud_provider = "aws"`),
 			step(`cloud_provider = "aws"
   region = "us-east-1"
   storage_location = "gs://bucket-1"
-  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute storage_location must be a bucket URL like s3://bucket/prefix`),
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0"], image_id = "ami-0123456789abcdef0" }`, `Attribute storage_location must be a bucket URL like s3://bucket/prefix`),
 			step(`cloud_provider = "aws"
   region = "us-east-1"
   storage_location = "s3://bucket-1/logs/../other-tenant"
-  aws = { role_arn = "arn:aws:iam::123456789012:role/x" }`, `Attribute storage_location must be a bucket URL like s3://bucket/prefix: the path after the bucket`),
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0"], image_id = "ami-0123456789abcdef0" }`, `Attribute storage_location must be a bucket URL like s3://bucket/prefix: the path after the bucket`),
 			step(`cloud_provider = "aws"
   region = "us-east-1"
   storage_location = "s3://bucket-1"
-  aws = { role_arn = "arn:aws:iam::1234:user/x" }`, `Attribute aws.role_arn must be an IAM role ARN`),
+  aws = { role_arn = "arn:aws:iam::1234:user/x", subnet_ids = ["subnet-0123456789abcdef0"], image_id = "ami-0123456789abcdef0" }`, `Attribute aws.role_arn must be an IAM role ARN`),
+			step(`cloud_provider = "aws"
+  region = "us-east-1"
+  storage_location = "s3://bucket-1"
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0", "subnet-XYZ"], image_id = "ami-0123456789abcdef0" }`, `Attribute aws.subnet_ids[1] must be a subnet id like subnet-0123456789abcdef0, got: subnet-XYZ`),
+			step(`cloud_provider = "aws"
+  region = "us-east-1"
+  storage_location = "s3://bucket-1"
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = [], image_id = "ami-0123456789abcdef0" }`, `Attribute aws.subnet_ids list must contain at least 1 elements`),
+			step(`cloud_provider = "aws"
+  region = "us-east-1"
+  storage_location = "s3://bucket-1"
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0"], image_id = "ami-1",
+    security_group_ids = ["sg-1"], instance_profile_arn = "arn:aws:iam::123456789012:role/x" }`, `must be an AMI id like ami-0123456789abcdef0`),
+			step(`cloud_provider = "aws"
+  region = "us-east-1"
+  storage_location = "s3://bucket-1"
+  aws = { role_arn = "arn:aws:iam::123456789012:role/x", subnet_ids = ["subnet-0123456789abcdef0"] }`, `attribute "image_id" is required`),
 			step(`cloud_provider = "gcp"
   region = "us-central1"
   storage_location = "gs://bucket-1"

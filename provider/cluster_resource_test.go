@@ -884,7 +884,7 @@ func TestAccClusterResource_planLimits(t *testing.T) {
 	vcpus := 1
 	aws, err := controlPlane.client.CreateCloud(context.Background(), api.CloudSpec{Name: uniqueName(fx.name + "-aws"),
 		Provider: api.ProviderAWS, Region: "us-east-1", StorageLocation: "s3://rayplane-acc-bucket",
-		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane"}, Quotas: api.Quotas{MaxVCPUs: &vcpus}})
+		AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}, Quotas: api.Quotas{MaxVCPUs: &vcpus}})
 	if err != nil {
 		t.Fatalf("create cloud: %v", err)
 	}

@@ -173,6 +173,7 @@ func (p *rayplaneProvider) Resources(context.Context) []func() resource.Resource
 	return []func() resource.Resource{
 		newAPITokenResource,
 		newCloudResource,
+		newCloudVerificationResource,
 		newClusterResource,
 		newComputeConfigResource,
 	}
@@ -181,6 +182,7 @@ func (p *rayplaneProvider) Resources(context.Context) []func() resource.Resource
 // DataSources are the provider's data sources, likewise.
 func (p *rayplaneProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
+		newAWSPoliciesDataSource,
 		newCloudDataSource,
 		newClusterDataSource,
 		newInstanceTypesDataSource,

@@ -27,9 +27,14 @@ var testAccProtoV6ProviderFactories = map[string]func() (tfprotov6.ProviderServe
 	"rayplane": providerserver.NewProtocol6WithError(New("test")()),
 }
 
+// accAWSPrincipal is the AWS principal the tests' control plane is told
+// it has.
+const accAWSPrincipal = "arn:aws:iam::111122223333:role/rayplane-control-plane"
+
 // controlPlane is the rayplaned the package's tests share.
 var controlPlane struct {
 	endpoint, token, caFile, dataDir string
+	bin                              string // the rayplaned binary, for tests that start their own
 	client                           *client.Client
 }
 
@@ -63,9 +68,13 @@ func startControlPlane() (func(), error) {
 	if err := build.Run(); err != nil {
 		return nil, fmt.Errorf("build rayplaned: %w", err)
 	}
+	controlPlane.bin = bin
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--log-level", "warn",
 		"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms")
+	// The control plane's AWS principal, for rayplane_aws_policies: named,
+	// since this machine has no AWS identity.
+	cmd.Env = append(os.Environ(), "RAYPLANE_AWS_PRINCIPAL_ARN="+accAWSPrincipal)
 	logFile, err := os.Create(filepath.Join(dir, "rayplaned.log"))
 	if err != nil {
 		return nil, err

@@ -27,11 +27,11 @@ func TestSchemas(t *testing.T) {
 		t.Errorf("%s: %s: %s", d.Severity, d.Summary, d.Detail)
 	}
 	// Exactly what Resources and DataSources list, each once.
-	wantResources := []string{"rayplane_api_token", "rayplane_cloud", "rayplane_cluster", "rayplane_compute_config"}
+	wantResources := []string{"rayplane_api_token", "rayplane_cloud", "rayplane_cloud_verification", "rayplane_cluster", "rayplane_compute_config"}
 	if got := slices.Sorted(maps.Keys(resp.ResourceSchemas)); !slices.Equal(got, wantResources) {
 		t.Errorf("resources %v, want %v", got, wantResources)
 	}
-	wantDataSources := []string{"rayplane_cloud", "rayplane_cluster", "rayplane_instance_types"}
+	wantDataSources := []string{"rayplane_aws_policies", "rayplane_cloud", "rayplane_cluster", "rayplane_instance_types"}
 	if got := slices.Sorted(maps.Keys(resp.DataSourceSchemas)); !slices.Equal(got, wantDataSources) {
 		t.Errorf("data sources %v, want %v", got, wantDataSources)
 	}
@@ -56,6 +56,17 @@ func TestPatternsAgreeWithServer(t *testing.T) {
 			"arn:aws:iam::123456789012:role/x", "arn:aws-us-gov:iam::123456789012:role/a/b", "arn:aws:iam::1234:role/x",
 			"arn:aws:iam::123456789012:user/x",
 		}},
+		{"aws.subnet_ids[0]", api.AWSSubnetIDPattern.MatchString, []string{
+			"subnet-0123456789abcdef0", "subnet-01234567", "subnet-0123456", "subnet-0123456789ABCDEF0", "subnet-0123456789abcdef01", "sg-01234567",
+		}},
+		{"aws.security_group_ids[0]", api.AWSSecurityGroupIDPattern.MatchString, []string{
+			"sg-0123456789abcdef0", "sg-01234567", "sg-1", "subnet-01234567", "sg-0123456789abcdefg",
+		}},
+		{"aws.image_id", api.AWSImageIDPattern.MatchString, []string{"ami-0123456789abcdef0", "ami-89abcdef", "ami-x", "", "AMI-89abcdef"}},
+		{"aws.instance_profile_arn", api.AWSInstanceProfileARNPattern.MatchString, []string{
+			"arn:aws:iam::123456789012:instance-profile/n", "arn:aws:iam::123456789012:instance-profile/p/n",
+			"arn:aws:iam::123456789012:role/n", "arn:aws:iam::1:instance-profile/n",
+		}},
 		{"region", regionPattern.MatchString, []string{"us-east-1", "US-EAST-1", "-x"}},
 		{"gcp.workload_identity_provider", wifProviderPattern.MatchString, []string{
 			"projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1",
@@ -70,12 +81,20 @@ func TestPatternsAgreeWithServer(t *testing.T) {
 	for _, c := range cases {
 		for _, v := range c.values {
 			spec := api.CloudSpec{Name: "n", Provider: api.ProviderAWS, Region: "r", StorageLocation: "s3://bucket",
-				AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x"}}
+				AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 			switch c.field {
 			case "name":
 				spec.Name = v
 			case "aws.role_arn":
 				spec.AWS.RoleARN = v
+			case "aws.subnet_ids[0]":
+				spec.AWS.SubnetIDs = []string{v}
+			case "aws.security_group_ids[0]":
+				spec.AWS.SecurityGroupIDs = []string{v}
+			case "aws.image_id":
+				spec.AWS.ImageID = v
+			case "aws.instance_profile_arn":
+				spec.AWS.InstanceProfileARN = v
 			case "region":
 				spec.Region = v
 			case "gcp.workload_identity_provider", "gcp.service_account":
@@ -120,7 +139,7 @@ func TestStorageLocationAgreesWithServer(t *testing.T) {
 		spec := api.CloudSpec{Name: "n", Provider: c.provider, Region: "r", StorageLocation: c.loc}
 		switch c.provider {
 		case api.ProviderAWS:
-			spec.AWS = &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x"}
+			spec.AWS = &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}
 		case api.ProviderGCP:
 			spec.GCP = &api.GCPCloud{WorkloadIdentityProvider: "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
 				ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}

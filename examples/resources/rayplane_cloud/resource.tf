@@ -11,14 +11,19 @@ resource "rayplane_cloud" "laptop" {
 }
 
 # An AWS account, through a role the control plane assumes. Put
-# rayplane_cloud.aws.aws.external_id in the role's trust policy.
+# rayplane_cloud.aws.aws.external_id in the role's trust policy (the
+# rayplane_aws_policies data source renders it); examples/aws wires it all.
 resource "rayplane_cloud" "aws" {
   name             = "prod-aws"
   cloud_provider   = "aws"
   region           = "us-east-1"
   storage_location = "s3://my-ray-logs/prod"
   aws = {
-    role_arn = "arn:aws:iam::123456789012:role/rayplane"
+    role_arn             = "arn:aws:iam::123456789012:role/rayplane"
+    subnet_ids           = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+    security_group_ids   = ["sg-0123456789abcdef0"]
+    instance_profile_arn = "arn:aws:iam::123456789012:instance-profile/rayplane-node"
+    image_id             = "ami-0123456789abcdef0"
   }
   quotas = {
     max_nodes = 50

@@ -30,6 +30,7 @@ func TestFront(t *testing.T) {
 	t.Run("HoldRunInstances", func(t *testing.T) { testHoldRunInstances(t, m) })
 	t.Run("S3Calls", func(t *testing.T) { testS3Calls(t, m) })
 	t.Run("DriverShapedEC2", func(t *testing.T) { testDriverShapedEC2(t, m) })
+	t.Run("RunInstancesChecks", func(t *testing.T) { testRunInstancesChecks(t, m) })
 }
 
 func errorCode(err error) string {
@@ -417,5 +418,42 @@ func testDriverShapedEC2(t *testing.T, m *Moto) {
 		if c.Service == "ec2" && c.Code != "" {
 			t.Errorf("the front refused %s: %s", c.Action, c.Code)
 		}
+	}
+}
+
+// What moto accepts but EC2 refuses, the front refuses.
+func testRunInstancesChecks(t *testing.T, m *Moto) {
+	subnets, sg, ami := m.Network(t)
+	m.CreateRole(t, "checked-node", "arn:aws:iam::123456789012:root", "", "")
+	profile := m.CreateInstanceProfile(t, "checked-node", "checked-node")
+	client := ec2.NewFromConfig(m.Config(t))
+	for _, tc := range []struct {
+		name   string
+		mutate func(*ec2.RunInstancesInput)
+		code   string
+	}{
+		{"valid", func(in *ec2.RunInstancesInput) {}, ""},
+		{"unknown image", func(in *ec2.RunInstancesInput) { in.ImageId = awssdk.String("ami-0123456789abcdef0") }, "InvalidAMIID.NotFound"},
+		{"malformed image", func(in *ec2.RunInstancesInput) { in.ImageId = awssdk.String("image-1") }, "InvalidAMIID.Malformed"},
+		{"unknown instance type", func(in *ec2.RunInstancesInput) { in.InstanceType = "x9.nosuch" }, "InvalidParameterValue"},
+		{"unknown instance profile", func(in *ec2.RunInstancesInput) {
+			in.IamInstanceProfile = &ec2types.IamInstanceProfileSpecification{Arn: awssdk.String(strings.Replace(profile, "checked-node", "nosuch", 1))}
+		}, "InvalidParameterValue"},
+		{"unknown subnet (moto)", func(in *ec2.RunInstancesInput) { in.SubnetId = awssdk.String("subnet-0123456789abcdef0") }, "InvalidSubnetID.NotFound"},
+		{"unknown security group (moto)", func(in *ec2.RunInstancesInput) { in.SecurityGroupIds = []string{"sg-0123456789abcdef0"} }, "InvalidGroup.NotFound"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := runInput(subnets[0], ami, "checked", false)
+			in.SecurityGroupIds = []string{sg}
+			in.IamInstanceProfile = &ec2types.IamInstanceProfileSpecification{Arn: &profile}
+			tc.mutate(in)
+			_, err := client.RunInstances(context.Background(), in)
+			if got := errorCode(err); got != tc.code {
+				t.Errorf("RunInstances: %q (%v), want %q", got, err, tc.code)
+			}
+		})
+	}
+	if n := len(m.Instances(t, map[string]string{"awstest": "checked"})); n != 1 {
+		t.Errorf("%d instances in moto, want only the valid one", n)
 	}
 }

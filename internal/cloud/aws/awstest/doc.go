@@ -37,6 +37,13 @@
 //     parameter (the part before the first dot) a member of its input
 //     (400 UnknownParameter naming it), as EC2 answers; moto accepts and
 //     ignores unknown parameters.
+//   - RunInstances: an image that does not exist (400
+//     InvalidAMIID.NotFound / .Malformed), an instance type moto does not
+//     know (400 InvalidParameterValue) and an instance profile that does
+//     not exist (400 InvalidParameterValue) are refused as EC2 does; moto
+//     would launch the first two and answer IAM's NoSuchEntity for the
+//     third. moto itself refuses unknown subnets (InvalidSubnetID.NotFound)
+//     and security groups (InvalidGroup.NotFound).
 //   - RunInstances faults (FailCapacity) answered in EC2's error shape
 //     without reaching moto. InsufficientInstanceCapacity is HTTP 500 as
 //     in AWS, which the SDK's standard retryer retries: Config's retryer
@@ -48,8 +55,8 @@
 // What it does not enforce: IAM permissions of any caller (every access
 // key may call everything), signatures, resource-level scoping, ClientToken
 // idempotency (moto starts a new instance for a repeated ClientToken; the
-// driver must find its instance by tag first), image existence (moto
-// runs instances from any ami- id), S3 and IAM request validation.
+// driver must find its instance by tag first), S3 and IAM request
+// validation.
 //
 // Every request is listed by Calls: service (from the SigV4 credential
 // scope), action, access key id, and the role whose AssumeRole answered

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/smithy-go"
 )
 
 // ec2Model is, for each EC2 operation of botocore's model, the names its
@@ -247,6 +255,10 @@ func (f *front) runInstances(w *statusWriter, req *request) {
 	instanceType := p.Get("InstanceType")
 	spot := strings.EqualFold(p.Get("InstanceMarketOptions.MarketType"), "spot")
 
+	if !f.checkRunInstances(w, req, instanceType) {
+		return
+	}
+
 	f.mu.Lock()
 	var fault *Fault
 	ids := make([]int, 0, len(f.faults))
@@ -303,4 +315,75 @@ func ec2Status(code string) int {
 	default:
 		return http.StatusBadRequest
 	}
+}
+
+// checkRunInstances refuses, as EC2 does, a RunInstances whose image,
+// instance type or instance profile does not exist: moto launches from
+// any ami- id and any instance type, and answers an unknown instance
+// profile with IAM's NoSuchEntity. Subnets and security groups moto checks
+// itself. It answers whether the request may go on.
+func (f *front) checkRunInstances(w *statusWriter, req *request, instanceType string) bool {
+	ctx := req.r.Context()
+	p := req.params
+	if image := p.Get("ImageId"); image != "" {
+		out, err := f.iam.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{image}})
+		var ae smithy.APIError
+		switch {
+		case errors.As(err, &ae) && strings.HasPrefix(ae.ErrorCode(), "InvalidAMIID."):
+			ec2Error(w, http.StatusBadRequest, ae.ErrorCode(), ae.ErrorMessage())
+			return false
+		case err != nil:
+			f.internalError(w, req, fmt.Errorf("describe image %s: %w", image, err))
+			return false
+		case len(out.Images) == 0:
+			ec2Error(w, http.StatusBadRequest, "InvalidAMIID.NotFound", fmt.Sprintf("The image id '[%s]' does not exist", image))
+			return false
+		}
+	}
+	if instanceType != "" {
+		_, err := f.iam.ec2.DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{InstanceTypes: []ec2types.InstanceType{ec2types.InstanceType(instanceType)}})
+		var ae smithy.APIError
+		switch {
+		case errors.As(err, &ae) && ae.ErrorCode() == "InvalidInstanceType":
+			ec2Error(w, http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("Invalid value '%s' for InstanceType.", instanceType))
+			return false
+		case err != nil:
+			f.internalError(w, req, fmt.Errorf("describe instance type %s: %w", instanceType, err))
+			return false
+		}
+	}
+	for _, field := range []string{"Arn", "Name"} {
+		v := p.Get("IamInstanceProfile." + field)
+		if v == "" {
+			continue
+		}
+		name := v
+		if field == "Arn" {
+			a, ok := parseARN(v)
+			if !ok || a.service != "iam" || !strings.HasPrefix(a.resource, "instance-profile/") {
+				name = ""
+			} else {
+				name = lastSegment(a.resource)
+			}
+		}
+		exists := false
+		if name != "" {
+			out, err := f.iam.iam.GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: &name})
+			var nse *iamtypes.NoSuchEntityException
+			switch {
+			case errors.As(err, &nse):
+			case err != nil:
+				f.internalError(w, req, fmt.Errorf("get instance profile %s: %w", name, err))
+				return false
+			default:
+				exists = field == "Name" || awssdk.ToString(out.InstanceProfile.Arn) == v
+			}
+		}
+		if !exists {
+			ec2Error(w, http.StatusBadRequest, "InvalidParameterValue",
+				fmt.Sprintf("Value (%s) for parameter iamInstanceProfile.%s is invalid. Invalid IAM Instance Profile %s", v, strings.ToLower(field), strings.ToLower(field)))
+			return false
+		}
+	}
+	return true
 }

@@ -13,19 +13,23 @@ import (
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
 
-// iamReader reads roles and policies from moto itself, as the harness.
+// iamReader reads roles, policies, images and instance types from moto
+// itself, as the harness.
 type iamReader struct {
 	raw string
 	iam *iam.Client
+	ec2 *ec2.Client
 }
 
 func newIAMReader(raw string) *iamReader {
-	return &iamReader{raw: raw, iam: iam.NewFromConfig(rawConfig(raw, AccessKey, SecretKey, ""))}
+	cfg := rawConfig(raw, AccessKey, SecretKey, "")
+	return &iamReader{raw: raw, iam: iam.NewFromConfig(cfg), ec2: ec2.NewFromConfig(cfg)}
 }
 
 // rawConfig is an SDK config that talks to moto directly with the given

@@ -218,9 +218,14 @@ func clientToken(key string, subnet int, market string) string {
 	return fmt.Sprintf("rp-%s-%d-%s", hex.EncodeToString(sum[:20]), subnet, m)
 }
 
-// findNode answers the live instance tagged with nodeID, if there is one.
+// findNode answers the live instance of this cloud tagged with nodeID, if
+// there is one.
 func (d *Driver) findNode(ctx context.Context, nodeID string) (cloud.Instance, bool, error) {
-	found, err := d.list(ctx, map[string]string{cloud.TagNode: nodeID})
+	tags := map[string]string{cloud.TagNode: nodeID}
+	if d.cfg.CloudID != "" {
+		tags[cloud.TagCloud] = d.cfg.CloudID
+	}
+	found, err := d.list(ctx, tags)
 	if err != nil || len(found) == 0 {
 		return cloud.Instance{}, false, err
 	}

@@ -31,6 +31,7 @@ func TestFront(t *testing.T) {
 	t.Run("S3Calls", func(t *testing.T) { testS3Calls(t, m) })
 	t.Run("DriverShapedEC2", func(t *testing.T) { testDriverShapedEC2(t, m) })
 	t.Run("RunInstancesChecks", func(t *testing.T) { testRunInstancesChecks(t, m) })
+	t.Run("ClientToken", func(t *testing.T) { testClientToken(t, m) })
 }
 
 func errorCode(err error) string {
@@ -455,5 +456,46 @@ func testRunInstancesChecks(t *testing.T, m *Moto) {
 	}
 	if n := len(m.Instances(t, map[string]string{"awstest": "checked"})); n != 1 {
 		t.Errorf("%d instances in moto, want only the valid one", n)
+	}
+}
+
+func testClientToken(t *testing.T, m *Moto) {
+	ctx := context.Background()
+	subnets, _, ami := m.Network(t)
+	client := ec2.NewFromConfig(m.Config(t))
+	launch := func(subnet, token string) (string, error) {
+		in := runInput(subnet, ami, "token", false)
+		in.ClientToken = &token
+		out, err := client.RunInstances(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		return awssdk.ToString(out.Instances[0].InstanceId), nil
+	}
+	// A failed launch leaves no token behind: its retry launches.
+	undo := m.FailCapacity(Fault{Subnet: subnets[0]})
+	if _, err := launch(subnets[0], "tok-1"); errorCode(err) != "InsufficientInstanceCapacity" {
+		t.Fatalf("launch into the failing subnet: %v", err)
+	}
+	undo()
+	first, err := launch(subnets[0], "tok-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same token answers the same instance, even into a subnet that
+	// fails now.
+	defer m.FailCapacity(Fault{Subnet: subnets[0]})()
+	again, err := launch(subnets[0], "tok-1")
+	if err != nil || again != first {
+		t.Errorf("relaunch with the same token: %s, %v; want %s", again, err, first)
+	}
+	if _, err := launch(subnets[1], "tok-1"); errorCode(err) != "IdempotentParameterMismatch" {
+		t.Errorf("same token, other subnet: %v, want IdempotentParameterMismatch", err)
+	}
+	if _, err := launch(subnets[1], "tok-2"); err != nil {
+		t.Errorf("another token: %v", err)
+	}
+	if n := len(m.Instances(t, map[string]string{"awstest": "token"})); n != 2 {
+		t.Errorf("%d instances in moto, want 2 (one per token)", n)
 	}
 }

@@ -44,6 +44,9 @@
 //     would launch the first two and answer IAM's NoSuchEntity for the
 //     third. moto itself refuses unknown subnets (InvalidSubnetID.NotFound)
 //     and security groups (InvalidGroup.NotFound).
+//   - RunInstances ClientToken idempotency: a repeated token answers the
+//     first successful request's answer (no second instance), or 400
+//     IdempotentParameterMismatch when the other parameters differ.
 //   - RunInstances faults (FailCapacity) answered in EC2's error shape
 //     without reaching moto. InsufficientInstanceCapacity is HTTP 500 as
 //     in AWS, which the SDK's standard retryer retries: Config's retryer
@@ -53,10 +56,8 @@
 //   - HoldRunInstances: the instance is created in moto, the answer waits.
 //
 // What it does not enforce: IAM permissions of any caller (every access
-// key may call everything), signatures, resource-level scoping, ClientToken
-// idempotency (moto starts a new instance for a repeated ClientToken; the
-// driver must find its instance by tag first), S3 and IAM request
-// validation.
+// key may call everything), signatures, resource-level scoping, S3 and
+// IAM request validation.
 //
 // Every request is listed by Calls: service (from the SigV4 credential
 // scope), action, access key id, and the role whose AssumeRole answered

@@ -258,6 +258,16 @@ func (f *front) runInstances(w *statusWriter, req *request) {
 	if !f.checkRunInstances(w, req, instanceType) {
 		return
 	}
+	// A launch that already succeeded answers again whatever the faults
+	// are now, as EC2 does.
+	if a, mismatch, ok := f.tokenAnswer(req); ok {
+		if mismatch {
+			idempotentMismatch(w, req)
+			return
+		}
+		a.write(w)
+		return
+	}
 
 	f.mu.Lock()
 	var fault *Fault
@@ -289,9 +299,13 @@ func (f *front) runInstances(w *statusWriter, req *request) {
 		return
 	}
 
-	a, err := f.forward(req)
+	a, mismatch, err := f.runIdempotent(req)
 	if err != nil {
 		f.internalError(w, req, fmt.Errorf("forward to moto: %w", err))
+		return
+	}
+	if mismatch {
+		idempotentMismatch(w, req)
 		return
 	}
 	if gate != nil {
@@ -386,4 +400,76 @@ func (f *front) checkRunInstances(w *statusWriter, req *request, instanceType st
 		}
 	}
 	return true
+}
+
+// clientTokens gives RunInstances EC2's idempotency, which moto lacks (it
+// starts a new instance for every request): a request with the
+// ClientToken of an earlier successful one answers that one's answer
+// without reaching moto, or IdempotentParameterMismatch when its other
+// parameters differ. A failed request leaves no token behind, so its
+// retry launches.
+type clientTokens struct {
+	mu   sync.Mutex // held across the forward, so one token launches once
+	runs map[string]tokenRun
+}
+
+type tokenRun struct {
+	params string
+	answer *answer
+}
+
+func idempotentMismatch(w *statusWriter, req *request) {
+	ec2Error(w, http.StatusBadRequest, "IdempotentParameterMismatch",
+		fmt.Sprintf("Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with client token %s.", req.params.Get("ClientToken")))
+}
+
+// tokenParams is the request's parameters but its ClientToken, in a
+// canonical form to compare two requests with.
+func tokenParams(req *request) string {
+	keys := make([]string, 0, len(req.params))
+	for k := range req.params {
+		if k != "ClientToken" && !strings.HasPrefix(k, "X-Amz-") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%q=%q\n", k, req.params[k])
+	}
+	return b.String()
+}
+
+// tokenAnswer answers the earlier successful launch with the request's
+// ClientToken, if any.
+func (f *front) tokenAnswer(req *request) (a *answer, mismatch, ok bool) {
+	token := req.params.Get("ClientToken")
+	if token == "" {
+		return nil, false, false
+	}
+	f.tokens.mu.Lock()
+	defer f.tokens.mu.Unlock()
+	run, ok := f.tokens.runs[token]
+	return run.answer, ok && run.params != tokenParams(req), ok
+}
+
+// runIdempotent forwards a RunInstances to moto unless a launch with its
+// ClientToken succeeded meanwhile.
+func (f *front) runIdempotent(req *request) (a *answer, mismatch bool, err error) {
+	token := req.params.Get("ClientToken")
+	if token == "" {
+		a, err = f.forward(req)
+		return a, false, err
+	}
+	params := tokenParams(req)
+	f.tokens.mu.Lock()
+	defer f.tokens.mu.Unlock()
+	if run, ok := f.tokens.runs[token]; ok {
+		return run.answer, run.params != params, nil
+	}
+	a, err = f.forward(req)
+	if err == nil && a.status == http.StatusOK {
+		f.tokens.runs[token] = tokenRun{params: params, answer: a}
+	}
+	return a, false, err
 }

@@ -47,6 +47,7 @@ type front struct {
 	hold     *holdGate // nil when RunInstances is not held
 	holdWake chan struct{}
 	held     int // RunInstances answers being held now
+	tokens   clientTokens
 	stopped  chan struct{}
 	stopOnce sync.Once
 }
@@ -68,6 +69,7 @@ func newFront(raw string, model *ec2Model) *front {
 		iam:      newIAMReader(raw),
 		roles:    map[string]string{},
 		faults:   map[int]Fault{},
+		tokens:   clientTokens{runs: map[string]tokenRun{}},
 		holdWake: make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}

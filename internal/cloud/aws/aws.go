@@ -20,6 +20,7 @@
 package aws
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -221,36 +222,41 @@ func SessionName(orgID, cloudID string) string {
 
 // keyLocks serializes Launches of one idempotency key, so two passes
 // launching the same node cannot both miss it in the tag lookup and both
-// run an instance.
+// run an instance. Waiting for the lock ends with the caller's context.
 type keyLocks struct {
 	mu    sync.Mutex
 	locks map[string]*keyLock
 }
 
 type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	held chan struct{} // one slot: holding the lock is filling it
+	refs int           // holders and waiters; the entry goes at 0
 }
 
-func (k *keyLocks) lock(key string) (unlock func()) {
+func (k *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = map[string]*keyLock{}
 	}
 	l := k.locks[key]
 	if l == nil {
-		l = &keyLock{}
+		l = &keyLock{held: make(chan struct{}, 1)}
 		k.locks[key] = l
 	}
 	l.refs++
 	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
+	release := func() {
 		k.mu.Lock()
 		if l.refs--; l.refs == 0 {
 			delete(k.locks, key)
 		}
 		k.mu.Unlock()
+	}
+	select {
+	case l.held <- struct{}{}:
+		return func() { <-l.held; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
 	}
 }

@@ -48,7 +48,10 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: user data is %d bytes, EC2 takes %d", req.NodeID, len(userData), maxUserData)
 	}
 
-	unlock := d.keys.lock(req.IdempotencyKey)
+	unlock, err := d.keys.lock(ctx, req.IdempotencyKey)
+	if err != nil {
+		return cloud.Instance{}, fail(op, err, "node %s: wait for its other launch", req.NodeID)
+	}
 	defer unlock()
 
 	if inst, ok, err := d.findNode(ctx, req.NodeID); err != nil {
@@ -241,6 +244,9 @@ func instance(in types.Instance) cloud.Instance {
 	for _, t := range in.Tags {
 		tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
 	}
+	// RunInstances answers pending; an instance of a reused ClientToken
+	// that has since ended counts as pending too, and List, which does
+	// not list it, then shows the node lost, so it is replaced.
 	state := cloud.InstancePending
 	if in.State != nil && in.State.Name == types.InstanceStateNameRunning {
 		state = cloud.InstanceRunning

@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -198,5 +199,33 @@ func TestSafeLogMode(t *testing.T) {
 		awssdk.LogResponse | awssdk.LogResponseWithBody | awssdk.LogDeprecatedUsage
 	if got := safeLogMode(all); got != awssdk.LogRetries|awssdk.LogDeprecatedUsage {
 		t.Fatalf("safeLogMode kept %b", got)
+	}
+}
+
+func TestKeyLocks(t *testing.T) {
+	var k keyLocks
+	unlock, err := k.lock(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another key is free; the same key waits until the context ends.
+	unlockB, err := k.lock(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockB()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := k.lock(ctx, "a"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("lock of a held key with an ended context = %v", err)
+	}
+	unlock()
+	unlock2, err := k.lock(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock2()
+	if n := len(k.locks); n != 0 {
+		t.Fatalf("%d lock entries left", n)
 	}
 }

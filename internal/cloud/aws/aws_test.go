@@ -741,6 +741,7 @@ func (e *env) testVerifyMissingResources(t *testing.T) {
 		c.StorageLocation = "s3://rayplane-nosuch-bucket/logs"
 	})
 	err := f.d.Verify(ctxT(t))
+	t.Logf("Verify: %v", err)
 	fs := verifyFailures(t, err, cloud.Invalid)
 	for _, w := range []struct{ check, substr string }{
 		{CheckSubnets, "subnet-0123456789abcdef0"},

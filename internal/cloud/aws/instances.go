@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -108,14 +109,6 @@ func (d *Driver) InstanceTypes(ctx context.Context) ([]cloud.InstanceType, error
 			out = append(out, it)
 		}
 	}
-	slices.SortFunc(out, func(a, b cloud.InstanceType) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b cloud.InstanceType) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }

@@ -96,7 +96,10 @@ func startMoto(t testing.TB, bin string) string {
 	cmd.Env = append(os.Environ(), "WERKZEUG_RUN_MAIN=true", "WERKZEUG_SERVER_FD=3")
 	cmd.ExtraFiles = []*os.File{lnFile}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so the cleanup kills the shim and python
+	// together; and killed with the test binary should that die without
+	// running its cleanups (a -timeout panic).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("awstest: start moto_server: %v", err)
 	}

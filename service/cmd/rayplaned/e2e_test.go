@@ -81,6 +81,13 @@ func (s *syncBuffer) String() string {
 // for it to print its endpoint.
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dataDir, nil, extra...)
+}
+
+// startServerEnv is startServer with env added to the server's
+// environment.
+func startServerEnv(t *testing.T, dataDir string, env []string, extra ...string) *server {
+	t.Helper()
 	// The local root, <data-dir>-local by default, is beside the data
 	// directory: local nodes (an unprivileged user's when the tests run as
 	// root) must reach it through the test's temporary directory, which
@@ -89,7 +96,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)...)
-	cmd.Env = append(os.Environ(), "RAYPLANE_LOG_FORMAT=json")
+	cmd.Env = append(append(os.Environ(), "RAYPLANE_LOG_FORMAT=json"), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

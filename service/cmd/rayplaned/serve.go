@@ -36,6 +36,7 @@ type serveConfig struct {
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
+	awsPrincipalARN                                                       string
 	reconcileConcurrency                                                  int
 }
 
@@ -62,6 +63,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.localOrgs, "local-orgs", env("LOCAL_ORGS", service.SystemOrgName), "comma-separated organizations that may declare local clouds, whose nodes run on this host; * for every one, empty for none ($RAYPLANE_LOCAL_ORGS)")
 	fs.StringVar(&c.localRoot, "local-root", env("LOCAL_ROOT", ""), "directory for local nodes and their storage, outside the data directory; empty means <data-dir>-local ($RAYPLANE_LOCAL_ROOT)")
 	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
+	fs.StringVar(&c.awsPrincipalARN, "aws-principal-arn", env("AWS_PRINCIPAL_ARN", ""), "the AWS principal customers trust to assume their roles (rendered into trust policies); empty means the identity the AWS SDK's default chain resolves to ($RAYPLANE_AWS_PRINCIPAL_ARN)")
 	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
 	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {
@@ -167,9 +169,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	awsNodes := newAWSClouds(log, cfg.awsPrincipalARN)
 	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
-		if c.Provider == rpapi.ProviderLocal {
+		switch c.Provider {
+		case rpapi.ProviderLocal:
 			return localNodes.driverFor(ctx, orgID)
+		case rpapi.ProviderAWS:
+			return awsNodes.driverFor(ctx, orgID, c)
 		}
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
@@ -191,15 +197,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Catalog:          reconciler.Catalog(drivers),
 			Wake:             rec.Wake,
 			CloudChanged:     verifier.Wake,
+			VerifyNow:        verifier.VerifyNow,
 			Tokens:           lastUsed,
 			LocalStorageRoot: localNodes.storage,
 			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
 		},
 		Agents: &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage},
-		Ready:    st.Ready,
-		Logger:   log,
-		Registry: reg,
+		AWSPrincipal: awsNodes.Principal,
+		Ready:        st.Ready,
+		Logger:       log,
+		Registry:     reg,
 	})
 	srv := &http.Server{
 		Handler:           api,

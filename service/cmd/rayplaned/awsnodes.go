@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-		"sync"
+	"sync"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -81,7 +81,7 @@ func (a *awsClouds) driverFor(ctx context.Context, orgID string, c rpapi.Cloud) 
 	}
 	d, err := awsdriver.New(awsdriver.Config{
 		Base: base, OrgID: orgID, CloudID: c.ID, Region: c.Region, Cloud: *c.AWS,
-		StorageLocation: c.StorageLocation, Logger: a.log.With("cloud_id", c.ID),
+		StorageLocation: c.StorageLocation, Logger: a.log, // the driver names its cloud
 	})
 	if err != nil {
 		return nil, &cloud.Error{Kind: cloud.Invalid, Op: "driver", Err: err}

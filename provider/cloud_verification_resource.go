@@ -48,6 +48,10 @@ type cloudVerificationModel struct {
 // that does not conclude (the cloud's API throttles or does not answer).
 const verificationCreateTimeout = 5 * time.Minute
 
+// verificationSettle is how long create tries a cloud whose verification
+// failed again, for IAM changes made in the same apply to take effect.
+const verificationSettle = 2 * time.Minute
+
 func (r *cloudVerificationResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_cloud_verification"
 }
@@ -57,7 +61,9 @@ func (r *cloudVerificationResource) Schema(ctx context.Context, _ resource.Schem
 		Description: "Waits for a cloud to be verified. Creating it has the control plane verify the cloud now (for `aws`: the " +
 			"role can be assumed with the external id and not without it, it holds every permission the control plane uses, " +
 			"and the subnets, security groups, image, instance profile and storage bucket exist) and fails, naming every " +
-			"check that failed, unless the cloud is `active`; the failed resource is not saved, so the next apply verifies " +
+			"check that failed, unless the cloud is `active` (a failed verification is tried again for up to two minutes, " +
+			"within the create timeout, as IAM changes made in the same apply take seconds to take effect); the failed " +
+			"resource is not saved, so the next apply verifies " +
 			"again. Refer to its `cloud_id` from clusters, and make it depend on the IAM policies the cloud needs, so that " +
 			"one apply creates the role, waits for it to work and only then starts clusters. A refresh that finds the cloud " +
 			"gone or no longer active removes it from the state, so the next apply verifies again. Deleting it changes nothing.",
@@ -131,10 +137,31 @@ func (r *cloudVerificationResource) Create(ctx context.Context, req resource.Cre
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	id := plan.CloudID.ValueString()
-	c, err := r.verify(ctx, id)
-	if err != nil {
-		resp.Diagnostics.Append(apiErrorDiagnostics("Cannot verify cloud "+id, err, nil)...)
-		return
+	// IAM changes take seconds to reach every region: a role or policy
+	// created in the same apply may not work at the first try. A failed
+	// verification is tried again for up to verificationSettle (within the
+	// create timeout) before the apply fails with what it found.
+	settled := time.Now().Add(verificationSettle)
+	wait := 2 * time.Second
+	var c api.Cloud
+	for {
+		var err error
+		c, err = r.verify(ctx, id)
+		if err != nil {
+			resp.Diagnostics.Append(apiErrorDiagnostics("Cannot verify cloud "+id, err, nil)...)
+			return
+		}
+		if c.Status == api.CloudActive || time.Now().Add(wait).After(settled) {
+			break
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 20*time.Second)
 	}
 	if c.Status != api.CloudActive {
 		resp.Diagnostics.AddAttributeError(path.Root("cloud_id"), fmt.Sprintf("Cloud %s (%s) failed its verification", c.Name, c.ID),

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -151,6 +152,15 @@ func TestAccCloudVerificationResource_validation(t *testing.T) {
 		PreCheck:                 func() { testAccPreCheck(t) },
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps: []resource.TestStep{
+			{
+				// The documentation's example plans.
+				Config: example(t, "resources/rayplane_cloud/resource.tf") +
+					example(t, "resources/rayplane_cloud_verification/resource.tf") +
+					example(t, "data-sources/rayplane_aws_policies/data-source.tf"),
+				ConfigVariables:    config.Variables{"k8s_token": config.StringVariable("example-token")},
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
 			{
 				Config:      "resource \"rayplane_cloud_verification\" \"x\" {\n  cloud_id = \"cls_00000000000000000000000000\"\n}\n",
 				PlanOnly:    true,

@@ -94,7 +94,8 @@ func TestLocalDriverIsTheOperatorsChoice(t *testing.T) {
 		t.Errorf("the refusal does not say why: %s", body)
 	}
 	acme.must(t, 201, "POST", "/v1/clouds", `{"name":"acme-aws","provider":"aws","region":"us-east-1",
-		"aws":{"role_arn":"arn:aws:iam::123456789012:role/x"},"storage_location":"s3://acme-logs"}`)
+		"aws":{"role_arn":"arn:aws:iam::123456789012:role/x","subnet_ids":["subnet-0123456789abcdef0"],"image_id":"ami-0123456789abcdef0"},
+		"storage_location":"s3://acme-logs"}`)
 
 	s.stop(t)
 	s = startServer(t, dir, append(flags, "--local-orgs", "default,acme")...)

@@ -124,7 +124,8 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	e.agents = &service.Agents{Store: st, Liveness: live, Wake: func() {}, Now: e.now}
 	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"),
 		Catalog: reconciler.Catalog(drivers)},
-		Agents: e.agents})
+		Agents:       e.agents,
+		AWSPrincipal: func(context.Context) (string, error) { return testPrincipal, nil }})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	e.testEnv = &testEnv{t: t, st: st, srv: srv, api: s, dir: dir, admin: tok.Secret, sysOrg: tok.OrgID}

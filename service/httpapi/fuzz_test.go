@@ -47,6 +47,10 @@ func FuzzRequestBodies(f *testing.F) {
 		fzResourceRequest: {`{"bundles":[{"shape":{"CPU":1,"GPU":0.5},"count":10000,"strategy":"STRICT_SPREAD"}]}`, `{"bundles":[]}`},
 		fzCreateToken:     {`{"name":"t","role":"reader","expires_at":"2199-12-31T23:59:59.999999999Z"}`, `{"name":"w","role":"writer"}`},
 		fzCreateOrg:       {`{"name":"acme"}`},
+		fzAWSPolicies: {
+			`{"external_id":"rp-0123456789abcdef0123456789abcdef01234567"}`,
+			`{"external_id":"rp-0123456789abcdef0123456789abcdef01234567","node_role_arn":"arn:aws:iam::123456789012:role/path/node","storage_location":"s3://bucket/logs/x","region":"eu-west-1"}`,
+		},
 		fzRegister:        {`{"node_id":"$NODE","hostname":"h","agent_version":"1","resources":{"CPU":2}}`, `{"node_id":"$NODE"}`},
 		fzHeartbeat: {
 			`{"runtime_state":"running","runtime_hash":"00ff","address":"127.0.0.1:6379","usage":{"CPU":0.5},"demand":[{"shape":{"CPU":1},"count":3,"strategy":"PACK"}],"idle_since":"2030-01-01T00:00:00Z"}`,
@@ -82,6 +86,7 @@ const (
 	fzCreateOrg
 	fzRegister
 	fzHeartbeat
+	fzAWSPolicies
 	fzRoutes
 )
 
@@ -155,6 +160,8 @@ func (fx *fuzzFixture) send(t *testing.T, route int, body []byte) {
 		method, path, token = "POST", "/v1/agent/register", bootstrap
 	case fzHeartbeat:
 		method, path, token = "POST", beatPath(fx.cluster.cluster.ID, fx.cluster.head), head
+	case fzAWSPolicies:
+		method, path, token = "POST", "/v1/aws/policies", fx.e.admin
 	}
 	status, answer := fuzzCall(t, fx.e, method, path, token, body)
 	checkAnswer(t, method+" "+path, body, status, answer)
@@ -169,6 +176,8 @@ func (fx *fuzzFixture) send(t *testing.T, route int, body []byte) {
 		t.Fatalf("an unspent bootstrap token was refused (401) for body %q: %s", body, answer)
 	case route == fzHeartbeat && status == 401:
 		t.Fatalf("the head's credential was refused (401) for body %q: %s", body, answer)
+	case route == fzAWSPolicies && status == 200:
+		checkPolicies(t, body, answer)
 	case status == 201 && method == "POST":
 		fx.readsBack(t, path, body, answer)
 	}
@@ -292,4 +301,29 @@ func fuzzCall(t *testing.T, e *dataPlaneEnv, method, path, token string, body []
 		t.Fatalf("%s %s with %q answered Content-Type %q: %s", method, path, body, ct, b)
 	}
 	return resp.StatusCode, b
+}
+
+// checkPolicies: every document rendered for an accepted request is a JSON
+// object, as IAM needs, and the trust policy names the external id asked for.
+func checkPolicies(t *testing.T, body, answer []byte) {
+	var req api.AWSPoliciesRequest
+	var out api.AWSPolicies
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("accepted policies request %q does not decode: %v", body, err)
+	}
+	if err := json.Unmarshal(answer, &out); err != nil {
+		t.Fatalf("policies answer %s: %v", answer, err)
+	}
+	for name, doc := range map[string]string{"trust": out.TrustPolicy, "permissions": out.PermissionsPolicy, "node": out.NodePolicy} {
+		if doc == "" && name == "node" {
+			continue
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(doc), &v); err != nil || v["Statement"] == nil {
+			t.Fatalf("%s policy for %q is not an IAM document: %v: %s", name, body, err, doc)
+		}
+	}
+	if !strings.Contains(out.TrustPolicy, req.ExternalID) {
+		t.Fatalf("trust policy for %q does not name its external id: %s", body, out.TrustPolicy)
+	}
 }

@@ -51,7 +51,7 @@ func FuzzRequestBodies(f *testing.F) {
 			`{"external_id":"rp-0123456789abcdef0123456789abcdef01234567"}`,
 			`{"external_id":"rp-0123456789abcdef0123456789abcdef01234567","node_role_arn":"arn:aws:iam::123456789012:role/path/node","storage_location":"s3://bucket/logs/x","region":"eu-west-1"}`,
 		},
-		fzRegister:        {`{"node_id":"$NODE","hostname":"h","agent_version":"1","resources":{"CPU":2}}`, `{"node_id":"$NODE"}`},
+		fzRegister: {`{"node_id":"$NODE","hostname":"h","agent_version":"1","resources":{"CPU":2}}`, `{"node_id":"$NODE"}`},
 		fzHeartbeat: {
 			`{"runtime_state":"running","runtime_hash":"00ff","address":"127.0.0.1:6379","usage":{"CPU":0.5},"demand":[{"shape":{"CPU":1},"count":3,"strategy":"PACK"}],"idle_since":"2030-01-01T00:00:00Z"}`,
 			`{"runtime_state":"failed","runtime_message":"exit 1","demand":[{"shape":{"CPU":1e9},"count":1000000000}]}`,

@@ -39,17 +39,35 @@ func (d *Driver) list(ctx context.Context, tags map[string]string) ([]cloud.Inst
 		in.MaxResults = awssdk.Int32(d.pageSize)
 	}
 	var out []cloud.Instance
+	seen := map[string]bool{}
+	dropped := 0
 	pages := ec2.NewDescribeInstancesPaginator(d.ec2, in)
-	for pages.HasMorePages() {
+	for n := 0; pages.HasMorePages(); n++ {
+		if n == maxListPages {
+			return nil, cloud.Errorf(cloud.Transient, "list", "DescribeInstances answered more than %d pages", maxListPages)
+		}
 		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range page.Reservations {
 			for _, i := range r.Instances {
-				out = append(out, instance(i))
+				inst, ok := liveInstance(i, want)
+				switch {
+				case !ok:
+					dropped++
+				case !seen[inst.ID]:
+					seen[inst.ID] = true
+					out = append(out, inst)
+				}
 			}
 		}
+		if len(out) > maxListInstances {
+			return nil, cloud.Errorf(cloud.Transient, "list", "DescribeInstances answered more than %d instances", maxListInstances)
+		}
+	}
+	if dropped > 0 {
+		d.log.Warn("DescribeInstances answered instances without a valid id or the tags asked for; ignored", "count", dropped)
 	}
 	return out, nil
 }
@@ -82,8 +100,12 @@ func (d *Driver) InstanceTypes(ctx context.Context) ([]cloud.InstanceType, error
 	// is left out instead of failing the call.
 	in := &ec2.DescribeInstanceTypesInput{Filters: []types.Filter{{Name: awssdk.String("instance-type"), Values: names}}}
 	var out []cloud.InstanceType
+	seen := map[string]bool{}
 	pages := ec2.NewDescribeInstanceTypesPaginator(d.ec2, in)
-	for pages.HasMorePages() {
+	for n := 0; pages.HasMorePages(); n++ {
+		if n == maxListPages {
+			return nil, cloud.Errorf(cloud.Transient, "instance types", "DescribeInstanceTypes answered more than %d pages", maxListPages)
+		}
 		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, fail("instance types", err, "describe instance types")
@@ -91,21 +113,15 @@ func (d *Driver) InstanceTypes(ctx context.Context) ([]cloud.InstanceType, error
 		for _, t := range page.InstanceTypes {
 			name := string(t.InstanceType)
 			price, ok := onDemandPrices[name]
-			if !ok {
+			if !ok || seen[name] {
 				continue
 			}
-			it := cloud.InstanceType{Name: name, PricePerHour: price}
-			if t.VCpuInfo != nil {
-				it.CPUs = float64(awssdk.ToInt32(t.VCpuInfo.DefaultVCpus))
+			it, ok := instanceType(t, price)
+			if !ok {
+				d.log.Warn("DescribeInstanceTypes answered an unbelievable description; the type is left out", logInstanceType, name)
+				continue
 			}
-			if t.MemoryInfo != nil {
-				it.MemoryBytes = awssdk.ToInt64(t.MemoryInfo.SizeInMiB) << 20
-			}
-			if t.GpuInfo != nil {
-				for _, g := range t.GpuInfo.Gpus {
-					it.GPUs += float64(awssdk.ToInt32(g.Count))
-				}
-			}
+			seen[name] = true
 			out = append(out, it)
 		}
 	}

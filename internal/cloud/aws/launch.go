@@ -67,7 +67,15 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 			in := d.runInput(req, tags, userData, i, subnet, market)
 			out, err := d.ec2.RunInstances(ctx, in)
 			if err == nil && len(out.Instances) == 1 {
-				inst := instance(out.Instances[0])
+				inst, ok := instance(out.Instances[0])
+				if !ok {
+					// The instance may exist: the next pass finds it by
+					// its tags, or reuses the ClientToken.
+					return cloud.Instance{}, cloud.Errorf(cloud.Transient, op, "node %s: RunInstances answered no valid instance id", req.NodeID)
+				}
+				if inst.NodeID == "" {
+					inst.NodeID = req.NodeID
+				}
 				d.log.Info("launched instance", logNodeID, req.NodeID, logInstanceID, inst.ID,
 					logInstanceType, req.InstanceType, logSubnet, subnet, logMarket, market)
 				return inst, nil
@@ -236,27 +244,4 @@ func (d *Driver) findNode(ctx context.Context, nodeID string) (cloud.Instance, b
 	// control plane on the same cloud); either is the node's, and the
 	// reconciler terminates the other as an orphan.
 	return found[0], true, nil
-}
-
-// instance answers an EC2 instance as the driver's.
-func instance(in types.Instance) cloud.Instance {
-	tags := make(map[string]string, len(in.Tags))
-	for _, t := range in.Tags {
-		tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
-	}
-	// RunInstances answers pending; an instance of a reused ClientToken
-	// that has since ended counts as pending too, and List, which does
-	// not list it, then shows the node lost, so it is replaced.
-	state := cloud.InstancePending
-	if in.State != nil && in.State.Name == types.InstanceStateNameRunning {
-		state = cloud.InstanceRunning
-	}
-	return cloud.Instance{
-		ID:           awssdk.ToString(in.InstanceId),
-		NodeID:       tags[cloud.TagNode],
-		InstanceType: string(in.InstanceType),
-		Tags:         tags,
-		State:        state,
-		Address:      awssdk.ToString(in.PrivateIpAddress),
-	}
 }

@@ -205,6 +205,8 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *ec2.Client, v *verificati
 		v.failed(CheckImage, err, "ec2:DescribeImages")
 	case len(images.Images) == 0:
 		v.fail(CheckImage, cloud.Invalid, "image %s does not exist in %s (or is not shared with the account)", cl.ImageID, d.cfg.Region)
+	case awssdk.ToString(images.Images[0].ImageId) != cl.ImageID:
+		v.fail(CheckImage, cloud.Transient, "ec2:DescribeImages answered %q for image %s", awssdk.ToString(images.Images[0].ImageId), cl.ImageID)
 	case images.Images[0].State != ec2types.ImageStateAvailable:
 		v.fail(CheckImage, cloud.Invalid, "image %s is %s, not available", cl.ImageID, images.Images[0].State)
 	}
@@ -228,11 +230,15 @@ func (d *Driver) verifyInstanceProfile(ctx context.Context, c *iam.Client, v *ve
 		return ""
 	}
 	p := out.InstanceProfile
+	if p == nil {
+		v.fail(CheckInstanceProfile, cloud.Transient, "iam:GetInstanceProfile %s answered no instance profile", name)
+		return ""
+	}
 	if got := awssdk.ToString(p.Arn); got != arn {
 		v.fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s is %s: the path or account differs", name, got)
 		return ""
 	}
-	if len(p.Roles) == 0 {
+	if len(p.Roles) == 0 || !roleARN.MatchString(awssdk.ToString(p.Roles[0].Arn)) {
 		v.fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s has no role: nodes would have no credentials", arn)
 		return ""
 	}
@@ -313,7 +319,11 @@ func (d *Driver) verifyPermissions(ctx context.Context, c *iam.Client, nodeRole 
 			ContextEntries:  contextEntries,
 		})
 		denied := map[string]string{} // resource -> decision
-		for pages.HasMorePages() {
+		for n := 0; pages.HasMorePages(); n++ {
+			if n == maxListPages {
+				v.fail(CheckPermissions, cloud.Transient, "iam:SimulatePrincipalPolicy for %s answered more than %d pages", action, maxListPages)
+				break
+			}
 			page, err := pages.NextPage(ctx)
 			if err != nil {
 				v.failed(CheckPermissions, err, "iam:SimulatePrincipalPolicy for %s", action)

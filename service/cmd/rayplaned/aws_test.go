@@ -165,6 +165,31 @@ func TestAWSClusterLifecycle(t *testing.T) {
 	}
 	p.volumesTagged(t, live, c.ID)
 
+	// An instance gone behind the control plane's back (a spot
+	// interruption, a user in the console) is a LOST node, replaced.
+	var worker api.Node
+	for _, n := range ns {
+		if !n.Head {
+			worker = n
+		}
+	}
+	raw := p.moto.Config(t)
+	raw.BaseEndpoint = awssdk.String(p.moto.RawURL)
+	if _, err := ec2.NewFromConfig(raw).TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{worker.InstanceID}}); err != nil {
+		t.Fatal(err)
+	}
+	_, ns = s.waitFor(t, c.ID, 2*time.Minute, "the interrupted worker LOST and replaced", func(c api.Cluster, ns []api.Node) bool {
+		for _, n := range ns {
+			if n.ID == worker.ID && n.Status != api.NodeLost && n.Status != api.NodeTerminated {
+				return false
+			}
+		}
+		return runningWith(1)(c, ns)
+	})
+	if n := len(p.live(t, c.ID)); n != 2 {
+		t.Fatalf("%d live instances after the replacement, want 2", n)
+	}
+
 	// Scale by resource requests: 3 bundles of 2 CPUs, t3.large has 2, the
 	// head (t3.medium, 2 CPUs) and the worker hold 2 of them: one more.
 	s.must(t, 200, "POST", "/v1/clusters/"+c.ID+"/resource-requests", `{"bundles":[{"shape":{"CPU":2},"count":3}]}`)
@@ -181,7 +206,7 @@ func TestAWSClusterLifecycle(t *testing.T) {
 	// terminated through the driver.
 	s.must(t, 200, "POST", "/v1/clusters/"+c.ID+"/resource-requests", `{"bundles":[]}`)
 	s.waitFor(t, c.ID, 2*time.Minute, "back to one worker", func(c api.Cluster, ns []api.Node) bool {
-		return runningWith(1)(c, ns) && len(byStatus(ns, api.NodeTerminated)) == 1
+		return runningWith(1)(c, ns) && len(byStatus(ns, api.NodeDraining))+len(byStatus(ns, api.NodeTerminating)) == 0
 	})
 	waitUntil(t, time.Minute, "the idle worker's instance terminated", func() bool { return len(p.live(t, c.ID)) == 2 })
 

@@ -205,3 +205,28 @@ func TestVerifyInstanceProfileWithoutAnswer(t *testing.T) {
 		t.Fatalf("role %q, failures %+v; want one instance profile failure", role, v.failures)
 	}
 }
+
+// TestVerifyStorageInAnotherRegion: S3's redirect for a bucket of another
+// region is a failed check naming the region, not a verification that
+// never concludes.
+func TestVerifyStorageInAnotherRegion(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-amz-bucket-region", "eu-west-1")
+		w.WriteHeader(http.StatusMovedPermanently)
+	}))
+	t.Cleanup(srv.Close)
+	base := awssdk.Config{
+		Region:       "us-east-1",
+		BaseEndpoint: awssdk.String(srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		Retryer:      func() awssdk.Retryer { return awssdk.NopRetryer{} },
+	}
+	d := hostileDriver(t, func(string, map[string][]string) string { return "" })
+	d.cfg.StorageLocation = "s3://logs/rayplane"
+	_, _, s3c := clients(base)
+	var v verification
+	d.verifyStorage(context.Background(), s3c, &v)
+	if len(v.failures) != 1 || v.failures[0].kind != cloud.Invalid || !strings.Contains(v.failures[0].Problem, "region") {
+		t.Fatalf("failures %+v; want one invalid failure naming the region", v.failures)
+	}
+}

@@ -384,6 +384,10 @@ func (d *Driver) verifyStorage(ctx context.Context, c *s3.Client, v *verificatio
 	case err == nil:
 	case code == "NotFound" || code == "NoSuchBucket":
 		v.fail(CheckStorageBucket, cloud.Invalid, "bucket %s does not exist", bucket)
+	case code == "MovedPermanently" || code == "PermanentRedirect":
+		// S3 redirects a request for a bucket of another region; the
+		// nodes' agents write to the cloud's region only.
+		v.fail(CheckStorageBucket, cloud.Invalid, "bucket %s is not in the cloud's region %s", bucket, d.cfg.Region)
 	case code == "Forbidden" || code == "AccessDenied":
 		v.fail(CheckStorageBucket, cloud.Invalid, "bucket %s: access denied (the role needs s3:ListBucket on it, and it must belong to account %s)", bucket, d.account)
 	default:

@@ -58,6 +58,10 @@ type LaunchRequest struct {
 	// IdempotencyKey is derived from the node id (EC2 ClientToken, GCE
 	// requestId, pod name, local process directory).
 	IdempotencyKey string
+	// Image is the cluster's runtime.image: the container image of a
+	// Kubernetes pod ("" means the cloud's default). Drivers whose nodes
+	// are machines (local, aws) take their image from the cloud.
+	Image string
 }
 
 // Instance is one machine as the cloud sees it.

@@ -596,6 +596,7 @@ func (r *Reconciler) launch(ctx context.Context, c service.ClusterRecord, o obse
 			},
 			Bootstrap:      payload,
 			IdempotencyKey: l.node.ID,
+			Image:          c.Runtime.Image,
 		})
 	})
 	if err != nil {

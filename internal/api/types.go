@@ -193,14 +193,32 @@ type GCPCloud struct {
 	ServiceAccount           string `json:"service_account"`
 }
 
-// KubernetesCloud is a namespace reached with a service-account token. Token
-// is write-only: answers never carry it, TokenSet says whether one is stored.
+// KubernetesCloud is a namespace reached with a service-account token, and
+// the pods its nodes run as. Token is write-only: answers never carry it,
+// TokenSet says whether one is stored; it reaches the driver as the cloud's
+// secret. A change of any field but TokenSet (a token is a change when one
+// is sent) sends the cloud back to verifying.
 type KubernetesCloud struct {
 	APIServer string `json:"api_server"`
 	Namespace string `json:"namespace"`
 	CACertPEM string `json:"ca_cert_pem,omitempty"`
 	Token     string `json:"token,omitempty"`
 	TokenSet  bool   `json:"token_set"`
+	// Image is the nodes' container image: rayplaned on PATH (it is the
+	// pod's command), and Ray for Ray clusters. A cluster's runtime.image
+	// overrides it.
+	Image string `json:"image"`
+	// InstanceTypes are the pod shapes the cloud's clusters use, its
+	// catalog (1..MaxKubernetesInstanceTypes): each pod requests and is
+	// limited to its shape's cpus, memory and GPUs.
+	InstanceTypes []InstanceType `json:"instance_types"`
+	// GPUResource is the extended resource GPUs are requested as;
+	// DefaultKubernetesGPUResource when empty.
+	GPUResource string `json:"gpu_resource,omitempty"`
+	// ServiceAccountName is the pods' service account, the nodes' own
+	// identity in the cluster (e.g. to write logs); "" is the namespace's
+	// default account, with no token mounted.
+	ServiceAccountName string `json:"service_account_name,omitempty"`
 }
 
 // Quotas bound what all clusters of a cloud may hold at once. Nil means no

@@ -209,10 +209,10 @@ func TestPodShape(t *testing.T) {
 func TestNodeLabelsRefuse(t *testing.T) {
 	d := mustNew(t, unitCloud())
 	for name, req := range map[string]cloud.LaunchRequest{
-		"unknown tag":       {NodeID: "n", InstanceType: "small", Tags: map[string]string{"team": "a"}},
-		"bad label value":   {NodeID: "n", InstanceType: "small", Tags: map[string]string{cloud.TagGroup: "has space"}},
-		"node id too long":  {NodeID: strings.Repeat("n", 64), InstanceType: "small"},
-		"node id with a /":  {NodeID: "a/b", InstanceType: "small"},
+		"unknown tag":      {NodeID: "n", InstanceType: "small", Tags: map[string]string{"team": "a"}},
+		"bad label value":  {NodeID: "n", InstanceType: "small", Tags: map[string]string{cloud.TagGroup: "has space"}},
+		"node id too long": {NodeID: strings.Repeat("n", 64), InstanceType: "small"},
+		"node id with a /": {NodeID: "a/b", InstanceType: "small"},
 	} {
 		if _, err := d.nodeLabels(req); err == nil {
 			t.Errorf("%s: accepted", name)

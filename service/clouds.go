@@ -70,8 +70,12 @@ func credentialsChanged(a, b api.Cloud) bool {
 	case a.GCP != nil && b.GCP != nil:
 		return *a.GCP != *b.GCP
 	case a.Kubernetes != nil && b.Kubernetes != nil:
-		return a.Kubernetes.APIServer != b.Kubernetes.APIServer || a.Kubernetes.Namespace != b.Kubernetes.Namespace ||
-			a.Kubernetes.CACertPEM != b.Kubernetes.CACertPEM || b.Kubernetes.Token != ""
+		// Verification checks the token's rights in the namespace and the
+		// settings the pods are made from: any of them, and a token sent.
+		x, y := a.Kubernetes, b.Kubernetes
+		return x.APIServer != y.APIServer || x.Namespace != y.Namespace || x.CACertPEM != y.CACertPEM || y.Token != "" ||
+			x.Image != y.Image || !slices.Equal(x.InstanceTypes, y.InstanceTypes) || x.GPUResource != y.GPUResource ||
+			x.ServiceAccountName != y.ServiceAccountName
 	}
 	return false
 }
@@ -159,15 +163,34 @@ func (cp *ControlPlane) InstanceTypes(ctx context.Context, c Caller, cloudID str
 	if err != nil {
 		return nil, err
 	}
-	if cp.Catalog == nil {
-		return nil, api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
-	}
-	types, err := cp.Catalog(ctx, c.OrgID(), cloud, secret)
+	types, err := cp.cloudCatalog(ctx, c.OrgID(), cloud, secret)
 	if err != nil {
-		return nil, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloudID, err)
+		return nil, err
 	}
 	if types == nil {
 		types = []api.InstanceType{}
+	}
+	return types, nil
+}
+
+// errNoDrivers answers a catalog asked of a control plane without drivers.
+var errNoDrivers = api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
+
+// cloudCatalog answers a cloud's instance types. A Kubernetes cloud's are
+// the pod shapes it declares, answered without asking its API server, so
+// compute configs are checked against them even while the cloud cannot be
+// reached (its driver answers the same shapes to the reconciler). Other
+// clouds' come from their driver.
+func (cp *ControlPlane) cloudCatalog(ctx context.Context, orgID string, cloud api.Cloud, secret string) ([]api.InstanceType, error) {
+	if cloud.Provider == api.ProviderKubernetes && cloud.Kubernetes != nil {
+		return slices.Clone(cloud.Kubernetes.InstanceTypes), nil
+	}
+	if cp.Catalog == nil {
+		return nil, errNoDrivers
+	}
+	types, err := cp.Catalog(ctx, orgID, cloud, secret)
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloud.ID, err)
 	}
 	return types, nil
 }

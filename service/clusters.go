@@ -256,10 +256,10 @@ func (cp *ControlPlane) precheckCatalog(ctx context.Context, c Caller, req *api.
 // checkCatalog refuses a compute config whose instance types the cloud
 // does not offer, naming each, before anything is launched.
 func (cp *ControlPlane) checkCatalog(ctx context.Context, c Caller, cloudID string, spec api.ComputeConfigSpec) error {
-	if cp.Catalog == nil {
-		return nil
-	}
 	types, err := cp.InstanceTypes(ctx, c, cloudID)
+	if err == errNoDrivers {
+		return nil // nothing to check against (a control plane without drivers, in tests)
+	}
 	if err != nil {
 		return err
 	}

@@ -99,12 +99,9 @@ func (cp *ControlPlane) DryRunCluster(ctx context.Context, c Caller, req api.Clu
 	if err != nil {
 		return api.ClusterDryRun{}, err
 	}
-	if cp.Catalog == nil {
-		return api.ClusterDryRun{}, api.Errorf(api.CodeUnavailable, "this control plane runs no cloud drivers")
-	}
-	catalog, err := cp.Catalog(ctx, c.OrgID(), cloud, secret)
+	catalog, err := cp.cloudCatalog(ctx, c.OrgID(), cloud, secret)
 	if err != nil {
-		return api.ClusterDryRun{}, api.Errorf(api.CodeUnavailable, "cloud %s: list instance types: %v", cloud.ID, err)
+		return api.ClusterDryRun{}, err
 	}
 	quotas := cloud.Quotas
 	if req.CloudQuotas != nil {

@@ -3,7 +3,6 @@ package service
 import (
 	"fmt"
 	"maps"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -161,22 +160,7 @@ func CheckCloud(c *api.CloudSpec) error {
 		if c.Kubernetes == nil {
 			fe.Add("kubernetes", "is required when provider is kubernetes")
 		} else {
-			k := c.Kubernetes
-			if checkText(&fe, "kubernetes.api_server", k.APIServer) {
-				if u, err := url.Parse(k.APIServer); err != nil || u.Scheme != "https" || u.Host == "" || len(k.APIServer) > maxStringLen {
-					fe.Add("kubernetes.api_server", "must be an https:// URL of at most %d characters", maxStringLen)
-				}
-			}
-			if !dnsLabelPattern.MatchString(k.Namespace) {
-				fe.Add("kubernetes.namespace", "must be a DNS label: lower case letters, digits and '-', at most 63")
-			}
-			if pem := k.CACertPEM; checkText(&fe, "kubernetes.ca_cert_pem", pem) &&
-				(len(pem) > 64<<10 || pem != "" && !strings.Contains(pem, "-----BEGIN CERTIFICATE-----")) {
-				fe.Add("kubernetes.ca_cert_pem", "must be a PEM certificate")
-			}
-			if checkText(&fe, "kubernetes.token", k.Token) && len(k.Token) > 16<<10 {
-				fe.Add("kubernetes.token", "is longer than 16 KiB")
-			}
+			checkKubernetesCloud(&fe, c.Kubernetes)
 		}
 		checkBucket(&fe, c.StorageLocation, api.SchemeS3, api.SchemeGCS)
 	}

@@ -39,7 +39,7 @@ func TestCloudStorageLocations(t *testing.T) {
 				GCP: &api.GCPCloud{WorkloadIdentityProvider: "projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1", ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}}
 		},
 		"kubernetes": func(loc string) api.CloudSpec {
-			return api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: loc, Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s.example:6443", Namespace: "ray"}}
+			return api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: loc, Kubernetes: validKubernetesCloud("")}
 		},
 	}
 	long := strings.Repeat("p/", api.MaxStoragePrefixLen/2)
@@ -128,7 +128,7 @@ func TestTextFieldsRefuseNULAndInvalidUTF8(t *testing.T) {
 	}
 	k8s := func(mutate func(*api.KubernetesCloud)) error {
 		spec := api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: "s3://bucket-k",
-			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s.example:6443", Namespace: "ray", Token: "secret"}}
+			Kubernetes: validKubernetesCloud("secret")}
 		mutate(spec.Kubernetes)
 		return CheckCloud(&spec)
 	}

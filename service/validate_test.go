@@ -91,7 +91,7 @@ func TestCheckCloud(t *testing.T) {
 	}
 	k8s := func() api.CloudSpec {
 		return api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: "s3://bucket-k",
-			Kubernetes: &api.KubernetesCloud{APIServer: "https://k8s.example:6443", Namespace: "ray", Token: "secret"}}
+			Kubernetes: validKubernetesCloud("secret")}
 	}
 	local := func() api.CloudSpec { return api.CloudSpec{Name: "l", Provider: "local"} }
 	cases := []struct {

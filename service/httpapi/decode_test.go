@@ -160,7 +160,7 @@ func TestStringsRefuseNULAndInvalidUTF8(t *testing.T) {
 		return fmt.Sprintf(`{"name":"c","cloud_id":%q,"compute_config_id":%q,"runtime":%s}`, f.cloud, f.computeConfig, rt)
 	}
 	k8s := func(token string) string {
-		return `{"name":"k","provider":"kubernetes","storage_location":"s3://bucket-k","kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray","token":"` + token + `"}}`
+		return `{"name":"k","provider":"kubernetes","storage_location":"s3://bucket-k","kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray",` + k8sShapes + `,"token":"` + token + `"}}`
 	}
 	e.expectRefused(t, []badBody{
 		{"escaped NUL in a name", "POST", "/v1/clouds", `{"name":"a\u0000b","provider":"local"}`, "name", "must not contain NUL"},

@@ -29,7 +29,8 @@ func FuzzRequestBodies(f *testing.F) {
 		fzCreateCloud: {
 			`{"name":"c","provider":"local","quotas":{"max_nodes":3},"heartbeat":{"interval_seconds":5,"lost_after_intervals":3}}`,
 			`{"name":"a","provider":"aws","region":"us-east-1","storage_location":"s3://bucket/logs","aws":{"role_arn":"arn:aws:iam::123456789012:role/r","subnet_ids":["subnet-0123456789abcdef0"],"image_id":"ami-0123456789abcdef0"}}`,
-			`{"name":"k","provider":"kubernetes","storage_location":"gs://b/x","kubernetes":{"api_server":"https://k:6443","namespace":"ray","token":"t"}}`,
+			`{"name":"k","provider":"kubernetes","storage_location":"gs://b/x","kubernetes":{"api_server":"https://k:6443","namespace":"ray","token":"t","image":"ghcr.io/example/node:1.0","instance_types":[{"name":"cpu-2","cpus":2,"memory_bytes":8589934592,"price_per_hour":0.1}]}}`,
+			`{"name":"kg","provider":"kubernetes","storage_location":"s3://bucket/logs","kubernetes":{"api_server":"https://k:6443","namespace":"ray","image":"registry:5000/node@sha256:0123456789abcdef0123456789abcdef","gpu_resource":"amd.com/gpu","service_account_name":"ray-nodes","instance_types":[{"name":"cpu-0.5","cpus":0.5,"memory_bytes":1073741824},{"name":"gpu-1","cpus":8,"memory_bytes":34359738368,"gpus":1,"price_per_hour":2.5}]}}`,
 			`{"name":"l","provider":"local","storage_location":"file://team//logs/"}`,
 		},
 		fzUpdateCloud: {`{"name":"renamed","provider":"local","quotas":{"max_nodes":9,"max_vcpus":100}}`},
@@ -51,7 +52,8 @@ func FuzzRequestBodies(f *testing.F) {
 			`{"external_id":"rp-0123456789abcdef0123456789abcdef01234567"}`,
 			`{"external_id":"rp-0123456789abcdef0123456789abcdef01234567","node_role_arn":"arn:aws:iam::123456789012:role/path/node","storage_location":"s3://bucket/logs/x","region":"eu-west-1"}`,
 		},
-		fzRegister: {`{"node_id":"$NODE","hostname":"h","agent_version":"1","resources":{"CPU":2}}`, `{"node_id":"$NODE"}`},
+		fzKubernetesRBAC: {`{"namespace":"ray"}`, `{"namespace":"ray-1","name":"rayplane.nodes","service_account":"rp"}`},
+		fzRegister:       {`{"node_id":"$NODE","hostname":"h","agent_version":"1","resources":{"CPU":2}}`, `{"node_id":"$NODE"}`},
 		fzHeartbeat: {
 			`{"runtime_state":"running","runtime_hash":"00ff","address":"127.0.0.1:6379","usage":{"CPU":0.5},"demand":[{"shape":{"CPU":1},"count":3,"strategy":"PACK"}],"idle_since":"2030-01-01T00:00:00Z"}`,
 			`{"runtime_state":"failed","runtime_message":"exit 1","demand":[{"shape":{"CPU":1e9},"count":1000000000}]}`,
@@ -87,6 +89,7 @@ const (
 	fzRegister
 	fzHeartbeat
 	fzAWSPolicies
+	fzKubernetesRBAC
 	fzRoutes
 )
 
@@ -162,6 +165,8 @@ func (fx *fuzzFixture) send(t *testing.T, route int, body []byte) {
 		method, path, token = "POST", beatPath(fx.cluster.cluster.ID, fx.cluster.head), head
 	case fzAWSPolicies:
 		method, path, token = "POST", "/v1/aws/policies", fx.e.admin
+	case fzKubernetesRBAC:
+		method, path, token = "POST", "/v1/kubernetes/rbac", fx.e.admin
 	}
 	status, answer := fuzzCall(t, fx.e, method, path, token, body)
 	checkAnswer(t, method+" "+path, body, status, answer)
@@ -178,6 +183,8 @@ func (fx *fuzzFixture) send(t *testing.T, route int, body []byte) {
 		t.Fatalf("the head's credential was refused (401) for body %q: %s", body, answer)
 	case route == fzAWSPolicies && status == 200:
 		checkPolicies(t, body, answer)
+	case route == fzKubernetesRBAC && status == 200:
+		checkRBAC(t, body, answer)
 	case status == 201 && method == "POST":
 		fx.readsBack(t, path, body, answer)
 	}
@@ -325,5 +332,32 @@ func checkPolicies(t *testing.T, body, answer []byte) {
 	}
 	if !strings.Contains(out.TrustPolicy, req.ExternalID) {
 		t.Fatalf("trust policy for %q does not name its external id: %s", body, out.TrustPolicy)
+	}
+}
+
+// checkRBAC: the manifests rendered for an accepted request are JSON objects
+// in the namespace asked for, and the Role grants exactly the rules listed.
+func checkRBAC(t *testing.T, body, answer []byte) {
+	var req api.KubernetesRBACRequest
+	var out api.KubernetesRBAC
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("accepted rbac request %q does not decode: %v", body, err)
+	}
+	if err := json.Unmarshal(answer, &out); err != nil {
+		t.Fatalf("rbac answer %s: %v", answer, err)
+	}
+	var role struct {
+		Metadata struct{ Namespace string }
+		Rules    []struct{ Verbs []string }
+	}
+	if err := json.Unmarshal([]byte(out.RoleJSON), &role); err != nil || role.Metadata.Namespace != req.Namespace {
+		t.Fatalf("role for %q: %v: %s", body, err, out.RoleJSON)
+	}
+	verbs := 0
+	for _, r := range role.Rules {
+		verbs += len(r.Verbs)
+	}
+	if verbs != len(out.Rules) || !strings.Contains(out.RoleYAML, "namespace: "+req.Namespace) {
+		t.Fatalf("role for %q grants %d verbs, lists %d rules:\n%s", body, verbs, len(out.Rules), out.RoleYAML)
 	}
 }

@@ -20,7 +20,7 @@ func TestCloudTokenNotOnDisk(t *testing.T) {
 	tok2 := "eyJhbGciOiJSUzI1NiJ9.second-token-" + strings.Repeat("b", 40)
 	body := func(tok string) string {
 		return `{"name":"k","provider":"kubernetes","storage_location":"s3://bucket-k/logs",` +
-			`"kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray","token":"` + tok + `"}}`
+			`"kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray",` + k8sShapes + `,"token":"` + tok + `"}}`
 	}
 	var c api.Cloud
 	e.must(201, "POST", "/v1/clouds", e.admin, body(tok1)).decode(t, &c)

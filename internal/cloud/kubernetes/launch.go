@@ -182,9 +182,12 @@ func redactSecretError(err error) error {
 
 // Unschedulable answers the scheduler's message when pod is pending
 // because the scheduler found no node for it (PodScheduled=False with
-// reason Unschedulable): "0/3 nodes are available: 3 Insufficient cpu."
+// reason Unschedulable): "0/3 nodes are available: 3 Insufficient cpu.".
+// A pod nominated to a node (waiting for preemptions) is not.
 func Unschedulable(pod *corev1.Pod) (msg string, ok bool) {
-	if pod == nil || pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" {
+	if pod == nil || pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" ||
+		// The scheduler preempts lower-priority pods to make room.
+		pod.Status.NominatedNodeName != "" {
 		return "", false
 	}
 	for _, c := range pod.Status.Conditions {

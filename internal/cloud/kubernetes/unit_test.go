@@ -263,7 +263,7 @@ func TestRedactSecretError(t *testing.T) {
 	}
 }
 
-func TestUnschedulable(t *testing.T) {
+func TestUnschedulableCondition(t *testing.T) {
 	pending := func(conds ...corev1.PodCondition) *corev1.Pod {
 		return &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: conds}}
 	}
@@ -272,11 +272,13 @@ func TestUnschedulable(t *testing.T) {
 		t.Errorf("unschedulable: %q %v", got, ok)
 	}
 	for name, p := range map[string]*corev1.Pod{
-		"nil":        nil,
-		"new":        pending(),
-		"scheduled":  pending(corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}),
-		"gated":      pending(corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "SchedulingGated"}),
-		"running":    {Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+		"nil":       nil,
+		"new":       pending(),
+		"scheduled": pending(corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}),
+		"gated":     pending(corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "SchedulingGated"}),
+		"running":   {Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+		"nominated": {Status: corev1.PodStatus{Phase: corev1.PodPending, NominatedNodeName: "n1", Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable"}}}},
 		"bound node": {Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodPending}},
 	} {
 		if _, ok := Unschedulable(p); ok {

@@ -42,11 +42,11 @@ func AWSPolicies(ctx context.Context, principal AWSPrincipalFunc, req api.AWSPol
 		ControlPlanePrincipal: arn,
 		TrustPolicy:           awspolicy.TrustPolicy(arn, req.ExternalID),
 		PermissionsPolicy: awspolicy.PermissionsPolicy(awspolicy.Params{
-			Region: req.Region, NodeRoleARN: req.NodeRoleARN, StorageLocation: req.StorageLocation}),
+			Region: req.Region, NodeRoleARN: req.NodeRoleARN, StorageLocation: req.StorageLocation, RoleARN: req.RoleARN}),
 	}
 	if req.StorageLocation != "" {
 		// CheckAWSPolicies refused anything but an S3 location.
-		if out.NodePolicy, err = awspolicy.NodePolicy(req.StorageLocation); err != nil {
+		if out.NodePolicy, err = awspolicy.NodePolicy(req.StorageLocation, req.Region); err != nil {
 			return api.AWSPolicies{}, err
 		}
 	}

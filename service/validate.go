@@ -229,6 +229,9 @@ func CheckAWSPolicies(req *api.AWSPoliciesRequest) error {
 	case !api.ValidAWSExternalID(req.ExternalID):
 		fe.Add("external_id", api.AWSExternalIDRule)
 	}
+	if req.RoleARN != "" && !roleARNPattern.MatchString(req.RoleARN) {
+		fe.Add("role_arn", api.AWSRoleARNRule)
+	}
 	if req.NodeRoleARN != "" && !roleARNPattern.MatchString(req.NodeRoleARN) {
 		fe.Add("node_role_arn", api.AWSRoleARNRule)
 	}

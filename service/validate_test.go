@@ -254,11 +254,12 @@ func TestCheckAWSPolicies(t *testing.T) {
 	}{
 		{"minimal", api.AWSPoliciesRequest{ExternalID: NewExternalID()}, ""},
 		{"full", api.AWSPoliciesRequest{ExternalID: "rayplane-x", NodeRoleARN: "arn:aws:iam::123456789012:role/node",
-			StorageLocation: "s3://logs-bucket/x", Region: "eu-west-1"}, ""},
+			StorageLocation: "s3://logs-bucket/x", Region: "eu-west-1", RoleARN: "arn:aws:iam::123456789012:role/path/rayplane"}, ""},
+		{"bad role arn", api.AWSPoliciesRequest{ExternalID: "rayplane-x", RoleARN: "arn:aws:iam::123456789012:user/rayplane"}, "role_arn"},
 		{"no external id", api.AWSPoliciesRequest{}, "external_id"},
 		{"bad external id", api.AWSPoliciesRequest{ExternalID: `a"b`}, "external_id"},
 		{"bad everything", api.AWSPoliciesRequest{ExternalID: "x", NodeRoleARN: "arn:aws:iam::123456789012:user/u",
-			StorageLocation: "gs://logs-bucket", Region: "EU"}, "external_id,node_role_arn,storage_location,region"},
+			StorageLocation: "gs://logs-bucket", Region: "EU", RoleARN: "arn:aws:iam::1:role/x"}, "external_id,role_arn,node_role_arn,storage_location,region"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := fieldsOf(t, CheckAWSPolicies(&c.req)); got != c.fields {

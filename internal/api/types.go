@@ -166,10 +166,14 @@ type AWSCloud struct {
 
 // AWSPoliciesRequest asks for the IAM documents of an AWS cloud's role
 // (POST /v1/aws/policies). Only ExternalID is required; the others narrow
-// the permissions policy and NodeRoleARN/StorageLocation add the nodes'
-// policy.
+// the permissions policy and StorageLocation adds the nodes' policy.
+// RoleARN is the cloud's own role (its aws.role_arn): the role may then
+// simulate its own policies only; without it, those of any role of its
+// account (iam:SimulatePrincipalPolicy on role/*), which lets it read what
+// the account's other roles may do.
 type AWSPoliciesRequest struct {
 	ExternalID      string `json:"external_id"`
+	RoleARN         string `json:"role_arn,omitempty"`
 	NodeRoleARN     string `json:"node_role_arn,omitempty"`
 	StorageLocation string `json:"storage_location,omitempty"`
 	Region          string `json:"region,omitempty"`

@@ -159,13 +159,29 @@ func TestAWSPolicies(t *testing.T) {
 		t.Error("the same request rendered different policies")
 	}
 
+	// With the cloud's own role, the role may simulate only its own
+	// policies; without it, any role of the account's.
+	if !strings.Contains(out.PermissionsPolicy, `"arn:aws:iam::123456789012:role/*"`) {
+		t.Errorf("without role_arn SimulatePrincipalPolicy is not on the account's roles: %s", out.PermissionsPolicy)
+	}
+	var own api.AWSPolicies
+	e.must(200, "POST", "/v1/aws/policies", reader, `{"external_id":"rayplane-abc","role_arn":"arn:aws:iam::123456789012:role/rayplane",
+		"node_role_arn":"arn:aws:iam::123456789012:role/node","region":"eu-west-1"}`).decode(t, &own)
+	if strings.Contains(own.PermissionsPolicy, `role/*"`) || !strings.Contains(own.PermissionsPolicy, `"Resource": "arn:aws:iam::123456789012:role/rayplane"`) {
+		t.Errorf("with role_arn SimulatePrincipalPolicy is not scoped to it: %s", own.PermissionsPolicy)
+	}
+	fe := e.must(400, "POST", "/v1/aws/policies", reader, `{"external_id":"rayplane-abc","role_arn":"arn:aws:iam::123456789012:user/x"}`).apiError(t).Fields
+	if got := fmt.Sprint(fe); len(fe) != 1 || !strings.Contains(got, "role_arn") {
+		t.Errorf("a bad role_arn: fields %v", fe)
+	}
+
 	var bare api.AWSPolicies
 	e.must(200, "POST", "/v1/aws/policies", reader, `{"external_id":"rayplane-abc"}`).decode(t, &bare)
 	if bare.NodePolicy != "" || strings.Contains(bare.PermissionsPolicy, "s3:") {
 		t.Errorf("no storage location, yet: node %q, permissions %s", bare.NodePolicy, bare.PermissionsPolicy)
 	}
 
-	fe := e.must(400, "POST", "/v1/aws/policies", reader, `{"external_id":"x","node_role_arn":"arn:aws:iam::1:role/n","storage_location":"gs://b-1","region":"EU"}`).apiError(t).Fields
+	fe = e.must(400, "POST", "/v1/aws/policies", reader, `{"external_id":"x","node_role_arn":"arn:aws:iam::1:role/n","storage_location":"gs://b-1","region":"EU"}`).apiError(t).Fields
 	if got := fmt.Sprint(fe); len(fe) != 4 || !strings.Contains(got, "external_id") || !strings.Contains(got, "node_role_arn") ||
 		!strings.Contains(got, "storage_location") || !strings.Contains(got, "region") {
 		t.Errorf("fields %v", fe)

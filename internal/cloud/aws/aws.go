@@ -20,6 +20,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -72,8 +73,9 @@ const (
 // Config configures a Driver for one cloud.
 type Config struct {
 	// Base is the control plane's own identity (config.LoadDefaultConfig).
-	// Its Region is replaced by Region; with a BaseEndpoint (a test
-	// backend) S3 is addressed path-style.
+	// Its Region, when set, is where STS is called (AssumeRole); every
+	// other call is made in Region. With a BaseEndpoint (a test backend)
+	// S3 is addressed path-style.
 	Base            awssdk.Config
 	OrgID, CloudID  string
 	Region          string
@@ -111,6 +113,11 @@ type Driver struct {
 
 	spotMu   sync.Mutex
 	spotDown map[string]time.Time // instance type -> last spot capacity exhaustion
+
+	// mismatchSince is when a Launch of an idempotency key first met
+	// IdempotentParameterMismatch with no instance of its node visible in
+	// any state (see Launch); guarded by spotMu.
+	mismatchSince map[string]time.Time
 }
 
 var _ cloud.Driver = (*Driver)(nil)
@@ -152,15 +159,25 @@ func New(cfg Config) (*Driver, error) {
 	base := cfg.Base.Copy()
 	base.Region = cfg.Region
 	base.ClientLogMode = safeLogMode(base.ClientLogMode)
+	// STS is called in the control plane's own region when it has one: a
+	// regional STS endpoint answers only if its region is enabled in the
+	// caller's account, and an opt-in region (af-south-1, ap-east-1, …)
+	// the cloud runs in may be enabled in the customer's account but not
+	// in the control plane's. The credentials it answers work in every
+	// region of the role's partition.
+	stsCfg := base.Copy()
+	stsCfg.Region = cmp.Or(cfg.Base.Region, cfg.Region)
 	d := &Driver{
 		cfg:       cfg,
 		log:       log.With(logCloudID, cfg.CloudID),
 		partition: m[1],
 		account:   m[2],
 		base:      base,
-		sts:       sts.NewFromConfig(base),
+		sts:       sts.NewFromConfig(stsCfg),
 		session:   SessionName(cfg.OrgID, cfg.CloudID),
 		spotDown:  map[string]time.Time{},
+
+		mismatchSince: map[string]time.Time{},
 	}
 	provider := stscreds.NewAssumeRoleProvider(d.sts, c.RoleARN, func(o *stscreds.AssumeRoleOptions) {
 		o.ExternalID = awssdk.String(c.ExternalID)

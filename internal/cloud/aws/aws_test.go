@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,9 +18,11 @@ import (
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
@@ -50,6 +53,10 @@ func TestAgainstMoto(t *testing.T) {
 		t.Run("SubnetFailover", e.testSubnetFailover)
 		t.Run("PreferSpot", e.testPreferSpot)
 		t.Run("Spot", e.testSpot)
+		t.Run("PreferSpotWithoutSpotPermission", e.testPreferSpotUnauthorized)
+		t.Run("SubnetReorderKeepsTokensApart", e.testSubnetReorder)
+		t.Run("TokenOfAnEndedInstance", e.testTokenOfAnEndedInstance)
+		t.Run("STSInTheControlPlanesRegion", e.testSTSRegion)
 		t.Run("ErrorKinds", e.testErrorKinds)
 		t.Run("InstanceTypes", e.testInstanceTypes)
 		t.Run("VerifyGood", e.testVerifyGood)
@@ -542,6 +549,162 @@ func (e *env) testSpot(t *testing.T) {
 	}
 }
 
+// testPreferSpotUnauthorized: a role that may not launch spot (a policy
+// without the spot-instances-request resource, or no right to let EC2
+// create the Spot service-linked role) is an auth error of the spot
+// attempt: prefer_spot launches on-demand and says why, spot fails.
+func (e *env) testPreferSpotUnauthorized(t *testing.T) {
+	t.Parallel()
+	f := e.cloudFixture(t, nil)
+	for _, s := range f.subnets {
+		defer e.m.FailCapacity(awstest.Fault{Subnet: s, Spot: true, Code: "UnauthorizedOperation"})()
+	}
+	req, _ := f.request(t, "cls_u", "node_u", api.MarketPreferSpot)
+	inst, err := f.d.Launch(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("prefer_spot Launch without spot permission: %v", err)
+	}
+	if got := f.describe(t, inst.ID); got.InstanceLifecycle == ec2types.InstanceLifecycleTypeSpot {
+		t.Fatal("prefer_spot launched spot")
+	}
+	if n := e.runCalls(f, func(c awstest.Call) bool { return c.Code == "UnauthorizedOperation" }); n != 1 {
+		t.Errorf("%d spot attempts, want 1 (authorization is not the subnet's)", n)
+	}
+	if !strings.Contains(f.logs.String(), "spot launch not authorized") {
+		t.Errorf("the fallback's reason is not logged:\n%s", f.logs.String())
+	}
+	req2, _ := f.request(t, "cls_u", "node_u2", api.MarketSpot)
+	if _, err := f.d.Launch(ctxT(t), req2); cloud.KindOf(err) != cloud.Auth {
+		t.Fatalf("spot Launch without spot permission = %v, want an auth error", err)
+	}
+}
+
+// testSubnetReorder: a node's launch retried after its cloud's subnets
+// were reordered sends each subnet its own token, never another subnet's
+// (which EC2 answers with IdempotentParameterMismatch).
+func (e *env) testSubnetReorder(t *testing.T) {
+	t.Parallel()
+	f := e.cloudFixture(t, nil)
+	req, _ := f.request(t, "cls_r", "node_r", api.MarketOnDemand)
+	first, err := f.d.Launch(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	// The instance ended before the node recorded it (a spot
+	// interruption while the control plane was down).
+	if err := f.d.Terminate(ctxT(t), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.cfg
+	cfg.Cloud.SubnetIDs = []string{f.subnets[1], f.subnets[0], f.subnets[2]}
+	d2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req2, _ := f.request(t, "cls_r", "node_r", api.MarketOnDemand)
+	second, err := d2.Launch(ctxT(t), req2)
+	if err != nil {
+		t.Fatalf("Launch after the subnets were reordered: %v", err)
+	}
+	if got := awssdk.ToString(f.describe(t, second.ID).SubnetId); second.ID == first.ID || got != f.subnets[1] {
+		t.Fatalf("launched %s in %s, want a new instance in %s", second.ID, got, f.subnets[1])
+	}
+	if n := e.runCalls(f, func(c awstest.Call) bool { return c.Code == "IdempotentParameterMismatch" }); n != 0 {
+		t.Errorf("%d RunInstances met IdempotentParameterMismatch: a subnet got another's token", n)
+	}
+}
+
+// testTokenOfAnEndedInstance: when the instance a node's client token
+// started has ended before the node recorded it, the node's next launch
+// (with a new bootstrap token, so other parameters) meets
+// IdempotentParameterMismatch: the driver then launches with the next
+// token, instead of answering a transient error at every pass forever.
+func (e *env) testTokenOfAnEndedInstance(t *testing.T) {
+	t.Parallel()
+	f := e.cloudFixture(t, nil)
+	var ids []string
+	for i := range 3 {
+		req, _ := f.request(t, "cls_m", "node_m", api.MarketOnDemand)
+		inst, err := f.d.Launch(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("launch %d: %v", i, err)
+		}
+		if slices.Contains(ids, inst.ID) {
+			t.Fatalf("launch %d answered %s again, an ended instance", i, inst.ID)
+		}
+		ids = append(ids, inst.ID)
+		// While it lives, a retry answers it.
+		again, _ := f.request(t, "cls_m", "node_m", api.MarketOnDemand)
+		if got, err := f.d.Launch(ctxT(t), again); err != nil || got.ID != inst.ID {
+			t.Fatalf("retry of launch %d = %v, %v; want %s", i, got.ID, err, inst.ID)
+		}
+		if err := f.d.Terminate(ctxT(t), inst.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.runCalls(f, func(c awstest.Call) bool { return c.Code == "IdempotentParameterMismatch" }); n != 3 {
+		t.Errorf("%d mismatches, want 3 (0 + 1 + 2 spent tokens)", n)
+	}
+
+	// The same key for another node, whose ended instance is not visible:
+	// the token's instance may be one DescribeInstances does not show yet,
+	// so the mismatch is transient until it has lasted mismatchSettle.
+	req, _ := f.request(t, "cls_m", "node_m_other", api.MarketOnDemand)
+	req.IdempotencyKey = "node_m"
+	if _, err := f.d.Launch(ctxT(t), req); cloud.KindOf(err) != cloud.Transient || !strings.Contains(err.Error(), "IdempotentParameterMismatch") {
+		t.Fatalf("Launch with a spent token and no instance visible = %v, want a transient mismatch", err)
+	}
+	if n := len(e.m.Instances(t, map[string]string{cloud.TagNode: "node_m_other"})); n != 0 {
+		t.Fatalf("%d instances launched while the token's instance could be on its way", n)
+	}
+	f.now.Add(mismatchSettle)
+	req, _ = f.request(t, "cls_m", "node_m_other", api.MarketOnDemand)
+	req.IdempotencyKey = "node_m"
+	if _, err := f.d.Launch(ctxT(t), req); err != nil {
+		t.Fatalf("Launch once the mismatch settled: %v", err)
+	}
+}
+
+// testSTSRegion: AssumeRole goes to the control plane's own region, the
+// other calls to the cloud's: an opt-in region enabled in the customer's
+// account need not be in the control plane's.
+func (e *env) testSTSRegion(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	regions := map[string]map[string]bool{} // service -> regions
+	f := e.cloudFixture(t, func(c *Config) {
+		c.Base.Region = "us-west-2"
+		c.Base.APIOptions = append(slices.Clone(c.Base.APIOptions), func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("recordRegion",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					mu.Lock()
+					svc := awsmiddleware.GetServiceID(ctx)
+					if regions[svc] == nil {
+						regions[svc] = map[string]bool{}
+					}
+					regions[svc][awsmiddleware.GetRegion(ctx)] = true
+					mu.Unlock()
+					return next.HandleInitialize(ctx, in)
+				}), middleware.After)
+		})
+	})
+	if err := f.d.Verify(ctxT(t)); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	req, _ := f.request(t, "cls_g", "node_g", api.MarketOnDemand)
+	if _, err := f.d.Launch(ctxT(t), req); err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := slices.Sorted(maps.Keys(regions["STS"])); !slices.Equal(got, []string{"us-west-2"}) {
+		t.Errorf("STS called in %v, want the control plane's us-west-2 only", got)
+	}
+	if got := slices.Sorted(maps.Keys(regions["EC2"])); !slices.Equal(got, []string{awstest.Region}) {
+		t.Errorf("EC2 called in %v, want the cloud's %s", got, awstest.Region)
+	}
+}
+
 func (e *env) testErrorKinds(t *testing.T) {
 	t.Parallel()
 	f := e.cloudFixture(t, nil)
@@ -721,13 +884,13 @@ func (e *env) testVerifyMissingPermission(t *testing.T) {
 	}
 	err = d.Verify(ctxT(t))
 	fs = verifyFailures(t, err, cloud.Invalid)
-	for _, action := range []string{"ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "iam:PassRole"} {
+	for _, action := range []string{"ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "iam:PassRole", "iam:CreateServiceLinkedRole"} {
 		if !hasFailure(fs, CheckPermissions, action) {
 			t.Errorf("Verify does not name %s: %v", action, err)
 		}
 	}
-	if len(fs) != 4 {
-		t.Errorf("Verify = %v, want 4 failures", err)
+	if len(fs) != 5 {
+		t.Errorf("Verify = %v, want 5 failures", err)
 	}
 }
 
@@ -764,7 +927,14 @@ func (e *env) testVerifyMissingResources(t *testing.T) {
 // least-privilege policy is complete.
 func (e *env) testCallsAreInThePolicy(t *testing.T) {
 	allowed := map[string]string{}
+	var byAWS []awspolicy.Call
 	for _, c := range awspolicy.ControlPlaneCalls {
+		if c.Via != "" {
+			// AWS makes it during the driver's call Via (EC2 creating
+			// the Spot service-linked role): the driver never does.
+			byAWS = append(byAWS, c)
+			continue
+		}
 		allowed[c.API] = c.Action
 	}
 	seen := map[string]bool{}
@@ -785,13 +955,18 @@ func (e *env) testCallsAreInThePolicy(t *testing.T) {
 			}
 		}
 		if _, ok := allowed[api]; !ok {
-			t.Errorf("the driver called %s, which awspolicy.ControlPlaneCalls lacks", api)
+			t.Errorf("the driver called %s, which awspolicy.ControlPlaneCalls lacks (or marks as made by AWS)", api)
 		}
 		seen[api] = true
 	}
 	for api := range allowed {
 		if !seen[api] {
 			t.Errorf("awspolicy.ControlPlaneCalls lists %s, which the tests never saw the driver call", api)
+		}
+	}
+	for _, c := range byAWS {
+		if !seen[c.Via] {
+			t.Errorf("awspolicy.ControlPlaneCalls lists %s as made by AWS during %s, which the tests never saw the driver call", c.API, c.Via)
 		}
 	}
 }

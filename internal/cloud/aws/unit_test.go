@@ -24,7 +24,8 @@ const testBootstrap = `{"control_plane_url":"https://cp.example:8443","bootstrap
 func TestUserDataRoundTrip(t *testing.T) {
 	script := UserData([]byte(testBootstrap))
 	if !strings.HasPrefix(script, "#!/bin/sh\n") || !strings.Contains(script, "umask 077\n") ||
-		!strings.HasSuffix(script, "exec rayplaned agent --bootstrap "+BootstrapPath+"\n") {
+		!strings.Contains(script, "\nrayplaned agent --bootstrap "+BootstrapPath+"\n") || strings.Contains(script, "exec ") ||
+		!strings.HasSuffix(script, "\npoweroff || shutdown -h now\n") {
 		t.Fatalf("script:\n%s", script)
 	}
 	got, err := ParseUserData(script)
@@ -51,7 +52,7 @@ func TestUserDataShellWritesPayloadVerbatim(t *testing.T) {
 	script := UserData([]byte(testBootstrap))
 	script = strings.ReplaceAll(script, "mkdir -p /var/lib/rayplane\n", "")
 	script = strings.ReplaceAll(script, "cat > "+BootstrapPath, "cat > "+out)
-	script = strings.ReplaceAll(script, "exec rayplaned agent --bootstrap "+BootstrapPath+"\n", "")
+	script = script[:strings.Index(script, heredocEnd+"\n")+len(heredocEnd)+1] // the rest runs the agent
 	cmd := exec.Command(sh, "-c", script)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sh: %v: %s", err, b)
@@ -68,6 +69,60 @@ func TestUserDataShellWritesPayloadVerbatim(t *testing.T) {
 	}
 }
 
+// TestUserDataPowersOffWhenTheAgentExits runs the whole script with a
+// real shell, its paths moved to a temporary directory and rayplaned,
+// poweroff and shutdown replaced by scripts that record their calls: the
+// agent gets the payload, and when it exits (with an error, too) the
+// instance powers off; a later boot powers off too.
+func TestUserDataPowersOffWhenTheAgentExits(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatalf("no sh: %v", err)
+	}
+	for _, status := range []int{0, 3} {
+		dir := t.TempDir()
+		bin, root, log := filepath.Join(dir, "bin"), filepath.Join(dir, "root"), filepath.Join(dir, "calls")
+		for _, d := range []string{bin, filepath.Join(root, "var/lib/cloud")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fake := func(name, body string) {
+			if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fake("rayplaned", fmt.Sprintf("echo \"rayplaned $*\" >> %s\ncat \"$3\" >> %s\nexit %d\n", log, log, status))
+		fake("poweroff", fmt.Sprintf("echo poweroff >> %s\n", log))
+		fake("shutdown", fmt.Sprintf("echo shutdown >> %s\n", log))
+
+		script := UserData([]byte(`{"bootstrap_token":"t"}`))
+		script = strings.ReplaceAll(script, "/var/lib/", root+"/var/lib/")
+		cmd := exec.Command(sh, "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":/usr/bin:/bin")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("agent status %d: sh: %v: %s", status, err, b)
+		} else if !strings.Contains(string(b), fmt.Sprintf("exited with status %d", status)) {
+			t.Errorf("agent status %d: output %q does not say why it powers off", status, b)
+		}
+		calls, _ := os.ReadFile(log)
+		want := "rayplaned agent --bootstrap " + root + BootstrapPath + "\n" + `{"bootstrap_token":"t"}` + "\npoweroff\n"
+		if string(calls) != want {
+			t.Fatalf("agent status %d: calls\n%s\nwant\n%s", status, calls, want)
+		}
+
+		// A later boot: cloud-init runs the per-boot script, which powers off.
+		boot := exec.Command(filepath.Join(root, perBootDir, "rayplane-poweroff"))
+		boot.Env = cmd.Env
+		if b, err := boot.CombinedOutput(); err != nil {
+			t.Fatalf("per-boot script: %v: %s", err, b)
+		}
+		if calls, _ := os.ReadFile(log); !strings.HasSuffix(string(calls), "poweroff\npoweroff\n") {
+			t.Fatalf("a later boot did not power off: %s", calls)
+		}
+	}
+}
+
 func TestParseUserDataRefusesOtherScripts(t *testing.T) {
 	good := UserData([]byte(`{"a":1}`))
 	cases := map[string]string{
@@ -79,7 +134,8 @@ func TestParseUserDataRefusesOtherScripts(t *testing.T) {
 		"second line":        strings.Replace(good, `{"a":1}`, "{\"a\":1}\ntouch /x", 1),
 		"ends heredoc early": strings.Replace(good, `{"a":1}`, "{\"a\":1}\n"+heredocEnd+"\nid\ncat <<'X'", 1),
 		"not compact":        strings.Replace(good, `{"a":1}`, `{"a": 1}`, 1),
-		"other binary":       strings.Replace(good, "exec rayplaned", "exec evil", 1),
+		"other binary":       strings.Replace(good, "\nrayplaned agent", "\nevil agent", 1),
+		"no power off":       strings.TrimSuffix(good, "poweroff || shutdown -h now\n"),
 		"crlf":               strings.ReplaceAll(good, "\n", "\r\n"),
 	}
 	for name, script := range cases {
@@ -95,23 +151,26 @@ func TestClientToken(t *testing.T) {
 	long := strings.Repeat("ñ", 100)
 	seen := map[string]bool{}
 	for _, key := range []string{"node_1", long} {
-		for i := range 16 {
+		for i := range 8 {
+			subnet := fmt.Sprintf("subnet-%017x", i)
 			for _, m := range []string{api.MarketOnDemand, api.MarketSpot} {
-				tok := clientToken(key, i, m)
-				if len(tok) > 64 {
-					t.Fatalf("token %q is %d long", tok, len(tok))
-				}
-				for _, r := range tok {
-					if r > 126 || r < 33 {
-						t.Fatalf("token %q is not printable ASCII", tok)
+				for attempt := range maxTokenAttempts {
+					tok := clientToken(key, subnet, m, attempt)
+					if len(tok) > 64 {
+						t.Fatalf("token %q is %d long", tok, len(tok))
 					}
-				}
-				if seen[tok] {
-					t.Fatalf("token %q twice", tok)
-				}
-				seen[tok] = true
-				if clientToken(key, i, m) != tok {
-					t.Fatal("token is not deterministic")
+					for _, r := range tok {
+						if r > 126 || r < 33 {
+							t.Fatalf("token %q is not printable ASCII", tok)
+						}
+					}
+					if seen[tok] {
+						t.Fatalf("token %q twice", tok)
+					}
+					seen[tok] = true
+					if clientToken(key, subnet, m, attempt) != tok {
+						t.Fatal("token is not deterministic")
+					}
 				}
 			}
 		}

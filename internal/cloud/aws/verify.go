@@ -259,6 +259,7 @@ func (d *Driver) contextEntries() []iamtypes.ContextEntry {
 		entry("ec2:CreateAction", "RunInstances"),
 		entry("iam:PassedToService", "ec2.amazonaws.com"),
 		entry("aws:RequestedRegion", d.cfg.Region),
+		entry("iam:AWSServiceName", awspolicy.SpotServiceName),
 	}
 }
 
@@ -274,7 +275,8 @@ func (d *Driver) simulatedResources(action, nodeRole string) (resources []string
 	instance, volume := ec2ARN("instance/*"), ec2ARN("volume/*")
 	switch action {
 	case "ec2:RunInstances":
-		out := []string{instance, volume, ec2ARN("network-interface/*"),
+		// A spot launch also authorizes its spot instance request.
+		out := []string{instance, volume, ec2ARN("network-interface/*"), ec2ARN("spot-instances-request/*"),
 			"arn:" + d.partition + ":ec2:" + d.cfg.Region + "::image/" + cl.ImageID}
 		for _, s := range cl.SubnetIDs {
 			out = append(out, ec2ARN("subnet/"+s))
@@ -293,6 +295,10 @@ func (d *Driver) simulatedResources(action, nodeRole string) (resources []string
 		return []string{cl.InstanceProfileARN}, cl.InstanceProfileARN != ""
 	case "iam:SimulatePrincipalPolicy":
 		return []string{cl.RoleARN}, true
+	case "iam:CreateServiceLinkedRole":
+		// EC2 creates the Spot service-linked role with the role's
+		// rights on the account's first spot launch.
+		return []string{awspolicy.SpotServiceLinkedRole(d.partition, d.account)}, true
 	case "s3:ListBucket":
 		bucket, _, ok := d.storageBucket()
 		return []string{"arn:" + d.partition + ":s3:::" + bucket}, ok

@@ -34,6 +34,11 @@ type Call struct {
 	API    string // the operation, "ec2:RunInstances"
 	Action string // the IAM action it needs, "ec2:RunInstances"
 	Why    string // what the driver does with it
+	// Via, when set, is the driver's call during which AWS makes API
+	// itself, with the caller's permissions (EC2 creating the Spot
+	// service-linked role on the account's first spot launch): the driver
+	// never calls API, but the role needs Action all the same.
+	Via string
 }
 
 // ControlPlaneCalls is every call the driver makes in the customer's
@@ -41,18 +46,21 @@ type Call struct {
 // trust policy allows it) and sts:GetCallerIdentity needs no permission,
 // so neither is here.
 var ControlPlaneCalls = []Call{
-	{"ec2:RunInstances", "ec2:RunInstances", "launch a node, tagged rayplane-managed-by=rayplane at launch"},
-	{"ec2:RunInstances", "ec2:CreateTags", "tag the instance and its volumes in the RunInstances call itself"},
-	{"ec2:TerminateInstances", "ec2:TerminateInstances", "terminate a node the control plane launched"},
-	{"ec2:DescribeInstances", "ec2:DescribeInstances", "list the nodes by their rayplane tags"},
-	{"ec2:DescribeInstanceTypes", "ec2:DescribeInstanceTypes", "describe the instance types of the catalog"},
-	{"ec2:DescribeSubnets", "ec2:DescribeSubnets", "verify the cloud's subnets exist"},
-	{"ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroups", "verify the cloud's security groups exist"},
-	{"ec2:DescribeImages", "ec2:DescribeImages", "verify the cloud's image exists"},
-	{"ec2:RunInstances", "iam:PassRole", "give a node the cloud's instance profile"},
-	{"iam:GetInstanceProfile", "iam:GetInstanceProfile", "verify the cloud's instance profile exists"},
-	{"iam:SimulatePrincipalPolicy", "iam:SimulatePrincipalPolicy", "verify the role holds every action of this list"},
-	{"s3:HeadBucket", "s3:ListBucket", "verify the cloud's storage bucket exists"},
+	{"ec2:RunInstances", "ec2:RunInstances", "launch a node, tagged rayplane-managed-by=rayplane at launch", ""},
+	{"ec2:RunInstances", "ec2:CreateTags", "tag the instance and its volumes in the RunInstances call itself", ""},
+	{"ec2:TerminateInstances", "ec2:TerminateInstances", "terminate a node the control plane launched", ""},
+	{"ec2:DescribeInstances", "ec2:DescribeInstances", "list the nodes by their rayplane tags", ""},
+	{"ec2:DescribeInstanceTypes", "ec2:DescribeInstanceTypes", "describe the instance types of the catalog", ""},
+	{"ec2:DescribeSubnets", "ec2:DescribeSubnets", "verify the cloud's subnets exist", ""},
+	{"ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroups", "verify the cloud's security groups exist", ""},
+	{"ec2:DescribeImages", "ec2:DescribeImages", "verify the cloud's image exists", ""},
+	{"ec2:RunInstances", "iam:PassRole", "give a node the cloud's instance profile", ""},
+	{"iam:CreateServiceLinkedRole", "iam:CreateServiceLinkedRole",
+		"EC2 creates the account's Spot service-linked role (AWSServiceRoleForEC2Spot) on its first spot launch, with the caller's rights",
+		"ec2:RunInstances"},
+	{"iam:GetInstanceProfile", "iam:GetInstanceProfile", "verify the cloud's instance profile exists", ""},
+	{"iam:SimulatePrincipalPolicy", "iam:SimulatePrincipalPolicy", "verify the role holds every action of this list", ""},
+	{"s3:HeadBucket", "s3:ListBucket", "verify the cloud's storage bucket exists", ""},
 }
 
 // ControlPlaneActions answers the IAM actions of ControlPlaneCalls, each
@@ -68,12 +76,30 @@ func ControlPlaneActions() []string {
 
 // Params scope the permissions policy. Empty fields widen it: no Region
 // allows every region, no NodeRoleARN lets the role pass any role to EC2
-// (still only to EC2), no StorageLocation drops the S3 statement.
+// (still only to EC2), no StorageLocation drops the S3 statement, no
+// RoleARN lets the role simulate the policies of any role of its account
+// (of the node role's account; any account without either).
 type Params struct {
 	Region          string // the cloud's region, "us-east-1"
 	NodeRoleARN     string // the role of the nodes' instance profile
 	StorageLocation string // the cloud's s3://bucket[/prefix]
+	RoleARN         string // the cloud's own role, the one the policy is attached to
 }
+
+// SpotServiceName is the service of EC2 Spot's service-linked role,
+// AWSServiceRoleForEC2Spot, which EC2 creates in an account on its first
+// spot launch with the permissions of the caller of RunInstances.
+const SpotServiceName = "spot.amazonaws.com"
+
+// SpotServiceLinkedRole answers the ARN of EC2 Spot's service-linked role
+// in account (or "*") of partition.
+func SpotServiceLinkedRole(partition, account string) string {
+	return "arn:" + partition + ":iam::" + account + ":role/aws-service-role/" + SpotServiceName + "/AWSServiceRoleForEC2Spot"
+}
+
+// Partition answers the ARN partition of a region: aws-cn for China,
+// aws-us-gov for GovCloud, aws for the others (and for "").
+func Partition(region string) string { return partition(region, "") }
 
 // document and statement are the IAM policy grammar, in the order AWS
 // writes it. Struct fields keep the keys in a fixed order and conditions are
@@ -137,15 +163,24 @@ func TrustPrincipal(callerARN string) string {
 // exactly ControlPlaneActions, on the resources of the cloud's region, with
 // writes limited to instances tagged as rayplane's.
 func PermissionsPolicy(p Params) string {
-	part := partition(p.Region, p.NodeRoleARN)
+	part := partition(p.Region, cmp.Or(p.RoleARN, p.NodeRoleARN))
 	region := p.Region
 	if region == "" {
 		region = "*"
 	}
 	ec2 := func(resource string) string { return "arn:" + part + ":ec2:" + region + ":*:" + resource }
 	account := "*"
-	if api.RoleARNPattern.MatchString(p.NodeRoleARN) {
+	switch {
+	case api.RoleARNPattern.MatchString(p.RoleARN):
+		account = strings.Split(p.RoleARN, ":")[4]
+	case api.RoleARNPattern.MatchString(p.NodeRoleARN):
 		account = strings.Split(p.NodeRoleARN, ":")[4]
+	}
+	// Without the cloud's role, any role of the account: the role can
+	// then read (by simulation) what the account's other roles may do.
+	ownRole := "arn:" + part + ":iam::" + account + ":role/*"
+	if api.RoleARNPattern.MatchString(p.RoleARN) {
+		ownRole = p.RoleARN
 	}
 	managed := map[string]string{"aws:RequestTag/" + cloud.TagManagedBy: cloud.ManagedByValue}
 	stmts := []statement{
@@ -158,7 +193,8 @@ func PermissionsPolicy(p Params) string {
 		},
 		{
 			// RunInstances also authorizes every resource the instance
-			// uses; none of them carries the instance's request tags.
+			// uses, and a spot launch its spot instance request; none of
+			// them carries the instance's request tags.
 			Sid:    "LaunchWithTheCloudsNetworkAndImage",
 			Effect: "Allow",
 			Action: "ec2:RunInstances",
@@ -166,6 +202,7 @@ func PermissionsPolicy(p Params) string {
 				"arn:" + part + ":ec2:" + region + "::image/*",
 				ec2("network-interface/*"),
 				ec2("security-group/*"),
+				ec2("spot-instances-request/*"),
 				ec2("subnet/*"),
 				ec2("volume/*"),
 			},
@@ -214,7 +251,16 @@ func PermissionsPolicy(p Params) string {
 			Sid:      "VerifyOwnPermissions",
 			Effect:   "Allow",
 			Action:   "iam:SimulatePrincipalPolicy",
-			Resource: "arn:" + part + ":iam::" + account + ":role/*",
+			Resource: ownRole,
+		},
+		{
+			// EC2 creates this role itself on the account's first spot
+			// launch, with the caller's rights; it exists afterwards.
+			Sid:       "LetEC2CreateTheSpotServiceLinkedRole",
+			Effect:    "Allow",
+			Action:    "iam:CreateServiceLinkedRole",
+			Resource:  SpotServiceLinkedRole(part, account),
+			Condition: map[string]map[string]string{"StringEquals": {"iam:AWSServiceName": SpotServiceName}},
 		},
 	}
 	if region != "*" {
@@ -235,8 +281,9 @@ func PermissionsPolicy(p Params) string {
 
 // NodePolicy is the nodes' instance-profile policy: put objects under the
 // cloud's storage location, nothing else (no read, no list, no delete: the
-// control plane stores no log content and a node needs none back).
-func NodePolicy(storageLocation string) (string, error) {
+// control plane stores no log content and a node needs none back). The
+// bucket's ARN is of region's partition (aws without a region).
+func NodePolicy(storageLocation, region string) (string, error) {
 	bucket, prefix, ok := s3Location(storageLocation)
 	if !ok {
 		return "", fmt.Errorf("storage location %q %s", storageLocation, cmp.Or(api.CloudStorageProblem(storageLocation, api.SchemeS3), "is not an S3 location"))
@@ -249,7 +296,7 @@ func NodePolicy(storageLocation string) (string, error) {
 		Sid:      "WriteLogs",
 		Effect:   "Allow",
 		Action:   "s3:PutObject",
-		Resource: "arn:aws:s3:::" + objects, // S3 ARNs of the standard partition; others are not supported yet
+		Resource: "arn:" + Partition(region) + ":s3:::" + objects,
 	}), nil
 }
 

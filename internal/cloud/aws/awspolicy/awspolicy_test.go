@@ -169,6 +169,11 @@ func TestPermissionsPolicyConditions(t *testing.T) {
 		{"VerifyInstanceProfile", []string{"arn:aws:iam::111122223333:instance-profile/*"}, nil},
 		{"VerifyOwnPermissions", []string{"arn:aws:iam::111122223333:role/*"}, nil},
 		{"VerifyStorageBucket", []string{"arn:aws:s3:::logs-bucket"}, nil},
+		{"LaunchWithTheCloudsNetworkAndImage", []string{
+			"arn:aws:ec2:eu-west-1::image/*", "arn:aws:ec2:eu-west-1:*:network-interface/*", "arn:aws:ec2:eu-west-1:*:security-group/*",
+			"arn:aws:ec2:eu-west-1:*:spot-instances-request/*", "arn:aws:ec2:eu-west-1:*:subnet/*", "arn:aws:ec2:eu-west-1:*:volume/*"}, nil},
+		{"LetEC2CreateTheSpotServiceLinkedRole", []string{"arn:aws:iam::111122223333:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"},
+			map[string]map[string]string{"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}}},
 	} {
 		_, res, cond := statementBySid(t, p, tc.sid)
 		if !reflect.DeepEqual(res, tc.resources) {
@@ -195,6 +200,48 @@ func TestPermissionsPolicyConditions(t *testing.T) {
 	}
 }
 
+// TestPermissionsPolicyScopesSimulationToItsOwnRole: with the cloud's
+// role given, the role may simulate its own policies only, not those of
+// every role of the account.
+func TestPermissionsPolicyScopesSimulationToItsOwnRole(t *testing.T) {
+	const own = "arn:aws:iam::111122223333:role/path/rayplane"
+	p := parse(t, PermissionsPolicy(Params{Region: "eu-west-1", RoleARN: own}))
+	if _, res, _ := statementBySid(t, p, "VerifyOwnPermissions"); !reflect.DeepEqual(res, []string{own}) {
+		t.Errorf("SimulatePrincipalPolicy on %v, want only %s", res, own)
+	}
+	if _, res, _ := statementBySid(t, p, "VerifyInstanceProfile"); !reflect.DeepEqual(res, []string{"arn:aws:iam::111122223333:instance-profile/*"}) {
+		t.Errorf("GetInstanceProfile on %v, want the role's account's profiles", res)
+	}
+	// GovCloud: the role's partition.
+	p = parse(t, PermissionsPolicy(Params{Region: "us-gov-west-1", RoleARN: "arn:aws-us-gov:iam::111122223333:role/rp"}))
+	if _, res, _ := statementBySid(t, p, "LetEC2CreateTheSpotServiceLinkedRole"); !strings.HasPrefix(res[0], "arn:aws-us-gov:iam::111122223333:role/aws-service-role/") {
+		t.Errorf("GovCloud service-linked role: %v", res)
+	}
+}
+
+// TestCallsMadeByAWS: the calls AWS makes on the driver's behalf name the
+// driver's call they happen in, which the list has.
+func TestCallsMadeByAWS(t *testing.T) {
+	apis := map[string]bool{}
+	for _, c := range ControlPlaneCalls {
+		if c.Via == "" {
+			apis[c.API] = true
+		}
+	}
+	n := 0
+	for _, c := range ControlPlaneCalls {
+		if c.Via != "" {
+			n++
+			if !apis[c.Via] {
+				t.Errorf("%s is made during %s, which the driver does not call", c.API, c.Via)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no call is marked as made by AWS (iam:CreateServiceLinkedRole for the Spot role)")
+	}
+}
+
 func TestPoliciesAreDeterministic(t *testing.T) {
 	params := Params{Region: "us-east-1", NodeRoleARN: "arn:aws:iam::111122223333:role/node", StorageLocation: "s3://b-1/x"}
 	first := PermissionsPolicy(params)
@@ -203,9 +250,9 @@ func TestPoliciesAreDeterministic(t *testing.T) {
 			t.Fatal("PermissionsPolicy differs between calls")
 		}
 	}
-	n1, _ := NodePolicy("s3://b-1/x")
+	n1, _ := NodePolicy("s3://b-1/x", "us-east-1")
 	for range 50 {
-		if n, _ := NodePolicy("s3://b-1/x"); n != n1 {
+		if n, _ := NodePolicy("s3://b-1/x", "us-east-1"); n != n1 {
 			t.Fatal("NodePolicy differs between calls")
 		}
 	}
@@ -216,7 +263,7 @@ func TestNodePolicy(t *testing.T) {
 		"s3://logs-bucket":              "arn:aws:s3:::logs-bucket/*",
 		"s3://logs-bucket/rayplane/dev": "arn:aws:s3:::logs-bucket/rayplane/dev/*",
 	} {
-		doc, err := NodePolicy(loc)
+		doc, err := NodePolicy(loc, "eu-west-1")
 		if err != nil {
 			t.Fatalf("%s: %v", loc, err)
 		}
@@ -234,13 +281,30 @@ func TestNodePolicy(t *testing.T) {
 	}
 }
 
+func TestNodePolicyPartition(t *testing.T) {
+	for region, want := range map[string]string{
+		"":              "arn:aws:s3:::logs-bucket/x/*",
+		"us-east-1":     "arn:aws:s3:::logs-bucket/x/*",
+		"cn-north-1":    "arn:aws-cn:s3:::logs-bucket/x/*",
+		"us-gov-west-1": "arn:aws-us-gov:s3:::logs-bucket/x/*",
+	} {
+		doc, err := NodePolicy("s3://logs-bucket/x", region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := strings1(t, parse(t, doc).Statement[0].Resource); !reflect.DeepEqual(r, []string{want}) {
+			t.Errorf("region %q: Resource %v, want %s", region, r, want)
+		}
+	}
+}
+
 func TestNodePolicyRefusesAnythingButS3(t *testing.T) {
 	for _, loc := range []string{
 		"", "logs-bucket", "gs://logs-bucket", "s3://", "s3://Logs", "s3://a", "s3://192.168.1.1",
 		"s3://xn--bucket", "s3://b-1/../x", "s3://b-1/x/", "s3://b-1//x", "s3://b-1/x?y", "s3://b-1/*",
 		"s3://b-1/x\"y", "file:///tmp/x",
 	} {
-		if doc, err := NodePolicy(loc); err == nil {
+		if doc, err := NodePolicy(loc, "us-east-1"); err == nil {
 			t.Errorf("NodePolicy(%q) accepted: %s", loc, doc)
 		}
 	}

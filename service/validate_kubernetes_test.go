@@ -46,6 +46,7 @@ func TestCheckKubernetesCloud(t *testing.T) {
 		}, "kubernetes.instance_types[2].name,kubernetes.instance_types[2].cpus,kubernetes.instance_types[2].memory_bytes," +
 			"kubernetes.instance_types[2].gpus,kubernetes.instance_types[2].price_per_hour"},
 		{"shape declared twice", func(k *api.KubernetesCloud) { k.InstanceTypes[1].Name = "cpu-2" }, "kubernetes.instance_types[1].name"},
+		{"shape name ends with a dash", func(k *api.KubernetesCloud) { k.InstanceTypes[1].Name = "gpu-" }, "kubernetes.instance_types[1].name"},
 		{"millicores", func(k *api.KubernetesCloud) { k.InstanceTypes[0].CPUs = 0.25 }, ""},
 		{"below a millicore", func(k *api.KubernetesCloud) { k.InstanceTypes[0].CPUs = 0.0005 }, "kubernetes.instance_types[0].cpus"},
 		{"NaN cpus", func(k *api.KubernetesCloud) { k.InstanceTypes[0].CPUs = math.NaN() }, "kubernetes.instance_types[0].cpus"},

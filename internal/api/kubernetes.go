@@ -30,9 +30,9 @@ const (
 )
 
 var (
-	// KubernetesInstanceTypeNamePattern is a pod shape's name: lower case,
-	// so it reads the same in a label value and a pod's annotations.
-	KubernetesInstanceTypeNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
+	// KubernetesInstanceTypeNamePattern is a pod shape's name: the driver
+	// labels each pod with it, so it is a valid label value, lower case.
+	KubernetesInstanceTypeNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 	// KubernetesImagePattern is a container image reference as the
 	// distribution project spells it: [registry[:port]/]path[:tag][@digest].
 	KubernetesImagePattern = regexp.MustCompile(`^` +
@@ -51,7 +51,7 @@ var (
 
 // The words for a value that breaks a rule.
 const (
-	KubernetesInstanceTypeNameRule = "must be 1-63 characters of lower case letters, digits, '.' and '-', starting with a letter or digit"
+	KubernetesInstanceTypeNameRule = "must be 1-63 characters of lower case letters, digits, '.' and '-', starting and ending with a letter or digit"
 	KubernetesImageRule            = "must be a container image reference like ghcr.io/example/rayplane-node:1.0 (registry/path:tag or @sha256:digest)"
 	KubernetesGPUResourceRule      = "must be an extended resource name like nvidia.com/gpu (domain/name)"
 	DNSSubdomainRule               = "must be a DNS subdomain: lower case letters, digits, '-' and '.', at most 253"

@@ -44,14 +44,20 @@ type cloudDataModel struct {
 }
 
 type cloudDataKubernetesModel struct {
-	APIServer types.String `tfsdk:"api_server"`
-	Namespace types.String `tfsdk:"namespace"`
-	CACertPEM types.String `tfsdk:"ca_cert_pem"`
-	TokenSet  types.Bool   `tfsdk:"token_set"`
+	APIServer          types.String `tfsdk:"api_server"`
+	Namespace          types.String `tfsdk:"namespace"`
+	CACertPEM          types.String `tfsdk:"ca_cert_pem"`
+	TokenSet           types.Bool   `tfsdk:"token_set"`
+	Image              types.String `tfsdk:"image"`
+	InstanceTypes      types.List   `tfsdk:"instance_types"`
+	GPUResource        types.String `tfsdk:"gpu_resource"`
+	ServiceAccountName types.String `tfsdk:"service_account_name"`
 }
 
 var cloudDataK8sAttrTypes = map[string]attr.Type{
 	"api_server": types.StringType, "namespace": types.StringType, "ca_cert_pem": types.StringType, "token_set": types.BoolType,
+	"image": types.StringType, "instance_types": types.ListType{ElemType: podShapeType}, "gpu_resource": types.StringType,
+	"service_account_name": types.StringType,
 }
 
 func (d *cloudDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -113,6 +119,20 @@ func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 					"namespace":   str("Namespace the nodes run in."),
 					"ca_cert_pem": str("CA of the API server, when set."),
 					"token_set":   schema.BoolAttribute{Description: "Whether the control plane holds a token for this cloud.", Computed: true},
+					"image":       str("The nodes' container image."),
+					"instance_types": schema.ListNestedAttribute{
+						Description: "The pod shapes the cloud's clusters use, its catalog.",
+						Computed:    true,
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"name":           str("Name, what compute configs' `instance_type` names."),
+							"cpus":           schema.Float64Attribute{Description: "CPUs of the pod.", Computed: true},
+							"memory_bytes":   num("Memory of the pod in bytes."),
+							"gpus":           num("GPUs of the pod, requested as `gpu_resource`."),
+							"price_per_hour": schema.Float64Attribute{Description: "What a pod of this shape costs per hour.", Computed: true},
+						}},
+					},
+					"gpu_resource":         str("The extended resource GPUs are requested as."),
+					"service_account_name": str("The pods' service account; null for the namespace's default."),
 				},
 			},
 			"quotas": schema.SingleNestedAttribute{
@@ -207,9 +227,14 @@ func cloudDataState(ctx context.Context, c api.Cloud) (cloudDataModel, diag.Diag
 		diags.Append(d...)
 	}
 	if k := c.Kubernetes; k != nil {
+		// The resource's state of the same settings, less the token.
+		full, d := kubernetesState(ctx, k, intNull())
+		diags.Append(d...)
+		var r cloudKubernetesModel
+		diags.Append(full.As(ctx, &r, objectAsOptions)...)
 		m.Kubernetes, d = types.ObjectValueFrom(ctx, cloudDataK8sAttrTypes, cloudDataKubernetesModel{
-			APIServer: types.StringValue(k.APIServer), Namespace: types.StringValue(k.Namespace),
-			CACertPEM: stringOrNull(k.CACertPEM), TokenSet: types.BoolValue(k.TokenSet)})
+			APIServer: r.APIServer, Namespace: r.Namespace, CACertPEM: r.CACertPEM, TokenSet: types.BoolValue(k.TokenSet),
+			Image: r.Image, InstanceTypes: r.InstanceTypes, GPUResource: r.GPUResource, ServiceAccountName: r.ServiceAccountName})
 		diags.Append(d...)
 	}
 	m.Quotas, d = types.ObjectValueFrom(ctx, cloudQuotasAttrTypes, cloudQuotasModel{

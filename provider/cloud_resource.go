@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/numbervalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -68,14 +67,6 @@ type cloudGCPModel struct {
 	ServiceAccount           types.String `tfsdk:"service_account"`
 }
 
-type cloudKubernetesModel struct {
-	APIServer      types.String `tfsdk:"api_server"`
-	Namespace      types.String `tfsdk:"namespace"`
-	CACertPEM      types.String `tfsdk:"ca_cert_pem"`
-	TokenWO        types.String `tfsdk:"token_wo"`
-	TokenWOVersion intValue     `tfsdk:"token_wo_version"`
-}
-
 type cloudQuotasModel struct {
 	MaxNodes intValue `tfsdk:"max_nodes"`
 	MaxVCPUs intValue `tfsdk:"max_vcpus"`
@@ -88,10 +79,6 @@ var (
 		"instance_profile_arn": types.StringType, "image_id": types.StringType,
 	}
 	cloudGCPAttrTypes = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
-	cloudK8sAttrTypes = map[string]attr.Type{
-		"api_server": types.StringType, "namespace": types.StringType, "ca_cert_pem": types.StringType,
-		"token_wo": types.StringType, "token_wo_version": intType{},
-	}
 	cloudQuotasAttrTypes = map[string]attr.Type{"max_nodes": intType{}, "max_vcpus": intType{}}
 )
 
@@ -216,44 +203,7 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 					},
 				},
 			},
-			"kubernetes": schema.SingleNestedAttribute{
-				Description: "Kubernetes namespace reached with a service-account token. Only with `cloud_provider = \"kubernetes\"`.",
-				Optional:    true,
-				Attributes: map[string]schema.Attribute{
-					"api_server": schema.StringAttribute{
-						Description: "URL of the API server, `https://…`.",
-						Required:    true,
-						Validators:  []validator.String{httpsURLValidator()},
-					},
-					"namespace": schema.StringAttribute{
-						Description: "Namespace the nodes run in (a DNS label).",
-						Required:    true,
-						Validators: []validator.String{stringvalidator.RegexMatches(dnsLabelPattern,
-							"must be a DNS label: lower case letters, digits and '-', at most 63")},
-					},
-					"ca_cert_pem": schema.StringAttribute{
-						Description: "PEM of the CA that signed the API server's certificate; omit to trust the system roots.",
-						Optional:    true,
-						Validators:  []validator.String{pemCertValidator()},
-					},
-					"token_wo": schema.StringAttribute{
-						Description: "Service-account token. Write-only: sent to the control plane, never kept in the Terraform " +
-							"state nor answered by the API. It is sent on create and whenever `token_wo_version` changes; " +
-							"omitting it later keeps the stored token.",
-						Optional:   true,
-						Sensitive:  true,
-						WriteOnly:  true,
-						Validators: []validator.String{stringvalidator.LengthBetween(1, maxK8sTokenLen)},
-					},
-					"token_wo_version": schema.NumberAttribute{
-						Description: "Any number; change it to send `token_wo` again (to rotate the token).",
-						CustomType:  intType{},
-						Optional:    true,
-						Validators: []validator.Number{intAny(), numbervalidator.AlsoRequires(
-							path.MatchRelative().AtParent().AtName("token_wo"))},
-					},
-				},
-			},
+			"kubernetes": cloudKubernetesSchema(),
 			"quotas": schema.SingleNestedAttribute{
 				Description: "Limits on what all clusters of this cloud hold at once. Omit a limit for none.",
 				Optional:    true,
@@ -390,10 +340,9 @@ func (m cloudModel) spec(ctx context.Context, token string) (api.CloudSpec, diag
 		s.GCP = &api.GCPCloud{WorkloadIdentityProvider: g.WorkloadIdentityProvider.ValueString(), ServiceAccount: g.ServiceAccount.ValueString()}
 	}
 	if !m.Kubernetes.IsNull() && !m.Kubernetes.IsUnknown() {
-		var k cloudKubernetesModel
-		diags.Append(m.Kubernetes.As(ctx, &k, objectAsOptions)...)
-		s.Kubernetes = &api.KubernetesCloud{APIServer: k.APIServer.ValueString(), Namespace: k.Namespace.ValueString(),
-			CACertPEM: k.CACertPEM.ValueString(), Token: token}
+		var d diag.Diagnostics
+		s.Kubernetes, d = kubernetesSpec(ctx, m.Kubernetes, token)
+		diags.Append(d...)
 	}
 	if !m.Quotas.IsNull() && !m.Quotas.IsUnknown() {
 		var q cloudQuotasModel
@@ -445,9 +394,7 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 			diags.Append(prior.Kubernetes.As(ctx, &pk, objectAsOptions)...)
 			version = pk.TokenWOVersion
 		}
-		m.Kubernetes, d = types.ObjectValueFrom(ctx, cloudK8sAttrTypes, cloudKubernetesModel{
-			APIServer: types.StringValue(c.Kubernetes.APIServer), Namespace: types.StringValue(c.Kubernetes.Namespace),
-			CACertPEM: stringOrNull(c.Kubernetes.CACertPEM), TokenWO: types.StringNull(), TokenWOVersion: version})
+		m.Kubernetes, d = kubernetesState(ctx, c.Kubernetes, version)
 		diags.Append(d...)
 	}
 	if q := c.Quotas; q.MaxNodes != nil || q.MaxVCPUs != nil || (!prior.Quotas.IsNull() && !prior.Quotas.IsUnknown()) {

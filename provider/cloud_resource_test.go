@@ -185,6 +185,8 @@ resource "rayplane_cloud" "k8s" {
     namespace        = "ray"
     token_wo         = %[3]q
     token_wo_version = %[4]d
+    image            = "ghcr.io/example/rayplane-node:1.0"
+    instance_types   = [{ name = "cpu-2", cpus = 2, memory_bytes = 8589934592 }]
   }
 }
 `, name, roleAccount, token, tokenVersion)
@@ -360,6 +362,8 @@ func TestAccCloudResource_validation(t *testing.T) {
   kubernetes = {
     api_server = "http://k8s:6443"
     namespace  = "ray"
+    image      = "ray:2"
+    instance_types = [{ name = "cpu-1", cpus = 1, memory_bytes = 1073741824 }]
   }`, `Attribute kubernetes.api_server must be an https:// URL`),
 			step(`cloud_provider = "kubernetes"
   storage_location = "s3://bucket-1"
@@ -367,6 +371,8 @@ func TestAccCloudResource_validation(t *testing.T) {
     api_server = "https://k8s:6443"
     namespace  = "ray"
     token_wo_version = 1
+    image      = "ray:2"
+    instance_types = [{ name = "cpu-1", cpus = 1, memory_bytes = 1073741824 }]
   }`, `Attribute "kubernetes.token_wo" must be specified when "kubernetes.token_wo_version" is specified`),
 			step(`cloud_provider = "local"
   storage_location = "relative/dir"`, `Attribute storage_location must be file://<directory> relative to the`),

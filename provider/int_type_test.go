@@ -157,7 +157,8 @@ func testGroups(groups ...map[string]any) map[string]any {
 
 func testK8s(version string) map[string]any {
 	return map[string]any{"kubernetes": map[string]any{"api_server": "https://k8s:6443", "namespace": "ray",
-		"token_wo": "t", "token_wo_version": version}}
+		"token_wo": "t", "token_wo_version": version, "image": "ray:2",
+		"instance_types": []any{map[string]any{"name": "cpu-1", "cpus": "1", "memory_bytes": "1073741824"}}}}
 }
 
 func testRequests(count string) map[string]any {

@@ -186,5 +186,6 @@ func (p *rayplaneProvider) DataSources(context.Context) []func() datasource.Data
 		newCloudDataSource,
 		newClusterDataSource,
 		newInstanceTypesDataSource,
+		newKubernetesRoleDataSource,
 	}
 }

@@ -31,7 +31,7 @@ func TestSchemas(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(resp.ResourceSchemas)); !slices.Equal(got, wantResources) {
 		t.Errorf("resources %v, want %v", got, wantResources)
 	}
-	wantDataSources := []string{"rayplane_aws_policies", "rayplane_cloud", "rayplane_cluster", "rayplane_instance_types"}
+	wantDataSources := []string{"rayplane_aws_policies", "rayplane_cloud", "rayplane_cluster", "rayplane_instance_types", "rayplane_kubernetes_role"}
 	if got := slices.Sorted(maps.Keys(resp.DataSourceSchemas)); !slices.Equal(got, wantDataSources) {
 		t.Errorf("data sources %v, want %v", got, wantDataSources)
 	}

@@ -31,8 +31,10 @@ resource "rayplane_cloud" "aws" {
   heartbeat_interval_seconds = 10
 }
 
-# A Kubernetes namespace. The token is write-only: it never enters the
-# state; bump token_wo_version to send a new one.
+# A Kubernetes namespace: nodes are pods of the declared shapes, running
+# the image. The token is write-only: it never enters the state; bump
+# token_wo_version to send a new one. The rayplane_kubernetes_role data
+# source renders the Role the token needs; examples/kubernetes wires it all.
 variable "k8s_token" {
   type      = string
   sensitive = true
@@ -48,5 +50,10 @@ resource "rayplane_cloud" "k8s" {
     namespace        = "ray"
     token_wo         = var.k8s_token
     token_wo_version = 1
+    image            = "ghcr.io/example/rayplane-node:2.9"
+    instance_types = [
+      { name = "cpu-4", cpus = 4, memory_bytes = 16 * 1024 * 1024 * 1024, price_per_hour = 0.2 },
+      { name = "gpu-1", cpus = 8, memory_bytes = 64 * 1024 * 1024 * 1024, gpus = 1, price_per_hour = 2.5 },
+    ]
   }
 }

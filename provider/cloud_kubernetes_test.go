@@ -54,7 +54,9 @@ resource "rayplane_compute_config" "gpu" {
 }
 `, name, gpuMemory)
 	}
-	shape := func(i int) tfjsonpath.Path { return tfjsonpath.New("kubernetes").AtMapKey("instance_types").AtSliceIndex(i) }
+	shape := func(i int) tfjsonpath.Path {
+		return tfjsonpath.New("kubernetes").AtMapKey("instance_types").AtSliceIndex(i)
+	}
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { testAccPreCheck(t) },
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,

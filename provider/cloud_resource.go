@@ -78,7 +78,7 @@ var (
 		"subnet_ids": types.ListType{ElemType: types.StringType}, "security_group_ids": types.ListType{ElemType: types.StringType},
 		"instance_profile_arn": types.StringType, "image_id": types.StringType,
 	}
-	cloudGCPAttrTypes = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
+	cloudGCPAttrTypes    = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
 	cloudQuotasAttrTypes = map[string]attr.Type{"max_nodes": intType{}, "max_vcpus": intType{}}
 )
 

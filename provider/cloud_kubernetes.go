@@ -130,16 +130,18 @@ func cloudKubernetesSchema() schema.SingleNestedAttribute {
 			"instance_types": schema.ListNestedAttribute{
 				Description: fmt.Sprintf("The pod shapes the cloud's clusters use (1-%d): its catalog, what compute configs' "+
 					"`instance_type` names. Each node is a pod that requests, and is limited to, its shape's CPUs, memory and "+
-					"GPUs; a shape no node of the cluster can hold leaves its pods pending (a capacity block).",
+					"GPUs; a pod that no node of the Kubernetes cluster can hold is recorded on the rayplane cluster as a capacity "+
+					"block, with the scheduler's message.",
 					api.MaxKubernetesInstanceTypes),
 				Required: true,
 				Validators: []validator.List{listvalidator.SizeBetween(1, api.MaxKubernetesInstanceTypes),
 					uniqueShapeNames{}},
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name": schema.StringAttribute{
-						Description: "Name, e.g. `cpu-4` or `gpu-1`: 1-63 lower case letters, digits, `.` and `-`, once per cloud.",
-						Required:    true,
-						Validators:  []validator.String{problemValidator("a pod shape name", api.KubernetesInstanceTypeNameProblem)},
+						Description: "Name, e.g. `cpu-4` or `gpu-1`: 1-63 lower case letters, digits, `.` and `-`, starting and ending " +
+							"with a letter or digit, once per cloud.",
+						Required:   true,
+						Validators: []validator.String{problemValidator("a pod shape name", api.KubernetesInstanceTypeNameProblem)},
 					},
 					"cpus": schema.Float64Attribute{
 						Description: fmt.Sprintf("CPUs of the pod, more than 0 and at most %d, in millicores (`0.5` is 500m).", api.MaxKubernetesCPUs),

@@ -140,6 +140,7 @@ resource "rayplane_cloud" "aws" {
 
 data "rayplane_aws_policies" "this" {
   external_id      = rayplane_cloud.aws.aws.external_id
+  role_arn         = rayplane_cloud.aws.aws.role_arn
   node_role_arn    = %q
   storage_location = rayplane_cloud.aws.storage_location
   region           = rayplane_cloud.aws.region

@@ -25,6 +25,7 @@ type awsPoliciesDataSource struct{ client *client.Client }
 
 type awsPoliciesModel struct {
 	ExternalID            types.String `tfsdk:"external_id"`
+	RoleARN               types.String `tfsdk:"role_arn"`
 	NodeRoleARN           types.String `tfsdk:"node_role_arn"`
 	StorageLocation       types.String `tfsdk:"storage_location"`
 	Region                types.String `tfsdk:"region"`
@@ -50,6 +51,13 @@ func (d *awsPoliciesDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Required:    true,
 				Validators: []validator.String{stringvalidator.LengthBetween(2, 1224),
 					stringvalidator.RegexMatches(api.AWSExternalIDPattern, api.AWSExternalIDRule)},
+			},
+			"role_arn": schema.StringAttribute{
+				Description: "ARN of the cloud's own role, the literal the cloud's `aws.role_arn` is (not a reference to the " +
+					"role's resource, whose policy this renders): the role may then simulate its own policies only. Omitted: " +
+					"it may simulate those of every role of its account, which lets it read what the account's other roles may do.",
+				Optional:   true,
+				Validators: []validator.String{stringvalidator.RegexMatches(roleARNPattern, api.AWSRoleARNRule)},
 			},
 			"node_role_arn": schema.StringAttribute{
 				Description: "ARN of the role of the nodes' instance profile: the only role the cloud's role may pass to EC2. " +
@@ -107,6 +115,7 @@ func (d *awsPoliciesDataSource) Read(ctx context.Context, req datasource.ReadReq
 	}
 	out, err := d.client.AWSPolicies(ctx, api.AWSPoliciesRequest{
 		ExternalID:      m.ExternalID.ValueString(),
+		RoleARN:         m.RoleARN.ValueString(),
 		NodeRoleARN:     m.NodeRoleARN.ValueString(),
 		StorageLocation: m.StorageLocation.ValueString(),
 		Region:          m.Region.ValueString(),

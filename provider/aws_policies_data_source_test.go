@@ -34,6 +34,10 @@ func TestAccAWSPoliciesDataSource(t *testing.T) {
 				ExpectError: wordsRE(`Attribute node_role_arn must be an IAM role ARN`),
 			},
 			{
+				Config:      "data \"rayplane_aws_policies\" \"x\" {\n  external_id = \"rayplane-x\"\n  role_arn = \"arn:aws:iam::123456789012:user/x\"\n}\n",
+				ExpectError: wordsRE(`Attribute role_arn must be an IAM role ARN`),
+			},
+			{
 				Config: fmt.Sprintf(`
 resource "rayplane_cloud" "aws" {
   name             = %q
@@ -49,6 +53,7 @@ resource "rayplane_cloud" "aws" {
 
 data "rayplane_aws_policies" "aws" {
   external_id      = rayplane_cloud.aws.aws.external_id
+  role_arn         = rayplane_cloud.aws.aws.role_arn
   node_role_arn    = "arn:aws:iam::123456789012:role/rayplane-node"
   storage_location = rayplane_cloud.aws.storage_location
   region           = rayplane_cloud.aws.region
@@ -67,6 +72,12 @@ data "rayplane_aws_policies" "bare" {
 						knownvalue.StringRegexp(regexp.MustCompile(`"arn:aws:s3:::rayplane-acc-logs/ray/\*"`))),
 					statecheck.ExpectKnownValue("data.rayplane_aws_policies.aws", tfjsonpath.New("permissions_policy"),
 						knownvalue.StringRegexp(regexp.MustCompile(`(?s)arn:aws:iam::123456789012:role/rayplane-node.*arn:aws:s3:::rayplane-acc-logs"`))),
+					// The role simulates its own policies only; without
+					// role_arn, those of any role of the account.
+					statecheck.ExpectKnownValue("data.rayplane_aws_policies.aws", tfjsonpath.New("permissions_policy"),
+						knownvalue.StringRegexp(regexp.MustCompile(`"Action": "iam:SimulatePrincipalPolicy",\s+"Resource": "arn:aws:iam::123456789012:role/rayplane"`))),
+					statecheck.ExpectKnownValue("data.rayplane_aws_policies.bare", tfjsonpath.New("permissions_policy"),
+						knownvalue.StringRegexp(regexp.MustCompile(`"Action": "iam:SimulatePrincipalPolicy",\s+"Resource": "arn:aws:iam::\*:role/\*"`))),
 				},
 				Check: resource.ComposeTestCheckFunc(
 					resource.TestCheckResourceAttrWith("rayplane_cloud.aws", "aws.external_id", func(v string) error { externalID = v; return nil }),

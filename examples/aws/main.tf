@@ -30,10 +30,16 @@ provider "aws" {
 
 provider "rayplane" {}
 
+# The account and partition (aws, aws-cn, aws-us-gov) of the aws
+# provider's credentials: data sources, so no resource waits for them.
+data "aws_partition" "current" {}
+
+data "aws_caller_identity" "current" {}
+
 locals {
-  # A literal, not aws_iam_role.rayplane.arn: the role's trust policy needs
-  # the cloud's external id, so the cloud must not wait for the role.
-  role_arn         = "arn:aws:iam::${var.account_id}:role/${var.role_name}"
+  # Built, not aws_iam_role.rayplane.arn: the role's trust policy needs the
+  # cloud's external id, so the cloud must not wait for the role.
+  role_arn         = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/${var.role_name}"
   storage_location = "s3://${var.bucket}/${var.prefix}"
 }
 
@@ -54,8 +60,10 @@ resource "rayplane_cloud" "aws" {
   }
 }
 
+# role_arn: the role may check (simulate) its own permissions only.
 data "rayplane_aws_policies" "this" {
   external_id      = rayplane_cloud.aws.aws.external_id
+  role_arn         = local.role_arn
   node_role_arn    = aws_iam_role.node.arn
   storage_location = local.storage_location
   region           = var.region
@@ -76,7 +84,7 @@ resource "aws_iam_role_policy" "rayplane" {
 # The nodes' own identity: they write their logs under storage_location
 # with it, never with the control plane's credentials.
 resource "aws_iam_role" "node" {
-  name = "rayplane-node"
+  name = var.node_role_name
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
@@ -94,7 +102,7 @@ resource "aws_iam_role_policy" "node" {
 }
 
 resource "aws_iam_instance_profile" "node" {
-  name = "rayplane-node"
+  name = var.node_role_name
   role = aws_iam_role.node.name
 }
 

@@ -1,8 +1,3 @@
-variable "account_id" {
-  description = "The AWS account (12 digits) the nodes run in."
-  type        = string
-}
-
 variable "region" {
   description = "The region the nodes run in."
   type        = string
@@ -10,9 +5,15 @@ variable "region" {
 }
 
 variable "role_name" {
-  description = "Name of the cross-account role the control plane assumes."
+  description = "Name of the cross-account role the control plane assumes. Each cloud of an account needs its own."
   type        = string
   default     = "rayplane-control-plane-access"
+}
+
+variable "node_role_name" {
+  description = "Name of the nodes' role and instance profile. Each cloud of an account needs its own."
+  type        = string
+  default     = "rayplane-node"
 }
 
 variable "subnet_ids" {

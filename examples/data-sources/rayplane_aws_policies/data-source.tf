@@ -2,6 +2,7 @@
 # hashicorp/aws provider (examples/aws uses them whole).
 data "rayplane_aws_policies" "prod" {
   external_id      = rayplane_cloud.aws.aws.external_id
+  role_arn         = rayplane_cloud.aws.aws.role_arn
   node_role_arn    = "arn:aws:iam::123456789012:role/rayplane-node"
   storage_location = rayplane_cloud.aws.storage_location
   region           = rayplane_cloud.aws.region

@@ -25,7 +25,8 @@ const testK8sToken = "eyJhbGciOiJSUzI1NiJ9.e2e-kubernetes-token.c2lnbmF0dXJlLW9m
 func (s *server) k8sCloud(t *testing.T, name string) api.Cloud {
 	t.Helper()
 	body := `{"name":"` + name + `","provider":"kubernetes","storage_location":"s3://bucket-k/logs",` +
-		`"kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray","token":"` + testK8sToken + `"}}`
+		`"kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray","token":"` + testK8sToken + `",` +
+		`"image":"ghcr.io/example/node:1.0","instance_types":[{"name":"cpu-2","cpus":2,"memory_bytes":8589934592}]}}`
 	return decodeJSON[api.Cloud](t, s.must(t, 201, "POST", "/v1/clouds", body))
 }
 

@@ -76,6 +76,12 @@ func kindOf(err error) cloud.Kind {
 		if k, ok := codeKinds[code]; ok {
 			return k
 		}
+		if strings.HasPrefix(code, "AuthFailure.") {
+			// AuthFailure.ServiceLinkedRoleCreationNotPermitted: a first
+			// spot launch whose caller may not let EC2 create the Spot
+			// service-linked role.
+			return cloud.Auth
+		}
 		if strings.HasPrefix(code, "Invalid") || strings.HasSuffix(code, ".Malformed") || strings.HasSuffix(code, ".NotFound") {
 			return cloud.Invalid
 		}

@@ -208,6 +208,9 @@ func TestKindOf(t *testing.T) {
 		{api("VcpuLimitExceeded"), cloud.Quota},
 		{api("MaxSpotInstanceCountExceeded"), cloud.Quota},
 		{api("UnauthorizedOperation"), cloud.Auth},
+		// The first spot launch of an account whose caller may not let
+		// EC2 create the Spot service-linked role.
+		{api("AuthFailure.ServiceLinkedRoleCreationNotPermitted"), cloud.Auth},
 		{api("AccessDenied"), cloud.Auth},
 		{api("InvalidClientTokenId"), cloud.Auth},
 		{api("ExpiredToken"), cloud.Auth},

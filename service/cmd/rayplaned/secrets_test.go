@@ -5,11 +5,16 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,23 +26,73 @@ import (
 
 const testK8sToken = "eyJhbGciOiJSUzI1NiJ9.e2e-kubernetes-token.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
 
-// k8sCloud creates a Kubernetes cloud with testK8sToken through the API.
+// tokenCatcher is a stand-in Kubernetes API server on loopback that
+// answers 403 to everything and keeps the bearer tokens it was shown: the
+// witness that a cloud's stored token was decrypted and handed to its
+// driver, which is the only place it goes.
+var tokenCatcher struct {
+	once   sync.Once
+	url    string
+	caPEM  string
+	mu     sync.Mutex
+	tokens []string
+}
+
+func catcher() (url, caPEM string) {
+	tokenCatcher.once.Do(func() {
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tokenCatcher.mu.Lock()
+			tokenCatcher.tokens = append(tokenCatcher.tokens, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+			tokenCatcher.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}`)
+		}))
+		tokenCatcher.url = srv.URL
+		tokenCatcher.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	})
+	return tokenCatcher.url, tokenCatcher.caPEM
+}
+
+func caughtTokens() int {
+	tokenCatcher.mu.Lock()
+	defer tokenCatcher.mu.Unlock()
+	return len(tokenCatcher.tokens)
+}
+
+// k8sCloud creates a Kubernetes cloud with testK8sToken through the API,
+// its API server the token catcher.
 func (s *server) k8sCloud(t *testing.T, name string) api.Cloud {
 	t.Helper()
+	url, ca := catcher()
+	caJSON, _ := json.Marshal(ca)
 	body := `{"name":"` + name + `","provider":"kubernetes","storage_location":"s3://bucket-k/logs",` +
-		`"kubernetes":{"api_server":"https://k8s.example:6443","namespace":"ray","token":"` + testK8sToken + `",` +
+		`"kubernetes":{"api_server":"` + url + `","ca_cert_pem":` + string(caJSON) + `,"namespace":"ray","token":"` + testK8sToken + `",` +
 		`"image":"ghcr.io/example/node:1.0","instance_types":[{"name":"cpu-2","cpus":2,"memory_bytes":8589934592}]}}`
 	return decodeJSON[api.Cloud](t, s.must(t, 201, "POST", "/v1/clouds", body))
 }
 
-// secretReadable asks the server for the cloud's instance types: its
-// driver is built from the stored token, so the answer is 503 "no
-// kubernetes driver" when the token decrypts and a 500 when it does not.
+// secretReadable asks the server to verify the cloud now: its driver is
+// built from the stored token and shows it to the API server, so the
+// catcher sees exactly testK8sToken when the token decrypts (and the
+// verification fails, the catcher forbidding everything).
 func (s *server) secretReadable(t *testing.T, cloudID string) {
 	t.Helper()
-	status, body, err := s.call("GET", "/v1/clouds/"+cloudID+"/instance-types", "")
-	if err != nil || status != 503 || !strings.Contains(string(body), "no kubernetes driver") {
-		t.Fatalf("instance types of cloud %s: %d %v: %s\nserver log: %s", cloudID, status, err, body, tail(s.stderr.String(), 2000))
+	from := caughtTokens()
+	status, body, err := s.call("POST", "/v1/clouds/"+cloudID+"/verify", "")
+	if err != nil || status >= 500 {
+		t.Fatalf("verify cloud %s: %d %v: %s\nserver log: %s", cloudID, status, err, body, tail(s.stderr.String(), 2000))
+	}
+	tokenCatcher.mu.Lock()
+	seen := slices.Clone(tokenCatcher.tokens[from:])
+	tokenCatcher.mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatalf("verify cloud %s (%d: %s) never reached its API server", cloudID, status, body)
+	}
+	for _, tok := range seen {
+		if tok != testK8sToken {
+			t.Fatalf("the cloud's API server was shown %q, not the stored token", tok)
+		}
 	}
 }
 

@@ -170,12 +170,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	awsNodes := newAWSClouds(log, cfg.awsPrincipalARN)
+	kubeNodes := newKubeClouds(log)
 	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
 		switch c.Provider {
 		case rpapi.ProviderLocal:
 			return localNodes.driverFor(ctx, orgID)
 		case rpapi.ProviderAWS:
 			return awsNodes.driverFor(ctx, orgID, c)
+		case rpapi.ProviderKubernetes:
+			return kubeNodes.driverFor(ctx, orgID, c, secret)
 		}
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}

@@ -150,6 +150,8 @@ var _ cloud.Driver = (*Driver)(nil)
 // not work shows in Verify (and as an auth error of every other call).
 func New(cfg Config) (*Driver, error) {
 	c := cfg.Cloud
+	// A token read from a file or a terminal often ends with a newline.
+	cfg.Token = strings.TrimSpace(cfg.Token)
 	if err := checkServer(c.APIServer); err != nil {
 		return nil, fmt.Errorf("kubernetes driver: %w", err)
 	}
@@ -161,6 +163,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if strings.ContainsAny(cfg.Token, " \t\r\n") {
 		return nil, fmt.Errorf("kubernetes driver: the token holds white space")
+	}
+	if c.Image != "" && strings.ContainsAny(c.Image, " \t\r\n") {
+		return nil, fmt.Errorf("kubernetes driver: image %q holds white space", c.Image)
 	}
 	if c.CACertPEM != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(c.CACertPEM)) {
 		return nil, fmt.Errorf("kubernetes driver: ca_cert_pem holds no PEM certificate")

@@ -107,6 +107,9 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 	c := unitCloud()
+	if d, err := New(Config{Cloud: c, Token: "t0ken\n"}); err != nil || d.restCfg.BearerToken != "t0ken" {
+		t.Errorf("a token with a trailing newline: %v", err)
+	}
 	c.APIServer = "http://127.0.0.1:8080"
 	if _, err := New(Config{Cloud: c, Token: "t"}); err != nil {
 		t.Errorf("plain http to loopback: %v", err)

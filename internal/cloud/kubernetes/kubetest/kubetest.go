@@ -402,6 +402,10 @@ func (c *Cluster) Config(token string) *rest.Config {
 	}
 }
 
+// Kubeconfig is the path of an admin kubeconfig (the admin token, CAPEM by
+// file), for a child process or kubectl while debugging a test.
+func (c *Cluster) Kubeconfig() string { return c.files.kubeconfig }
+
 // Client is a clientset authenticating with token.
 func (c *Cluster) Client(t testing.TB, token string) kubernetes.Interface {
 	t.Helper()

@@ -97,7 +97,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 		sub := filepath.Join(dir, strconv.Itoa(attempt))
 		c, err := launch(bins, sub, opts)
 		if errors.Is(err, errPortInUse) && attempt < portAttempts {
-			t.Logf("kubetest: %v; starting again", err)
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			t.Logf("kubetest: %s; starting again", first)
 			continue
 		}
 		if err != nil {
@@ -128,7 +129,7 @@ func launch(bins binaries, dir string, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	port, err := freePort()
+	port, err := pickPort()
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,9 @@ func launch(bins binaries, dir string, opts Options) (_ *Cluster, err error) {
 		if err != nil {
 			tails := c.tails(30)
 			inUse := c.portInUse()
-			c.Stop()
+			// Nothing of a failed start is kept: no grace. (etcd, its
+			// apiserver gone, ignores SIGTERM for the whole grace period.)
+			c.stopWithin(0)
 			if inUse {
 				err = fmt.Errorf("%w: %v", errPortInUse, err)
 			}
@@ -274,7 +277,9 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 
 // Stop stops every process (SIGTERM, SIGKILL after a grace period) and
 // waits for them. Start and Shared call it; it is safe to call twice.
-func (c *Cluster) Stop() {
+func (c *Cluster) Stop() { c.stopWithin(stopGrace) }
+
+func (c *Cluster) stopWithin(grace time.Duration) {
 	c.stop.Do(func() {
 		// Clients before servers: an apiserver without its etcd (or etcd
 		// with clients attached) does not finish a graceful shutdown and
@@ -282,10 +287,10 @@ func (c *Cluster) Stop() {
 		// procs are in start order: etcd, kube-apiserver, then the clients
 		// of the apiserver, stopped together.
 		if len(c.procs) > 2 {
-			stopAll(c.procs[2:])
+			stopAll(c.procs[2:], grace)
 		}
 		for i := min(len(c.procs), 2) - 1; i >= 0; i-- {
-			stopAll(c.procs[i : i+1])
+			stopAll(c.procs[i:i+1], grace)
 		}
 	})
 }
@@ -353,10 +358,21 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // process of the control plane exits, naming the last error cond gave.
 // Between attempts it backs off from 10 ms to 250 ms.
 func (c *Cluster) poll(ctx context.Context, what string, cond func(context.Context) (bool, error)) error {
+	// A request in flight ends when a process dies: a half-started
+	// apiserver's port may hold a connection that never answers.
+	condCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.died:
+			cancel()
+		case <-condCtx.Done():
+		}
+	}()
 	backoff := 10 * time.Millisecond
 	var last error
 	for {
-		ok, err := cond(ctx)
+		ok, err := cond(condCtx)
 		if ok {
 			return nil
 		}
@@ -378,6 +394,9 @@ func (c *Cluster) poll(ctx context.Context, what string, cond func(context.Conte
 		backoff = min(2*backoff, 250*time.Millisecond)
 	}
 }
+
+// pickPort is freePort; a test makes it answer a taken port.
+var pickPort = freePort
 
 // freePort answers a loopback port nothing listens on right now.
 func freePort() (int, error) {

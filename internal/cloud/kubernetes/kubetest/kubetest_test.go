@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -102,6 +103,33 @@ func TestStartStops(t *testing.T) {
 		if err := syscall.Kill(p.cmd.Process.Pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("%s (pid %d) still exists: kill -0: %v", p.name, p.cmd.Process.Pid, err)
 		}
+	}
+}
+
+// A start whose apiserver port was taken in the meantime (by another test
+// binary) starts again on another port instead of failing the test.
+func TestStartRetriesTakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	calls := 0
+	pickPort = func() (int, error) {
+		calls++
+		if calls == 1 {
+			return taken.Addr().(*net.TCPAddr).Port, nil
+		}
+		return freePort()
+	}
+	defer func() { pickPort = freePort }()
+
+	c := Start(t, Options{})
+	if calls != 2 {
+		t.Errorf("%d ports picked, want 2 (the taken one, then another)", calls)
+	}
+	if _, err := c.Admin(t).CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("admin after a retried start: %v", err)
 	}
 }
 

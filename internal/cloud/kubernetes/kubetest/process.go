@@ -60,12 +60,12 @@ func (p *proc) alive() bool {
 }
 
 // stopAll sends SIGTERM to every process group at once, then SIGKILL to
-// those still running after stopGrace, and waits for all of them.
-func stopAll(procs []*proc) {
+// those still running after grace, and waits for all of them.
+func stopAll(procs []*proc, grace time.Duration) {
 	for _, p := range procs {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	}
-	timer := time.NewTimer(stopGrace)
+	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	expired := false
 	for _, p := range procs {

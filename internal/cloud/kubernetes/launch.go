@@ -18,8 +18,12 @@ import (
 // for it, then gives it req.Bootstrap in its Secret, then waits (at most
 // ScheduleWait) for the scheduler's decision.
 //
-// The pod comes first: it waits for its Secret volume, whereas a Secret
-// without its pod would be owned by nothing. A pod the scheduler cannot
+// The Secret comes first, then the pod, then the Secret is given the pod as
+// its owner (so the garbage collector removes it with the pod). The other
+// order would leave a pod without its bootstrap when the control plane
+// dies between the two writes: after a restart the reconciler adopts the
+// pod it lists without launching again, and the pod's agent would never
+// register. A Secret whose pod could not be created is deleted again. A pod the scheduler cannot
 // place (PodScheduled=False, reason Unschedulable) is deleted and answered
 // as a capacity error with the scheduler's message; the reconciler records
 // it on the cluster. A pod not yet decided on when the wait ends is
@@ -53,8 +57,17 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	}
 	want := d.pod(req, t, image, labels)
 
+	if err := d.putSecret(ctx, want, req.Bootstrap); err != nil {
+		return cloud.Instance{}, fail(op, err, "node %s: bootstrap secret %s", req.NodeID, want.Name)
+	}
 	pod, err := d.createPod(ctx, want)
 	if err != nil {
+		if cloud.KindOf(err) != cloud.Transient {
+			// The node is given up: its Secret must not outlive it.
+			if rerr := d.removeSecret(ctx, want.Name); rerr != nil {
+				d.log.Warn("delete the secret of a pod that could not be created", logPod, want.Name, logErr, rerr)
+			}
+		}
 		return cloud.Instance{}, err
 	}
 	if err := d.putSecret(ctx, pod, req.Bootstrap); err != nil {

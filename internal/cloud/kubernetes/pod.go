@@ -124,16 +124,19 @@ func (d *Driver) pod(req cloud.LaunchRequest, t cloud.InstanceType, image string
 // deletion), so the garbage collector deletes it with the pod whatever
 // deleted the pod.
 func secret(pod *corev1.Pod, bootstrap []byte) *corev1.Secret {
-	return &corev1.Secret{
+	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            pod.Name,
-			Namespace:       pod.Namespace,
-			Labels:          maps.Clone(pod.Labels),
-			OwnerReferences: []metav1.OwnerReference{ownerRef(pod)},
+			Name:      pod.Name,
+			Namespace: pod.Namespace,
+			Labels:    maps.Clone(pod.Labels),
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{BootstrapKey: bootstrap},
 	}
+	if pod.UID != "" { // a pod not created yet owns nothing
+		s.OwnerReferences = []metav1.OwnerReference{ownerRef(pod)}
+	}
+	return s
 }
 
 func ownerRef(pod *corev1.Pod) metav1.OwnerReference {

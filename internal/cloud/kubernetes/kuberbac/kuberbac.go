@@ -41,9 +41,9 @@ type Rule struct {
 // is allowed to every authenticated user by the system:basic-user cluster
 // role, so it is not here. The driver neither watches nor patches.
 var Rules = []Rule{
-	{"", "pods", "create", "launch a node: each node is one pod"},
+	{"", "pods", "create", "launch a node: each node is one pod; verification dry-runs one of every shape (nothing is stored) to prove the namespace exists and admits it"},
 	{"", "pods", "get", "find the pod of a launch retried after a crash (the pod name comes from the node)"},
-	{"", "pods", "list", "list the cloud's nodes by their rayplane.io labels; verification lists to prove the namespace exists"},
+	{"", "pods", "list", "list the cloud's nodes by their rayplane.io labels"},
 	{"", "pods", "delete", "terminate a node"},
 	{"", "secrets", "create", "hand a node its bootstrap in a Secret its pod mounts, owned by the pod"},
 	{"", "secrets", "get", "read the bootstrap Secret of a launch retried after a crash"},

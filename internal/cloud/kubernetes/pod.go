@@ -44,6 +44,31 @@ func (d *Driver) nodeLabels(req cloud.LaunchRequest) (map[string]string, error) 
 	return out, nil
 }
 
+// The pod's scratch space.
+const (
+	// ShmDir is where Ray's object store lives (plasma maps its files in
+	// /dev/shm). A container runtime's default /dev/shm is 64 MiB, far
+	// too small: Ray would fall back to /tmp on disk and warn.
+	ShmDir = "/dev/shm"
+	// shmFraction of the shape's memory is the size of the tmpfs at
+	// ShmDir: Ray's default object store size (object_store_memory) is
+	// 30% of the memory it sees. Its pages count against the container's
+	// memory limit, so the object store takes that share of the shape
+	// rather than adding to it.
+	shmFraction = 0.3
+	// workDirLimit bounds WorkDir, an emptyDir on the node's disk that
+	// holds the agent's credential, Ray's working directory and logs: the
+	// kubelet evicts a pod that writes more, so one node's logs cannot
+	// fill the node's disk for the other pods there. 10 GiB is far above
+	// the logs of a node's life, below a typical node's ephemeral storage.
+	workDirLimit = 10 << 30
+)
+
+// shmLimit is the size of a shape's /dev/shm: shmFraction of its memory.
+func shmLimit(t cloud.InstanceType) *resource.Quantity {
+	return resource.NewQuantity(int64(float64(t.MemoryBytes)*shmFraction), resource.BinarySI)
+}
+
 // resources answers a shape's requests, equal to its limits: the pod gets
 // the Guaranteed QoS class, and Ray on it sees what the planner counted.
 func (d *Driver) resources(t cloud.InstanceType) corev1.ResourceList {
@@ -101,6 +126,7 @@ func (d *Driver) pod(req cloud.LaunchRequest, t cloud.InstanceType, image string
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "bootstrap", MountPath: BootstrapDir, ReadOnly: true},
 					{Name: "work", MountPath: WorkDir},
+					{Name: "shm", MountPath: ShmDir},
 				},
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: new(false),
@@ -113,7 +139,13 @@ func (d *Driver) pod(req cloud.LaunchRequest, t cloud.InstanceType, image string
 					DefaultMode: &secretMode,
 					Items:       []corev1.KeyToPath{{Key: BootstrapKey, Path: BootstrapKey, Mode: &secretMode}},
 				}}},
-				{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+					SizeLimit: resource.NewQuantity(workDirLimit, resource.BinarySI),
+				}}},
+				{Name: "shm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+					Medium:    corev1.StorageMediumMemory,
+					SizeLimit: shmLimit(t),
+				}}},
 			},
 		},
 	}

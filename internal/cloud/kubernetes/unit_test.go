@@ -172,8 +172,16 @@ func TestPodShape(t *testing.T) {
 	if sec := vols["bootstrap"].Secret; sec == nil || sec.SecretName != p.Name || *sec.DefaultMode != 0o400 {
 		t.Errorf("bootstrap volume %+v", vols["bootstrap"])
 	}
-	if vols["work"].EmptyDir == nil {
+	if ed := vols["work"].EmptyDir; ed == nil || ed.Medium != "" || ed.SizeLimit == nil || ed.SizeLimit.Cmp(resource.MustParse("10Gi")) != 0 {
 		t.Errorf("work volume %+v", vols["work"])
+	}
+	// Ray's object store: 30% of the gpu shape's 32 GiB, in memory.
+	if ed := vols["shm"].EmptyDir; ed == nil || ed.Medium != corev1.StorageMediumMemory || ed.SizeLimit == nil ||
+		ed.SizeLimit.Value() != int64(32<<30)*3/10 {
+		t.Errorf("shm volume %+v", vols["shm"])
+	}
+	if len(s.Volumes) != 3 || len(c.VolumeMounts) != 3 {
+		t.Errorf("volumes %d, mounts %d, want 3 and 3", len(s.Volumes), len(c.VolumeMounts))
 	}
 	mounts := map[string]corev1.VolumeMount{}
 	for _, m := range c.VolumeMounts {
@@ -184,6 +192,9 @@ func TestPodShape(t *testing.T) {
 	}
 	if m := mounts["work"]; m.MountPath != WorkDir || m.ReadOnly {
 		t.Errorf("work mount %+v", m)
+	}
+	if m := mounts["shm"]; m.MountPath != "/dev/shm" || m.ReadOnly {
+		t.Errorf("shm mount %+v", m)
 	}
 
 	withSA := unitCloud()

@@ -94,10 +94,13 @@ func (e *env) driver(t *testing.T, token string, change func(*api.KubernetesClou
 	}
 	change(&c)
 	d, err := New(Config{OrgID: "org_test", CloudID: "cld_test", Cloud: c, Token: token,
-		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// kubetest's API server is on loopback.
+		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.Close)
 	return d
 }
 

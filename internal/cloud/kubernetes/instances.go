@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -59,7 +60,10 @@ func (d *Driver) List(ctx context.Context, tags map[string]string) ([]cloud.Inst
 		}
 		page, err := d.client.CoreV1().Pods(d.ns).List(ctx, opts)
 		if err != nil {
-			return nil, fail(op, err, "list pods in namespace %s", d.ns)
+			return nil, d.fail(op, err, "list pods in namespace %s", d.ns)
+		}
+		if int64(len(page.Items)) > opts.Limit {
+			return nil, cloud.Errorf(cloud.Transient, op, "listing pods: the API server answered %d pods to a page of at most %d", len(page.Items), opts.Limit)
 		}
 		for i := range page.Items {
 			p := &page.Items[i]
@@ -115,15 +119,23 @@ func livePod(p *corev1.Pod, want map[string]string) (cloud.Instance, bool) {
 }
 
 // podInstance answers a pod as the driver's instance, and false when its
-// name is not PodName of its node label or it lacks the managed-by marker.
-// Labels that are not the owner tags are left out; an address that is not
-// an IP address is left out.
+// name is not PodName of its node label, it lacks the managed-by marker, or
+// a label it would copy is not a label value (at most 63 characters of
+// [A-Za-z0-9._-]): a real API server refuses such labels, so only another
+// server answers them, and they would reach records and status. Labels that
+// are not the owner tags are left out; an address that is not an IP address
+// is left out.
 func podInstance(p *corev1.Pod) (cloud.Instance, bool) {
 	node := p.Labels[LabelNode]
 	if node == "" || p.Name != PodName(node) || p.Labels[LabelManagedBy] != cloud.ManagedByValue {
 		return cloud.Instance{}, false
 	}
 	tags := ownerTags(p.Labels)
+	for _, v := range append(slices.Collect(maps.Values(tags)), node, p.Labels[LabelInstanceType]) {
+		if len(validation.IsValidLabelValue(v)) > 0 {
+			return cloud.Instance{}, false
+		}
+	}
 	state := cloud.InstancePending
 	if p.Status.Phase == corev1.PodRunning {
 		state = cloud.InstanceRunning
@@ -154,17 +166,17 @@ func (d *Driver) Terminate(ctx context.Context, instanceID string) error {
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return fail(op, err, "get pod %s", instanceID)
+		return d.fail(op, err, "get pod %s", instanceID)
 	case pod.Labels[LabelManagedBy] != cloud.ManagedByValue:
 		return cloud.Errorf(cloud.Invalid, op, "pod %s in namespace %s is not rayplane's: it lacks %s=%s", instanceID, d.ns, LabelManagedBy, cloud.ManagedByValue)
 	default:
 		if err := d.remove(ctx, pod.Name, pod.UID, int64(GracePeriod.Seconds())); err != nil {
-			return fail(op, err, "delete pod %s", instanceID)
+			return d.fail(op, err, "delete pod %s", instanceID)
 		}
 		d.log.Info("deleted pod", logPod, instanceID)
 	}
 	if err := d.removeSecret(ctx, instanceID); err != nil {
-		return fail(op, err, "delete secret %s", instanceID)
+		return d.fail(op, err, "delete secret %s", instanceID)
 	}
 	return nil
 }
@@ -195,7 +207,7 @@ func (d *Driver) removeSecret(ctx context.Context, name string) error {
 	case err != nil:
 		return err
 	case s.Labels[LabelManagedBy] != cloud.ManagedByValue:
-		return fmt.Errorf("secret %s in namespace %s is not rayplane's", name, d.ns)
+		return driverError{fmt.Errorf("secret %s in namespace %s is not rayplane's", name, d.ns)}
 	}
 	err = d.client.CoreV1().Secrets(d.ns).Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
 	if err != nil && !apierrors.IsNotFound(err) {

@@ -25,6 +25,8 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -129,6 +131,13 @@ type Config struct {
 	// ScheduleWait bounds Launch's wait for the scheduler's decision;
 	// 0 means DefaultScheduleWait, negative does not wait.
 	ScheduleWait time.Duration
+	// AllowedNetworks are the networks the API server may be reached in
+	// although they are loopback, link-local, private, shared (CGNAT),
+	// multicast, unspecified or reserved, which are refused otherwise (the
+	// API server is the tenant's choice): the operator's choice, from
+	// `rayplaned serve --kubernetes-allowed-networks` (tests and laptops
+	// allow 127.0.0.0/8).
+	AllowedNetworks []netip.Prefix
 }
 
 // Driver runs nodes as pods in one namespace. It is safe for concurrent use.
@@ -140,7 +149,8 @@ type Driver struct {
 	types     []cloud.InstanceType
 	client    clientset.Interface
 	restCfg   *rest.Config
-	pageSize  int64 // List's page size; tests make it small
+	transport *http.Transport // this driver's own; Close closes its idle connections
+	pageSize  int64           // List's page size; tests make it small
 	schedWait time.Duration
 }
 
@@ -200,8 +210,22 @@ func New(cfg Config) (*Driver, error) {
 	}
 	cfg.Cloud.InstanceTypes = types
 
-	rc := restConfig(c, cfg.Token, log)
-	client, err := clientset.NewForConfig(rc)
+	cfg.AllowedNetworks = slices.Clone(cfg.AllowedNetworks)
+	for i, p := range cfg.AllowedNetworks {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("kubernetes driver: allowed network %d is not a prefix", i)
+		}
+		cfg.AllowedNetworks[i] = p.Masked()
+	}
+
+	tr := newTransport(c.CACertPEM, cfg.AllowedNetworks)
+	rc := restConfig(c, cfg.Token, log, tr)
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes driver: client: %w", err)
+	}
+	hc.CheckRedirect = refuseRedirect
+	client, err := clientset.NewForConfigAndClient(rc, hc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes driver: client: %w", err)
 	}
@@ -213,16 +237,24 @@ func New(cfg Config) (*Driver, error) {
 		types:     types,
 		client:    client,
 		restCfg:   rc,
+		transport: tr,
 		pageSize:  defaultPageSize,
 		schedWait: wait,
 	}, nil
 }
 
-// restConfig is the client configuration of a cloud: its server, CA (the
-// system's roots without one) and token, and limits that keep one cloud's
-// driver from flooding its API server or hanging a reconcile pass.
-func restConfig(c api.KubernetesCloud, token string, log *slog.Logger) *rest.Config {
-	rc := &rest.Config{
+// Close closes the driver's idle connections to the API server. Call it
+// when the driver is replaced or its cloud deleted; a call made after it
+// opens new connections.
+func (d *Driver) Close() {
+	d.transport.CloseIdleConnections()
+}
+
+// restConfig is the client configuration of a cloud: its server and token
+// over tr (which holds the CA, see newTransport), and limits that keep one
+// cloud's driver from flooding its API server or hanging a reconcile pass.
+func restConfig(c api.KubernetesCloud, token string, log *slog.Logger, tr http.RoundTripper) *rest.Config {
+	return &rest.Config{
 		Host:           c.APIServer,
 		BearerToken:    token,
 		QPS:            clientQPS,
@@ -230,11 +262,8 @@ func restConfig(c api.KubernetesCloud, token string, log *slog.Logger) *rest.Con
 		Timeout:        clientTimeout,
 		UserAgent:      userAgent,
 		WarningHandler: warnings{log},
+		Transport:      guard{base: tr},
 	}
-	if c.CACertPEM != "" {
-		rc.TLSClientConfig.CAData = []byte(c.CACertPEM)
-	}
-	return rc
 }
 
 // warnings logs the API server's warnings (deprecations, Pod Security
@@ -243,7 +272,7 @@ type warnings struct{ log *slog.Logger }
 
 func (w warnings) HandleWarningHeader(code int, agent, text string) {
 	if code == 299 && text != "" {
-		w.log.Warn("kubernetes API server warning", "warning", text)
+		w.log.Warn("kubernetes API server warning", "warning", boundedMessage(text))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,7 +59,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	want := d.pod(req, t, image, labels)
 
 	if err := d.putSecret(ctx, want, req.Bootstrap); err != nil {
-		return cloud.Instance{}, fail(op, err, "node %s: bootstrap secret %s", req.NodeID, want.Name)
+		return cloud.Instance{}, d.fail(op, err, "node %s: bootstrap secret %s", req.NodeID, want.Name)
 	}
 	pod, err := d.createPod(ctx, want)
 	if err != nil {
@@ -71,7 +72,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 		return cloud.Instance{}, err
 	}
 	if err := d.putSecret(ctx, pod, req.Bootstrap); err != nil {
-		return cloud.Instance{}, fail(op, err, "node %s: bootstrap secret %s", req.NodeID, pod.Name)
+		return cloud.Instance{}, d.fail(op, err, "node %s: bootstrap secret %s", req.NodeID, pod.Name)
 	}
 	pod = d.awaitScheduling(ctx, pod)
 	if msg, ok := Unschedulable(pod); ok {
@@ -79,7 +80,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 			// Answering capacity would leave the pod pending for a
 			// node the reconciler then forgets; the next pass tries
 			// again.
-			return cloud.Instance{}, fail(op, err, "node %s: delete unschedulable pod %s", req.NodeID, pod.Name)
+			return cloud.Instance{}, d.fail(op, err, "node %s: delete unschedulable pod %s", req.NodeID, pod.Name)
 		}
 		if err := d.removeSecret(ctx, pod.Name); err != nil {
 			// The garbage collector deletes it with the pod.
@@ -109,7 +110,7 @@ func (d *Driver) createPod(ctx context.Context, want *corev1.Pod) (*corev1.Pod, 
 		d.log.Info("created pod", logNodeID, node, logPod, pod.Name, logInstanceType, want.Labels[LabelInstanceType])
 		return pod, nil
 	case !apierrors.IsAlreadyExists(err):
-		return nil, fail(op, err, "node %s: create pod %s", node, want.Name)
+		return nil, d.fail(op, err, "node %s: create pod %s", node, want.Name)
 	}
 	pod, err = d.client.CoreV1().Pods(d.ns).Get(ctx, want.Name, metav1.GetOptions{})
 	switch {
@@ -117,7 +118,7 @@ func (d *Driver) createPod(ctx context.Context, want *corev1.Pod) (*corev1.Pod, 
 		// Deleted since: the next pass creates it again.
 		return nil, cloud.Errorf(cloud.Transient, op, "node %s: pod %s was deleted while it was launched", node, want.Name)
 	case err != nil:
-		return nil, fail(op, err, "node %s: get pod %s", node, want.Name)
+		return nil, d.fail(op, err, "node %s: get pod %s", node, want.Name)
 	case !samePod(pod, want):
 		return nil, cloud.Errorf(cloud.Invalid, op, "node %s: pod %s exists in namespace %s and is not this node's (labels %s=%q, %s=%q)",
 			node, want.Name, d.ns, LabelManagedBy, pod.Labels[LabelManagedBy], LabelNode, pod.Labels[LabelNode])
@@ -136,29 +137,35 @@ func samePod(pod, want *corev1.Pod) bool {
 }
 
 // putSecret creates pod's bootstrap Secret, or gives the existing one (of
-// an earlier launch of the node) the new bootstrap and the pod as its
-// owner: a relaunch carries a newer one-time token, and the earlier
-// launch's pod may have been another.
+// an earlier launch of the node) the new bootstrap and, once pod has been
+// created, the pod as its owner: a relaunch carries a newer one-time
+// token, and the earlier launch's pod may have been another.
 func (d *Driver) putSecret(ctx context.Context, pod *corev1.Pod, bootstrap []byte) error {
 	secrets := d.client.CoreV1().Secrets(d.ns)
 	want := secret(pod, bootstrap)
 	for range 2 {
 		_, err := secrets.Create(ctx, want, metav1.CreateOptions{})
 		if !apierrors.IsAlreadyExists(err) {
-			return redactSecretError(err)
+			return redactSecretError(d.clean(err))
 		}
 		have, err := secrets.Get(ctx, want.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue // deleted since (the garbage collector, its old pod gone): create it
 		}
 		if err != nil {
-			return redactSecretError(err)
+			return redactSecretError(d.clean(err))
 		}
 		if have.Labels[LabelManagedBy] != want.Labels[LabelManagedBy] || have.Labels[LabelNode] != want.Labels[LabelNode] {
 			return cloud.Errorf(cloud.Invalid, "launch", "secret %s exists in namespace %s and is not this node's", want.Name, d.ns)
 		}
 		have.Labels = want.Labels
-		have.OwnerReferences = want.OwnerReferences
+		if want.OwnerReferences != nil {
+			have.OwnerReferences = want.OwnerReferences
+		}
+		// else the write before the pod's creation: the Secret keeps its
+		// owner (the pod of the earlier launch, which a relaunch may find
+		// again), or an update that crashed before the next write would
+		// leave it owned by nothing, its token never collected.
 		have.Type = want.Type
 		have.Data = want.Data
 		have.StringData = nil
@@ -171,7 +178,7 @@ func (d *Driver) putSecret(ctx context.Context, pod *corev1.Pod, bootstrap []byt
 		if err == nil {
 			d.log.Info("updated the bootstrap secret of an earlier launch", logPod, pod.Name)
 		}
-		return redactSecretError(err)
+		return redactSecretError(d.clean(err))
 	}
 	return cloud.Errorf(cloud.Transient, "launch", "secret %s was deleted twice while it was written", want.Name)
 }
@@ -217,11 +224,17 @@ func Unschedulable(pod *corev1.Pod) (msg string, ok bool) {
 // maxMessage bounds a message of the API server quoted in an error.
 const maxMessage = 1024
 
+// boundedMessage answers s cut to maxMessage bytes (at a character
+// boundary), "..." marking the cut.
 func boundedMessage(s string) string {
 	if len(s) <= maxMessage {
 		return s
 	}
-	return s[:maxMessage] + "..."
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // decided reports whether the scheduler has placed pod or given up on it

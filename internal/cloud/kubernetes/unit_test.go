@@ -327,6 +327,15 @@ func TestLivePod(t *testing.T) {
 		"name not node's":  func(p *corev1.Pod) { p.Name = "rp-node-b" },
 		"no node label":    func(p *corev1.Pod) { delete(p.Labels, LabelNode) },
 		"managed by other": func(p *corev1.Pod) { p.Labels[LabelManagedBy] = "someone" },
+		// Labels a real API server refuses; only another server answers them.
+		"node label not a label value": func(p *corev1.Pod) { p.Labels[LabelNode] = "node a"; p.Name = PodName("node a") },
+		"node label too long": func(p *corev1.Pod) {
+			p.Labels[LabelNode] = strings.Repeat("n", 64)
+			p.Name = PodName(p.Labels[LabelNode])
+		},
+		"cluster label too long":          func(p *corev1.Pod) { p.Labels[LabelCluster] = strings.Repeat("c", 64<<10) },
+		"group label not a label value":   func(p *corev1.Pod) { p.Labels[LabelGroup] = "a/b" },
+		"instance type not a label value": func(p *corev1.Pod) { p.Labels[LabelInstanceType] = "<script>" },
 	} {
 		p := good()
 		change(p)

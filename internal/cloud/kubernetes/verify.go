@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 
 // The checks of Verify, as a failure names them.
 const (
+	CheckAPIServer   = "api server" // the way to it: an address not allowed, a redirect
 	CheckToken       = "token"
 	CheckPermissions = "permissions"
 	CheckImage       = "image"
@@ -33,16 +35,29 @@ type Failure struct {
 // of the *cloud.Error Verify answers.
 type VerifyError struct{ Failures []Failure }
 
+// maxVerifyText bounds VerifyError's text: it becomes the cloud's
+// status_reason.
+const maxVerifyText = 4096
+
 func (e *VerifyError) Error() string {
-	parts := make([]string, len(e.Failures))
-	for i, f := range e.Failures {
-		parts[i] = f.Check + ": " + f.Problem
-	}
 	n := "1 check"
 	if len(e.Failures) > 1 {
 		n = fmt.Sprintf("%d checks", len(e.Failures))
 	}
-	return n + " failed: " + strings.Join(parts, "; ")
+	var b strings.Builder
+	b.WriteString(n + " failed: ")
+	for i, f := range e.Failures {
+		part := f.Check + ": " + boundedMessage(f.Problem)
+		if i > 0 {
+			part = "; " + part
+		}
+		if i > 0 && b.Len()+len(part) > maxVerifyText {
+			fmt.Fprintf(&b, "; and %d more", len(e.Failures)-i)
+			break
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 type verification struct{ failures []Failure }
@@ -76,10 +91,13 @@ func (d *Driver) Verify(ctx context.Context) error {
 		ok, err := d.may(ctx, r)
 		switch {
 		case apierrors.IsUnauthorized(err):
-			v.fail(CheckToken, cloud.Auth, "the API server %s does not accept the token: %s", d.cfg.Cloud.APIServer, brief(err))
+			v.fail(CheckToken, cloud.Auth, "the API server %s does not accept the token: %s", d.cfg.Cloud.APIServer, d.brief(err))
 			return v.result(cloud.Auth)
+		case errors.As(err, new(*AddressNotAllowedError)) || errors.As(err, new(*RedirectError)):
+			v.fail(CheckAPIServer, cloud.Invalid, "%s", d.brief(err))
+			return v.result(cloud.Invalid) // no request will get through: one failure says it
 		case err != nil:
-			v.fail(CheckPermissions, kindOf(err), "could not ask whether the token may %s: %s", ruleText(r), brief(err))
+			v.fail(CheckPermissions, kindOf(err), "could not ask whether the token may %s: %s", ruleText(r), d.brief(err))
 			if kindOf(err) == cloud.Auth {
 				return v.result(cloud.Auth) // no review will work: one failure says it
 			}
@@ -127,7 +145,7 @@ func (d *Driver) may(ctx context.Context, r kuberbac.Rule) (bool, error) {
 	}}
 	out, err := d.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 	if err != nil {
-		return false, err
+		return false, d.clean(err)
 	}
 	return out.Status.Allowed && !out.Status.Denied, nil
 }
@@ -148,23 +166,24 @@ func (d *Driver) verifyPodShapes(ctx context.Context, v *verification) {
 		pod := d.pod(req, t, image, labels)
 		pod.GenerateName, pod.Name = "rp-verify-", ""
 		_, err = d.client.CoreV1().Pods(d.ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		err = d.clean(err) // before kindOf: an answer that is not a Status must not choose the kind by its words
 		switch k := kindOf(err); {
 		case err == nil:
 		case apierrors.IsNotFound(err):
-			v.fail(CheckNamespace, cloud.Invalid, "namespace %s does not exist: %s", d.ns, brief(err))
+			v.fail(CheckNamespace, cloud.Invalid, "namespace %s does not exist: %s", d.ns, d.brief(err))
 			return
 		case k == cloud.Quota:
 			// The namespace's quota is used now; it may not be when
 			// nodes launch. Launches answer it.
-			d.log.Info("verification: the namespace's quota refuses a pod now", logInstanceType, t.Name, logErr, brief(err))
+			d.log.Info("verification: the namespace's quota refuses a pod now", logInstanceType, t.Name, logErr, d.brief(err))
 		case strings.Contains(err.Error(), "does not support dry run"):
 			// A webhook with side effects: Launch will find out.
-			d.log.Info("verification: a webhook does not support dry runs; pod shape unchecked", logInstanceType, t.Name, logErr, brief(err))
+			d.log.Info("verification: a webhook does not support dry runs; pod shape unchecked", logInstanceType, t.Name, logErr, d.brief(err))
 			return
 		case k == cloud.Auth:
 			return // the permissions check names it
 		default:
-			v.fail(CheckPodShapes, k, "instance type %s: the namespace refuses its pod: %s", t.Name, boundedMessage(brief(err)))
+			v.fail(CheckPodShapes, k, "instance type %s: the namespace refuses its pod: %s", t.Name, d.brief(err))
 			if k == cloud.Transient {
 				return
 			}

@@ -504,10 +504,12 @@ func (r *cloudResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	// The token is sent again only when its version changes: Terraform
-	// cannot compare a write-only value with anything.
+	// The token is sent again when its version changes (Terraform cannot
+	// compare a write-only value with anything) and when the API server or
+	// its CA changes: the control plane uses a stored token only with the
+	// server it was sent for.
 	token := ""
-	if tokenVersion(ctx, plan) != tokenVersion(ctx, prior) {
+	if tokenVersion(ctx, plan) != tokenVersion(ctx, prior) || tokenEndpoint(ctx, plan) != tokenEndpoint(ctx, prior) {
 		token = r.configToken(ctx, req.Config, plan, &resp.Diagnostics)
 	}
 	spec, diags := plan.spec(ctx, token)
@@ -523,6 +525,18 @@ func (r *cloudResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	state, diags := cloudState(ctx, c, plan)
 	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+// tokenEndpoint is what the token is sent to: the API server and its CA.
+func tokenEndpoint(ctx context.Context, m cloudModel) [2]string {
+	if m.Kubernetes.IsNull() || m.Kubernetes.IsUnknown() {
+		return [2]string{}
+	}
+	var k cloudKubernetesModel
+	if m.Kubernetes.As(ctx, &k, objectAsOptions).HasError() {
+		return [2]string{}
+	}
+	return [2]string{k.APIServer.ValueString(), k.CACertPEM.ValueString()}
 }
 
 // tokenVersion is token_wo_version as a comparable string ("" when unset).

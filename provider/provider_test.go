@@ -71,7 +71,8 @@ func startControlPlane() (func(), error) {
 	controlPlane.bin = bin
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--log-level", "warn",
-		"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms")
+		"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms",
+		"--kubernetes-allowed-networks", "127.0.0.0/8") // the tests' Kubernetes API servers are on loopback
 	// The control plane's AWS principal, for rayplane_aws_policies: named,
 	// since this machine has no AWS identity.
 	cmd.Env = append(os.Environ(), "RAYPLANE_AWS_PRINCIPAL_ARN="+accAWSPrincipal)

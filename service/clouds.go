@@ -44,6 +44,17 @@ func ReplaceCloud(old api.Cloud, spec api.CloudSpec, now time.Time) (api.Cloud, 
 		c.AWS.ExternalID = old.AWS.ExternalID
 	}
 	if c.Kubernetes != nil && old.Kubernetes != nil {
+		// The stored token goes only where it was sent for: a new API
+		// server (or a new CA, which can make another server trusted)
+		// needs the token sent again, or a writer who cannot read it could
+		// have the control plane hand it to a server of their own.
+		if c.Kubernetes.Token == "" && old.Kubernetes.TokenSet &&
+			(c.Kubernetes.APIServer != old.Kubernetes.APIServer || c.Kubernetes.CACertPEM != old.Kubernetes.CACertPEM) {
+			return old, &api.Error{Code: api.CodeInvalid,
+				Message: "the token must be sent again with a new api_server or ca_cert_pem",
+				Fields: []api.FieldError{{Field: "kubernetes.token",
+					Reason: "must be sent again when api_server or ca_cert_pem changes: the stored token is used only with the API server it was given for"}}}
+		}
 		c.Kubernetes.TokenSet = old.Kubernetes.TokenSet || c.Kubernetes.Token != ""
 	}
 	if c.StorageLocation == "" && c.Provider == api.ProviderLocal {

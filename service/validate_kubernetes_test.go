@@ -94,7 +94,7 @@ func TestKubernetesSettingsChangeVerifies(t *testing.T) {
 		{"rename", func(s *api.CloudSpec) { s.Name = "k2" }, false},
 		{"same token kept", func(s *api.CloudSpec) { s.Kubernetes.Token = "" }, false},
 		{"new token", func(s *api.CloudSpec) { s.Kubernetes.Token = "t2" }, true},
-		{"api server", func(s *api.CloudSpec) { s.Kubernetes.APIServer = "https://other:6443" }, true},
+		{"api server, token sent again", func(s *api.CloudSpec) { s.Kubernetes.APIServer = "https://other:6443"; s.Kubernetes.Token = "t" }, true},
 		{"namespace", func(s *api.CloudSpec) { s.Kubernetes.Namespace = "ray2" }, true},
 		{"image", func(s *api.CloudSpec) { s.Kubernetes.Image = "ghcr.io/example/rayplane-node:1.1" }, true},
 		{"a shape's memory", func(s *api.CloudSpec) { s.Kubernetes.InstanceTypes[1].MemoryBytes = 64 << 30 }, true},
@@ -120,6 +120,45 @@ func TestKubernetesSettingsChangeVerifies(t *testing.T) {
 			}
 			if (got.Status == api.CloudVerifying) != c.verifying {
 				t.Fatalf("status %s after %s, want verifying %v", got.Status, c.name, c.verifying)
+			}
+		})
+	}
+}
+
+// TestStoredTokenStaysWithItsServer: a writer cannot read the stored token,
+// and must not be able to have the control plane show it to a server of
+// their choosing: a new api_server or ca_cert_pem without the token is
+// refused, naming kubernetes.token, and the cloud is left as it was.
+func TestStoredTokenStaysWithItsServer(t *testing.T) {
+	now := time.Now()
+	spec := api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: "s3://bucket-k", Kubernetes: validKubernetesCloud("t")}
+	if err := CheckCloud(&spec); err != nil {
+		t.Fatal(err)
+	}
+	old := NewCloud(spec, now)
+	old.Kubernetes.Token, old.Kubernetes.TokenSet = "", true // as stored: the token is sealed apart
+	for name, mutate := range map[string]func(*api.KubernetesCloud){
+		"api server": func(k *api.KubernetesCloud) { k.APIServer = "https://attacker.example:6443" },
+		"ca": func(k *api.KubernetesCloud) {
+			k.CACertPEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" // a CA the writer controls
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			next := api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: "s3://bucket-k", Kubernetes: validKubernetesCloud("")}
+			mutate(next.Kubernetes)
+			if err := CheckCloud(&next); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReplaceCloud(old, next, now)
+			if f := fieldsOf(t, err); f != "kubernetes.token" {
+				t.Fatalf("fields %q (err %v), want kubernetes.token", f, err)
+			}
+			if got.Kubernetes.APIServer != old.Kubernetes.APIServer || got.Kubernetes.CACertPEM != old.Kubernetes.CACertPEM {
+				t.Fatalf("the refused change was applied: %+v", got.Kubernetes)
+			}
+			next.Kubernetes.Token = "t-new"
+			if _, err := ReplaceCloud(old, next, now); err != nil {
+				t.Fatalf("with the token sent again: %v", err)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/planner"
 )
 
 // VerifierConfig wires a Verifier. Durations of zero take defaults.
@@ -237,7 +238,9 @@ func (v *Verifier) verify(ctx context.Context, c service.CloudRecord) error {
 	now := v.cfg.Now().UTC()
 	recorded := true
 	err = v.cfg.Store.Update(ctx, func(tx service.Tx) error {
-		changed, err := tx.DataPlane().SetCloudVerification(ctx, c.ID, c.UpdatedAt, status, reason, now)
+		// A driver's error may quote what a tenant's endpoint answered:
+		// the reason is kept to the bound every status reason has.
+		changed, err := tx.DataPlane().SetCloudVerification(ctx, c.ID, c.UpdatedAt, status, planner.Bounded(reason), now)
 		recorded = changed
 		return err
 	})

@@ -95,7 +95,11 @@ func startServerEnv(t *testing.T, dataDir string, env []string, extra ...string)
 	if err := os.Chmod(filepath.Dir(dataDir), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)...)
+	// Every Kubernetes API server of these tests (the real one, the token
+	// catcher) is on loopback, which tenants' clouds may name only where
+	// the operator allows it.
+	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug",
+		"--kubernetes-allowed-networks", "127.0.0.0/8"}, extra...)...)
 	cmd.Env = append(append(os.Environ(), "RAYPLANE_LOG_FORMAT=json"), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -419,6 +423,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"serve", "--driver-timeout", "0s"}, "--driver-timeout must be a positive duration, got 0s"},
 		{[]string{"serve", "--reconcile-interval", "-1s"}, "--reconcile-interval must be a positive duration, got -1s"},
 		{[]string{"serve", "--node-credential-ttl", "20m"}, "--node-credential-ttl must be at least 30m0s"},
+		{[]string{"serve", "--kubernetes-allowed-networks", "10.0.0.0/8,10.1.2.3"}, `"10.1.2.3" is not a CIDR prefix`},
 		{[]string{"nonsense"}, "nonsense"},
 	} {
 		// A serve that starts after all is killed at the deadline (and

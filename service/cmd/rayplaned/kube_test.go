@@ -59,7 +59,10 @@ func kubeRules(rules []kuberbac.PolicyRule) []rbacv1.PolicyRule {
 func startKubePlane(t *testing.T) *kubePlane {
 	t.Helper()
 	kc := kubetest.Start(t, kubetest.Options{Nodes: 2, NodeCPU: 8, NodeMemory: 32 << 30})
-	p := &kubePlane{kc: kc, ns: "rayplane-e2e", dataDir: t.TempDir(), flags: append([]string{"--listen", freePort(t)}, fastFlags...)}
+	// The test's API server is on loopback, which a tenant's cloud may not
+	// name unless the operator allows it.
+	p := &kubePlane{kc: kc, ns: "rayplane-e2e", dataDir: t.TempDir(),
+		flags: append([]string{"--listen", freePort(t), "--kubernetes-allowed-networks", "127.0.0.0/8"}, fastFlags...)}
 	kc.Namespace(t, p.ns)
 	p.token = kc.ServiceAccountToken(t, p.ns, "rayplane", kubeRules(kuberbac.PolicyRules()))
 	p.s = startServer(t, p.dataDir, p.flags...)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 
 	rpapi "github.com/rayplane/rayplane/internal/api"
@@ -18,7 +21,8 @@ import (
 // is the cloud's secret, decrypted by the reconciler for this call; only a
 // hash of it is kept to tell a change.
 type kubeClouds struct {
-	log *slog.Logger
+	log     *slog.Logger
+	allowed []netip.Prefix // --kubernetes-allowed-networks
 
 	mu      sync.Mutex
 	drivers map[string]kubeEntry // by cloud id
@@ -29,8 +33,25 @@ type kubeEntry struct {
 	d   *kubedriver.Driver
 }
 
-func newKubeClouds(log *slog.Logger) *kubeClouds {
-	return &kubeClouds{log: log, drivers: map[string]kubeEntry{}}
+func newKubeClouds(log *slog.Logger, allowed []netip.Prefix) *kubeClouds {
+	return &kubeClouds{log: log, allowed: allowed, drivers: map[string]kubeEntry{}}
+}
+
+// parseNetworks reads --kubernetes-allowed-networks: comma-separated CIDR
+// prefixes.
+func parseNetworks(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("--kubernetes-allowed-networks: %q is not a CIDR prefix like 10.0.0.0/8", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func (k *kubeClouds) driverFor(_ context.Context, orgID string, c rpapi.Cloud, token string) (cloud.Driver, error) {
@@ -45,15 +66,22 @@ func (k *kubeClouds) driverFor(_ context.Context, orgID string, c rpapi.Cloud, t
 	key := sha256.Sum256(settings)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if e, ok := k.drivers[c.ID]; ok && e.key == key {
+	e, ok := k.drivers[c.ID]
+	if ok && e.key == key {
 		return e.d, nil
 	}
 	d, err := kubedriver.New(kubedriver.Config{
 		OrgID: orgID, CloudID: c.ID, Cloud: *c.Kubernetes, Token: token,
-		StorageLocation: c.StorageLocation, Logger: k.log,
+		StorageLocation: c.StorageLocation, Logger: k.log, AllowedNetworks: k.allowed,
 	})
 	if err != nil {
 		return nil, &cloud.Error{Kind: cloud.Invalid, Op: "driver", Err: err}
+	}
+	if ok {
+		// The replaced driver's connections go to the old server (maybe
+		// one the tenant no longer names): close them. A call still using
+		// it opens new ones and ends.
+		e.d.Close()
 	}
 	k.drivers[c.ID] = kubeEntry{key: key, d: d}
 	return d, nil

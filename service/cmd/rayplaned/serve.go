@@ -36,7 +36,7 @@ type serveConfig struct {
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
-	awsPrincipalARN                                                       string
+	awsPrincipalARN, kubeAllowedNetworks                                  string
 	reconcileConcurrency                                                  int
 }
 
@@ -64,6 +64,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.localRoot, "local-root", env("LOCAL_ROOT", ""), "directory for local nodes and their storage, outside the data directory; empty means <data-dir>-local ($RAYPLANE_LOCAL_ROOT)")
 	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
 	fs.StringVar(&c.awsPrincipalARN, "aws-principal-arn", env("AWS_PRINCIPAL_ARN", ""), "the AWS principal customers trust to assume their roles (rendered into trust policies); empty means the identity the AWS SDK's default chain resolves to ($RAYPLANE_AWS_PRINCIPAL_ARN)")
+	fs.StringVar(&c.kubeAllowedNetworks, "kubernetes-allowed-networks", env("KUBERNETES_ALLOWED_NETWORKS", ""), "comma-separated CIDR prefixes a kubernetes cloud's API server may be reached in although they are loopback, link-local, private or reserved (refused otherwise: tenants name the API server), e.g. 10.0.0.0/8 for clusters in the control plane's own network ($RAYPLANE_KUBERNETES_ALLOWED_NETWORKS)")
 	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
 	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +92,9 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.credentialTTL < minCredentialTTL {
 		// Renewal comes with a heartbeat, at most every 5 minutes.
 		return c, fmt.Errorf("--node-credential-ttl must be at least %s, got %s", minCredentialTTL, c.credentialTTL)
+	}
+	if _, err := parseNetworks(c.kubeAllowedNetworks); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -170,7 +174,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	awsNodes := newAWSClouds(log, cfg.awsPrincipalARN)
-	kubeNodes := newKubeClouds(log)
+	kubeAllowed, err := parseNetworks(cfg.kubeAllowedNetworks)
+	if err != nil {
+		return err
+	}
+	kubeNodes := newKubeClouds(log, kubeAllowed)
 	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
 		switch c.Provider {
 		case rpapi.ProviderLocal:

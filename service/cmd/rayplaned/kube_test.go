@@ -233,7 +233,12 @@ func TestKubernetesUnschedulable(t *testing.T) {
 	got, _ := p.s.waitFor(t, c.ID, 2*time.Minute, "the scheduler's refusal in the cluster's status", func(c api.Cluster, _ []api.Node) bool {
 		return strings.Contains(c.StatusReason, "Insufficient cpu")
 	})
-	t.Logf("status %s: %s", got.Status, got.StatusReason)
+	if got.Status != api.ClusterErrored || !strings.Contains(got.StatusReason, "(capacity)") {
+		t.Errorf("status %s (%s), want ERRORED with a capacity reason", got.Status, got.StatusReason)
+	}
+	if pods := p.pods(t, c.ID); len(pods) != 0 {
+		t.Errorf("%d pods left pending for the unschedulable node", len(pods))
+	}
 	if status, b, err := p.s.call("DELETE", "/v1/clusters/"+c.ID, ""); err != nil || (status != 202 && status != 204) {
 		t.Fatalf("DELETE: %d %v: %s", status, err, b)
 	}

@@ -265,7 +265,9 @@ func newHoldingProxy(t *testing.T, kc *kubetest.Cluster) *holdingProxy {
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	h := &holdingProxy{held: make(chan struct{}, 16)}
 	h.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/pods") {
+		// Only real creations: verification's dry runs (the verifier may run
+		// at any time) create nothing.
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/pods") || r.URL.Query().Has("dryRun") {
 			rp.ServeHTTP(w, r)
 			return
 		}

@@ -151,6 +151,12 @@ func planCluster(in PlanInput) Plan {
 		if hasInst {
 			change.InstanceID = inst.ID
 		}
+		if hasInst && n.InstanceID == "" && n.Status != api.NodeRequested && n.Status != api.NodeLaunching {
+			// Its agent registered before a restarted control plane
+			// listed the instance (the instance was started before the
+			// crash, its launch never recorded): record it now.
+			p.Adopt = append(p.Adopt, change)
+		}
 		switch n.Status {
 		case api.NodeRequested, api.NodeLaunching:
 			if hasInst {

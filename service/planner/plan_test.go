@@ -81,8 +81,13 @@ func (w *world) apply(p Plan) {
 		p.Launch = append(p.Launch, NodeChange{NodeID: id, From: api.NodeRequested})
 	}
 	for _, a := range p.Adopt {
-		if n := w.nodes[a.NodeID]; n != nil && (n.Status == api.NodeRequested || n.Status == api.NodeLaunching) {
-			n.InstanceID, n.Status, n.StatusChangedAt = a.InstanceID, api.NodeRegistering, w.now
+		// As the store does: the instance is recorded; only a node not yet
+		// past launching moves on.
+		if n := w.nodes[a.NodeID]; n != nil {
+			n.InstanceID = a.InstanceID
+			if n.Status == api.NodeRequested || n.Status == api.NodeLaunching {
+				n.Status, n.StatusChangedAt = api.NodeRegistering, w.now
+			}
 		}
 	}
 	for _, l := range p.Lost {
@@ -537,6 +542,35 @@ func TestPlanCases(t *testing.T) {
 		p := PlanCluster(w.input(spec, Quota{}))
 		if len(p.Lost) != 1 || len(p.Create) != 1 || !p.Create[0].Head || p.Status != api.ClusterRecovering {
 			t.Fatalf("plan %+v", p)
+		}
+	})
+	t.Run("a running node whose launch was never recorded gets its instance", func(t *testing.T) {
+		// A crash between the cloud starting the instance and the record:
+		// after the restart the node's agent registered before any pass
+		// listed the instance.
+		w := base()
+		for range 5 {
+			w.apply(PlanCluster(w.input(spec, Quota{})))
+		}
+		var n *Node
+		for _, id := range sortedKeys(w.nodes) {
+			if w.nodes[id].Status == api.NodeRunning && !w.nodes[id].Head {
+				n = w.nodes[id]
+				break
+			}
+		}
+		inst := n.InstanceID
+		n.InstanceID = ""
+		p := PlanCluster(w.input(spec, Quota{}))
+		if len(p.Adopt) != 1 || p.Adopt[0].NodeID != n.ID || p.Adopt[0].InstanceID != inst || len(p.Create)+len(p.Lost)+len(p.Terminate) != 0 {
+			t.Fatalf("plan %+v", p)
+		}
+		w.apply(p)
+		if n.InstanceID != inst || n.Status != api.NodeRunning {
+			t.Fatalf("node after the pass: %s %q", n.Status, n.InstanceID)
+		}
+		if p := PlanCluster(w.input(spec, Quota{})); len(p.Adopt) != 0 {
+			t.Fatalf("adopted again: %+v", p.Adopt)
 		}
 	})
 	t.Run("terminating drains running nodes first", func(t *testing.T) {

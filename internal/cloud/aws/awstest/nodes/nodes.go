@@ -17,12 +17,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +29,7 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud"
 	awsdriver "github.com/rayplane/rayplane/internal/cloud/aws"
 	"github.com/rayplane/rayplane/internal/cloud/aws/awstest"
+	"github.com/rayplane/rayplane/internal/cloud/nodetest"
 )
 
 // Options configure a Runner.
@@ -52,26 +47,14 @@ type Options struct {
 
 // Runner runs an agent for every live instance rayplane launched in moto.
 type Runner struct {
-	t    testing.TB
-	moto *awstest.Moto
-	opts Options
-	dir  string
-	ec2  *ec2.Client
-	sts  *sts.Client
-
-	mu     sync.Mutex
-	agents map[string]*agentProc // by instance id
-	booted []string              // every instance an agent was started for, in order
-	errs   []string              // what went wrong booting an instance
+	moto   *awstest.Moto
+	opts   Options
+	ec2    *ec2.Client
+	sts    *sts.Client
+	agents *nodetest.Agents // by instance id
 
 	cancel context.CancelFunc
 	done   chan struct{}
-}
-
-type agentProc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	log  string
 }
 
 // Start begins watching moto; everything stops at the test's cleanup.
@@ -83,14 +66,17 @@ func Start(t testing.TB, m *awstest.Moto, opts Options) *Runner {
 		BaseEndpoint: awssdk.String(m.RawURL),
 	}
 	r := &Runner{
-		t: t, moto: m, opts: opts, dir: t.TempDir(),
-		ec2: ec2.NewFromConfig(raw), sts: sts.NewFromConfig(raw),
-		agents: map[string]*agentProc{}, done: make(chan struct{}),
+		moto: m, opts: opts, ec2: ec2.NewFromConfig(raw), sts: sts.NewFromConfig(raw),
+		agents: nodetest.New(t, opts.Agent), done: make(chan struct{}),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go r.loop(ctx)
-	t.Cleanup(r.stop)
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+		r.agents.StopAll()
+	})
 	return r
 }
 
@@ -131,37 +117,17 @@ func (r *Runner) sync(ctx context.Context) {
 				}
 				id := awssdk.ToString(in.InstanceId)
 				live[id] = true
-				r.mu.Lock()
-				_, known := r.agents[id]
-				r.mu.Unlock()
-				if !known {
+				if !r.agents.Known(id) {
 					r.boot(ctx, id)
 				}
 			}
 		}
 	}
-	r.mu.Lock()
-	var gone []*agentProc
-	for id, a := range r.agents {
-		if !live[id] && a != nil {
-			gone = append(gone, a)
-			r.agents[id] = nil // terminated: never booted again
-		}
-	}
-	r.mu.Unlock()
-	for _, a := range gone {
-		stopAgent(a, 20*time.Second)
-	}
+	r.agents.StopGone(func(id string) bool { return live[id] })
 }
 
 // boot starts the agent of instance id from its user data.
 func (r *Runner) boot(ctx context.Context, id string) {
-	fail := func(err error) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.agents[id] = nil
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v", id, err))
-	}
 	attr, err := r.ec2.DescribeInstanceAttribute(ctx, &ec2.DescribeInstanceAttributeInput{
 		InstanceId: awssdk.String(id), Attribute: ec2types.InstanceAttributeNameUserData,
 	})
@@ -169,33 +135,22 @@ func (r *Runner) boot(ctx context.Context, id string) {
 		return // tried again next round
 	}
 	if attr.UserData == nil || attr.UserData.Value == nil {
-		fail(errors.New("no user data"))
+		r.agents.Fail(id, id, errors.New("no user data"))
 		return
 	}
 	script, err := base64.StdEncoding.DecodeString(awssdk.ToString(attr.UserData.Value))
 	if err != nil {
-		fail(fmt.Errorf("user data is not base64: %w", err))
+		r.agents.Fail(id, id, fmt.Errorf("user data is not base64: %w", err))
 		return
 	}
 	bootstrap, err := awsdriver.ParseUserData(string(script))
 	if err != nil {
-		fail(err)
-		return
-	}
-	dir := filepath.Join(r.dir, id)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fail(err)
-		return
-	}
-	path := filepath.Join(dir, "bootstrap.json")
-	if err := os.WriteFile(path, bootstrap, 0o600); err != nil {
-		fail(err)
+		r.agents.Fail(id, id, err)
 		return
 	}
 	// No instance metadata service here: an agent looking for one would
 	// only wait for it.
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(), "RAYPLANE_LOG_LEVEL=debug",
-		"AWS_EC2_METADATA_DISABLED=true"}
+	env := []string{"RAYPLANE_LOG_LEVEL=debug", "AWS_EC2_METADATA_DISABLED=true"}
 	if r.opts.NodeRoleARN != "" {
 		out, err := r.sts.AssumeRole(ctx, &sts.AssumeRoleInput{
 			RoleArn: awssdk.String(r.opts.NodeRoleARN), RoleSessionName: awssdk.String(id),
@@ -212,96 +167,13 @@ func (r *Runner) boot(ctx context.Context, id string) {
 			"AWS_REGION="+awstest.Region,
 		)
 	}
-	env = append(env, r.opts.Env...)
-	logPath := filepath.Join(dir, "agent.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		fail(err)
-		return
-	}
-	cmd := exec.Command(r.opts.Agent, "agent", "--bootstrap", path)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		fail(err)
-		return
-	}
-	a := &agentProc{cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(a.done)
-	}()
-	r.mu.Lock()
-	r.agents[id] = a
-	r.booted = append(r.booted, id)
-	r.mu.Unlock()
-}
-
-// stopAgent stops an agent's process group: SIGTERM, SIGKILL after grace.
-func stopAgent(a *agentProc, grace time.Duration) {
-	pgid := a.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(grace):
-	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
-	<-a.done
-}
-
-func (r *Runner) stop() {
-	r.cancel()
-	<-r.done
-	r.mu.Lock()
-	var all []*agentProc
-	for _, a := range r.agents {
-		if a != nil {
-			all = append(all, a)
-		}
-	}
-	errs := r.errs
-	r.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, a := range all {
-		wg.Add(1)
-		go func() { defer wg.Done(); stopAgent(a, 10*time.Second) }()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		r.t.Errorf("nodes: instances that could not boot: %q", errs)
-	}
-	if r.t.Failed() {
-		for _, id := range r.Booted() {
-			b, _ := os.ReadFile(filepath.Join(r.dir, id, "agent.log"))
-			r.t.Logf("agent of %s:\n%s", id, b)
-		}
+	if err := r.agents.Start(id, id, bootstrap, append(env, r.opts.Env...)); err != nil {
+		r.agents.Fail(id, id, err)
 	}
 }
 
 // Booted answers every instance an agent was started for, in order.
-func (r *Runner) Booted() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.booted...)
-}
+func (r *Runner) Booted() []string { return r.agents.Booted() }
 
 // Running answers the instances whose agents run now, sorted.
-func (r *Runner) Running() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ids []string
-	for id, a := range r.agents {
-		if a == nil {
-			continue
-		}
-		select {
-		case <-a.done:
-		default:
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	return ids
-}
+func (r *Runner) Running() []string { return r.agents.Running() }

@@ -10,19 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/rayplane/rayplane/internal/cloud/nodetest"
 )
 
 // Options configure a Runner.
@@ -41,34 +36,26 @@ type Options struct {
 
 // Runner runs an agent for every Running pod rayplane created.
 type Runner struct {
-	t      testing.TB
 	client kubernetes.Interface
 	opts   Options
-	dir    string
-
-	mu     sync.Mutex
-	agents map[string]*agentProc // by pod UID
-	booted []string              // pod names an agent was started for, in order
-	errs   []string
+	agents *nodetest.Agents // by pod UID
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-type agentProc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
 // Start begins watching; everything stops at the test's cleanup.
 func Start(t testing.TB, client kubernetes.Interface, opts Options) *Runner {
 	t.Helper()
-	r := &Runner{t: t, client: client, opts: opts, dir: t.TempDir(), agents: map[string]*agentProc{}, done: make(chan struct{})}
+	r := &Runner{client: client, opts: opts, agents: nodetest.New(t, opts.Agent), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go r.loop(ctx)
-	t.Cleanup(r.stop)
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+		r.agents.StopAll()
+	})
 	return r
 }
 
@@ -100,36 +87,17 @@ func (r *Runner) sync(ctx context.Context) {
 			continue
 		}
 		live[uid] = true
-		r.mu.Lock()
-		_, known := r.agents[uid]
-		r.mu.Unlock()
-		if !known && p.Status.Phase == corev1.PodRunning {
+		if !r.agents.Known(uid) && p.Status.Phase == corev1.PodRunning {
 			r.boot(ctx, p)
 		}
 	}
-	r.mu.Lock()
-	var gone []*agentProc
-	for uid, a := range r.agents {
-		if !live[uid] && a != nil {
-			gone = append(gone, a)
-			r.agents[uid] = nil
-		}
-	}
-	r.mu.Unlock()
-	for _, a := range gone {
-		stopAgent(a, 20*time.Second)
-	}
+	r.agents.StopGone(func(uid string) bool { return live[uid] })
 }
 
 // boot starts the agent of pod p from its Secret.
 func (r *Runner) boot(ctx context.Context, p corev1.Pod) {
 	uid := string(p.UID)
-	fail := func(err error) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.agents[uid] = nil
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v", p.Name, err))
-	}
+	name := p.Name + "-" + uid[:8]
 	var secretName string
 	for _, v := range p.Spec.Volumes {
 		if v.Secret != nil {
@@ -137,121 +105,25 @@ func (r *Runner) boot(ctx context.Context, p corev1.Pod) {
 		}
 	}
 	if secretName == "" {
-		fail(errors.New("the pod mounts no secret"))
+		r.agents.Fail(uid, name, errors.New("the pod mounts no secret"))
 		return
 	}
 	sec, err := r.client.CoreV1().Secrets(r.opts.Namespace).Get(ctx, secretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return // not written yet: the kubelet would wait for it too
-	}
 	if err != nil {
-		return
+		return // not written yet (the kubelet would wait for it too), or the API server is busy: next round
 	}
 	bootstrap, ok := sec.Data[r.opts.SecretKey]
 	if !ok {
-		fail(fmt.Errorf("secret %s has no %q", secretName, r.opts.SecretKey))
+		r.agents.Fail(uid, name, fmt.Errorf("secret %s has no %q", secretName, r.opts.SecretKey))
 		return
 	}
-	dir := filepath.Join(r.dir, p.Name+"-"+uid[:8])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fail(err)
-		return
-	}
-	path := filepath.Join(dir, "bootstrap.json")
-	if err := os.WriteFile(path, bootstrap, 0o600); err != nil {
-		fail(err)
-		return
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		fail(err)
-		return
-	}
-	cmd := exec.Command(r.opts.Agent, "agent", "--bootstrap", path)
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(), "RAYPLANE_LOG_LEVEL=debug"}, r.opts.Env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		fail(err)
-		return
-	}
-	a := &agentProc{name: p.Name + "-" + uid[:8], cmd: cmd, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(a.done)
-	}()
-	r.mu.Lock()
-	r.agents[uid] = a
-	r.booted = append(r.booted, p.Name)
-	r.mu.Unlock()
-}
-
-func stopAgent(a *agentProc, grace time.Duration) {
-	pgid := a.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(grace):
-	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
-	<-a.done
-}
-
-func (r *Runner) stop() {
-	r.cancel()
-	<-r.done
-	r.mu.Lock()
-	var all []*agentProc
-	for _, a := range r.agents {
-		if a != nil {
-			all = append(all, a)
-		}
-	}
-	errs := r.errs
-	r.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, a := range all {
-		wg.Add(1)
-		go func() { defer wg.Done(); stopAgent(a, 10*time.Second) }()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		r.t.Errorf("nodes: pods that could not start: %q", errs)
-	}
-	if r.t.Failed() {
-		entries, _ := os.ReadDir(r.dir)
-		for _, e := range entries {
-			b, _ := os.ReadFile(filepath.Join(r.dir, e.Name(), "agent.log"))
-			r.t.Logf("agent of pod %s:\n%s", e.Name(), b)
-		}
+	if err := r.agents.Start(uid, name, bootstrap, append([]string{"RAYPLANE_LOG_LEVEL=debug"}, r.opts.Env...)); err != nil {
+		r.agents.Fail(uid, name, err)
 	}
 }
 
 // Booted answers the pods an agent was started for, in order.
-func (r *Runner) Booted() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.booted...)
-}
+func (r *Runner) Booted() []string { return r.agents.Booted() }
 
 // Running answers the pods whose agents run now, sorted.
-func (r *Runner) Running() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var names []string
-	for _, a := range r.agents {
-		if a == nil {
-			continue
-		}
-		select {
-		case <-a.done:
-		default:
-			names = append(names, a.name)
-		}
-	}
-	sort.Strings(names)
-	return names
-}
+func (r *Runner) Running() []string { return r.agents.Running() }

@@ -323,7 +323,7 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 // shipLogs keeps a shipper running for the runtime log when the storage
 // location is an s3:// bucket, and replaces it when the location changes.
 func (a *agent) shipLogs(conf api.AgentConfig, logPath string) {
-	if _, _, ok := s3Location(conf.StorageLocation); !ok {
+	if _, _, ok := api.S3Location(conf.StorageLocation); !ok {
 		a.stopShipping()
 		return
 	}

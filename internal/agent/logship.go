@@ -8,13 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/rayplane/rayplane/internal/api"
 )
 
 // A node's runtime log goes to the cloud's storage location with the
@@ -130,17 +130,6 @@ func (s *shipper) report(err error) {
 	}
 }
 
-// s3Location splits s3://bucket/prefix into its bucket and prefix (no
-// leading or trailing slash).
-func s3Location(loc string) (bucket, prefix string, ok bool) {
-	rest, ok := strings.CutPrefix(loc, "s3://")
-	if !ok {
-		return "", "", false
-	}
-	bucket, prefix, _ = strings.Cut(rest, "/")
-	return bucket, strings.Trim(prefix, "/"), bucket != ""
-}
-
 // s3Sink puts objects under a prefix of an S3 bucket.
 type s3Sink struct {
 	client         *s3.Client
@@ -151,7 +140,7 @@ type s3Sink struct {
 // default credential chain: the instance profile on EC2. A custom endpoint
 // (AWS_ENDPOINT_URL) is addressed path-style, as S3-compatible stores are.
 func newS3Sink(ctx context.Context, location, region string) (LogSink, error) {
-	bucket, prefix, ok := s3Location(location)
+	bucket, prefix, ok := api.S3Location(location)
 	if !ok {
 		return nil, fmt.Errorf("storage location %q is not an s3:// bucket URL", location)
 	}

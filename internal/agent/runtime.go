@@ -110,7 +110,7 @@ func planRuntime(in planInput) plan {
 		"RAYPLANE_HEAD_ADDRESS="+headAddress,
 	)
 
-	if _, _, s3 := s3Location(c.StorageLocation); s3 {
+	if _, _, s3 := api.S3Location(c.StorageLocation); s3 {
 		// Every node's log is shipped to the bucket from where it is
 		// (logship.go).
 	} else if c.Head && c.StorageLocation != "" {

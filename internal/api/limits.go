@@ -161,6 +161,17 @@ func CloudStorageProblem(loc string, schemes ...string) string {
 	return ""
 }
 
+// S3Location splits a valid s3://bucket[/prefix] location into its bucket
+// and prefix (no leading or trailing slash); ok is false for anything
+// CloudStorageProblem refuses as an S3 location.
+func S3Location(loc string) (bucket, prefix string, ok bool) {
+	if loc == "" || CloudStorageProblem(loc, SchemeS3) != "" {
+		return "", "", false
+	}
+	bucket, prefix, _ = strings.Cut(strings.TrimPrefix(loc, SchemeS3+"://"), "/")
+	return bucket, strings.Trim(prefix, "/"), true
+}
+
 // s3BucketProblem follows the naming rules of S3 general purpose buckets
 // (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
 // StorageURLExamples names the shape of a storage URL of schemes, for

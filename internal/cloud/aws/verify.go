@@ -368,10 +368,10 @@ func (d *Driver) storageBucket() (bucket, problem string, ok bool) {
 	if loc == "" {
 		return "", "", false
 	}
-	if p := api.CloudStorageProblem(loc, api.SchemeS3); p != "" {
-		return "", p, false
+	bucket, _, ok = api.S3Location(loc)
+	if !ok {
+		return "", api.CloudStorageProblem(loc, api.SchemeS3), false
 	}
-	bucket, _, _ = strings.Cut(strings.TrimPrefix(loc, "s3://"), "/")
 	return bucket, "", true
 }
 

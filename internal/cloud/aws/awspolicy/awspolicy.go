@@ -268,7 +268,7 @@ func PermissionsPolicy(p Params) string {
 		// resource; the region condition keeps the EC2 ones home.
 		stmts[4].Condition = map[string]map[string]string{"StringEquals": {"aws:RequestedRegion": region}}
 	}
-	if bucket, _, ok := s3Location(p.StorageLocation); ok {
+	if bucket, _, ok := api.S3Location(p.StorageLocation); ok {
 		stmts = append(stmts, statement{
 			Sid:      "VerifyStorageBucket",
 			Effect:   "Allow",
@@ -284,7 +284,7 @@ func PermissionsPolicy(p Params) string {
 // control plane stores no log content and a node needs none back). The
 // bucket's ARN is of region's partition (aws without a region).
 func NodePolicy(storageLocation, region string) (string, error) {
-	bucket, prefix, ok := s3Location(storageLocation)
+	bucket, prefix, ok := api.S3Location(storageLocation)
 	if !ok {
 		return "", fmt.Errorf("storage location %q %s", storageLocation, cmp.Or(api.CloudStorageProblem(storageLocation, api.SchemeS3), "is not an S3 location"))
 	}
@@ -298,16 +298,6 @@ func NodePolicy(storageLocation, region string) (string, error) {
 		Action:   "s3:PutObject",
 		Resource: "arn:" + Partition(region) + ":s3:::" + objects,
 	}), nil
-}
-
-// s3Location splits a valid s3://bucket[/prefix]; ok is false for anything
-// api.CloudStorageProblem refuses as an S3 location.
-func s3Location(loc string) (bucket, prefix string, ok bool) {
-	if loc == "" || api.CloudStorageProblem(loc, api.SchemeS3) != "" {
-		return "", "", false
-	}
-	bucket, prefix, _ = strings.Cut(strings.TrimPrefix(loc, "s3://"), "/")
-	return bucket, prefix, true
 }
 
 // partition answers the ARN partition of a region (aws-cn for China,

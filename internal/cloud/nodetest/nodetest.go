@@ -7,6 +7,7 @@
 package nodetest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,6 +41,35 @@ type proc struct {
 // New keeps agents of binary bin under a temporary directory of t.
 func New(t testing.TB, bin string) *Agents {
 	return &Agents{t: t, bin: bin, dir: t.TempDir(), procs: map[string]*proc{}}
+}
+
+// PollEvery is how often a runner looks at its cloud: a launched node boots
+// within about this long.
+const PollEvery = 200 * time.Millisecond
+
+// Watch calls sync every PollEvery until the test ends (it boots new nodes
+// with Start and stops gone ones with StopGone), then stops every agent.
+func (a *Agents) Watch(sync func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(PollEvery)
+		defer tick.Stop()
+		for {
+			sync(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	a.t.Cleanup(func() {
+		cancel()
+		<-done
+		a.StopAll()
+	})
 }
 
 // Known reports whether key was booted or given up on.

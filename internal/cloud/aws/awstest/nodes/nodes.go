@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -52,9 +51,6 @@ type Runner struct {
 	ec2    *ec2.Client
 	sts    *sts.Client
 	agents *nodetest.Agents // by instance id
-
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // Start begins watching moto; everything stops at the test's cleanup.
@@ -65,37 +61,10 @@ func Start(t testing.TB, m *awstest.Moto, opts Options) *Runner {
 		Credentials:  credentials.NewStaticCredentialsProvider(awstest.AccessKey, awstest.SecretKey, ""),
 		BaseEndpoint: awssdk.String(m.RawURL),
 	}
-	r := &Runner{
-		moto: m, opts: opts, ec2: ec2.NewFromConfig(raw), sts: sts.NewFromConfig(raw),
-		agents: nodetest.New(t, opts.Agent), done: make(chan struct{}),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go r.loop(ctx)
-	t.Cleanup(func() {
-		cancel()
-		<-r.done
-		r.agents.StopAll()
-	})
+	r := &Runner{moto: m, opts: opts, ec2: ec2.NewFromConfig(raw), sts: sts.NewFromConfig(raw)}
+	r.agents = nodetest.New(t, opts.Agent)
+	r.agents.Watch(r.sync)
 	return r
-}
-
-// pollEvery is how often moto is looked at: a launched instance boots
-// within about this long.
-const pollEvery = 200 * time.Millisecond
-
-func (r *Runner) loop(ctx context.Context) {
-	defer close(r.done)
-	t := time.NewTicker(pollEvery)
-	defer t.Stop()
-	for {
-		r.sync(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // sync starts agents for new live instances and stops those of instances

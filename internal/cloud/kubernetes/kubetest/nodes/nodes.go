@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,42 +38,19 @@ type Runner struct {
 	client kubernetes.Interface
 	opts   Options
 	agents *nodetest.Agents // by pod UID
-
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // Start begins watching; everything stops at the test's cleanup.
 func Start(t testing.TB, client kubernetes.Interface, opts Options) *Runner {
 	t.Helper()
-	r := &Runner{client: client, opts: opts, agents: nodetest.New(t, opts.Agent), done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go r.loop(ctx)
-	t.Cleanup(func() {
-		cancel()
-		<-r.done
-		r.agents.StopAll()
-	})
+	r := &Runner{client: client, opts: opts}
+	r.agents = nodetest.New(t, opts.Agent)
+	r.agents.Watch(r.sync)
 	return r
 }
 
-const pollEvery = 200 * time.Millisecond
-
-func (r *Runner) loop(ctx context.Context) {
-	defer close(r.done)
-	t := time.NewTicker(pollEvery)
-	defer t.Stop()
-	for {
-		r.sync(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
+// sync starts agents for new Running pods and stops those of pods that
+// are gone.
 func (r *Runner) sync(ctx context.Context) {
 	pods, err := r.client.CoreV1().Pods(r.opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: r.opts.Selector})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/client"
 	"github.com/rayplane/rayplane/internal/secretbox"
 	"github.com/rayplane/rayplane/service/sqlite"
 )
@@ -175,5 +177,40 @@ func TestWordsRE(t *testing.T) {
 	}
 	if re.MatchString("then Set ca_cert_file (or X)") {
 		t.Error("matches parts out of order")
+	}
+}
+
+// nodesMatchCloud checks, after an apply, that the cluster at addr is
+// RUNNING with workers+1 running nodes and that the cloud runs exactly
+// their instances: live answers the instance ids (instances, pods) the
+// cloud holds for the cluster.
+func nodesMatchCloud(c *client.Client, addr string, workers int, live func(clusterID string) (map[string]bool, error)) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		id := s.RootModule().Resources[addr].Primary.ID
+		cl, err := c.GetCluster(context.Background(), id)
+		if err != nil {
+			return err
+		}
+		if cl.Status != api.ClusterRunning {
+			return fmt.Errorf("cluster %s after apply: %s (%s)", id, cl.Status, cl.StatusReason)
+		}
+		page, err := c.ListNodes(context.Background(), id, api.ListOptions{Limit: 500})
+		if err != nil {
+			return err
+		}
+		want := map[string]bool{}
+		for _, n := range page.Items {
+			if n.Status == api.NodeRunning {
+				want[n.InstanceID] = true
+			}
+		}
+		got, err := live(id)
+		if err != nil {
+			return err
+		}
+		if len(want) != workers+1 || !maps.Equal(want, got) {
+			return fmt.Errorf("running nodes' instances %v, the cloud's live ones %v; want %d, the same", want, got, workers+1)
+		}
+		return nil
 	}
 }

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -184,39 +183,14 @@ resource "rayplane_cluster" "aws" {
 	}
 	// instancesMatch checks that moto runs exactly the cluster's nodes.
 	instancesMatch := func(workers int) resource.TestCheckFunc {
-		return func(s *terraform.State) error {
-			clusterID = s.RootModule().Resources["rayplane_cluster.aws"].Primary.ID
-			c, err := cp.client.GetCluster(context.Background(), clusterID)
-			if err != nil {
-				return err
-			}
-			if c.Status != api.ClusterRunning {
-				return fmt.Errorf("cluster %s after apply: %s (%s)", clusterID, c.Status, c.StatusReason)
-			}
-			page, err := cp.client.ListNodes(context.Background(), clusterID, api.ListOptions{Limit: 500})
-			if err != nil {
-				return err
-			}
-			want := map[string]bool{}
-			for _, n := range page.Items {
-				if n.Status == api.NodeRunning {
-					want[n.InstanceID] = true
-				}
-			}
+		return nodesMatchCloud(cp.client, "rayplane_cluster.aws", workers, func(id string) (map[string]bool, error) {
+			clusterID = id
 			got := map[string]bool{}
 			for _, in := range live() {
 				got[awssdk.ToString(in.InstanceId)] = true
 			}
-			if len(want) != workers+1 || len(got) != len(want) {
-				return fmt.Errorf("running nodes' instances %v, moto's live instances %v; want %d each", want, got, workers+1)
-			}
-			for id := range want {
-				if !got[id] {
-					return fmt.Errorf("node instance %s is not live in moto (live: %v)", id, got)
-				}
-			}
-			return nil
-		}
+			return got, nil
+		})
 	}
 
 	resource.Test(t, resource.TestCase{
@@ -260,8 +234,9 @@ resource "rayplane_cluster" "aws" {
 				ConfigPlanChecks: emptyPlanAfterApply(),
 			},
 			{
-				Config: cluster(2),
-				Check:  instancesMatch(2),
+				Config:           cluster(2),
+				Check:            instancesMatch(2),
+				ConfigPlanChecks: emptyPlanAfterApply(),
 			},
 		},
 	})

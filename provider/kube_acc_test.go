@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
@@ -101,28 +103,10 @@ resource "rayplane_cluster" "k8s" {
 	// podsMatch checks that the namespace runs exactly the cluster's
 	// running nodes as pods.
 	podsMatch := func(workers int) resource.TestCheckFunc {
-		return func(s *terraform.State) error {
-			id := s.RootModule().Resources["rayplane_cluster.k8s"].Primary.ID
-			c, err := controlPlane.client.GetCluster(context.Background(), id)
-			if err != nil {
-				return err
-			}
-			if c.Status != api.ClusterRunning {
-				return fmt.Errorf("cluster %s after apply: %s (%s)", id, c.Status, c.StatusReason)
-			}
-			page, err := controlPlane.client.ListNodes(context.Background(), id, api.ListOptions{Limit: 500})
-			if err != nil {
-				return err
-			}
-			want := map[string]bool{}
-			for _, n := range page.Items {
-				if n.Status == api.NodeRunning {
-					want[n.InstanceID] = true
-				}
-			}
+		return nodesMatchCloud(controlPlane.client, "rayplane_cluster.k8s", workers, func(id string) (map[string]bool, error) {
 			pods, err := admin.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: kubedriver.LabelCluster + "=" + id})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			got := map[string]bool{}
 			for _, p := range pods.Items {
@@ -130,34 +114,34 @@ resource "rayplane_cluster" "k8s" {
 					got[p.Name] = true
 				}
 			}
-			if len(want) != workers+1 || len(got) != len(want) {
-				return fmt.Errorf("running nodes' pods %v, the namespace's pods %v; want %d each", want, got, workers+1)
-			}
-			for name := range want {
-				if !got[name] {
-					return fmt.Errorf("node pod %s is not in the namespace (%v)", name, got)
-				}
-			}
-			return nil
-		}
+			return got, nil
+		})
 	}
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		CheckDestroy: func(*terraform.State) error {
+			// Pods the driver deleted may still be terminating for a
+			// moment: wait for the namespace to empty, with a deadline.
 			ctx := context.Background()
-			pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return err
+			deadline := time.Now().Add(time.Minute)
+			for {
+				pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+				if err != nil {
+					return err
+				}
+				secrets, err := admin.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: kubedriver.LabelManagedBy + "=rayplane"})
+				if err != nil {
+					return err
+				}
+				if len(pods.Items)+len(secrets.Items) == 0 {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("left in namespace %s after destroy: %d pods, %d secrets", ns, len(pods.Items), len(secrets.Items))
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			secrets, err := admin.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: kubedriver.LabelManagedBy + "=rayplane"})
-			if err != nil {
-				return err
-			}
-			if len(pods.Items)+len(secrets.Items) != 0 {
-				return fmt.Errorf("left in namespace %s after destroy: %d pods, %d secrets", ns, len(pods.Items), len(secrets.Items))
-			}
-			return nil
 		},
 		Steps: []resource.TestStep{
 			{
@@ -166,14 +150,25 @@ resource "rayplane_cluster" "k8s" {
 					resource.TestCheckResourceAttr("data.rayplane_kubernetes_role.this", "role_json", rbac.RoleJSON),
 					resource.TestCheckResourceAttr("rayplane_cloud_verification.k8s", "status", api.CloudActive),
 					resource.TestCheckResourceAttr("rayplane_cluster.k8s", "status", api.ClusterRunning),
-					resource.TestCheckNoResourceAttr("rayplane_cloud.k8s", "kubernetes.token_wo"),
+					// The token is in no attribute of any resource in state.
+					func(st *terraform.State) error {
+						for addr, r := range st.RootModule().Resources {
+							for k, v := range r.Primary.Attributes {
+								if strings.Contains(v, token) {
+									return fmt.Errorf("the token is in the state: %s.%s", addr, k)
+								}
+							}
+						}
+						return nil
+					},
 					podsMatch(1),
 				),
 				ConfigPlanChecks: emptyPlanAfterApply(),
 			},
 			{
-				Config: cluster(2),
-				Check:  podsMatch(2),
+				Config:           cluster(2),
+				Check:            podsMatch(2),
+				ConfigPlanChecks: emptyPlanAfterApply(),
 			},
 		},
 	})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,8 +31,7 @@ type awsClouds struct {
 	base     awssdk.Config
 	baseErr  error
 
-	mu      sync.Mutex
-	drivers map[string]awsEntry // by cloud id
+	drivers driverCache[cloud.Driver]
 
 	principalMu  sync.Mutex
 	principal    string
@@ -41,13 +39,8 @@ type awsClouds struct {
 	principalErr error
 }
 
-type awsEntry struct {
-	key string // the settings the driver was built with
-	d   *awsdriver.Driver
-}
-
 func newAWSClouds(log *slog.Logger, principalARN string) *awsClouds {
-	return &awsClouds{log: log, principalARN: principalARN, drivers: map[string]awsEntry{}}
+	return &awsClouds{log: log, principalARN: principalARN}
 }
 
 func (a *awsClouds) config(ctx context.Context) (awssdk.Config, error) {
@@ -70,24 +63,20 @@ func (a *awsClouds) driverFor(ctx context.Context, orgID string, c rpapi.Cloud) 
 	if err != nil {
 		return nil, &cloud.Error{Kind: cloud.Auth, Op: "driver", Err: err}
 	}
-	key, _ := json.Marshal(struct {
+	settings := struct {
 		Region, Storage string
 		AWS             *rpapi.AWSCloud
-	}{c.Region, c.StorageLocation, c.AWS})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.drivers[c.ID]; ok && e.key == string(key) {
-		return e.d, nil
-	}
-	d, err := awsdriver.New(awsdriver.Config{
-		Base: base, OrgID: orgID, CloudID: c.ID, Region: c.Region, Cloud: *c.AWS,
-		StorageLocation: c.StorageLocation, Logger: a.log, // the driver names its cloud
-	})
-	if err != nil {
-		return nil, &cloud.Error{Kind: cloud.Invalid, Op: "driver", Err: err}
-	}
-	a.drivers[c.ID] = awsEntry{key: string(key), d: d}
-	return d, nil
+	}{c.Region, c.StorageLocation, c.AWS}
+	return a.drivers.get(c.ID, settings, func() (cloud.Driver, error) {
+		d, err := awsdriver.New(awsdriver.Config{
+			Base: base, OrgID: orgID, CloudID: c.ID, Region: c.Region, Cloud: *c.AWS,
+			StorageLocation: c.StorageLocation, Logger: a.log, // the driver names its cloud
+		})
+		if err != nil {
+			return nil, &cloud.Error{Kind: cloud.Invalid, Op: "driver", Err: err}
+		}
+		return d, nil
+	}, nil)
 }
 
 // principalCacheFor is how long the answer of sts:GetCallerIdentity is

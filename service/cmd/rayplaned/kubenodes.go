@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 
 	rpapi "github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
@@ -24,17 +21,11 @@ type kubeClouds struct {
 	log     *slog.Logger
 	allowed []netip.Prefix // --kubernetes-allowed-networks
 
-	mu      sync.Mutex
-	drivers map[string]kubeEntry // by cloud id
-}
-
-type kubeEntry struct {
-	key [32]byte // the settings and token the driver was built with
-	d   *kubedriver.Driver
+	drivers driverCache[*kubedriver.Driver]
 }
 
 func newKubeClouds(log *slog.Logger, allowed []netip.Prefix) *kubeClouds {
-	return &kubeClouds{log: log, allowed: allowed, drivers: map[string]kubeEntry{}}
+	return &kubeClouds{log: log, allowed: allowed}
 }
 
 // parseNetworks reads --kubernetes-allowed-networks: comma-separated CIDR
@@ -58,31 +49,24 @@ func (k *kubeClouds) driverFor(_ context.Context, orgID string, c rpapi.Cloud, t
 	if c.Kubernetes == nil {
 		return nil, cloud.Errorf(cloud.Invalid, "driver", "the cloud has no kubernetes settings")
 	}
-	settings, _ := json.Marshal(struct {
+	settings := struct {
 		Storage string
 		K       *rpapi.KubernetesCloud
 		Token   string
-	}{c.StorageLocation, c.Kubernetes, token})
-	key := sha256.Sum256(settings)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	e, ok := k.drivers[c.ID]
-	if ok && e.key == key {
-		return e.d, nil
-	}
-	d, err := kubedriver.New(kubedriver.Config{
-		OrgID: orgID, CloudID: c.ID, Cloud: *c.Kubernetes, Token: token,
-		StorageLocation: c.StorageLocation, Logger: k.log, AllowedNetworks: k.allowed,
+	}{c.StorageLocation, c.Kubernetes, token}
+	d, err := k.drivers.get(c.ID, settings, func() (*kubedriver.Driver, error) {
+		return kubedriver.New(kubedriver.Config{
+			OrgID: orgID, CloudID: c.ID, Cloud: *c.Kubernetes, Token: token,
+			StorageLocation: c.StorageLocation, Logger: k.log, AllowedNetworks: k.allowed,
+		})
+	}, func(old *kubedriver.Driver) {
+		// The replaced driver's connections go to the old server (maybe
+		// one the tenant no longer names): close them. A call still using
+		// it opens new ones and ends.
+		old.Close()
 	})
 	if err != nil {
 		return nil, &cloud.Error{Kind: cloud.Invalid, Op: "driver", Err: err}
 	}
-	if ok {
-		// The replaced driver's connections go to the old server (maybe
-		// one the tenant no longer names): close them. A call still using
-		// it opens new ones and ends.
-		e.d.Close()
-	}
-	k.drivers[c.ID] = kubeEntry{key: key, d: d}
 	return d, nil
 }

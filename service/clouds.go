@@ -79,7 +79,10 @@ func credentialsChanged(a, b api.Cloud) bool {
 			!slices.Equal(x.SecurityGroupIDs, y.SecurityGroupIDs) || x.InstanceProfileARN != y.InstanceProfileARN ||
 			x.ImageID != y.ImageID || a.StorageLocation != b.StorageLocation
 	case a.GCP != nil && b.GCP != nil:
-		return *a.GCP != *b.GCP
+		// Verification checks the impersonation, the role's permissions,
+		// the zones, network, image, machine types and the bucket: any of
+		// them.
+		return !gcpCloudEqual(*a.GCP, *b.GCP) || a.StorageLocation != b.StorageLocation
 	case a.Kubernetes != nil && b.Kubernetes != nil:
 		// Verification checks the token's rights in the namespace and the
 		// settings the pods are made from: any of them, and a token sent.
@@ -89,6 +92,15 @@ func credentialsChanged(a, b api.Cloud) bool {
 			x.ServiceAccountName != y.ServiceAccountName
 	}
 	return false
+}
+
+// gcpCloudEqual reports whether two GCP clouds' settings are the same, every
+// field (the machine types' prices too: they are the planner's).
+func gcpCloudEqual(x, y api.GCPCloud) bool {
+	return x.ServiceAccount == y.ServiceAccount && x.WorkloadIdentityProvider == y.WorkloadIdentityProvider &&
+		x.ProjectID == y.ProjectID && slices.Equal(x.Zones, y.Zones) && x.Network == y.Network &&
+		x.Subnetwork == y.Subnetwork && x.Image == y.Image && x.NodeServiceAccount == y.NodeServiceAccount &&
+		slices.Equal(x.MachineTypes, y.MachineTypes)
 }
 
 // CreateCloud stores a new cloud of the caller's organization.

@@ -78,6 +78,128 @@ func AWSIDListProblems(ids []string, min, max int, pattern *regexp.Regexp, rule 
 	return out
 }
 
+// What a GCP cloud's settings may hold, with the words the control plane
+// and the provider both use for a value that breaks the rule.
+const (
+	MaxGCPZones        = 16
+	MaxGCPMachineTypes = 64
+	// MaxGCPPrice bounds a declared hourly price (USD): far above any
+	// machine, far below what the planner's sums lose precision at.
+	MaxGCPPrice = 1_000_000.0
+
+	GCPServiceAccountRule           = "must be a service account email like name@project.iam.gserviceaccount.com"
+	GCPWorkloadIdentityProviderRule = "must look like projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>"
+	GCPProjectIDRule                = "must be a project id: 6-30 characters of lower case letters, digits and '-', starting with a letter and not ending with '-'"
+	GCPZoneRule                     = "must be a zone like us-central1-a"
+	GCPNetworkRule                  = "must be a network name like default, or projects/<project>/global/networks/<name>"
+	GCPSubnetworkRule               = "must be a subnetwork name, or projects/<project>/regions/<region>/subnetworks/<name>"
+	GCPImageRule                    = "must be an image like projects/<project>/global/images/<name> or projects/<project>/global/images/family/<family>"
+	GCPMachineTypeNameRule          = "must be a machine type like n2-standard-8: 1-63 lower case letters, digits and '-', starting with a letter"
+)
+
+var (
+	// GCPProjectIDPattern is a project id as Resource Manager allows it.
+	GCPProjectIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	// GCPZonePattern is a zone: its region and a letter (us-central1-a).
+	GCPZonePattern = regexp.MustCompile(`^[a-z]+(-[a-z]+)+[0-9]+-[a-z]$`)
+	// GCPResourceNamePattern is a Compute Engine resource name (RFC 1035
+	// label): a network's, a subnetwork's, an image's or its family's.
+	GCPResourceNamePattern = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	// GCPMachineTypeNamePattern is a machine type's name (n2-standard-8,
+	// n2-custom-4-8192).
+	GCPMachineTypeNamePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+	gcpNetworkPathPattern    = regexp.MustCompile(`^projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/global/networks/([a-z]([-a-z0-9]{0,61}[a-z0-9])?)$`)
+	gcpSubnetworkPathPattern = regexp.MustCompile(`^projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/regions/([a-z0-9-]{1,63})/subnetworks/([a-z]([-a-z0-9]{0,61}[a-z0-9])?)$`)
+	gcpImagePattern          = regexp.MustCompile(`^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/images/(family/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+)
+
+// GCPZoneProblem checks one of a GCP cloud's zones: a zone of region (the
+// cloud's; "" skips that part of the check).
+func GCPZoneProblem(zone, region string) string {
+	switch {
+	case !GCPZonePattern.MatchString(zone) || len(zone) > 63:
+		return GCPZoneRule
+	case region != "" && zone[:len(zone)-2] != region:
+		return fmt.Sprintf("is not in the cloud's region %s: its zones are %s-a, %s-b, ...", region, region, region)
+	}
+	return ""
+}
+
+// GCPZonesProblems answers, for each bad zone (or at index -1 for the list
+// itself), what is wrong with it: not a zone of region, given twice, or a
+// list of none or more than MaxGCPZones.
+func GCPZonesProblems(zones []string, region string) map[int]string {
+	out := map[int]string{}
+	switch {
+	case len(zones) == 0:
+		out[-1] = "must list at least one zone of the cloud's region, e.g. " + cmpOr(region, "us-central1") + "-a"
+	case len(zones) > MaxGCPZones:
+		out[-1] = fmt.Sprintf("must list at most %d", MaxGCPZones)
+	}
+	seen := map[string]bool{}
+	for i, z := range zones {
+		if p := GCPZoneProblem(z, region); p != "" {
+			out[i] = p
+		} else if seen[z] {
+			out[i] = "is listed twice"
+		}
+		seen[z] = true
+	}
+	return out
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// GCPNetworkProblem checks a GCP cloud's network; "" is the project's
+// default network.
+func GCPNetworkProblem(network string) string {
+	if network == "" || GCPResourceNamePattern.MatchString(network) || gcpNetworkPathPattern.MatchString(network) {
+		return ""
+	}
+	return GCPNetworkRule
+}
+
+// GCPSubnetworkProblem checks a GCP cloud's subnetwork ("" is none): a
+// path names a subnetwork of region (the cloud's; "" skips that check).
+func GCPSubnetworkProblem(subnetwork, region string) string {
+	if subnetwork == "" || GCPResourceNamePattern.MatchString(subnetwork) {
+		return ""
+	}
+	m := gcpSubnetworkPathPattern.FindStringSubmatch(subnetwork)
+	switch {
+	case m == nil:
+		return GCPSubnetworkRule
+	case region != "" && m[2] != region:
+		return fmt.Sprintf("is in region %s, not the cloud's region %s", m[2], region)
+	}
+	return ""
+}
+
+// GCPImageProblem checks a GCP cloud's node image.
+func GCPImageProblem(image string) string {
+	switch {
+	case image == "":
+		return "is required: the nodes' boot image, with rayplaned on PATH, like projects/<project>/global/images/family/<family>"
+	case !gcpImagePattern.MatchString(image):
+		return GCPImageRule
+	}
+	return ""
+}
+
+// GCPPriceProblem checks a declared hourly price.
+func GCPPriceProblem(p float64) string {
+	if !(p >= 0 && p <= MaxGCPPrice) { // NaN too
+		return fmt.Sprintf("must be between 0 and %g (USD per hour)", MaxGCPPrice)
+	}
+	return ""
+}
+
 // Limits of a valid request.
 const (
 	MaxGroupNodes     = 1000

@@ -191,10 +191,76 @@ type AWSPolicies struct {
 	NodePolicy            string `json:"node_policy,omitempty"`
 }
 
-// GCPCloud is Workload Identity Federation into a service account.
+// GCPCloud is the customer's service account the control plane
+// impersonates, and where and how the nodes it launches run. A change of
+// any field sends the cloud back to verifying.
 type GCPCloud struct {
-	WorkloadIdentityProvider string `json:"workload_identity_provider"`
-	ServiceAccount           string `json:"service_account"`
+	// ServiceAccount is the customer's service account the control plane
+	// impersonates (required): every call into the project is made with
+	// its short-lived tokens only.
+	ServiceAccount string `json:"service_account"`
+	// WorkloadIdentityProvider (optional): when set, the control plane's
+	// own identity is not a Google one; it exchanges its subject token at
+	// Google STS for this provider's audience, then impersonates
+	// ServiceAccount with the federated token. Without it, the control
+	// plane's own Google identity impersonates ServiceAccount directly.
+	WorkloadIdentityProvider string `json:"workload_identity_provider,omitempty"`
+	// ProjectID is the project the nodes run in (required).
+	ProjectID string `json:"project_id"`
+	// Zones are where nodes launch, in order of preference
+	// (1..MaxGCPZones, each in the cloud's region, e.g. us-central1-a):
+	// a capacity error in one tries the next.
+	Zones []string `json:"zones"`
+	// Network and Subnetwork are names or full resource paths
+	// (projects/P/global/networks/N, projects/P/regions/R/subnetworks/S);
+	// no network is "default"; the subnetwork is optional and in the
+	// cloud's region.
+	Network    string `json:"network,omitempty"`
+	Subnetwork string `json:"subnetwork,omitempty"`
+	// Image is the nodes' boot disk image, with rayplaned on PATH:
+	// projects/P/global/images/NAME or projects/P/global/images/family/F
+	// (required).
+	Image string `json:"image"`
+	// NodeServiceAccount is the nodes' own identity (writing logs to the
+	// cloud's storage location); none: nodes have no service account.
+	NodeServiceAccount string `json:"node_service_account,omitempty"`
+	// MachineTypes the cloud's clusters may use, with their prices
+	// (1..MaxGCPMachineTypes): GCP prices depend on region, contract and
+	// discounts, so the cloud declares them. CPUs, memory and GPUs come
+	// from the Compute API, not from the user.
+	MachineTypes []GCPMachineType `json:"machine_types"`
+}
+
+// GCPMachineType is a Compute Engine machine type a GCP cloud's clusters
+// may use, with its declared hourly prices in USD.
+type GCPMachineType struct {
+	Name         string  `json:"name"`
+	PricePerHour float64 `json:"price_per_hour"`
+	// SpotPricePerHour is the Spot VM price; 0 is unknown (the planner
+	// uses PricePerHour).
+	SpotPricePerHour float64 `json:"spot_price_per_hour,omitempty"`
+}
+
+// GCPRoleRequest asks for the IAM custom role of a GCP cloud's service
+// account (POST /v1/gcp/roles). StorageLocation, when set, adds the
+// permissions the nodes' service account needs on it.
+type GCPRoleRequest struct {
+	StorageLocation string `json:"storage_location,omitempty"`
+}
+
+// GCPRole is what a GCP cloud's service accounts need: the permissions of
+// the custom role the control plane's impersonated service account holds
+// on the project, as a list and as a role definition for
+// `gcloud iam roles create --file`, and, when a storage location was
+// given, the nodes' permissions on its bucket.
+type GCPRole struct {
+	// ControlPlanePrincipal is the control plane's own Google identity
+	// (a service account email or a federated principal): grant it
+	// roles/iam.serviceAccountTokenCreator on the cloud's service account.
+	ControlPlanePrincipal string   `json:"control_plane_principal"`
+	Permissions           []string `json:"permissions"`
+	NodePermissions       []string `json:"node_permissions,omitempty"`
+	RoleYAML              string   `json:"role_yaml"`
 }
 
 // KubernetesCloud is a namespace reached with a service-account token, and

@@ -379,6 +379,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"AWSPoliciesRequest":         api.AWSPoliciesRequest{},
 		"AWSPolicies":                api.AWSPolicies{},
 		"GCPCloud":                   api.GCPCloud{},
+		"GCPMachineType":             api.GCPMachineType{},
 		"KubernetesCloud":            api.KubernetesCloud{},
 		"KubernetesRBACRequest":      api.KubernetesRBACRequest{},
 		"KubernetesRBAC":             api.KubernetesRBAC{},

@@ -1,0 +1,214 @@
+package gcp
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/api/cloudresourcemanager/v3"
+	"google.golang.org/api/option"
+
+	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/cloud/gcp/gcprole"
+)
+
+// The checks of Verify, as a failure names them.
+const (
+	CheckImpersonation = "impersonation"
+	CheckPermissions   = "permissions"
+	CheckZones         = "zones"
+	CheckImage         = "image"
+	CheckNetwork       = "network"
+	CheckSubnetwork    = "subnetwork"
+	CheckMachineTypes  = "machine types"
+)
+
+// Failure is one failed check of a verification.
+type Failure struct {
+	Check   string // one of the Check* names
+	Problem string
+	kind    cloud.Kind
+}
+
+// VerifyError lists every failed check of one verification. It is the Err
+// of the *cloud.Error Verify answers.
+type VerifyError struct{ Failures []Failure }
+
+func (e *VerifyError) Error() string {
+	parts := make([]string, len(e.Failures))
+	for i, f := range e.Failures {
+		parts[i] = f.Check + ": " + f.Problem
+	}
+	n := "1 check"
+	if len(e.Failures) > 1 {
+		n = fmt.Sprintf("%d checks", len(e.Failures))
+	}
+	return n + " failed: " + strings.Join(parts, "; ")
+}
+
+type verification struct{ failures []Failure }
+
+func (v *verification) fail(check string, kind cloud.Kind, format string, args ...any) {
+	v.failures = append(v.failures, Failure{Check: check, Problem: fmt.Sprintf(format, args...), kind: kind})
+}
+
+// failed records err of a call that should have worked.
+func (v *verification) failed(check string, err error, format string, args ...any) {
+	v.fail(check, kindOf(err), "%s: %s", fmt.Sprintf(format, args...), brief(err))
+}
+
+// Verify checks, with freshly minted tokens rather than the cache's, that:
+//  1. the control plane can impersonate the service account (it holds
+//     roles/iam.serviceAccountTokenCreator on it; with a workload identity
+//     provider, STS accepts the subject token first);
+//  2. the service account holds every permission of gcprole on the project
+//     (projects.testIamPermissions), each missing one named;
+//  3. the zones exist and are in the cloud's region;
+//  4. the image (or the family's current image) exists and is ready;
+//  5. the network exists, and the subnetwork, when set, exists in the
+//     cloud's region (and in the network, when both are set);
+//  6. every declared machine type is offered in every zone.
+//
+// It answers nil or one *cloud.Error whose Err is a *VerifyError naming
+// every failed check: of kind auth when impersonation fails (the other
+// checks need it and are not run), transient when every failure was a
+// timeout or throttling, invalid otherwise.
+func (d *Driver) Verify(ctx context.Context) error {
+	var v verification
+	creds, err := d.impersonated()
+	if err == nil {
+		_, err = creds.Token(ctx)
+	}
+	if err != nil {
+		v.fail(CheckImpersonation, kindOf(err), "the control plane cannot impersonate %s (grant it roles/iam.serviceAccountTokenCreator on the service account): %s",
+			d.cfg.Cloud.ServiceAccount, clip(err.Error(), 500))
+		return v.result(true)
+	}
+	c, err := d.newClients(ctx, option.WithAuthCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer c.close()
+
+	d.verifyPermissions(ctx, c, &v)
+	d.verifyZones(ctx, c, &v)
+	d.verifyImage(ctx, c, &v)
+	d.verifyNetwork(ctx, c, &v)
+	d.verifyMachineTypes(ctx, c, &v)
+	return v.result(false)
+}
+
+// result answers the verification's error, or nil.
+func (v *verification) result(impersonationFailed bool) error {
+	if len(v.failures) == 0 {
+		return nil
+	}
+	kind := cloud.Transient
+	for _, f := range v.failures {
+		if f.kind != cloud.Transient {
+			kind = cloud.Invalid
+		}
+	}
+	if impersonationFailed && kind != cloud.Transient {
+		kind = cloud.Auth
+	}
+	return &cloud.Error{Kind: kind, Op: "verify", Err: &VerifyError{Failures: v.failures}}
+}
+
+// verifyPermissions names each permission of gcprole the service account
+// lacks on the project.
+func (d *Driver) verifyPermissions(ctx context.Context, c *clients, v *verification) {
+	want := gcprole.Permissions()
+	out, err := c.projects.TestIamPermissions("projects/"+d.project,
+		&cloudresourcemanager.TestIamPermissionsRequest{Permissions: want}).Context(ctx).Do()
+	if err != nil {
+		v.failed(CheckPermissions, err, "projects.testIamPermissions on %s", d.project)
+		return
+	}
+	granted := out.Permissions
+	for _, p := range want {
+		if !slices.Contains(granted, p) {
+			v.fail(CheckPermissions, cloud.Invalid, "the service account %s lacks %s on project %s", d.cfg.Cloud.ServiceAccount, p, d.project)
+		}
+	}
+}
+
+func (d *Driver) verifyZones(ctx context.Context, c *clients, v *verification) {
+	for _, z := range d.cfg.Cloud.Zones {
+		got, err := c.zones.Get(ctx, &computepb.GetZoneRequest{Project: d.project, Zone: z}, d.retry())
+		switch {
+		case isNotFound(err):
+			v.fail(CheckZones, cloud.Invalid, "zone %s does not exist", z)
+		case err != nil:
+			v.failed(CheckZones, err, "zones.get %s", z)
+		case got.GetName() != z:
+			v.fail(CheckZones, cloud.Transient, "zones.get %s answered %q", z, clip(got.GetName(), 80))
+		case lastSegment(got.GetRegion()) != d.cfg.Region:
+			v.fail(CheckZones, cloud.Invalid, "zone %s is in region %s, not the cloud's %s", z, clip(lastSegment(got.GetRegion()), 80), d.cfg.Region)
+		}
+	}
+}
+
+func (d *Driver) verifyImage(ctx context.Context, c *clients, v *verification) {
+	m := imagePattern.FindStringSubmatch(d.cfg.Cloud.Image)
+	project, family, name := m[1], m[2] != "", m[3]
+	var img *computepb.Image
+	var err error
+	if family {
+		img, err = c.images.GetFromFamily(ctx, &computepb.GetFromFamilyImageRequest{Project: project, Family: name}, d.retry())
+	} else {
+		img, err = c.images.Get(ctx, &computepb.GetImageRequest{Project: project, Image: name}, d.retry())
+	}
+	switch {
+	case isNotFound(err) && family:
+		v.fail(CheckImage, cloud.Invalid, "image family %s has no image in project %s (or it is not shared with the service account)", name, project)
+	case isNotFound(err):
+		v.fail(CheckImage, cloud.Invalid, "image %s does not exist (or is not shared with the service account)", d.cfg.Cloud.Image)
+	case err != nil:
+		v.failed(CheckImage, err, "image %s", d.cfg.Cloud.Image)
+	case img.Status != nil && img.GetStatus() != "READY":
+		v.fail(CheckImage, cloud.Invalid, "image %s is %s, not READY", d.cfg.Cloud.Image, clip(img.GetStatus(), 40))
+	}
+}
+
+func (d *Driver) verifyNetwork(ctx context.Context, c *clients, v *verification) {
+	nm := networkPattern.FindStringSubmatch(d.network)
+	if d.cfg.Cloud.Network != "" || d.subnetwork == "" {
+		_, err := c.networks.Get(ctx, &computepb.GetNetworkRequest{Project: nm[1], Network: nm[2]}, d.retry())
+		switch {
+		case isNotFound(err):
+			v.fail(CheckNetwork, cloud.Invalid, "network %s does not exist", d.network)
+		case err != nil:
+			v.failed(CheckNetwork, err, "network %s", d.network)
+		}
+	}
+	if d.subnetwork == "" {
+		return
+	}
+	sm := subnetworkPattern.FindStringSubmatch(d.subnetwork)
+	got, err := c.subnetworks.Get(ctx, &computepb.GetSubnetworkRequest{Project: sm[1], Region: sm[2], Subnetwork: sm[3]}, d.retry())
+	switch {
+	case isNotFound(err):
+		v.fail(CheckSubnetwork, cloud.Invalid, "subnetwork %s does not exist", d.subnetwork)
+	case err != nil:
+		v.failed(CheckSubnetwork, err, "subnetwork %s", d.subnetwork)
+	case d.cfg.Cloud.Network != "" && got.Network != nil && !strings.HasSuffix(got.GetNetwork(), "/"+d.network):
+		v.fail(CheckSubnetwork, cloud.Invalid, "subnetwork %s is in network %s, not %s", d.subnetwork, clip(got.GetNetwork(), 200), d.network)
+	}
+}
+
+func (d *Driver) verifyMachineTypes(ctx context.Context, c *clients, v *verification) {
+	for _, t := range d.cfg.Cloud.MachineTypes {
+		for _, z := range d.cfg.Cloud.Zones {
+			_, err := c.machineTypes.Get(ctx, &computepb.GetMachineTypeRequest{Project: d.project, Zone: z, MachineType: t.Name}, d.retry())
+			switch {
+			case isNotFound(err):
+				v.fail(CheckMachineTypes, cloud.Invalid, "machine type %s is not offered in zone %s", t.Name, z)
+			case err != nil:
+				v.failed(CheckMachineTypes, err, "machine type %s in %s", t.Name, z)
+			}
+		}
+	}
+}

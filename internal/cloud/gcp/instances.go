@@ -7,9 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/api/iterator"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayplane/rayplane/internal/cloud"
@@ -85,14 +83,15 @@ func (d *Driver) aggregated(ctx context.Context, c *clients, labels map[string]s
 		Project: d.project,
 		Filter:  proto.String(filterOf(labels)),
 	}, d.retry())
-	pager := iterator.NewPager(it, int(d.pageSize), "")
-	n := 0
+	// One request per page, through the iterator's fetch: its Next and
+	// iterator.Pager fetch pages until they fill a buffer, so a backend
+	// answering empty pages with a token forever would never end them.
+	n, token := 0, ""
 	for pages := 0; ; pages++ {
 		if pages == maxListPages {
 			return cloud.Errorf(cloud.Transient, "list", "aggregatedList answered more than %d pages", maxListPages)
 		}
-		var page []compute.InstancesScopedListPair
-		next, err := pager.NextPage(&page)
+		page, next, err := it.InternalFetch(int(d.pageSize), token)
 		if err != nil {
 			return err
 		}
@@ -109,6 +108,7 @@ func (d *Driver) aggregated(ctx context.Context, c *clients, labels map[string]s
 		if next == "" {
 			return nil
 		}
+		token = next
 	}
 }
 

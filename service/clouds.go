@@ -94,6 +94,15 @@ func credentialsChanged(a, b api.Cloud) bool {
 	return false
 }
 
+// setGCPSubject fills in a GCP cloud's read-only subject, whatever the
+// request said: it names the cloud and its organization, so a grant to it
+// lets no other tenant's cloud in.
+func setGCPSubject(orgID string, c *api.Cloud) {
+	if c.GCP != nil {
+		c.GCP.Subject = api.GCPSubject(orgID, c.ID)
+	}
+}
+
 // gcpCloudEqual reports whether two GCP clouds' settings are the same, every
 // field (the machine types' prices too: they are the planner's).
 func gcpCloudEqual(x, y api.GCPCloud) bool {
@@ -112,6 +121,7 @@ func (cp *ControlPlane) CreateCloud(ctx context.Context, c Caller, spec api.Clou
 		return api.Cloud{}, err
 	}
 	cloud := NewCloud(spec, cp.now())
+	setGCPSubject(c.OrgID(), &cloud)
 	err := cp.change(ctx, c, func(tx OrgTx) (_, _ string, err error) {
 		if err := tx.CreateCloud(ctx, cloud); err != nil {
 			return "cloud", cloud.ID, err
@@ -154,6 +164,7 @@ func (cp *ControlPlane) UpdateCloud(ctx context.Context, c Caller, id string, sp
 		if cloud, err = ReplaceCloud(old, spec, cp.now()); err != nil {
 			return "cloud", id, err
 		}
+		setGCPSubject(c.OrgID(), &cloud)
 		if err := tx.UpdateCloud(ctx, cloud); err != nil {
 			return "cloud", id, err
 		}

@@ -148,12 +148,7 @@ func CheckCloud(c *api.CloudSpec) error {
 		if c.GCP == nil {
 			fe.Add("gcp", "is required when provider is gcp")
 		} else {
-			if !wifProviderPattern.MatchString(c.GCP.WorkloadIdentityProvider) {
-				fe.Add("gcp.workload_identity_provider", "must look like projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>")
-			}
-			if !gcpSAPattern.MatchString(c.GCP.ServiceAccount) {
-				fe.Add("gcp.service_account", "must be a service account email like name@project.iam.gserviceaccount.com")
-			}
+			checkGCPCloud(&fe, c.GCP, c.Region)
 		}
 		checkBucket(&fe, c.StorageLocation, api.SchemeGCS)
 	case api.ProviderKubernetes:
@@ -208,6 +203,76 @@ func checkAWSCloud(fe *api.FieldErrors, a *api.AWSCloud) {
 	}
 }
 
+// checkGCPCloud checks a GCP cloud's settings with api's rules (the
+// provider checks their spelling at plan time); region is the cloud's,
+// which its zones and a subnetwork path must be in.
+func checkGCPCloud(fe *api.FieldErrors, g *api.GCPCloud, region string) {
+	switch {
+	case g.ServiceAccount == "":
+		fe.Add("gcp.service_account", "is required: the service account the control plane impersonates")
+	case !gcpSAPattern.MatchString(g.ServiceAccount):
+		fe.Add("gcp.service_account", api.GCPServiceAccountRule)
+	}
+	if g.WorkloadIdentityProvider != "" && !wifProviderPattern.MatchString(g.WorkloadIdentityProvider) {
+		fe.Add("gcp.workload_identity_provider", api.GCPWorkloadIdentityProviderRule)
+	}
+	switch {
+	case g.ProjectID == "":
+		fe.Add("gcp.project_id", "is required: the project the nodes run in")
+	case !api.GCPProjectIDPattern.MatchString(g.ProjectID):
+		fe.Add("gcp.project_id", api.GCPProjectIDRule)
+	}
+	if !regionPattern.MatchString(region) {
+		region = "" // reported as the region's problem; the zones are checked for their shape only
+	}
+	problems := api.GCPZonesProblems(g.Zones, region)
+	if p, ok := problems[-1]; ok {
+		fe.Add("gcp.zones", "%s", p)
+	}
+	for i := range g.Zones {
+		if p, ok := problems[i]; ok {
+			fe.Add(fmt.Sprintf("gcp.zones[%d]", i), "%s", p)
+		}
+	}
+	if p := api.GCPNetworkProblem(g.Network); p != "" {
+		fe.Add("gcp.network", "%s", p)
+	}
+	if p := api.GCPSubnetworkProblem(g.Subnetwork, region); p != "" {
+		fe.Add("gcp.subnetwork", "%s", p)
+	}
+	if p := api.GCPImageProblem(g.Image); p != "" {
+		fe.Add("gcp.image", "%s", p)
+	}
+	if g.NodeServiceAccount != "" && !gcpSAPattern.MatchString(g.NodeServiceAccount) {
+		fe.Add("gcp.node_service_account", api.GCPServiceAccountRule)
+	}
+	switch {
+	case len(g.MachineTypes) == 0:
+		fe.Add("gcp.machine_types", "must declare at least one machine type with its price, e.g. {name: n2-standard-8, price_per_hour: 0.39}")
+	case len(g.MachineTypes) > api.MaxGCPMachineTypes:
+		fe.Add("gcp.machine_types", "must declare at most %d", api.MaxGCPMachineTypes)
+	}
+	seen := map[string]bool{}
+	for i, mt := range g.MachineTypes {
+		p := fmt.Sprintf("gcp.machine_types[%d]", i)
+		switch {
+		case mt.Name == "":
+			fe.Add(p+".name", "is required")
+		case !api.GCPMachineTypeNamePattern.MatchString(mt.Name):
+			fe.Add(p+".name", api.GCPMachineTypeNameRule)
+		case seen[mt.Name]:
+			fe.Add(p+".name", "duplicates another machine type's name %q", mt.Name)
+		}
+		seen[mt.Name] = true
+		if problem := api.GCPPriceProblem(mt.PricePerHour); problem != "" {
+			fe.Add(p+".price_per_hour", "%s", problem)
+		}
+		if problem := api.GCPPriceProblem(mt.SpotPricePerHour); problem != "" {
+			fe.Add(p+".spot_price_per_hour", "%s (0: unknown)", problem)
+		}
+	}
+}
+
 func checkAWSIDs(fe *api.FieldErrors, field string, ids []string, min, max int, pattern *regexp.Regexp, rule string) {
 	problems := api.AWSIDListProblems(ids, min, max, pattern, rule)
 	if p, ok := problems[-1]; ok {
@@ -242,6 +307,17 @@ func CheckAWSPolicies(req *api.AWSPoliciesRequest) error {
 	}
 	if req.Region != "" && !regionPattern.MatchString(req.Region) {
 		fe.Add("region", "must be lower case letters, digits and '-'")
+	}
+	return fe.Err()
+}
+
+// CheckGCPRole validates a request for a GCP cloud's role.
+func CheckGCPRole(req *api.GCPRoleRequest) error {
+	var fe api.FieldErrors
+	if req.StorageLocation != "" {
+		if problem := api.CloudStorageProblem(req.StorageLocation, api.SchemeGCS); problem != "" {
+			fe.Add("storage_location", "%s", problem)
+		}
 	}
 	return fe.Err()
 }

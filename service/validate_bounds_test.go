@@ -35,8 +35,9 @@ func TestCloudStorageLocations(t *testing.T) {
 			return api.CloudSpec{Name: "a", Provider: "aws", Region: "us-east-1", StorageLocation: loc, AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/r", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 		},
 		"gcp": func(loc string) api.CloudSpec {
-			return api.CloudSpec{Name: "g", Provider: "gcp", Region: "us-central1", StorageLocation: loc,
-				GCP: &api.GCPCloud{WorkloadIdentityProvider: "projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1", ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}}
+			spec := validGCPSpec()
+			spec.StorageLocation = loc
+			return spec
 		},
 		"kubernetes": func(loc string) api.CloudSpec {
 			return api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: loc, Kubernetes: validKubernetesCloud("")}

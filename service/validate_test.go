@@ -86,8 +86,7 @@ func TestCheckCloud(t *testing.T) {
 			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/rayplane", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}}
 	}
 	gcp := func() api.CloudSpec {
-		return api.CloudSpec{Name: "g", Provider: "gcp", Region: "us-central1", StorageLocation: "gs://bucket-x",
-			GCP: &api.GCPCloud{WorkloadIdentityProvider: "projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1", ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}}
+		return validGCPSpec()
 	}
 	k8s := func() api.CloudSpec {
 		return api.CloudSpec{Name: "k", Provider: "kubernetes", StorageLocation: "s3://bucket-k",
@@ -134,8 +133,10 @@ func TestCheckCloud(t *testing.T) {
 		{"aws gs bucket", aws, func(c *api.CloudSpec) { c.StorageLocation = "gs://bucket-x" }, "storage_location"},
 		{"aws no storage", aws, func(c *api.CloudSpec) { c.StorageLocation = "" }, "storage_location"},
 		{"aws with gcp block", aws, func(c *api.CloudSpec) { c.GCP = gcp().GCP }, "gcp"},
+		{"gcp no block", gcp, func(c *api.CloudSpec) { c.GCP = nil }, "gcp"},
 		{"gcp bad provider path", gcp, func(c *api.CloudSpec) { c.GCP.WorkloadIdentityProvider = "pool" }, "gcp.workload_identity_provider"},
 		{"gcp bad sa", gcp, func(c *api.CloudSpec) { c.GCP.ServiceAccount = "me@gmail.com" }, "gcp.service_account"},
+		{"gcp with aws block", gcp, func(c *api.CloudSpec) { c.AWS = aws().AWS }, "aws"},
 		{"k8s http", k8s, func(c *api.CloudSpec) { c.Kubernetes.APIServer = "http://k8s:6443" }, "kubernetes.api_server"},
 		{"k8s namespace", k8s, func(c *api.CloudSpec) { c.Kubernetes.Namespace = "Ray_NS" }, "kubernetes.namespace"},
 		{"k8s ca", k8s, func(c *api.CloudSpec) { c.Kubernetes.CACertPEM = "not pem" }, "kubernetes.ca_cert_pem"},

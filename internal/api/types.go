@@ -205,6 +205,13 @@ type GCPCloud struct {
 	// ServiceAccount with the federated token. Without it, the control
 	// plane's own Google identity impersonates ServiceAccount directly.
 	WorkloadIdentityProvider string `json:"workload_identity_provider,omitempty"`
+	// Subject is the subject of the cloud's own federated identity,
+	// GCPSubject(org id, cloud id), read-only (ignored in requests): the
+	// control plane signs its subject tokens with it, and the customer
+	// grants the workload identity pool's principal of this subject the
+	// right to impersonate ServiceAccount, so no other cloud (of another
+	// organization) can reach it.
+	Subject string `json:"subject,omitempty"`
 	// ProjectID is the project the nodes run in (required).
 	ProjectID string `json:"project_id"`
 	// Zones are where nodes launch, in order of preference
@@ -231,6 +238,11 @@ type GCPCloud struct {
 	MachineTypes []GCPMachineType `json:"machine_types"`
 }
 
+// GCPSubject is the subject of a GCP cloud's federated identity:
+// "rayplane:<org id>:<cloud id>" (well under the 127 bytes Google allows
+// google.subject).
+func GCPSubject(orgID, cloudID string) string { return "rayplane:" + orgID + ":" + cloudID }
+
 // GCPMachineType is a Compute Engine machine type a GCP cloud's clusters
 // may use, with its declared hourly prices in USD.
 type GCPMachineType struct {
@@ -255,12 +267,19 @@ type GCPRoleRequest struct {
 // given, the nodes' permissions on its bucket.
 type GCPRole struct {
 	// ControlPlanePrincipal is the control plane's own Google identity
-	// (a service account email or a federated principal): grant it
-	// roles/iam.serviceAccountTokenCreator on the cloud's service account.
-	ControlPlanePrincipal string   `json:"control_plane_principal"`
-	Permissions           []string `json:"permissions"`
-	NodePermissions       []string `json:"node_permissions,omitempty"`
-	RoleYAML              string   `json:"role_yaml"`
+	// (a service account email or a federated principal), which
+	// impersonates a cloud's service account when the cloud declares no
+	// workload identity provider; "" when the control plane has none.
+	ControlPlanePrincipal string `json:"control_plane_principal,omitempty"`
+	// OIDCIssuer and OIDCJWKS (JSON text) are what a workload identity
+	// pool's OIDC provider trusts for the clouds' own federated
+	// identities (see GCPCloud.Subject): its issuer_uri and jwks_json;
+	// "" when the control plane is no issuer.
+	OIDCIssuer      string   `json:"oidc_issuer,omitempty"`
+	OIDCJWKS        string   `json:"oidc_jwks,omitempty"`
+	Permissions     []string `json:"permissions"`
+	NodePermissions []string `json:"node_permissions,omitempty"`
+	RoleYAML        string   `json:"role_yaml"`
 }
 
 // KubernetesCloud is a namespace reached with a service-account token, and

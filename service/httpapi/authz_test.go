@@ -67,6 +67,7 @@ var okCalls = map[string]okCall{
 	"clusters.resource_requests.withdraw": {200, nil},
 	"clouds.verify":                       {200, nil},
 	"aws.policies":                        {200, func(matrixFixture, string) string { return `{"external_id":"rayplane-x"}` }},
+	"gcp.roles":                           {200, func(matrixFixture, string) string { return `{"storage_location":"gs://rayplane-logs"}` }},
 	"kubernetes.rbac":                     {200, func(matrixFixture, string) string { return `{"namespace":"ray"}` }},
 	"clusters.dry_run": {200, func(f matrixFixture, n string) string {
 		return fmt.Sprintf(`{"cluster":`+clusterBody+`}`, n, f.cloud, f.computeConfig)

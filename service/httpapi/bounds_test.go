@@ -111,7 +111,7 @@ func TestCloudStorageLocationsOverHTTP(t *testing.T) {
 		return fmt.Sprintf(`{"name":"a","provider":"aws","region":"us-east-1","aws":{"role_arn":"arn:aws:iam::123456789012:role/r","subnet_ids":["subnet-0123456789abcdef0"],"image_id":"ami-0123456789abcdef0"},"storage_location":%q}`, loc)
 	}
 	gcp := func(loc string) string {
-		return fmt.Sprintf(`{"name":"g","provider":"gcp","region":"us-central1","gcp":{"workload_identity_provider":"projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1","service_account":"rayplane@my-project.iam.gserviceaccount.com"},"storage_location":%q}`, loc)
+		return fmt.Sprintf(`{"name":"g","provider":"gcp","region":"us-central1","gcp":{"service_account":"rayplane@my-project.iam.gserviceaccount.com","project_id":"my-project","zones":["us-central1-a"],"image":"projects/my-project/global/images/family/rayplane-node","machine_types":[{"name":"n2-standard-8","price_per_hour":0.39}]},"storage_location":%q}`, loc)
 	}
 	var c api.Cloud
 	e.must(201, "POST", "/v1/clouds", e.admin, aws("s3://my-logs.example/ray/prod=1")).decode(t, &c)

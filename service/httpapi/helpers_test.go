@@ -61,6 +61,9 @@ func newTestEnv(t testing.TB) *testEnv {
 		},
 		VerifyNow: verifier.VerifyNow},
 		AWSPrincipal: func(context.Context) (string, error) { return testPrincipal, nil },
+		GCPIdentity: func(context.Context) (string, string, string, error) {
+			return testGCPPrincipal, testGCPIssuer, testGCPJWKS, nil
+		},
 		MaxBodyBytes: 64 << 10})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
@@ -70,6 +73,13 @@ func newTestEnv(t testing.TB) *testEnv {
 // testPrincipal is the control plane's AWS identity in these tests: a role
 // session, as on EC2.
 const testPrincipal = "arn:aws:sts::111122223333:assumed-role/rayplane-cp/i-0123456789abcdef0"
+
+// The control plane's GCP identities in these tests.
+const (
+	testGCPPrincipal = "rayplane-cp@control-plane-1.iam.gserviceaccount.com"
+	testGCPIssuer    = "https://rayplane.example.com"
+	testGCPJWKS      = `{"keys":[{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":"AQAB","e":"AQAB"}]}`
+)
 
 // verifyDrivers answers, for POST /v1/clouds/{id}/verify, a driver whose
 // Verify passes, unless the cloud's name says otherwise: "bad…" fails two

@@ -380,6 +380,8 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 		"AWSPolicies":                api.AWSPolicies{},
 		"GCPCloud":                   api.GCPCloud{},
 		"GCPMachineType":             api.GCPMachineType{},
+		"GCPRoleRequest":             api.GCPRoleRequest{},
+		"GCPRole":                    api.GCPRole{},
 		"KubernetesCloud":            api.KubernetesCloud{},
 		"KubernetesRBACRequest":      api.KubernetesRBACRequest{},
 		"KubernetesRBAC":             api.KubernetesRBAC{},

@@ -32,6 +32,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: del, Path: "/v1/clouds/{cloud_id}", Action: "clouds.delete", Role: writer, handle: s.deleteCloud},
 		{Method: post, Path: "/v1/clouds/{cloud_id}/verify", Action: "clouds.verify", Role: writer, handle: s.verifyCloud},
 		{Method: post, Path: "/v1/aws/policies", Action: "aws.policies", Role: reader, ReadOnly: true, handle: s.awsPolicies},
+		{Method: post, Path: "/v1/gcp/roles", Action: "gcp.roles", Role: reader, ReadOnly: true, handle: s.gcpRoles},
 		{Method: post, Path: "/v1/kubernetes/rbac", Action: "kubernetes.rbac", Role: reader, ReadOnly: true, handle: s.kubernetesRBAC},
 		{Method: get, Path: "/v1/clouds/{cloud_id}/instance-types", Action: "clouds.instance_types", Role: reader, handle: s.listInstanceTypes},
 

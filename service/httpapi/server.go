@@ -54,6 +54,12 @@ type Config struct {
 	// nil means the control plane has none (that route answers 503 with
 	// how to give it one).
 	AWSPrincipal service.AWSPrincipalFunc
+	// GCPIdentity answers the control plane's own Google identity and the
+	// OIDC issuer and keys of its per-cloud subject tokens, what
+	// POST /v1/gcp/roles tells customers to trust; nil means the control
+	// plane runs no GCP support (that route answers 503 with how to give
+	// it an identity).
+	GCPIdentity service.GCPIdentityFunc
 }
 
 // Server serves the API.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
 
@@ -86,12 +87,31 @@ func (d *Driver) aggregated(ctx context.Context, c *clients, labels map[string]s
 	// One request per page, through the iterator's fetch: its Next and
 	// iterator.Pager fetch pages until they fill a buffer, so a backend
 	// answering empty pages with a token forever would never end them.
+	// The REST client's paged methods send their requests without the
+	// context (compute v1.75.0): each page is waited for here, so the
+	// caller's deadline holds; a page abandoned so ends on its own.
+	type fetched struct {
+		page []compute.InstancesScopedListPair
+		next string
+		err  error
+	}
 	n, token := 0, ""
 	for pages := 0; ; pages++ {
 		if pages == maxListPages {
 			return cloud.Errorf(cloud.Transient, "list", "aggregatedList answered more than %d pages", maxListPages)
 		}
-		page, next, err := it.InternalFetch(int(d.pageSize), token)
+		ch := make(chan fetched, 1)
+		go func(token string) {
+			page, next, err := it.InternalFetch(int(d.pageSize), token)
+			ch <- fetched{page, next, err}
+		}(token)
+		var f fetched
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case f = <-ch:
+		}
+		page, next, err := f.page, f.next, f.err
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package gcptest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -245,6 +246,7 @@ func (s *Server) Preempt(instanceName string) {
 	if inst.proto.GetScheduling().GetInstanceTerminationAction() == "DELETE" {
 		s.deleteLocked(inst)
 	}
+	s.notifyLocked()
 }
 
 // SetStatus sets a live instance's status (one of Instance.status's values in
@@ -261,6 +263,7 @@ func (s *Server) SetStatus(name, status string) {
 		panic("gcptest: SetStatus: no instance " + name)
 	}
 	inst.proto.Status = proto.String(status)
+	s.notifyLocked()
 }
 
 func (s *Server) liveByName(name string) *instance {
@@ -270,6 +273,30 @@ func (s *Server) liveByName(name string) *instance {
 		}
 	}
 	return nil
+}
+
+// notifyLocked wakes WaitInstances (s.mu held).
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// WaitInstances waits until cond holds for Instances() (checked now and at
+// every change of an instance), or ctx ends.
+func (s *Server) WaitInstances(ctx context.Context, cond func([]Instance) bool) error {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond(s.Instances()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("gcptest: instances never reached the condition: %w", ctx.Err())
+		}
+	}
 }
 
 // Instances lists every instance ever inserted, in insert order, deleted
@@ -451,6 +478,7 @@ func (s *Server) instanceInsert(req *request) (any, *apiError) {
 		rec := &instance{proto: inst, zone: zone, requestID: reqID}
 		s.live[zone+"/"+inst.GetName()] = rec
 		s.history = append(s.history, rec)
+		s.notifyLocked()
 		op := s.newOperation(zone, "insert", rec, req.tok.principal)
 		answer = proto.Clone(op.proto).(*computepb.Operation)
 		if s.holdProv {
@@ -802,6 +830,7 @@ func (s *Server) completeLocked(op *operation) {
 	if op.inst != nil && op.proto.GetOperationType() == "insert" && !op.inst.deleted && op.inst.proto.GetStatus() == "PROVISIONING" {
 		op.inst.proto.Status = proto.String("RUNNING")
 		op.inst.proto.LastStartTimestamp = proto.String(s.timestamp())
+		s.notifyLocked()
 	}
 	close(op.done)
 }
@@ -809,6 +838,7 @@ func (s *Server) completeLocked(op *operation) {
 func (s *Server) deleteLocked(inst *instance) {
 	inst.deleted = true
 	delete(s.live, inst.zone+"/"+inst.proto.GetName())
+	s.notifyLocked()
 }
 
 func (s *Server) instanceGet(req *request) (any, *apiError) {

@@ -295,3 +295,127 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("Instances: %+v", all)
 	}
 }
+
+func TestRequestIDAndCollision(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.instances(t, f.impersonated(t, f.base(t), customerSA))
+	const id = "0b6e8d0c-9d1f-5e2a-8b3c-4d5e6f708192"
+	op1, err := insert(t, c, "us-central1-a", instanceResource("rp-a", nil), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same request again (a retry after a crash): the same operation,
+	// no second instance and no 409.
+	op2, err := insert(t, c, "us-central1-a", instanceResource("rp-a", nil), id)
+	if err != nil {
+		t.Fatalf("retried insert: %v", err)
+	}
+	if op1.Name() != op2.Name() {
+		t.Errorf("retried insert made operation %s, first %s", op2.Name(), op1.Name())
+	}
+	if err := op2.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.s.Instances()); n != 1 {
+		t.Errorf("%d instances after a retried insert", n)
+	}
+	// Another request for the same name: 409 alreadyExists.
+	_, err = insert(t, c, "us-central1-a", instanceResource("rp-a", nil), "1b6e8d0c-9d1f-5e2a-8b3c-4d5e6f708192")
+	if httpCode(err) != 409 || reason(err) != "alreadyExists" {
+		t.Errorf("name collision: %v", err)
+	}
+	// The same name in another zone is another instance.
+	other := instanceResource("rp-a", nil)
+	other.MachineType = proto.String("zones/us-central1-b/machineTypes/n2-standard-8")
+	if _, err := insert(t, c, "us-central1-b", other, ""); err != nil {
+		t.Errorf("same name in another zone: %v", err)
+	}
+	for _, bad := range []string{"not-a-uuid", "00000000-0000-0000-0000-000000000000"} {
+		_, err = insert(t, c, "us-central1-a", instanceResource("rp-b", nil), bad)
+		if httpCode(err) != 400 {
+			t.Errorf("requestId %q: %v", bad, err)
+		}
+	}
+}
+
+func TestListFiltersAndPages(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.instances(t, f.impersonated(t, f.base(t), customerSA))
+	zones := []string{"us-central1-a", "us-central1-b", "us-central1-c"}
+	var want []string
+	for i := 0; i < 7; i++ {
+		z := zones[i%3]
+		name := "rp-n" + string(rune('0'+i))
+		inst := instanceResource(name, map[string]string{"rayplane-managed-by": "rayplane", "rayplane-cluster": "cls-" + string(rune('a'+i%2))})
+		inst.MachineType = proto.String("zones/" + z + "/machineTypes/n2-standard-8")
+		op, err := insert(t, c, z, inst, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := op.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			want = append(want, name)
+		}
+	}
+	f.s.SetStatus("rp-n6", "STOPPING")
+	before := len(f.s.Calls())
+	got := aggregatedNames(t, c, `labels.rayplane-cluster = "cls-a" status = RUNNING`, 2)
+	if strings.Join(got, ",") != "rp-n0,rp-n2,rp-n4" {
+		t.Errorf("filtered pages: %v (want %v without the stopping one)", got, want)
+	}
+	pages := 0
+	for _, call := range f.s.Calls()[before:] {
+		if call.Method == "compute.instances.aggregatedList" {
+			pages++
+		}
+	}
+	if pages != 2 {
+		t.Errorf("%d pages of 2 for 3 instances", pages)
+	}
+	if got := aggregatedNames(t, c, `(labels.rayplane-cluster != "cls-a") AND (labels.rayplane-managed-by = "rayplane")`, 0); strings.Join(got, ",") != "rp-n1,rp-n3,rp-n5" {
+		t.Errorf("!= filter: %v", got)
+	}
+	// Zone list with pages.
+	it := c.List(ctx, &computepb.ListInstancesRequest{Project: DefaultProject, Zone: "us-central1-a", MaxResults: proto.Uint32(1)})
+	var zoneNames []string
+	for {
+		inst, err := it.Next()
+		if err == iterator.Done {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		zoneNames = append(zoneNames, inst.GetName())
+	}
+	if strings.Join(zoneNames, ",") != "rp-n0,rp-n3,rp-n6" {
+		t.Errorf("zone list: %v", zoneNames)
+	}
+	// Filters the server cannot evaluate as Compute Engine would are 400.
+	for _, bad := range []string{`labels.a = "b" OR labels.c = "d"`, `name eq rp-.*`, `labels.a:*`, `machineType = "x"`, `(labels.a = "b"`} {
+		_, err := c.AggregatedList(ctx, &computepb.AggregatedListInstancesRequest{Project: DefaultProject, Filter: proto.String(bad)}).Next()
+		if httpCode(err) != 400 {
+			t.Errorf("filter %q: %v", bad, err)
+		}
+	}
+	// A page token is bound to its filter; maxResults is at most 500.
+	raw := f.rawClient(t, customerSA)
+	resp := raw.do(t, "GET", "/compute/v1/projects/rayplane-test/aggregated/instances?maxResults=1&filter="+url.QueryEscape(`status = RUNNING`), "")
+	var page struct {
+		NextPageToken string `json:"nextPageToken"`
+	}
+	resp.decode(t, &page)
+	if page.NextPageToken == "" {
+		t.Fatal("no next page token")
+	}
+	if r := raw.do(t, "GET", "/compute/v1/projects/rayplane-test/aggregated/instances?pageToken="+page.NextPageToken, ""); r.code != 400 {
+		t.Errorf("page token with another filter: %d %s", r.code, r.body)
+	}
+	if r := raw.do(t, "GET", "/compute/v1/projects/rayplane-test/aggregated/instances?maxResults=501", ""); r.code != 400 {
+		t.Errorf("maxResults 501: %d %s", r.code, r.body)
+	}
+}

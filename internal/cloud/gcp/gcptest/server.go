@@ -74,6 +74,7 @@ type Server struct {
 	releases     []func()      // every hold's release, for cleanup
 	nextID       uint64
 	nextIP       int
+	changed      chan struct{} // closed and replaced whenever an instance changes
 }
 
 // Start runs the server on a free loopback port; it is stopped at
@@ -116,6 +117,7 @@ func Start(t testing.TB, opts Options) *Server {
 		requestIDs:   map[string]*operation{},
 		nextID:       1000000000000000000,
 		nextIP:       2,
+		changed:      make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now

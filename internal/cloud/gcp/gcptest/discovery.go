@@ -48,6 +48,7 @@ type method struct {
 	Scopes     []string          `json:"scopes"`
 
 	api     *restDescription
+	prefix  string         // the template's literal start: only paths with it are matched against re
 	re      *regexp.Regexp // servicePath+path, anchored, one group per path parameter
 	names   []string       // path parameter names, in group order
 	literal int            // literal characters in the template: the more specific template wins
@@ -198,6 +199,10 @@ func (m *method) compile(d *restDescription) error {
 		return err
 	}
 	m.re = re
+	m.prefix = "/" + tmpl
+	if i := strings.Index(tmpl, "{"); i >= 0 {
+		m.prefix = "/" + tmpl[:i]
+	}
 	for name, p := range m.Parameters {
 		if err := p.compile(); err != nil {
 			return fmt.Errorf("parameter %s: %w", name, err)
@@ -212,13 +217,22 @@ func (p *param) compile() error {
 	if p.Pattern == "" {
 		return nil
 	}
+	if re := patternCache[p.Pattern]; re != nil {
+		p.re = re
+		return nil
+	}
 	re, err := regexp.Compile("^(?:" + p.Pattern + ")$")
 	if err != nil {
 		return err
 	}
+	patternCache[p.Pattern] = re
 	p.re = re
 	return nil
 }
+
+// patternCache shares the compiled patterns: the documents repeat a handful
+// of them thousands of times (only readCatalog, under catalogOnce, uses it).
+var patternCache = map[string]*regexp.Regexp{}
 
 // route finds the method for an HTTP verb and a (decoded) URL path. When
 // several templates match the one whose path parameters all match their
@@ -228,7 +242,7 @@ func (p *param) compile() error {
 func (c *catalog) route(verb, path string) (m *method, params map[string]string, ok bool, err *apiError) {
 	var firstBad *apiError
 	for _, cand := range c.methods {
-		if cand.HTTPMethod != verb {
+		if cand.HTTPMethod != verb || !strings.HasPrefix(path, cand.prefix) {
 			continue
 		}
 		sub := cand.re.FindStringSubmatch(path)

@@ -109,5 +109,10 @@
 // time an operation takes (no real delay is ever added), and the response
 // field mask (fields=) which is accepted but ignored.
 //
-// Every request is listed by Calls (discovery method id, principal, status).
+// Every request is listed by Calls (discovery method id, principal, status);
+// Instances lists every instance ever inserted and WaitInstances waits,
+// without polling, until they satisfy a condition. FailRequests injects
+// HTTP errors (429 rateLimitExceeded, 5xx backendError, ...) into the next
+// calls of a method; HoldInserts holds insert answers (the instance exists
+// already); HoldProvisioning holds instances in PROVISIONING.
 package gcptest

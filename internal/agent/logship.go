@@ -165,14 +165,20 @@ type gcsSink struct {
 
 // newGCSSink builds a sink for a gs:// location with Application Default
 // Credentials: the node's service account through the metadata server on
-// Compute Engine. STORAGE_EMULATOR_HOST (an emulator, in tests) is honoured
-// by the client library, which then sends no credentials.
+// Compute Engine. RAYPLANE_GCS_ENDPOINT names another JSON API endpoint (a
+// private endpoint; an emulator's front in tests), still with credentials.
+// (STORAGE_EMULATOR_HOST, which the client library honours by itself,
+// sends none.)
 func newGCSSink(ctx context.Context, location string) (LogSink, error) {
 	bucket, prefix, ok := bucketLocation(location, api.SchemeGCS)
 	if !ok {
 		return nil, fmt.Errorf("storage location %q is not a gs:// bucket URL", location)
 	}
-	client, err := storage.NewClient(ctx, option.WithScopes(storage.ScopeReadWrite))
+	opts := []option.ClientOption{option.WithScopes(storage.ScopeReadWrite)}
+	if ep := os.Getenv("RAYPLANE_GCS_ENDPOINT"); ep != "" {
+		opts = append(opts, option.WithEndpoint(ep))
+	}
+	client, err := storage.NewClient(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cloud storage client for the storage location: %w", err)
 	}

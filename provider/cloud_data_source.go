@@ -104,11 +104,28 @@ func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 				},
 			},
 			"gcp": schema.SingleNestedAttribute{
-				Description: "GCP identity settings; null unless cloud_provider is `gcp`.",
+				Description: "GCP settings; null unless cloud_provider is `gcp`.",
 				Computed:    true,
 				Attributes: map[string]schema.Attribute{
-					"workload_identity_provider": str("Workload identity provider."),
-					"service_account":            str("Service account impersonated."),
+					"service_account":            str("Service account the control plane impersonates."),
+					"workload_identity_provider": str("Workload identity pool provider the control plane reaches the service account through; null: its own Google identity."),
+					"subject":                    str("Subject of the cloud's federated identity, `rayplane:<org id>:<cloud id>`."),
+					"project_id":                 str("Project the nodes run in."),
+					"zones": schema.ListAttribute{Description: "Zones the nodes launch in, in order of preference.",
+						ElementType: types.StringType, Computed: true},
+					"network":              str("The nodes' network; null for the project's default."),
+					"subnetwork":           str("The nodes' subnetwork, when set."),
+					"image":                str("The nodes' boot image."),
+					"node_service_account": str("The nodes' service account, when set."),
+					"machine_types": schema.ListNestedAttribute{
+						Description: "The machine types the cloud's clusters may use, with their declared prices.",
+						Computed:    true,
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"name":                str("Machine type, what compute configs' `instance_type` names."),
+							"price_per_hour":      schema.Float64Attribute{Description: "Standard VM price per hour (USD).", Computed: true},
+							"spot_price_per_hour": schema.Float64Attribute{Description: "Spot VM price per hour (USD); 0: unknown.", Computed: true},
+						}},
+					},
 				},
 			},
 			"kubernetes": schema.SingleNestedAttribute{
@@ -222,8 +239,7 @@ func cloudDataState(ctx context.Context, c api.Cloud) (cloudDataModel, diag.Diag
 		diags.Append(d...)
 	}
 	if c.GCP != nil {
-		m.GCP, d = types.ObjectValueFrom(ctx, cloudGCPAttrTypes, cloudGCPModel{
-			WorkloadIdentityProvider: types.StringValue(c.GCP.WorkloadIdentityProvider), ServiceAccount: types.StringValue(c.GCP.ServiceAccount)})
+		m.GCP, d = gcpState(ctx, c.GCP)
 		diags.Append(d...)
 	}
 	if k := c.Kubernetes; k != nil {

@@ -62,11 +62,6 @@ type cloudAWSModel struct {
 	ImageID            types.String `tfsdk:"image_id"`
 }
 
-type cloudGCPModel struct {
-	WorkloadIdentityProvider types.String `tfsdk:"workload_identity_provider"`
-	ServiceAccount           types.String `tfsdk:"service_account"`
-}
-
 type cloudQuotasModel struct {
 	MaxNodes intValue `tfsdk:"max_nodes"`
 	MaxVCPUs intValue `tfsdk:"max_vcpus"`
@@ -78,7 +73,6 @@ var (
 		"subnet_ids": types.ListType{ElemType: types.StringType}, "security_group_ids": types.ListType{ElemType: types.StringType},
 		"instance_profile_arn": types.StringType, "image_id": types.StringType,
 	}
-	cloudGCPAttrTypes    = map[string]attr.Type{"workload_identity_provider": types.StringType, "service_account": types.StringType}
 	cloudQuotasAttrTypes = map[string]attr.Type{"max_nodes": intType{}, "max_vcpus": intType{}}
 )
 
@@ -184,25 +178,7 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 					},
 				},
 			},
-			"gcp": schema.SingleNestedAttribute{
-				Description: "GCP Workload Identity Federation into a service account. Only with `cloud_provider = \"gcp\"`.",
-				Optional:    true,
-				Attributes: map[string]schema.Attribute{
-					"workload_identity_provider": schema.StringAttribute{
-						Description: "Full name of the workload identity provider: " +
-							"`projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.",
-						Required: true,
-						Validators: []validator.String{stringvalidator.RegexMatches(wifProviderPattern,
-							"must look like projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>")},
-					},
-					"service_account": schema.StringAttribute{
-						Description: "Email of the service account to impersonate, `name@project.iam.gserviceaccount.com`.",
-						Required:    true,
-						Validators: []validator.String{stringvalidator.RegexMatches(gcpSAPattern,
-							"must be a service account email like name@project.iam.gserviceaccount.com")},
-					},
-				},
-			},
+			"gcp":        cloudGCPSchema(),
 			"kubernetes": cloudKubernetesSchema(),
 			"quotas": schema.SingleNestedAttribute{
 				Description: "Limits on what all clusters of this cloud hold at once. Omit a limit for none.",
@@ -283,6 +259,9 @@ func (r *cloudResource) ValidateConfig(ctx context.Context, req resource.Validat
 		resp.Diagnostics.AddAttributeError(path.Root("region"), "Missing region",
 			fmt.Sprintf("Attribute region is required when cloud_provider = %q.", p))
 	}
+	if p == api.ProviderGCP {
+		resp.Diagnostics.Append(validateGCPRegion(ctx, cfg.GCP, cfg.Region)...)
+	}
 	loc := cfg.StorageLocation
 	if loc.IsUnknown() {
 		return
@@ -335,9 +314,9 @@ func (m cloudModel) spec(ctx context.Context, token string) (api.CloudSpec, diag
 		diags.Append(a.SecurityGroupIDs.ElementsAs(ctx, &s.AWS.SecurityGroupIDs, false)...)
 	}
 	if !m.GCP.IsNull() && !m.GCP.IsUnknown() {
-		var g cloudGCPModel
-		diags.Append(m.GCP.As(ctx, &g, objectAsOptions)...)
-		s.GCP = &api.GCPCloud{WorkloadIdentityProvider: g.WorkloadIdentityProvider.ValueString(), ServiceAccount: g.ServiceAccount.ValueString()}
+		var d diag.Diagnostics
+		s.GCP, d = gcpSpec(ctx, m.GCP)
+		diags.Append(d...)
 	}
 	if !m.Kubernetes.IsNull() && !m.Kubernetes.IsUnknown() {
 		var d diag.Diagnostics
@@ -383,8 +362,7 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		diags.Append(d...)
 	}
 	if c.GCP != nil {
-		m.GCP, d = types.ObjectValueFrom(ctx, cloudGCPAttrTypes, cloudGCPModel{
-			WorkloadIdentityProvider: types.StringValue(c.GCP.WorkloadIdentityProvider), ServiceAccount: types.StringValue(c.GCP.ServiceAccount)})
+		m.GCP, d = gcpState(ctx, c.GCP)
 		diags.Append(d...)
 	}
 	if c.Kubernetes != nil {

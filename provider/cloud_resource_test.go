@@ -173,6 +173,10 @@ resource "rayplane_cloud" "gcp" {
   gcp = {
     workload_identity_provider = "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1"
     service_account            = "rayplane@my-project.iam.gserviceaccount.com"
+    project_id                 = "my-project"
+    zones                      = ["europe-west1-b", "europe-west1-c"]
+    image                      = "projects/my-project/global/images/family/rayplane-node"
+    machine_types              = [{ name = "n2-standard-8", price_per_hour = 0.3885 }]
   }
 }
 
@@ -356,7 +360,41 @@ func TestAccCloudResource_validation(t *testing.T) {
   gcp = {
     workload_identity_provider = "pools/x"
     service_account = "not-an-email"
+    project_id = "my-project"
+    zones = ["us-central1-a"]
+    image = "projects/my-project/global/images/family/rayplane-node"
+    machine_types = [{ name = "n2-standard-8", price_per_hour = 0.39 }]
   }`, `Attribute gcp.workload_identity_provider must look like projects/`),
+			step(`cloud_provider = "gcp"
+  region = "us-central1"
+  storage_location = "gs://bucket-1"
+  gcp = {
+    service_account = "rayplane@my-project.iam.gserviceaccount.com"
+    project_id = "my-project"
+    zones = ["us-central1-a", "us-east1-b"]
+    image = "projects/my-project/global/images/family/rayplane-node"
+    machine_types = [{ name = "n2-standard-8", price_per_hour = 0.39 }]
+  }`, `Attribute gcp.zones[1] is not in the cloud's region us-central1`),
+			step(`cloud_provider = "gcp"
+  region = "us-central1"
+  storage_location = "gs://bucket-1"
+  gcp = {
+    service_account = "rayplane@my-project.iam.gserviceaccount.com"
+    project_id = "my-project"
+    zones = ["us-central1-a"]
+    image = "debian-12"
+    machine_types = [{ name = "n2-standard-8", price_per_hour = 0.39 }, { name = "n2-standard-8", price_per_hour = 0.4 }]
+  }`, `Attribute gcp.machine_types[1].name is declared twice`),
+			step(`cloud_provider = "gcp"
+  region = "us-central1"
+  storage_location = "gs://bucket-1"
+  gcp = {
+    service_account = "rayplane@my-project.iam.gserviceaccount.com"
+    project_id = "my-project"
+    zones = ["us-central1-a"]
+    image = "debian-12"
+    machine_types = [{ name = "n2-standard-8", price_per_hour = -1 }]
+  }`, `Attribute gcp.image must be an image like projects/<project>/global/images/<name>`),
 			step(`cloud_provider = "kubernetes"
   storage_location = "s3://bucket-1"
   kubernetes = {

@@ -183,6 +183,7 @@ func (p *rayplaneProvider) Resources(context.Context) []func() resource.Resource
 func (p *rayplaneProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		newAWSPoliciesDataSource,
+		newGCPRoleDataSource,
 		newCloudDataSource,
 		newClusterDataSource,
 		newInstanceTypesDataSource,

@@ -31,7 +31,7 @@ func TestSchemas(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(resp.ResourceSchemas)); !slices.Equal(got, wantResources) {
 		t.Errorf("resources %v, want %v", got, wantResources)
 	}
-	wantDataSources := []string{"rayplane_aws_policies", "rayplane_cloud", "rayplane_cluster", "rayplane_instance_types", "rayplane_kubernetes_role"}
+	wantDataSources := []string{"rayplane_aws_policies", "rayplane_cloud", "rayplane_cluster", "rayplane_gcp_role", "rayplane_instance_types", "rayplane_kubernetes_role"}
 	if got := slices.Sorted(maps.Keys(resp.DataSourceSchemas)); !slices.Equal(got, wantDataSources) {
 		t.Errorf("data sources %v, want %v", got, wantDataSources)
 	}
@@ -99,8 +99,7 @@ func TestPatternsAgreeWithServer(t *testing.T) {
 				spec.Region = v
 			case "gcp.workload_identity_provider", "gcp.service_account":
 				spec.Provider, spec.AWS, spec.StorageLocation = api.ProviderGCP, nil, "gs://bucket"
-				spec.GCP = &api.GCPCloud{WorkloadIdentityProvider: "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
-					ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}
+				spec.GCP = testGCPCloud()
 				if c.field == "gcp.service_account" {
 					spec.GCP.ServiceAccount = v
 				} else {
@@ -141,8 +140,7 @@ func TestStorageLocationAgreesWithServer(t *testing.T) {
 		case api.ProviderAWS:
 			spec.AWS = &api.AWSCloud{RoleARN: "arn:aws:iam::123456789012:role/x", SubnetIDs: []string{"subnet-0123456789abcdef0"}, ImageID: "ami-0123456789abcdef0"}
 		case api.ProviderGCP:
-			spec.GCP = &api.GCPCloud{WorkloadIdentityProvider: "projects/1/locations/global/workloadIdentityPools/pool/providers/prov",
-				ServiceAccount: "rayplane@my-project.iam.gserviceaccount.com"}
+			spec.GCP = testGCPCloud()
 		case api.ProviderKubernetes:
 			spec.Kubernetes = &api.KubernetesCloud{APIServer: "https://k8s", Namespace: "ray"}
 		}

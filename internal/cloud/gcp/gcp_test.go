@@ -946,9 +946,12 @@ func (e *env) testEveryPermissionIsNeeded(t *testing.T) {
 		t.Fatalf("with every permission of gcprole, %d calls were refused", n)
 	}
 	for _, p := range gcprole.Permissions() {
-		if e.refusedWithout(t, p) == 0 {
-			t.Errorf("without %s no call of the driver was refused: gcprole lists a permission the driver does not need", p)
-		}
+		t.Run(p, func(t *testing.T) {
+			t.Parallel()
+			if e.refusedWithout(t, p) == 0 {
+				t.Errorf("without %s no call of the driver was refused: gcprole lists a permission the driver does not need", p)
+			}
+		})
 	}
 }
 
@@ -1022,5 +1025,27 @@ func (e *env) testCallsAreInTheRole(t *testing.T) {
 		if !seen[m] {
 			t.Errorf("gcprole.Calls lists %s, which the tests never saw the driver call", m)
 		}
+	}
+}
+
+// TestApplicationDefaultCredentials: without BaseCredentials the driver
+// detects the control plane's identity as the Google libraries do (here a
+// key file named by GOOGLE_APPLICATION_CREDENTIALS, whose token_uri the
+// library honours), and Principal names its email.
+func TestApplicationDefaultCredentials(t *testing.T) {
+	e := &env{}
+	f := e.fixture(t, func(c *Config) { c.BaseCredentials = nil })
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", f.key)
+	if got, err := Principal(ctxT(t), f.cfg); err != nil || got != controlPlane {
+		t.Fatalf("Principal = %q, %v; want %q", got, err, controlPlane)
+	}
+	if err := f.d.Verify(ctxT(t)); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if _, err := f.d.List(ctxT(t), nil); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if n := f.calls("oauth2.token", func(c gcptest.Call) bool { return c.Principal == controlPlane && c.Status == 200 }); n == 0 {
+		t.Fatal("the key's token endpoint was not called")
 	}
 }

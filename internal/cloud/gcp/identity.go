@@ -79,9 +79,12 @@ func (d *Driver) impersonated() (*auth.Credentials, error) {
 	}
 	discard := slog.New(slog.DiscardHandler)
 	// impersonate sends generateAccessToken through this client as it is:
-	// the base credentials' token is its transport's job.
+	// the base credentials' token is its transport's job. NewClient
+	// rewrites its credentials' TokenProvider field, and the base
+	// credentials are shared (by the Drivers of every cloud, by Verify's
+	// fresh impersonation): it gets a copy, with the same token cache.
 	authed, err := httptransport.NewClient(&httptransport.Options{
-		Credentials:      base,
+		Credentials:      shallowCopy(base),
 		BaseRoundTripper: client.Transport,
 		Logger:           discard,
 		InternalOptions:  &httptransport.InternalOptions{SkipUniverseDomainValidation: true},
@@ -104,6 +107,17 @@ func (d *Driver) impersonated() (*auth.Credentials, error) {
 		TokenProvider:          classified{tp: creds.TokenProvider, target: d.cfg.Cloud.ServiceAccount},
 		UniverseDomainProvider: auth.CredentialsPropertyFunc(creds.UniverseDomain),
 	}), nil
+}
+
+// shallowCopy answers credentials with c's token provider and properties.
+func shallowCopy(c *auth.Credentials) *auth.Credentials {
+	return auth.NewCredentials(&auth.CredentialsOptions{
+		TokenProvider:          c.TokenProvider,
+		JSON:                   c.JSON(),
+		ProjectIDProvider:      auth.CredentialsPropertyFunc(c.ProjectID),
+		QuotaProjectIDProvider: auth.CredentialsPropertyFunc(c.QuotaProjectID),
+		UniverseDomainProvider: auth.CredentialsPropertyFunc(c.UniverseDomain),
+	})
 }
 
 // classified makes a token provider's errors identityErrors.

@@ -75,7 +75,9 @@ func startControlPlane() (func(), error) {
 		"--kubernetes-allowed-networks", "127.0.0.0/8") // the tests' Kubernetes API servers are on loopback
 	// The control plane's AWS principal, for rayplane_aws_policies: named,
 	// since this machine has no AWS identity.
-	cmd.Env = append(os.Environ(), "RAYPLANE_AWS_PRINCIPAL_ARN="+accAWSPrincipal)
+	cmd.Env = append(os.Environ(), "RAYPLANE_AWS_PRINCIPAL_ARN="+accAWSPrincipal,
+		// Its Google identity, for rayplane_gcp_role: named likewise.
+		"RAYPLANE_GCP_PRINCIPAL="+accGCPPrincipal)
 	logFile, err := os.Create(filepath.Join(dir, "rayplaned.log"))
 	if err != nil {
 		return nil, err

@@ -98,9 +98,12 @@ type Config struct {
 	// clients' endpoint option, IAM Credentials, STS and OAuth 2 through
 	// an HTTP client that rewrites *.googleapis.com to it.
 	Endpoint string
-	// SubjectTokenFile is the control plane's subject token (a JWT) that
+	// SubjectToken answers the control plane's subject token (a JWT) that
 	// STS exchanges for a federated token, for clouds with a workload
-	// identity provider.
+	// identity provider; it is asked again whenever the federated token
+	// needs refreshing. SubjectTokenFile is the same read from a file
+	// (read anew each time); SubjectToken wins when both are set.
+	SubjectToken     func(ctx context.Context) (string, error)
 	SubjectTokenFile string
 	// BaseCredentials is the control plane's own Google identity; nil
 	// detects Application Default Credentials at the first call. Unused
@@ -183,8 +186,8 @@ func New(cfg Config) (*Driver, error) {
 		return bad("the cloud declares %d machine types, want 1 to %d", len(c.MachineTypes), maxMachineTypes)
 	case c.WorkloadIdentityProvider != "" && !providerPattern.MatchString(c.WorkloadIdentityProvider):
 		return bad("workload identity provider %q is not projects/N/locations/global/workloadIdentityPools/P/providers/X", c.WorkloadIdentityProvider)
-	case c.WorkloadIdentityProvider != "" && cfg.SubjectTokenFile == "":
-		return bad("the cloud has a workload identity provider and the control plane no subject token file")
+	case c.WorkloadIdentityProvider != "" && cfg.SubjectToken == nil && cfg.SubjectTokenFile == "":
+		return bad("the cloud has a workload identity provider and the control plane no subject token")
 	case cfg.SpotRetryAfter < 0:
 		return bad("spot retry interval %s is negative", cfg.SpotRetryAfter)
 	}

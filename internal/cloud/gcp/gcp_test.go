@@ -921,6 +921,27 @@ func (e *env) testWorkloadIdentity(t *testing.T) {
 	if _, err := d.Launch(ctxT(t), req); err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
+	// The subject token from a function (the control plane as its own
+	// issuer) rather than a file.
+	asked := 0
+	var mu sync.Mutex
+	cfg.SubjectTokenFile = ""
+	cfg.SubjectToken = func(context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return f.s.SubjectToken(t, provider, "rayplane-prod"), nil
+	}
+	if got, err := Principal(ctxT(t), cfg); err != nil || got != principal {
+		t.Fatalf("Principal with a token function = %q, %v", got, err)
+	}
+	if _, err := f.newDriver(t, cfg).List(ctxT(t), nil); err != nil {
+		t.Fatalf("List with a token function: %v", err)
+	}
+	if mu.Lock(); asked < 2 {
+		t.Errorf("the subject token function was asked %d times", asked)
+	}
+	mu.Unlock()
 	for _, c := range f.s.Calls() {
 		if c.Principal == principal && c.Method != "iamcredentials.projects.serviceAccounts.generateAccessToken" && c.Method != "sts.token" {
 			t.Errorf("the federated identity called %s", c.Method)

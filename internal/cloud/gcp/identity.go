@@ -36,15 +36,20 @@ const (
 func (d *Driver) base(client *http.Client) (*auth.Credentials, error) {
 	discard := slog.New(slog.DiscardHandler)
 	if p := d.cfg.Cloud.WorkloadIdentityProvider; p != "" {
-		creds, err := externalaccount.NewCredentials(&externalaccount.Options{
+		opts := &externalaccount.Options{
 			Audience:         "//iam.googleapis.com/" + p,
 			SubjectTokenType: subjectTokenType,
 			TokenURL:         stsTokenURL,
-			CredentialSource: &externalaccount.CredentialSource{File: d.cfg.SubjectTokenFile},
 			Scopes:           []string{scopeCloudPlatform},
 			Client:           client,
 			Logger:           discard,
-		})
+		}
+		if d.cfg.SubjectToken != nil {
+			opts.SubjectTokenProvider = subjectTokenFunc(d.cfg.SubjectToken)
+		} else {
+			opts.CredentialSource = &externalaccount.CredentialSource{File: d.cfg.SubjectTokenFile}
+		}
+		creds, err := externalaccount.NewCredentials(opts)
 		if err != nil {
 			return nil, &identityError{err: fmt.Errorf("workload identity federation through %s: %w", p, err)}
 		}
@@ -62,6 +67,13 @@ func (d *Driver) base(client *http.Client) (*auth.Credentials, error) {
 		return nil, &identityError{err: fmt.Errorf("the control plane's own Google credentials: %w", err)}
 	}
 	return creds, nil
+}
+
+// subjectTokenFunc is Config.SubjectToken as externalaccount's provider.
+type subjectTokenFunc func(ctx context.Context) (string, error)
+
+func (f subjectTokenFunc) SubjectToken(ctx context.Context, _ *externalaccount.RequestOptions) (string, error) {
+	return f(ctx)
 }
 
 // impersonated answers credentials whose tokens are the cloud's service
@@ -187,7 +199,21 @@ func Principal(ctx context.Context, cfg Config) (string, error) {
 		if !ok || !providerPattern.MatchString(p) {
 			return "", fmt.Errorf("workload identity provider %q is not projects/N/locations/global/workloadIdentityPools/P/providers/X", p)
 		}
-		sub, err := jwtSubject(cfg.SubjectTokenFile)
+		var token []byte
+		if cfg.SubjectToken != nil {
+			t, err := cfg.SubjectToken(ctx)
+			if err != nil {
+				return "", fmt.Errorf("subject token: %w", err)
+			}
+			token = []byte(t)
+		} else {
+			b, err := os.ReadFile(cfg.SubjectTokenFile)
+			if err != nil {
+				return "", fmt.Errorf("subject token: %w", err)
+			}
+			token = b
+		}
+		sub, err := jwtSubject(token)
 		if err != nil {
 			return "", err
 		}
@@ -235,13 +261,9 @@ func credentialsType(b []byte) string {
 	return f.Type
 }
 
-// jwtSubject answers the sub claim of the JWT in file, unverified: it only
-// names the principal the customer grants, STS checks the token.
-func jwtSubject(file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("subject token: %w", err)
-	}
+// jwtSubject answers the sub claim of a JWT, unverified: it only names
+// the principal the customer grants, STS checks the token.
+func jwtSubject(b []byte) (string, error) {
 	parts := strings.Split(strings.TrimSpace(string(b)), ".")
 	if len(parts) != 3 {
 		return "", errors.New("subject token: not a JWT")

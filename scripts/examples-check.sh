@@ -9,11 +9,12 @@
 # rayplane_cloud.laptop or rayplane_cloud.aws, the rayplane_cloud example
 # that declares them (the acceptance tests combine them the same way).
 #
-# examples/aws and examples/kubernetes are checked for formatting only: they
-# need hashicorp/aws and hashicorp/kubernetes, which `validate` must install
-# from a registry, and this check runs without a network. Their rayplane
-# parts are the same resources the acceptance tests apply; the "Run on AWS"
-# and "Run on Kubernetes" guides render them from the same files.
+# examples/aws, examples/gcp and examples/kubernetes are checked for
+# formatting only: they need hashicorp/aws, hashicorp/google and
+# hashicorp/kubernetes, which `validate` must install from a registry, and
+# this check runs without a network. Their rayplane parts are the same
+# resources the acceptance tests apply; the "Run on AWS", "Run on GCP" and
+# "Run on Kubernetes" guides render them from the same files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,10 +53,10 @@ TF
     echo "$out" | sed "s#^#$dir: #" >&2
     failed+=("$dir")
   fi
-done < <(find examples -name '*.tf' -not -path 'examples/aws/*' -not -path 'examples/kubernetes/*' -printf '%h\n' | sort -u)
+done < <(find examples -name '*.tf' -not -path 'examples/aws/*' -not -path 'examples/gcp/*' -not -path 'examples/kubernetes/*' -printf '%h\n' | sort -u)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "examples-check: $TF validate failed in: ${failed[*]}" >&2
   exit 1
 fi
-echo "examples-check: $n example directories formatted and valid; examples/aws and examples/kubernetes formatted (validate needs hashicorp/aws and hashicorp/kubernetes from a registry)"
+echo "examples-check: $n example directories formatted and valid; examples/aws, examples/gcp and examples/kubernetes formatted (validate needs hashicorp/aws, hashicorp/google and hashicorp/kubernetes from a registry)"

@@ -31,6 +31,31 @@ resource "rayplane_cloud" "aws" {
   heartbeat_interval_seconds = 10
 }
 
+# A GCP project, through a service account the control plane impersonates
+# as this cloud's own federated identity (its gcp.subject). The
+# rayplane_gcp_role data source renders the service account's custom role
+# and what the workload identity pool trusts; examples/gcp wires it all.
+resource "rayplane_cloud" "gcp" {
+  name             = "prod-gcp"
+  cloud_provider   = "gcp"
+  region           = "us-central1"
+  storage_location = "gs://my-ray-logs/prod"
+  gcp = {
+    service_account            = "rayplane@my-project.iam.gserviceaccount.com"
+    workload_identity_provider = "projects/123456789012/locations/global/workloadIdentityPools/rayplane/providers/rayplane-control-plane"
+    project_id                 = "my-project"
+    zones                      = ["us-central1-a", "us-central1-b"]
+    subnetwork                 = "ray-nodes"
+    image                      = "projects/my-project/global/images/family/rayplane-node"
+    node_service_account       = "rayplane-node@my-project.iam.gserviceaccount.com"
+    machine_types = [
+      # Your prices per hour (USD): the control plane plans with them.
+      { name = "n2-standard-8", price_per_hour = 0.39, spot_price_per_hour = 0.09 },
+      { name = "g2-standard-8", price_per_hour = 0.85 },
+    ]
+  }
+}
+
 # A Kubernetes namespace: nodes are pods of the declared shapes, running
 # the image. The token is write-only: it never enters the state; bump
 # token_wo_version to send a new one. The rayplane_kubernetes_role data

@@ -60,7 +60,9 @@ func (r *cloudVerificationResource) Schema(ctx context.Context, _ resource.Schem
 	resp.Schema = schema.Schema{
 		Description: "Waits for a cloud to be verified. Creating it has the control plane verify the cloud now (for `aws`: the " +
 			"role can be assumed with the external id and not without it, it holds every permission the control plane uses, " +
-			"and the subnets, security groups, image, instance profile and storage bucket exist) and fails, naming every " +
+			"and the subnets, security groups, image, instance profile and storage bucket exist; for `gcp`: the service account " +
+			"can be impersonated, it holds every permission of its custom role, and the zones, image, network, subnetwork " +
+			"and machine types exist) and fails, naming every " +
 			"check that failed, unless the cloud is `active` (a failed verification is tried again for up to two minutes, " +
 			"within the create timeout, as IAM changes made in the same apply take seconds to take effect); the failed " +
 			"resource is not saved, so the next apply verifies " +
@@ -166,7 +168,8 @@ func (r *cloudVerificationResource) Create(ctx context.Context, req resource.Cre
 	if c.Status != api.CloudActive {
 		resp.Diagnostics.AddAttributeError(path.Root("cloud_id"), fmt.Sprintf("Cloud %s (%s) failed its verification", c.Name, c.ID),
 			fmt.Sprintf("The control plane verified the cloud and its status is %s: %s\n\nFix what it names (for aws: the role's "+
-				"trust or permissions policy, the subnets, security groups, image, instance profile or storage bucket) and "+
+				"trust or permissions policy, the subnets, security groups, image, instance profile or storage bucket; for gcp: "+
+				"the grants on the service account, its custom role, the zones, image, network, subnetwork or machine types) and "+
 				"apply again; nothing was saved, so the next apply verifies again.", c.Status, c.StatusReason))
 		return
 	}

@@ -35,27 +35,28 @@ type localNodes struct {
 	root, nodes, storage string
 	user                 *local.User // nil: nodes run as rayplaned's own user
 	driver               *local.Driver
-	policy               localPolicy
+	policy               orgPolicy
 	st                   service.Store
 	log                  *slog.Logger
-	names                sync.Map // org id → name; names never change
+	names                *orgNames
 }
 
-// localPolicy is --local-orgs: which organizations may use the local driver.
-type localPolicy struct {
+// orgPolicy is a flag naming organizations (--local-orgs, --gcp-direct-orgs):
+// which ones may use something the operator grants.
+type orgPolicy struct {
 	all   bool
 	names []string
 }
 
-func parseLocalOrgs(v string) (localPolicy, error) {
-	var p localPolicy
+func parseOrgPolicy(flag, v string) (orgPolicy, error) {
+	var p orgPolicy
 	for _, n := range strings.Split(v, ",") {
 		switch n = strings.TrimSpace(n); {
 		case n == "":
 		case n == "*":
 			p.all = true
 		case !rpapi.NamePattern.MatchString(n):
-			return p, fmt.Errorf("--local-orgs: %q is not an organization name", n)
+			return p, fmt.Errorf("--%s: %q is not an organization name", flag, n)
 		default:
 			p.names = append(p.names, n)
 		}
@@ -63,14 +64,36 @@ func parseLocalOrgs(v string) (localPolicy, error) {
 	return p, nil
 }
 
-func (p localPolicy) allows(name string) bool { return p.all || slices.Contains(p.names, name) }
-func (p localPolicy) enabled() bool           { return p.all || len(p.names) > 0 }
+func (p orgPolicy) allows(name string) bool { return p.all || slices.Contains(p.names, name) }
+func (p orgPolicy) enabled() bool           { return p.all || len(p.names) > 0 }
+
+// orgNames answers organizations' names by id, from the store once: names
+// never change.
+type orgNames struct {
+	st    service.Store
+	names sync.Map // org id → name
+}
+
+func (o *orgNames) name(ctx context.Context, orgID string) (string, error) {
+	if v, found := o.names.Load(orgID); found {
+		return v.(string), nil
+	}
+	var org rpapi.Organization
+	if err := o.st.View(ctx, func(tx service.Tx) (err error) {
+		org, err = tx.System().GetOrg(ctx, orgID)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	o.names.Store(orgID, org.Name)
+	return org.Name, nil
+}
 
 // setupLocal checks the operator's local settings and prepares the local
 // root. Errors are start-up errors: without a usable node user and root no
 // local node could ever start.
 func setupLocal(cfg serveConfig, dataDir, self string, st service.Store, log *slog.Logger) (*localNodes, error) {
-	policy, err := parseLocalOrgs(cfg.localOrgs)
+	policy, err := parseOrgPolicy("local-orgs", cfg.localOrgs)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +107,7 @@ func setupLocal(cfg serveConfig, dataDir, self string, st service.Store, log *sl
 	if overlaps(root, dataDir) {
 		return nil, fmt.Errorf("--local-root %s and the data directory %s must not be inside one another: local nodes must not reach the data directory", root, dataDir)
 	}
-	n := &localNodes{root: root, nodes: filepath.Join(root, "nodes"), storage: filepath.Join(root, "storage"), policy: policy, st: st, log: log}
+	n := &localNodes{root: root, nodes: filepath.Join(root, "nodes"), storage: filepath.Join(root, "storage"), policy: policy, st: st, log: log, names: &orgNames{st: st}}
 	if !policy.enabled() {
 		// Nodes started before the right was withdrawn from everyone are
 		// still stopped (stopWithdrawn); nothing else is created.
@@ -185,18 +208,8 @@ func overlaps(a, b string) bool {
 // allowed reports whether organization orgID may use the local driver, and
 // its name.
 func (n *localNodes) allowed(ctx context.Context, orgID string) (name string, ok bool, err error) {
-	if v, found := n.names.Load(orgID); found {
-		name = v.(string)
-	} else {
-		var org rpapi.Organization
-		if err := n.st.View(ctx, func(tx service.Tx) (err error) {
-			org, err = tx.System().GetOrg(ctx, orgID)
-			return err
-		}); err != nil {
-			return "", false, err
-		}
-		name = org.Name
-		n.names.Store(orgID, name)
+	if name, err = n.names.name(ctx, orgID); err != nil {
+		return "", false, err
 	}
 	return name, n.policy.allows(name), nil
 }

@@ -37,6 +37,7 @@ type serveConfig struct {
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
 	awsPrincipalARN, kubeAllowedNetworks                                  string
+	gcpEndpoint, gcpPrincipal, gcpDirectOrgs, gcpIssuer                   string
 	reconcileConcurrency                                                  int
 }
 
@@ -65,6 +66,10 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
 	fs.StringVar(&c.awsPrincipalARN, "aws-principal-arn", env("AWS_PRINCIPAL_ARN", ""), "the AWS principal customers trust to assume their roles (rendered into trust policies); empty means the identity the AWS SDK's default chain resolves to ($RAYPLANE_AWS_PRINCIPAL_ARN)")
 	fs.StringVar(&c.kubeAllowedNetworks, "kubernetes-allowed-networks", env("KUBERNETES_ALLOWED_NETWORKS", ""), "comma-separated CIDR prefixes a kubernetes cloud's API server may be reached in although they are loopback, link-local, private or reserved (refused otherwise: tenants name the API server), e.g. 10.0.0.0/8 for clusters in the control plane's own network ($RAYPLANE_KUBERNETES_ALLOWED_NETWORKS)")
+	fs.StringVar(&c.gcpEndpoint, "gcp-api-endpoint", env("GCP_API_ENDPOINT", ""), "base URL every Google API call goes to instead of https://<service>.googleapis.com, for private endpoints (and tests); empty means Google's ($RAYPLANE_GCP_API_ENDPOINT)")
+	fs.StringVar(&c.gcpPrincipal, "gcp-principal", env("GCP_PRINCIPAL", ""), "the control plane's own Google identity (an email) named to customers for direct impersonation; empty means the one Application Default Credentials resolve to ($RAYPLANE_GCP_PRINCIPAL)")
+	fs.StringVar(&c.gcpDirectOrgs, "gcp-direct-orgs", env("GCP_DIRECT_ORGS", service.SystemOrgName), "comma-separated organizations whose gcp clouds may be reached with the control plane's own Google identity (no workload_identity_provider); * for every one, empty for none. Only for organizations that trust one another: any of them may name a service account that lets this identity impersonate it ($RAYPLANE_GCP_DIRECT_ORGS)")
+	fs.StringVar(&c.gcpIssuer, "gcp-oidc-issuer", env("GCP_OIDC_ISSUER", ""), "issuer URL of the tokens the control plane presents to customers' workload identity pool providers; empty means the advertise URL ($RAYPLANE_GCP_OIDC_ISSUER)")
 	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
 	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {
@@ -179,6 +184,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	kubeNodes := newKubeClouds(log, kubeAllowed)
+	gcpNodes, err := setupGCP(cfg, dataDir, advertise, st, log)
+	if err != nil {
+		return err
+	}
 	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
 		switch c.Provider {
 		case rpapi.ProviderLocal:
@@ -187,6 +196,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return awsNodes.driverFor(ctx, orgID, c)
 		case rpapi.ProviderKubernetes:
 			return kubeNodes.driverFor(ctx, orgID, c, secret)
+		case rpapi.ProviderGCP:
+			return gcpNodes.driverFor(ctx, orgID, c)
 		}
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
@@ -216,6 +227,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Agents: &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage},
 		AWSPrincipal: awsNodes.Principal,
+		GCPIdentity:  gcpNodes.Identity,
 		Ready:        st.Ready,
 		Logger:       log,
 		Registry:     reg,

@@ -23,14 +23,15 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud/aws/awstest/nodes"
 )
 
-// awsControlPlane is a rayplaned of the test's own whose AWS identity is
-// moto's test key (the shared one has none).
-type awsControlPlane struct {
+// ownControlPlane is a rayplaned of the test's own, with an environment
+// the shared one has not: the AWS identity of moto's test key, the
+// endpoint of the GCP test server.
+type ownControlPlane struct {
 	endpoint, token, caFile string
 	client                  *client.Client
 }
 
-func startAWSControlPlane(t *testing.T, m *awstest.Moto) awsControlPlane {
+func startOwnControlPlane(t *testing.T, env []string) ownControlPlane {
 	t.Helper()
 	dir := t.TempDir()
 	// Local nodes of this server would run as an unprivileged user (the
@@ -44,7 +45,7 @@ func startAWSControlPlane(t *testing.T, m *awstest.Moto) awsControlPlane {
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(controlPlane.bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--log-level", "info",
 		"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms")
-	cmd.Env = append(os.Environ(), m.Env()...)
+	cmd.Env = append(os.Environ(), env...)
 	logFile, err := os.Create(filepath.Join(dir, "rayplaned.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +84,7 @@ func startAWSControlPlane(t *testing.T, m *awstest.Moto) awsControlPlane {
 			t.Logf("rayplaned log:\n%s", b)
 		}
 	})
-	var cp awsControlPlane
+	var cp ownControlPlane
 	select {
 	case cp.endpoint = <-endpoint:
 	case <-exited:
@@ -117,7 +118,7 @@ func TestAccAWSClusterLifecycle(t *testing.T) {
 	nodeRole := m.CreateRoleWithTrust(t, "acc-node", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",`+
 		`"Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)
 	profile := m.CreateInstanceProfile(t, "acc-node", "acc-node")
-	cp := startAWSControlPlane(t, m)
+	cp := startOwnControlPlane(t, m.Env())
 	runner := nodes.Start(t, m, nodes.Options{Agent: controlPlane.bin, NodeRoleARN: nodeRole})
 	roleARN := "arn:aws:iam::123456789012:role/acc-rayplane"
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -189,16 +191,25 @@ func (s *gcsSink) Put(ctx context.Context, key string, body []byte) error {
 	if s.prefix != "" {
 		key = s.prefix + "/" + key
 	}
-	w := s.client.Bucket(s.bucket).Object(key).NewWriter(ctx)
+	// Only if the piece is not there yet: the nodes' service account may
+	// create objects, not replace them (storage.objects.create only; an
+	// overwrite would need storage.objects.delete, which could erase logs).
+	// A piece already stored (an agent that restarted ships its log again)
+	// has the same name and content: done.
+	w := s.client.Bucket(s.bucket).Object(key).If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
 	w.ContentType = "text/plain; charset=utf-8"
 	// One request per piece: pieces are at most maxLogPiece, below the
 	// default chunk size, so the upload is not resumable and a failed
 	// round retries the whole piece.
-	if _, err := w.Write(body); err != nil {
-		_ = w.Close()
-		return err
+	_, err := w.Write(body)
+	if cerr := w.Close(); err == nil {
+		err = cerr
 	}
-	return w.Close()
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && ge.Code == http.StatusPreconditionFailed {
+		return nil
+	}
+	return err
 }
 
 // s3Sink puts objects under a prefix of an S3 bucket.

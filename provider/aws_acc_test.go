@@ -112,6 +112,7 @@ func startOwnControlPlane(t *testing.T, env []string) ownControlPlane {
 // cluster whose instances the node runner boots; step 3 grows it; destroy
 // terminates every instance.
 func TestAccAWSClusterLifecycle(t *testing.T) {
+	accOnly(t)
 	m := awstest.Start(t)
 	subnets, sg, ami := m.Network(t)
 	m.CreateBucket(t, "acc-logs")

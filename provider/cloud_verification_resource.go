@@ -46,11 +46,18 @@ type cloudVerificationModel struct {
 
 // verificationCreateTimeout bounds how long create tries a verification
 // that does not conclude (the cloud's API throttles or does not answer).
-const verificationCreateTimeout = 5 * time.Minute
+const verificationCreateTimeout = 10 * time.Minute
 
 // verificationSettle is how long create tries a cloud whose verification
-// failed again, for IAM changes made in the same apply to take effect.
-const verificationSettle = 2 * time.Minute
+// failed again, for IAM changes made in the same apply to take effect: AWS
+// IAM's take seconds; Google documents that IAM grants usually take effect
+// within two minutes and may take seven or more.
+func verificationSettle(provider string) time.Duration {
+	if provider == api.ProviderGCP {
+		return 7 * time.Minute
+	}
+	return 2 * time.Minute
+}
 
 func (r *cloudVerificationResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_cloud_verification"
@@ -63,8 +70,9 @@ func (r *cloudVerificationResource) Schema(ctx context.Context, _ resource.Schem
 			"and the subnets, security groups, image, instance profile and storage bucket exist; for `gcp`: the service account " +
 			"can be impersonated, it holds every permission of its custom role, and the zones, image, network, subnetwork " +
 			"and machine types exist) and fails, naming every " +
-			"check that failed, unless the cloud is `active` (a failed verification is tried again for up to two minutes, " +
-			"within the create timeout, as IAM changes made in the same apply take seconds to take effect); the failed " +
+			"check that failed, unless the cloud is `active` (a failed verification is tried again, within the create " +
+			"timeout of 10 minutes by default, for IAM changes made in the same apply to take effect: for up to two minutes " +
+			"on aws, seven on gcp, where Google documents grants taking that long); the failed " +
 			"resource is not saved, so the next apply verifies " +
 			"again. Refer to its `cloud_id` from clusters, and make it depend on the IAM policies the cloud needs, so that " +
 			"one apply creates the role, waits for it to work and only then starts clusters. A refresh that finds the cloud " +
@@ -143,7 +151,8 @@ func (r *cloudVerificationResource) Create(ctx context.Context, req resource.Cre
 	// created in the same apply may not work at the first try. A failed
 	// verification is tried again for up to verificationSettle (within the
 	// create timeout) before the apply fails with what it found.
-	settled := time.Now().Add(verificationSettle)
+	start := time.Now()
+	var settled time.Time
 	wait := 2 * time.Second
 	var c api.Cloud
 	for {
@@ -152,6 +161,9 @@ func (r *cloudVerificationResource) Create(ctx context.Context, req resource.Cre
 		if err != nil {
 			resp.Diagnostics.Append(apiErrorDiagnostics("Cannot verify cloud "+id, err, nil)...)
 			return
+		}
+		if settled.IsZero() {
+			settled = start.Add(verificationSettle(c.Provider))
 		}
 		if c.Status == api.CloudActive || time.Now().Add(wait).After(settled) {
 			break

@@ -25,6 +25,7 @@ import (
 // it); step 2 verifies the cloud and runs a cluster whose instances the
 // node runner boots; step 3 grows it; destroy deletes every instance.
 func TestAccGCPClusterLifecycle(t *testing.T) {
+	accOnly(t)
 	const (
 		project  = "acc-project"
 		provider = "projects/123456789012/locations/global/workloadIdentityPools/rayplane/providers/acc-control-plane"

@@ -28,6 +28,7 @@ import (
 // starts agents for; step 3 grows it; destroy leaves nothing of rayplane's
 // in the namespace.
 func TestAccKubernetesClusterLifecycle(t *testing.T) {
+	accOnly(t)
 	testAccPreCheck(t)
 	kc := kubetest.Start(t, kubetest.Options{Nodes: 2, NodeCPU: 8, NodeMemory: 32 << 30})
 	admin := kc.Admin(t)

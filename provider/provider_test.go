@@ -166,6 +166,16 @@ func killLeftovers(root string) {
 }
 
 // testAccPreCheck runs before each acceptance test.
+// accOnly skips an acceptance test that starts its own backends before
+// resource.Test (which skips by itself) unless TF_ACC is set, as
+// terraform-plugin-testing does: make testacc sets it.
+func accOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 (make testacc)")
+	}
+}
+
 func testAccPreCheck(t *testing.T) {
 	t.Helper()
 	if controlPlane.client == nil {

@@ -12,7 +12,7 @@ resource "rayplane_cloud_verification" "laptop" {
   }
 
   timeouts {
-    create = "5m"
+    create = "15m"
   }
 }
 

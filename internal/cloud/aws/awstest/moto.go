@@ -2,10 +2,8 @@ package awstest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -17,6 +15,8 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+
+	"github.com/rayplane/rayplane/internal/cloud/backendtest"
 )
 
 // Fixed facts of the account moto simulates and of the identity the harness
@@ -115,7 +115,10 @@ func startMoto(t testing.TB, bin string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), startDeadline)
 	defer cancel()
 	ready := make(chan error, 1)
-	go func() { ready <- waitReady(ctx, url) }()
+	// moto answers its own API once it serves.
+	go func() {
+		ready <- backendtest.WaitOK(ctx, url+"/moto-api/", 10*time.Second, 20*time.Millisecond, 500*time.Millisecond)
+	}()
 	select {
 	case err := <-ready:
 		if err != nil {
@@ -126,37 +129,6 @@ func startMoto(t testing.TB, bin string) string {
 		t.Fatalf("awstest: moto_server exited before answering: %v\n%s", err, readLog(logPath))
 	}
 	return url
-}
-
-// waitReady polls moto's own API until it answers 200. Each attempt
-// waits for its answer (the socket already listens, so a connection is
-// queued until moto accepts it); between failed attempts it backs off
-// briefly.
-func waitReady(ctx context.Context, url string) error {
-	client := &http.Client{Timeout: 10 * time.Second}
-	backoff := 20 * time.Millisecond
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/moto-api/", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return errors.Join(ctx.Err(), err)
-		case <-timer.C:
-		}
-		backoff = min(2*backoff, 500*time.Millisecond)
-	}
 }
 
 func readLog(path string) string {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rayplane/rayplane/internal/cloud/backendtest"
 )
 
 // gcsStartDeadline bounds how long fake-gcs-server may take to answer.
@@ -81,7 +82,9 @@ func startGCS(t testing.TB, bin string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), gcsStartDeadline)
 	defer cancel()
 	ready := make(chan error, 1)
-	go func() { ready <- waitHTTP(ctx, "http://"+host+"/storage/v1/b") }()
+	go func() {
+		ready <- backendtest.WaitOK(ctx, "http://"+host+"/storage/v1/b", 5*time.Second, 10*time.Millisecond, 250*time.Millisecond)
+	}()
 	select {
 	case err := <-ready:
 		if err != nil {
@@ -96,34 +99,6 @@ func startGCS(t testing.TB, bin string) (string, error) {
 	}
 	t.Cleanup(stop)
 	return host, nil
-}
-
-// waitHTTP polls url until it answers 200, backing off between attempts.
-func waitHTTP(ctx context.Context, url string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	backoff := 10 * time.Millisecond
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return errors.Join(ctx.Err(), err)
-		case <-timer.C:
-		}
-		backoff = min(2*backoff, 250*time.Millisecond)
-	}
 }
 
 func tail(path string) string {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/rayplane/rayplane/internal/api"
 )
@@ -21,9 +22,32 @@ const (
 	TagCluster   = "rayplane-cluster"
 	TagNode      = "rayplane-node"
 	TagGroup     = "rayplane-group"
+	// TagOrganization is on every instance of a driver that knows its
+	// organization, so a customer sharing an account between
+	// organizations can tell whose a node is.
+	TagOrganization = "rayplane-organization"
 
 	ManagedByValue = "rayplane"
 )
+
+// NodeTags answers the owner tags of req's instance: req.Tags with the
+// node and the managed-by marker always set, and the cloud and the
+// organization when known ("" is not).
+func NodeTags(req LaunchRequest, cloudID, orgID string) map[string]string {
+	m := maps.Clone(req.Tags)
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[TagManagedBy] = ManagedByValue
+	m[TagNode] = req.NodeID
+	if cloudID != "" {
+		m[TagCloud] = cloudID
+	}
+	if orgID != "" {
+		m[TagOrganization] = orgID
+	}
+	return m
+}
 
 // Driver runs instances in one cloud. Implementations are safe for
 // concurrent use.

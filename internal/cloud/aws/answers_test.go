@@ -200,9 +200,9 @@ func TestVerifyInstanceProfileWithoutAnswer(t *testing.T) {
 			`</GetInstanceProfileResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetInstanceProfileResponse>`
 	})
 	var v verification
-	if role := d.verifyInstanceProfile(context.Background(), d.iam, &v); role != "" || len(v.failures) != 1 ||
-		v.failures[0].Check != CheckInstanceProfile {
-		t.Fatalf("role %q, failures %+v; want one instance profile failure", role, v.failures)
+	if role := d.verifyInstanceProfile(context.Background(), d.iam, &v); role != "" || len(v.Failures) != 1 ||
+		v.Failures[0].Check != CheckInstanceProfile {
+		t.Fatalf("role %q, failures %+v; want one instance profile failure", role, v.Failures)
 	}
 }
 
@@ -226,7 +226,7 @@ func TestVerifyStorageInAnotherRegion(t *testing.T) {
 	_, _, s3c := clients(base)
 	var v verification
 	d.verifyStorage(context.Background(), s3c, &v)
-	if len(v.failures) != 1 || v.failures[0].kind != cloud.Invalid || !strings.Contains(v.failures[0].Problem, "region") {
-		t.Fatalf("failures %+v; want one invalid failure naming the region", v.failures)
+	if len(v.Failures) != 1 || v.Failures[0].Kind != cloud.Invalid || !strings.Contains(v.Failures[0].Problem, "region") {
+		t.Fatalf("failures %+v; want one invalid failure naming the region", v.Failures)
 	}
 }

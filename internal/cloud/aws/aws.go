@@ -40,10 +40,10 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud/keylock"
 )
 
-// TagOrganization is put on every instance and volume besides the
+// TagOrganization is put on every instance and volume with the other
 // cloud.Tag* owner tags, so a customer sharing an account between
 // organizations can tell whose a node is.
-const TagOrganization = "rayplane-organization"
+const TagOrganization = cloud.TagOrganization
 
 const (
 	// DefaultSpotRetryAfter is how long prefer_spot launches of an instance
@@ -111,12 +111,12 @@ type Driver struct {
 
 	keys keylock.Locks // one Launch at a time per idempotency key
 
-	spotMu   sync.Mutex
-	spotDown map[string]time.Time // instance type -> last spot capacity exhaustion
+	spot *cloud.SpotMemory
 
 	// mismatchSince is when a Launch of an idempotency key first met
 	// IdempotentParameterMismatch with no instance of its node visible in
-	// any state (see Launch); guarded by spotMu.
+	// any state (see Launch).
+	mismatchMu    sync.Mutex
 	mismatchSince map[string]time.Time
 }
 
@@ -175,7 +175,7 @@ func New(cfg Config) (*Driver, error) {
 		base:      base,
 		sts:       sts.NewFromConfig(stsCfg),
 		session:   SessionName(cfg.OrgID, cfg.CloudID),
-		spotDown:  map[string]time.Time{},
+		spot:      cloud.NewSpotMemory(cfg.SpotRetryAfter, cfg.Now),
 
 		mismatchSince: map[string]time.Time{},
 	}

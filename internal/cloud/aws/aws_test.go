@@ -812,16 +812,16 @@ func (e *env) testVerifyGood(t *testing.T) {
 }
 
 // verifyFailures answers Verify's failures, checking its kind.
-func verifyFailures(t *testing.T, err error, kind cloud.Kind) []Failure {
+func verifyFailures(t *testing.T, err error, kind cloud.Kind) []cloud.Failure {
 	t.Helper()
-	var ve *VerifyError
+	var ve *cloud.VerifyError
 	if cloud.KindOf(err) != kind || !errors.As(err, &ve) {
-		t.Fatalf("Verify = %v, want a %s *VerifyError", err, kind)
+		t.Fatalf("Verify = %v, want a %s *cloud.VerifyError", err, kind)
 	}
 	return ve.Failures
 }
 
-func hasFailure(fs []Failure, check, substr string) bool {
+func hasFailure(fs []cloud.Failure, check, substr string) bool {
 	for _, f := range fs {
 		if f.Check == check && strings.Contains(f.Problem, substr) {
 			return true

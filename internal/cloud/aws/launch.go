@@ -40,7 +40,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	case !json.Valid(req.Bootstrap):
 		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: bootstrap payload is not JSON", req.NodeID)
 	}
-	markets, err := d.markets(req)
+	markets, err := d.spot.Markets(req)
 	if err != nil {
 		return cloud.Instance{}, err
 	}
@@ -94,7 +94,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 			capacity = append(capacity, fmt.Sprintf("%s in %s: %s", market, subnet, errorCode(err)))
 		}
 		if market == api.MarketSpot {
-			d.spotExhausted(req.InstanceType)
+			d.spot.Exhausted(req.InstanceType)
 		}
 	}
 	return cloud.Instance{}, cloud.Errorf(cloud.Capacity, op, "node %s: no capacity for %s (%s)", req.NodeID, req.InstanceType, strings.Join(capacity, "; "))
@@ -181,8 +181,8 @@ func (d *Driver) tokenSpent(key, token string, ended []types.Instance) bool {
 // mismatchSettled records a mismatch with nothing visible for key and
 // tells whether the first was mismatchSettle ago; clear forgets key.
 func (d *Driver) mismatchSettled(key string, clear bool) bool {
-	d.spotMu.Lock()
-	defer d.spotMu.Unlock()
+	d.mismatchMu.Lock()
+	defer d.mismatchMu.Unlock()
 	if clear {
 		delete(d.mismatchSince, key)
 		return false
@@ -195,63 +195,12 @@ func (d *Driver) mismatchSettled(key string, clear bool) bool {
 	return d.cfg.Now().Sub(first) >= mismatchSettle
 }
 
-// markets answers the markets to try for req, in order: spot and
-// on-demand are themselves; prefer_spot is spot then on-demand, or only
-// on-demand while spot of that type was recently out of capacity.
-func (d *Driver) markets(req cloud.LaunchRequest) ([]string, error) {
-	switch req.Market {
-	case api.MarketOnDemand, "":
-		return []string{api.MarketOnDemand}, nil
-	case api.MarketSpot:
-		return []string{api.MarketSpot}, nil
-	case api.MarketPreferSpot:
-		if d.spotRecentlyExhausted(req.InstanceType) {
-			return []string{api.MarketOnDemand}, nil
-		}
-		return []string{api.MarketSpot, api.MarketOnDemand}, nil
-	}
-	return nil, cloud.Errorf(cloud.Invalid, "launch", "node %s: unknown market %q", req.NodeID, req.Market)
-}
-
-// spotExhausted records that spot had no capacity for instanceType in any
-// subnet.
-func (d *Driver) spotExhausted(instanceType string) {
-	d.spotMu.Lock()
-	defer d.spotMu.Unlock()
-	d.spotDown[instanceType] = d.cfg.Now()
-}
-
-func (d *Driver) spotRecentlyExhausted(instanceType string) bool {
-	d.spotMu.Lock()
-	defer d.spotMu.Unlock()
-	at, ok := d.spotDown[instanceType]
-	if !ok {
-		return false
-	}
-	if d.cfg.Now().Sub(at) < d.cfg.SpotRetryAfter {
-		return true
-	}
-	delete(d.spotDown, instanceType)
-	return false
-}
-
 // instanceTags answers the tags of req's instance and volumes: req.Tags
 // with the node, the managed-by marker (the permissions policy lets the
 // role launch and terminate only instances carrying it), the cloud and the
 // organization always set.
 func (d *Driver) instanceTags(req cloud.LaunchRequest) []types.Tag {
-	m := maps.Clone(req.Tags)
-	if m == nil {
-		m = map[string]string{}
-	}
-	m[cloud.TagManagedBy] = cloud.ManagedByValue
-	m[cloud.TagNode] = req.NodeID
-	if d.cfg.CloudID != "" {
-		m[cloud.TagCloud] = d.cfg.CloudID
-	}
-	if d.cfg.OrgID != "" {
-		m[TagOrganization] = d.cfg.OrgID
-	}
+	m := cloud.NodeTags(req, d.cfg.CloudID, d.cfg.OrgID)
 	tags := make([]types.Tag, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		tags = append(tags, types.Tag{Key: awssdk.String(k), Value: awssdk.String(m[k])})

@@ -34,38 +34,13 @@ const (
 	CheckStorageBucket   = "storage bucket"
 )
 
-// Failure is one failed check of a verification.
-type Failure struct {
-	Check   string // one of the Check* names
-	Problem string
-	kind    cloud.Kind
-}
-
-// VerifyError lists every failed check of one verification. It is the Err
-// of the *cloud.Error Verify answers.
-type VerifyError struct{ Failures []Failure }
-
-func (e *VerifyError) Error() string {
-	parts := make([]string, len(e.Failures))
-	for i, f := range e.Failures {
-		parts[i] = f.Check + ": " + f.Problem
-	}
-	n := "1 check"
-	if len(e.Failures) > 1 {
-		n = fmt.Sprintf("%d checks", len(e.Failures))
-	}
-	return n + " failed: " + strings.Join(parts, "; ")
-}
-
-type verification struct{ failures []Failure }
-
-func (v *verification) fail(check string, kind cloud.Kind, format string, args ...any) {
-	v.failures = append(v.failures, Failure{Check: check, Problem: fmt.Sprintf(format, args...), kind: kind})
-}
+// verification records the failed checks of Verify; failed knows the
+// driver's errors.
+type verification struct{ cloud.Verification }
 
 // failed records err of a call that should have worked.
 func (v *verification) failed(check string, err error, format string, args ...any) {
-	v.fail(check, kindOf(err), "%s: %s", fmt.Sprintf(format, args...), brief(err))
+	v.Fail(check, kindOf(err), "%s: %s", fmt.Sprintf(format, args...), brief(err))
 }
 
 // Verify checks, with fresh credentials rather than the cache's, that:
@@ -79,7 +54,7 @@ func (v *verification) failed(check string, err error, format string, args ...an
 //  5. the instance profile, when set, exists and has a role;
 //  6. the storage bucket, when set, exists and is the role's account's.
 //
-// It answers nil or one *cloud.Error whose Err is a *VerifyError naming
+// It answers nil or one *cloud.Error whose Err is a *cloud.VerifyError naming
 // every failed check: of kind auth when the role cannot be assumed (the
 // other checks need it and are not run), transient when every failure was
 // a timeout or throttling, invalid otherwise.
@@ -90,12 +65,12 @@ func (d *Driver) Verify(ctx context.Context) error {
 		v.failed(CheckAssumeRole, err, "sts:AssumeRole on %s with the external id (the other checks need the role)", d.cfg.Cloud.RoleARN)
 	}
 	if _, err := d.assumeRole(ctx, false); err == nil {
-		v.fail(CheckExternalID, cloud.Invalid, "the role's trust policy does not require the external id: add the condition StringEquals sts:ExternalId")
+		v.Fail(CheckExternalID, cloud.Invalid, "the role's trust policy does not require the external id: add the condition StringEquals sts:ExternalId")
 	} else if k := kindOf(err); k != cloud.Auth && k != cloud.Invalid {
 		v.failed(CheckExternalID, err, "could not tell whether the role requires the external id")
 	}
 	if role == nil {
-		return v.result(true)
+		return v.Result(true)
 	}
 
 	cfg := d.base.Copy()
@@ -107,24 +82,7 @@ func (d *Driver) Verify(ctx context.Context) error {
 	nodeRole := d.verifyInstanceProfile(ctx, iamc, &v)
 	d.verifyPermissions(ctx, iamc, nodeRole, &v)
 	d.verifyStorage(ctx, s3c, &v)
-	return v.result(false)
-}
-
-// result answers the verification's error, or nil.
-func (v *verification) result(roleFailed bool) error {
-	if len(v.failures) == 0 {
-		return nil
-	}
-	kind := cloud.Transient
-	for _, f := range v.failures {
-		if f.kind != cloud.Transient {
-			kind = cloud.Invalid
-		}
-	}
-	if roleFailed && kind != cloud.Transient {
-		kind = cloud.Auth
-	}
-	return &cloud.Error{Kind: kind, Op: "verify", Err: &VerifyError{Failures: v.failures}}
+	return v.Result(false)
 }
 
 // assumeRole calls sts:AssumeRole with the control plane's own identity,
@@ -162,7 +120,7 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *ec2.Client, v *verificati
 		}
 		for _, id := range cl.SubnetIDs {
 			if _, ok := subnetVPC[id]; !ok {
-				v.fail(CheckSubnets, cloud.Invalid, "subnet %s does not exist in %s", id, d.cfg.Region)
+				v.Fail(CheckSubnets, cloud.Invalid, "subnet %s does not exist in %s", id, d.cfg.Region)
 			}
 		}
 	}
@@ -180,7 +138,7 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *ec2.Client, v *verificati
 			for _, id := range cl.SecurityGroupIDs {
 				vpc, ok := sgVPC[id]
 				if !ok {
-					v.fail(CheckSecurityGroups, cloud.Invalid, "security group %s does not exist in %s", id, d.cfg.Region)
+					v.Fail(CheckSecurityGroups, cloud.Invalid, "security group %s does not exist in %s", id, d.cfg.Region)
 					continue
 				}
 				// RunInstances refuses a security group of another VPC
@@ -192,7 +150,7 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *ec2.Client, v *verificati
 					}
 				}
 				if len(elsewhere) > 0 {
-					v.fail(CheckSecurityGroups, cloud.Invalid, "security group %s is in %s, not in the VPC of subnet %s", id, vpc, strings.Join(elsewhere, ", "))
+					v.Fail(CheckSecurityGroups, cloud.Invalid, "security group %s is in %s, not in the VPC of subnet %s", id, vpc, strings.Join(elsewhere, ", "))
 				}
 			}
 		}
@@ -204,11 +162,11 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *ec2.Client, v *verificati
 	case err != nil:
 		v.failed(CheckImage, err, "ec2:DescribeImages")
 	case len(images.Images) == 0:
-		v.fail(CheckImage, cloud.Invalid, "image %s does not exist in %s (or is not shared with the account)", cl.ImageID, d.cfg.Region)
+		v.Fail(CheckImage, cloud.Invalid, "image %s does not exist in %s (or is not shared with the account)", cl.ImageID, d.cfg.Region)
 	case awssdk.ToString(images.Images[0].ImageId) != cl.ImageID:
-		v.fail(CheckImage, cloud.Transient, "ec2:DescribeImages answered %q for image %s", awssdk.ToString(images.Images[0].ImageId), cl.ImageID)
+		v.Fail(CheckImage, cloud.Transient, "ec2:DescribeImages answered %q for image %s", awssdk.ToString(images.Images[0].ImageId), cl.ImageID)
 	case images.Images[0].State != ec2types.ImageStateAvailable:
-		v.fail(CheckImage, cloud.Invalid, "image %s is %s, not available", cl.ImageID, images.Images[0].State)
+		v.Fail(CheckImage, cloud.Invalid, "image %s is %s, not available", cl.ImageID, images.Images[0].State)
 	}
 }
 
@@ -223,7 +181,7 @@ func (d *Driver) verifyInstanceProfile(ctx context.Context, c *iam.Client, v *ve
 	out, err := c.GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: awssdk.String(name)})
 	switch {
 	case errorCode(err) == "NoSuchEntity":
-		v.fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s does not exist", arn)
+		v.Fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s does not exist", arn)
 		return ""
 	case err != nil:
 		v.failed(CheckInstanceProfile, err, "iam:GetInstanceProfile %s", name)
@@ -231,15 +189,15 @@ func (d *Driver) verifyInstanceProfile(ctx context.Context, c *iam.Client, v *ve
 	}
 	p := out.InstanceProfile
 	if p == nil {
-		v.fail(CheckInstanceProfile, cloud.Transient, "iam:GetInstanceProfile %s answered no instance profile", name)
+		v.Fail(CheckInstanceProfile, cloud.Transient, "iam:GetInstanceProfile %s answered no instance profile", name)
 		return ""
 	}
 	if got := awssdk.ToString(p.Arn); got != arn {
-		v.fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s is %s: the path or account differs", name, got)
+		v.Fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s is %s: the path or account differs", name, got)
 		return ""
 	}
 	if len(p.Roles) == 0 || !roleARN.MatchString(awssdk.ToString(p.Roles[0].Arn)) {
-		v.fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s has no role: nodes would have no credentials", arn)
+		v.Fail(CheckInstanceProfile, cloud.Invalid, "instance profile %s has no role: nodes would have no credentials", arn)
 		return ""
 	}
 	return awssdk.ToString(p.Roles[0].Arn)
@@ -327,7 +285,7 @@ func (d *Driver) verifyPermissions(ctx context.Context, c *iam.Client, nodeRole 
 		denied := map[string]string{} // resource -> decision
 		for n := 0; pages.HasMorePages(); n++ {
 			if n == maxListPages {
-				v.fail(CheckPermissions, cloud.Transient, "iam:SimulatePrincipalPolicy for %s answered more than %d pages", action, maxListPages)
+				v.Fail(CheckPermissions, cloud.Transient, "iam:SimulatePrincipalPolicy for %s answered more than %d pages", action, maxListPages)
 				break
 			}
 			page, err := pages.NextPage(ctx)
@@ -357,7 +315,7 @@ func (d *Driver) verifyPermissions(ctx context.Context, c *iam.Client, nodeRole 
 			for _, res := range slices.Sorted(maps.Keys(denied)) {
 				on = append(on, res+" ("+denied[res]+")")
 			}
-			v.fail(CheckPermissions, cloud.Invalid, "the role is not allowed %s on %s", action, strings.Join(on, ", "))
+			v.Fail(CheckPermissions, cloud.Invalid, "the role is not allowed %s on %s", action, strings.Join(on, ", "))
 		}
 	}
 }
@@ -381,7 +339,7 @@ func (d *Driver) verifyStorage(ctx context.Context, c *s3.Client, v *verificatio
 	bucket, problem, ok := d.storageBucket()
 	if !ok {
 		if problem != "" {
-			v.fail(CheckStorageBucket, cloud.Invalid, "storage location %q %s", d.cfg.StorageLocation, problem)
+			v.Fail(CheckStorageBucket, cloud.Invalid, "storage location %q %s", d.cfg.StorageLocation, problem)
 		}
 		return
 	}
@@ -389,13 +347,13 @@ func (d *Driver) verifyStorage(ctx context.Context, c *s3.Client, v *verificatio
 	switch code := errorCode(err); {
 	case err == nil:
 	case code == "NotFound" || code == "NoSuchBucket":
-		v.fail(CheckStorageBucket, cloud.Invalid, "bucket %s does not exist", bucket)
+		v.Fail(CheckStorageBucket, cloud.Invalid, "bucket %s does not exist", bucket)
 	case code == "MovedPermanently" || code == "PermanentRedirect":
 		// S3 redirects a request for a bucket of another region; the
 		// nodes' agents write to the cloud's region only.
-		v.fail(CheckStorageBucket, cloud.Invalid, "bucket %s is not in the cloud's region %s", bucket, d.cfg.Region)
+		v.Fail(CheckStorageBucket, cloud.Invalid, "bucket %s is not in the cloud's region %s", bucket, d.cfg.Region)
 	case code == "Forbidden" || code == "AccessDenied":
-		v.fail(CheckStorageBucket, cloud.Invalid, "bucket %s: access denied (the role needs s3:ListBucket on it, and it must belong to account %s)", bucket, d.account)
+		v.Fail(CheckStorageBucket, cloud.Invalid, "bucket %s: access denied (the role needs s3:ListBucket on it, and it must belong to account %s)", bucket, d.account)
 	default:
 		v.failed(CheckStorageBucket, err, "s3:HeadBucket %s", bucket)
 	}

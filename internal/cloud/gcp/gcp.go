@@ -48,10 +48,10 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud/keylock"
 )
 
-// TagOrganization is put on every instance besides the cloud.Tag* owner
+// TagOrganization is put on every instance with the other cloud.Tag* owner
 // labels, so a customer sharing a project between organizations can tell
 // whose a node is.
-const TagOrganization = "rayplane-organization"
+const TagOrganization = cloud.TagOrganization
 
 // MetadataStartupScript is the metadata key of the script GCE's guest
 // agent runs at every boot: bootscript's, with the agent's bootstrap.
@@ -142,8 +142,7 @@ type Driver struct {
 
 	keys keylock.Locks // one Launch at a time per idempotency key
 
-	spotMu   sync.Mutex
-	spotDown map[string]time.Time // machine type -> last spot capacity exhaustion
+	spot *cloud.SpotMemory
 }
 
 var _ cloud.Driver = (*Driver)(nil)
@@ -250,7 +249,7 @@ func New(cfg Config) (*Driver, error) {
 		pollEvery:  2 * time.Second,
 
 		retryInitial: 250 * time.Millisecond,
-		spotDown:     map[string]time.Time{},
+		spot:         cloud.NewSpotMemory(cfg.SpotRetryAfter, cfg.Now),
 	}, nil
 }
 
@@ -385,25 +384,4 @@ func endpointClient(endpoint string) *http.Client {
 	}
 	u, _ := url.Parse(endpoint) // New checked it
 	return &http.Client{Transport: rewriteTransport{endpoint: u, base: base}, Timeout: time.Minute}
-}
-
-// spot capacity memory, as in the AWS driver.
-func (d *Driver) spotExhausted(machineType string) {
-	d.spotMu.Lock()
-	defer d.spotMu.Unlock()
-	d.spotDown[machineType] = d.cfg.Now()
-}
-
-func (d *Driver) spotRecentlyExhausted(machineType string) bool {
-	d.spotMu.Lock()
-	defer d.spotMu.Unlock()
-	at, ok := d.spotDown[machineType]
-	if !ok {
-		return false
-	}
-	if d.cfg.Now().Sub(at) < d.cfg.SpotRetryAfter {
-		return true
-	}
-	delete(d.spotDown, machineType)
-	return false
 }

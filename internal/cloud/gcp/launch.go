@@ -42,7 +42,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	if _, ok := d.prices[req.InstanceType]; !ok {
 		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: machine type %q is not one of the cloud's", req.NodeID, req.InstanceType)
 	}
-	markets, err := d.markets(req)
+	markets, err := d.spot.Markets(req)
 	if err != nil {
 		return cloud.Instance{}, err
 	}
@@ -95,28 +95,10 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 			capacity = append(capacity, fmt.Sprintf("%s in %s: %s", market, zone, errorCode(err)))
 		}
 		if market == api.MarketSpot {
-			d.spotExhausted(req.InstanceType)
+			d.spot.Exhausted(req.InstanceType)
 		}
 	}
 	return cloud.Instance{}, cloud.Errorf(cloud.Capacity, op, "node %s: no capacity for %s (%s)", req.NodeID, req.InstanceType, strings.Join(capacity, "; "))
-}
-
-// markets answers the markets to try for req, in order: spot and
-// on-demand (standard) are themselves; prefer_spot is spot then standard,
-// or only standard while spot of that type was recently out of capacity.
-func (d *Driver) markets(req cloud.LaunchRequest) ([]string, error) {
-	switch req.Market {
-	case api.MarketOnDemand, "":
-		return []string{api.MarketOnDemand}, nil
-	case api.MarketSpot:
-		return []string{api.MarketSpot}, nil
-	case api.MarketPreferSpot:
-		if d.spotRecentlyExhausted(req.InstanceType) {
-			return []string{api.MarketOnDemand}, nil
-		}
-		return []string{api.MarketSpot, api.MarketOnDemand}, nil
-	}
-	return nil, cloud.Errorf(cloud.Invalid, "launch", "node %s: unknown market %q", req.NodeID, req.Market)
 }
 
 // insert starts req's instance in zone and market and answers it once its

@@ -120,18 +120,7 @@ func ParseBootstrap(inst *computepb.Instance) ([]byte, error) {
 // nodeLabels answers the labels of req's instance: req.Tags with the node,
 // the managed-by marker, the cloud and the organization always set.
 func (d *Driver) nodeLabels(req cloud.LaunchRequest) (map[string]string, error) {
-	m := maps.Clone(req.Tags)
-	if m == nil {
-		m = map[string]string{}
-	}
-	m[cloud.TagManagedBy] = cloud.ManagedByValue
-	m[cloud.TagNode] = req.NodeID
-	if d.cfg.CloudID != "" {
-		m[cloud.TagCloud] = d.cfg.CloudID
-	}
-	if d.cfg.OrgID != "" {
-		m[TagOrganization] = d.cfg.OrgID
-	}
+	m := cloud.NodeTags(req, d.cfg.CloudID, d.cfg.OrgID)
 	if len(m) > maxLabels {
 		return nil, fmt.Errorf("%d labels, GCE takes %d", len(m), maxLabels)
 	}

@@ -25,38 +25,13 @@ const (
 	CheckMachineTypes  = "machine types"
 )
 
-// Failure is one failed check of a verification.
-type Failure struct {
-	Check   string // one of the Check* names
-	Problem string
-	kind    cloud.Kind
-}
-
-// VerifyError lists every failed check of one verification. It is the Err
-// of the *cloud.Error Verify answers.
-type VerifyError struct{ Failures []Failure }
-
-func (e *VerifyError) Error() string {
-	parts := make([]string, len(e.Failures))
-	for i, f := range e.Failures {
-		parts[i] = f.Check + ": " + f.Problem
-	}
-	n := "1 check"
-	if len(e.Failures) > 1 {
-		n = fmt.Sprintf("%d checks", len(e.Failures))
-	}
-	return n + " failed: " + strings.Join(parts, "; ")
-}
-
-type verification struct{ failures []Failure }
-
-func (v *verification) fail(check string, kind cloud.Kind, format string, args ...any) {
-	v.failures = append(v.failures, Failure{Check: check, Problem: fmt.Sprintf(format, args...), kind: kind})
-}
+// verification records the failed checks of Verify; failed knows the
+// driver's errors.
+type verification struct{ cloud.Verification }
 
 // failed records err of a call that should have worked.
 func (v *verification) failed(check string, err error, format string, args ...any) {
-	v.fail(check, kindOf(err), "%s: %s", fmt.Sprintf(format, args...), brief(err))
+	v.Fail(check, kindOf(err), "%s: %s", fmt.Sprintf(format, args...), brief(err))
 }
 
 // Verify checks, with freshly minted tokens rather than the cache's, that:
@@ -71,7 +46,7 @@ func (v *verification) failed(check string, err error, format string, args ...an
 //     cloud's region (and in the network, when both are set);
 //  6. every declared machine type is offered in every zone.
 //
-// It answers nil or one *cloud.Error whose Err is a *VerifyError naming
+// It answers nil or one *cloud.Error whose Err is a *cloud.VerifyError naming
 // every failed check: of kind auth when impersonation fails (the other
 // checks need it and are not run), transient when every failure was a
 // timeout or throttling, invalid otherwise.
@@ -82,9 +57,9 @@ func (d *Driver) Verify(ctx context.Context) error {
 		_, err = creds.Token(ctx)
 	}
 	if err != nil {
-		v.fail(CheckImpersonation, kindOf(err), "the control plane cannot impersonate %s (grant it roles/iam.serviceAccountTokenCreator on the service account): %s",
+		v.Fail(CheckImpersonation, kindOf(err), "the control plane cannot impersonate %s (grant it roles/iam.serviceAccountTokenCreator on the service account): %s",
 			d.cfg.Cloud.ServiceAccount, clip(err.Error(), 500))
-		return v.result(true)
+		return v.Result(true)
 	}
 	c, err := d.newClients(ctx, option.WithAuthCredentials(creds))
 	if err != nil {
@@ -97,24 +72,7 @@ func (d *Driver) Verify(ctx context.Context) error {
 	d.verifyImage(ctx, c, &v)
 	d.verifyNetwork(ctx, c, &v)
 	d.verifyMachineTypes(ctx, c, &v)
-	return v.result(false)
-}
-
-// result answers the verification's error, or nil.
-func (v *verification) result(impersonationFailed bool) error {
-	if len(v.failures) == 0 {
-		return nil
-	}
-	kind := cloud.Transient
-	for _, f := range v.failures {
-		if f.kind != cloud.Transient {
-			kind = cloud.Invalid
-		}
-	}
-	if impersonationFailed && kind != cloud.Transient {
-		kind = cloud.Auth
-	}
-	return &cloud.Error{Kind: kind, Op: "verify", Err: &VerifyError{Failures: v.failures}}
+	return v.Result(false)
 }
 
 // verifyPermissions names each permission of gcprole the service account
@@ -130,7 +88,7 @@ func (d *Driver) verifyPermissions(ctx context.Context, c *clients, v *verificat
 	granted := out.Permissions
 	for _, p := range want {
 		if !slices.Contains(granted, p) {
-			v.fail(CheckPermissions, cloud.Invalid, "the service account %s lacks %s on project %s", d.cfg.Cloud.ServiceAccount, p, d.project)
+			v.Fail(CheckPermissions, cloud.Invalid, "the service account %s lacks %s on project %s", d.cfg.Cloud.ServiceAccount, p, d.project)
 		}
 	}
 }
@@ -140,13 +98,13 @@ func (d *Driver) verifyZones(ctx context.Context, c *clients, v *verification) {
 		got, err := c.zones.Get(ctx, &computepb.GetZoneRequest{Project: d.project, Zone: z}, d.retry())
 		switch {
 		case isNotFound(err):
-			v.fail(CheckZones, cloud.Invalid, "zone %s does not exist", z)
+			v.Fail(CheckZones, cloud.Invalid, "zone %s does not exist", z)
 		case err != nil:
 			v.failed(CheckZones, err, "zones.get %s", z)
 		case got.GetName() != z:
-			v.fail(CheckZones, cloud.Transient, "zones.get %s answered %q", z, clip(got.GetName(), 80))
+			v.Fail(CheckZones, cloud.Transient, "zones.get %s answered %q", z, clip(got.GetName(), 80))
 		case lastSegment(got.GetRegion()) != d.cfg.Region:
-			v.fail(CheckZones, cloud.Invalid, "zone %s is in region %s, not the cloud's %s", z, clip(lastSegment(got.GetRegion()), 80), d.cfg.Region)
+			v.Fail(CheckZones, cloud.Invalid, "zone %s is in region %s, not the cloud's %s", z, clip(lastSegment(got.GetRegion()), 80), d.cfg.Region)
 		}
 	}
 }
@@ -163,13 +121,13 @@ func (d *Driver) verifyImage(ctx context.Context, c *clients, v *verification) {
 	}
 	switch {
 	case isNotFound(err) && family:
-		v.fail(CheckImage, cloud.Invalid, "image family %s has no image in project %s (or it is not shared with the service account)", name, project)
+		v.Fail(CheckImage, cloud.Invalid, "image family %s has no image in project %s (or it is not shared with the service account)", name, project)
 	case isNotFound(err):
-		v.fail(CheckImage, cloud.Invalid, "image %s does not exist (or is not shared with the service account)", d.cfg.Cloud.Image)
+		v.Fail(CheckImage, cloud.Invalid, "image %s does not exist (or is not shared with the service account)", d.cfg.Cloud.Image)
 	case err != nil:
 		v.failed(CheckImage, err, "image %s", d.cfg.Cloud.Image)
 	case img.Status != nil && img.GetStatus() != "READY":
-		v.fail(CheckImage, cloud.Invalid, "image %s is %s, not READY", d.cfg.Cloud.Image, clip(img.GetStatus(), 40))
+		v.Fail(CheckImage, cloud.Invalid, "image %s is %s, not READY", d.cfg.Cloud.Image, clip(img.GetStatus(), 40))
 	}
 }
 
@@ -179,7 +137,7 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *clients, v *verification)
 		_, err := c.networks.Get(ctx, &computepb.GetNetworkRequest{Project: nm[1], Network: nm[2]}, d.retry())
 		switch {
 		case isNotFound(err):
-			v.fail(CheckNetwork, cloud.Invalid, "network %s does not exist", d.network)
+			v.Fail(CheckNetwork, cloud.Invalid, "network %s does not exist", d.network)
 		case err != nil:
 			v.failed(CheckNetwork, err, "network %s", d.network)
 		}
@@ -191,11 +149,11 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *clients, v *verification)
 	got, err := c.subnetworks.Get(ctx, &computepb.GetSubnetworkRequest{Project: sm[1], Region: sm[2], Subnetwork: sm[3]}, d.retry())
 	switch {
 	case isNotFound(err):
-		v.fail(CheckSubnetwork, cloud.Invalid, "subnetwork %s does not exist", d.subnetwork)
+		v.Fail(CheckSubnetwork, cloud.Invalid, "subnetwork %s does not exist", d.subnetwork)
 	case err != nil:
 		v.failed(CheckSubnetwork, err, "subnetwork %s", d.subnetwork)
 	case d.cfg.Cloud.Network != "" && got.Network != nil && !strings.HasSuffix(got.GetNetwork(), "/"+d.network):
-		v.fail(CheckSubnetwork, cloud.Invalid, "subnetwork %s is in network %s, not %s", d.subnetwork, clip(got.GetNetwork(), 200), d.network)
+		v.Fail(CheckSubnetwork, cloud.Invalid, "subnetwork %s is in network %s, not %s", d.subnetwork, clip(got.GetNetwork(), 200), d.network)
 	}
 }
 
@@ -205,7 +163,7 @@ func (d *Driver) verifyMachineTypes(ctx context.Context, c *clients, v *verifica
 			_, err := c.machineTypes.Get(ctx, &computepb.GetMachineTypeRequest{Project: d.project, Zone: z, MachineType: t.Name}, d.retry())
 			switch {
 			case isNotFound(err):
-				v.fail(CheckMachineTypes, cloud.Invalid, "machine type %s is not offered in zone %s", t.Name, z)
+				v.Fail(CheckMachineTypes, cloud.Invalid, "machine type %s is not offered in zone %s", t.Name, z)
 			case err != nil:
 				v.failed(CheckMachineTypes, err, "machine type %s in %s", t.Name, z)
 			}

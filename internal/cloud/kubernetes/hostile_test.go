@@ -263,13 +263,13 @@ func TestHostileStatusBounded(t *testing.T) {
 func TestVerifyErrorBounded(t *testing.T) {
 	e := &VerifyError{}
 	for i := range 20 {
-		e.Failures = append(e.Failures, Failure{Check: CheckPermissions, Problem: fmt.Sprint(i, strings.Repeat("x", 2000))})
+		e.Failures = append(e.Failures, cloud.Failure{Check: CheckPermissions, Problem: fmt.Sprint(i, strings.Repeat("x", 2000))})
 	}
 	s := e.Error()
 	if len(s) > maxVerifyText+50 || !strings.HasPrefix(s, "20 checks failed: ") || !strings.HasSuffix(s, "; and 17 more") {
 		t.Errorf("%d bytes: %.80s ... %s", len(s), s, s[max(0, len(s)-40):])
 	}
-	one := (&VerifyError{Failures: []Failure{{Check: CheckImage, Problem: "no image"}}}).Error()
+	one := (&VerifyError{Failures: []cloud.Failure{{Check: CheckImage, Problem: "no image"}}}).Error()
 	if one != "1 check failed: image: no image" {
 		t.Error(one)
 	}

@@ -54,9 +54,9 @@ const (
 	// `kubectl get pods -L` shows it.
 	LabelInstanceType = "rayplane.io/instance-type"
 
-	// TagOrganization is the owner tag of the node's organization, as the
-	// AWS driver names it; here it is the label LabelOrganization.
-	TagOrganization = "rayplane-organization"
+	// TagOrganization is the owner tag of the node's organization; here
+	// it is the label LabelOrganization.
+	TagOrganization = cloud.TagOrganization
 )
 
 // tagLabels maps the owner tags of cloud.LaunchRequest and cloud.Driver.List

@@ -24,16 +24,11 @@ const (
 	CheckPodShapes   = "instance types"
 )
 
-// Failure is one failed check of a verification.
-type Failure struct {
-	Check   string // one of the Check* names
-	Problem string
-	kind    cloud.Kind
-}
-
 // VerifyError lists every failed check of one verification. It is the Err
-// of the *cloud.Error Verify answers.
-type VerifyError struct{ Failures []Failure }
+// of the *cloud.Error Verify answers. It is not cloud.VerifyError: its text
+// is bounded, each problem and in all, for the API server's words in it
+// may be anything.
+type VerifyError struct{ Failures []cloud.Failure }
 
 // maxVerifyText bounds VerifyError's text: it becomes the cloud's
 // status_reason.
@@ -60,12 +55,6 @@ func (e *VerifyError) Error() string {
 	return b.String()
 }
 
-type verification struct{ failures []Failure }
-
-func (v *verification) fail(check string, kind cloud.Kind, format string, args ...any) {
-	v.failures = append(v.failures, Failure{Check: check, Problem: fmt.Sprintf(format, args...), kind: kind})
-}
-
 // Verify checks that:
 //  1. the API server accepts the token;
 //  2. the token may do every request of kuberbac.Rules in the namespace,
@@ -84,40 +73,40 @@ func (v *verification) fail(check string, kind cloud.Kind, format string, args .
 // of the requests, transient when every failure was a timeout or
 // throttling, invalid otherwise.
 func (d *Driver) Verify(ctx context.Context) error {
-	var v verification
+	var v cloud.Verification
 	allowed := map[kuberbac.Rule]bool{}
 	denied := 0
 	for _, r := range kuberbac.Rules {
 		ok, err := d.may(ctx, r)
 		switch {
 		case apierrors.IsUnauthorized(err):
-			v.fail(CheckToken, cloud.Auth, "the API server %s does not accept the token: %s", d.cfg.Cloud.APIServer, d.brief(err))
-			return v.result(cloud.Auth)
+			v.Fail(CheckToken, cloud.Auth, "the API server %s does not accept the token: %s", d.cfg.Cloud.APIServer, d.brief(err))
+			return result(&v, true)
 		case errors.As(err, new(*AddressNotAllowedError)) || errors.As(err, new(*RedirectError)):
-			v.fail(CheckAPIServer, cloud.Invalid, "%s", d.brief(err))
-			return v.result(cloud.Invalid) // no request will get through: one failure says it
+			v.Fail(CheckAPIServer, cloud.Invalid, "%s", d.brief(err))
+			return result(&v, false) // no request will get through: one failure says it
 		case err != nil:
-			v.fail(CheckPermissions, kindOf(err), "could not ask whether the token may %s: %s", ruleText(r), d.brief(err))
+			v.Fail(CheckPermissions, kindOf(err), "could not ask whether the token may %s: %s", ruleText(r), d.brief(err))
 			if kindOf(err) == cloud.Auth {
-				return v.result(cloud.Auth) // no review will work: one failure says it
+				return result(&v, true) // no review will work: one failure says it
 			}
 		case !ok:
 			denied++
-			v.fail(CheckPermissions, cloud.Invalid, "the token cannot %s in namespace %s (%s)", ruleText(r), d.ns, r.Why)
+			v.Fail(CheckPermissions, cloud.Invalid, "the token cannot %s in namespace %s (%s)", ruleText(r), d.ns, r.Why)
 		default:
 			allowed[r] = true
 		}
 	}
 	if d.cfg.Cloud.Image == "" {
-		v.fail(CheckImage, cloud.Invalid, "the cloud has no image: clusters that set no runtime.image cannot start nodes")
+		v.Fail(CheckImage, cloud.Invalid, "the cloud has no image: clusters that set no runtime.image cannot start nodes")
 	}
 	if mayCreatePods(allowed) {
 		d.verifyPodShapes(ctx, &v)
 	}
 	if denied == len(kuberbac.Rules) {
-		return v.result(cloud.Auth)
+		return result(&v, true)
 	}
-	return v.result("")
+	return result(&v, false)
 }
 
 // mayCreatePods reports whether the reviews allowed creating pods.
@@ -151,12 +140,12 @@ func (d *Driver) may(ctx context.Context, r kuberbac.Rule) (bool, error) {
 }
 
 // verifyPodShapes dry-runs the creation of a pod of every declared shape.
-func (d *Driver) verifyPodShapes(ctx context.Context, v *verification) {
+func (d *Driver) verifyPodShapes(ctx context.Context, v *cloud.Verification) {
 	for _, t := range d.types {
 		req := cloud.LaunchRequest{NodeID: "verify", InstanceType: t.Name}
 		labels, err := d.nodeLabels(req)
 		if err != nil {
-			v.fail(CheckPodShapes, cloud.Invalid, "instance type %s: %v", t.Name, err)
+			v.Fail(CheckPodShapes, cloud.Invalid, "instance type %s: %v", t.Name, err)
 			continue
 		}
 		image := d.cfg.Cloud.Image
@@ -170,7 +159,7 @@ func (d *Driver) verifyPodShapes(ctx context.Context, v *verification) {
 		switch k := kindOf(err); {
 		case err == nil:
 		case apierrors.IsNotFound(err):
-			v.fail(CheckNamespace, cloud.Invalid, "namespace %s does not exist: %s", d.ns, d.brief(err))
+			v.Fail(CheckNamespace, cloud.Invalid, "namespace %s does not exist: %s", d.ns, d.brief(err))
 			return
 		case k == cloud.Quota:
 			// The namespace's quota is used now; it may not be when
@@ -183,7 +172,7 @@ func (d *Driver) verifyPodShapes(ctx context.Context, v *verification) {
 		case k == cloud.Auth:
 			return // the permissions check names it
 		default:
-			v.fail(CheckPodShapes, k, "instance type %s: the namespace refuses its pod: %s", t.Name, d.brief(err))
+			v.Fail(CheckPodShapes, k, "instance type %s: the namespace refuses its pod: %s", t.Name, d.brief(err))
 			if k == cloud.Transient {
 				return
 			}
@@ -191,19 +180,11 @@ func (d *Driver) verifyPodShapes(ctx context.Context, v *verification) {
 	}
 }
 
-// result answers the verification's error, or nil; kind overrides the
-// kind the failures make.
-func (v *verification) result(kind cloud.Kind) error {
-	if len(v.failures) == 0 {
+// result answers v's error, or nil: as cloud.Verification.Result, with
+// this package's bounded VerifyError.
+func result(v *cloud.Verification, authFailed bool) error {
+	if len(v.Failures) == 0 {
 		return nil
 	}
-	if kind == "" {
-		kind = cloud.Transient
-		for _, f := range v.failures {
-			if f.kind != cloud.Transient {
-				kind = cloud.Invalid
-			}
-		}
-	}
-	return &cloud.Error{Kind: kind, Op: "verify", Err: &VerifyError{Failures: v.failures}}
+	return &cloud.Error{Kind: v.Kind(authFailed), Op: "verify", Err: &VerifyError{Failures: v.Failures}}
 }

@@ -46,7 +46,7 @@ const gcpSubjectLifetime = 10 * time.Minute
 // 0600) at the first start.
 func loadGCPIssuer(dataDir, issuer string) (*gcpIssuer, error) {
 	path := filepath.Join(dataDir, "gcp-oidc-key.pem")
-	b, err := os.ReadFile(path)
+	b, err := readPrivateFile(path)
 	var key *rsa.PrivateKey
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -121,4 +121,21 @@ func (g *gcpIssuer) SubjectToken(_ context.Context, orgID, cloudID, provider str
 		NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
 		Expiry:    jwt.NewNumericDate(now.Add(gcpSubjectLifetime)),
 	}).Serialize()
+}
+
+// readPrivateFile reads a key only the control plane's user may read: the
+// signing key mints every gcp cloud's federated identity, so a copy readable
+// by others is refused, as the secrets' key file is.
+func readPrivateFile(path string) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: mode %04o lets others read it: chmod 600 it", path, fi.Mode().Perm())
+	}
+	return os.ReadFile(path)
 }

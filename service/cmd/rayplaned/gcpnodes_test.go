@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,24 @@ func TestGCPIssuerTokens(t *testing.T) {
 	}
 	if life := claims.Expiry.Time().Sub(claims.IssuedAt.Time()); life > 15*time.Minute {
 		t.Errorf("subject token lives %s", life)
+	}
+}
+
+// The signing key mints every gcp cloud's identity: a copy others may read is
+// refused at start, with how to fix it.
+func TestGCPIssuerKeyPermissions(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := loadGCPIssuer(dir, "https://rayplane.example"); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "gcp-oidc-key.pem")
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode: %v %v, want 0600", fi.Mode(), err)
+	}
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadGCPIssuer(dir, "https://rayplane.example"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a world-readable key loaded: %v", err)
 	}
 }

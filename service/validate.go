@@ -240,6 +240,16 @@ func checkGCPCloud(fe *api.FieldErrors, g *api.GCPCloud, region string) {
 	if p := api.GCPSubnetworkProblem(g.Subnetwork, region); p != "" {
 		fe.Add("gcp.subnetwork", "%s", p)
 	}
+	// Shared VPC (a network of a host project) is refused: the subnetwork's
+	// use is granted in the host project, which verification does not check,
+	// so a cloud would verify and then fail every launch.
+	for _, f := range []struct{ field, path string }{{"gcp.network", g.Network}, {"gcp.subnetwork", g.Subnetwork}} {
+		if rest, ok := strings.CutPrefix(f.path, "projects/"); ok && g.ProjectID != "" {
+			if p, _, _ := strings.Cut(rest, "/"); p != g.ProjectID {
+				fe.Add(f.field, "is in project %s, not the cloud's project %s: Shared VPC networks of a host project are not supported", p, g.ProjectID)
+			}
+		}
+	}
 	if p := api.GCPImageProblem(g.Image); p != "" {
 		fe.Add("gcp.image", "%s", p)
 	}

@@ -72,6 +72,11 @@ func TestCheckGCPCloud(t *testing.T) {
 		{"subnetwork in another region", func(c *api.CloudSpec) {
 			c.GCP.Subnetwork = "projects/my-project/regions/europe-west4/subnetworks/x"
 		}, "gcp.subnetwork", "in region europe-west4, not the cloud's region us-central1"},
+		{"shared vpc network", func(c *api.CloudSpec) { c.GCP.Network = "projects/host-project/global/networks/shared" },
+			"gcp.network", "Shared VPC"},
+		{"shared vpc subnetwork", func(c *api.CloudSpec) {
+			c.GCP.Subnetwork = "projects/host-project/regions/us-central1/subnetworks/shared"
+		}, "gcp.subnetwork", "is in project host-project, not the cloud's project my-project"},
 		{"no image", func(c *api.CloudSpec) { c.GCP.Image = "" }, "gcp.image", "is required"},
 		{"image by name only", func(c *api.CloudSpec) { c.GCP.Image = "debian-12" }, "gcp.image", "projects/<project>/global/images/"},
 		{"image url", func(c *api.CloudSpec) {

@@ -80,6 +80,10 @@ resource "google_iam_workload_identity_pool_provider" "rayplane" {
   attribute_mapping = {
     "google.subject" = "assertion.sub"
   }
+  # Every cloud of every organization of the control plane presents tokens
+  # of the same issuer: accept only your organization's subjects, a second
+  # guard should a grant ever name the whole pool.
+  attribute_condition = "assertion.sub.startsWith('rayplane:${var.organization_id}:')"
   oidc {
     issuer_uri = data.rayplane_gcp_role.this.oidc_issuer
     jwks_json  = data.rayplane_gcp_role.this.oidc_jwks
@@ -147,6 +151,13 @@ resource "google_service_account_iam_member" "rayplane_direct" {
   service_account_id = google_service_account.rayplane.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${data.rayplane_gcp_role.this.control_plane_principal}"
+
+  lifecycle {
+    precondition {
+      condition     = data.rayplane_gcp_role.this.control_plane_principal != null
+      error_message = "The control plane has no Google identity of its own: use workload_identity_federation = true."
+    }
+  }
 }
 
 # Fails the apply, naming every failed check, unless the control plane can

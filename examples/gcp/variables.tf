@@ -82,8 +82,13 @@ variable "node_role_id" {
   default     = "rayplaneNodeLogs"
 }
 
+variable "organization_id" {
+  description = "Your rayplane organization's id (rayplaned whoami): the pool's provider accepts its clouds' subjects only."
+  type        = string
+}
+
 variable "pool_id" {
-  description = "Id of the workload identity pool (with workload_identity_federation)."
+  description = "Id of the workload identity pool (with workload_identity_federation). Google keeps a deleted pool's id for 30 days: after a destroy, apply with another."
   type        = string
   default     = "rayplane"
 }

@@ -32,6 +32,10 @@ const (
 	// informational fields.
 	MaxHostnameLen     = 255
 	MaxAgentVersionLen = 64
+	// MaxAccessCSRBytes bounds access_csr (PEM); MaxAccessURLLen bounds
+	// access_url.
+	MaxAccessCSRBytes = 8 << 10
+	MaxAccessURLLen   = 300
 	// MaxClockSkew is how far in the future idle_since may be: the node's
 	// clock is not the control plane's.
 	MaxClockSkew = time.Minute
@@ -105,6 +109,15 @@ type AgentConfig struct {
 	// RuntimeHash names Runtime (RuntimeHash(Runtime)); the agent reports
 	// it back once its runtime runs this configuration.
 	RuntimeHash string `json:"runtime_hash"`
+	// AccessKeys (head only; workers get none) is the JSON Web Key Set of
+	// the control plane's access-token signing keys, in every answer: the
+	// head verifies access tokens offline with the latest set it heard, so a
+	// revoked key stops working there within one heartbeat.
+	AccessKeys string `json:"access_keys,omitempty"`
+	// AccessCertPEM (head only) is the certificate the access CA issued for
+	// the head's last access_csr (7-day life). The head sends a new CSR
+	// when less than a third of its life is left.
+	AccessCertPEM string `json:"access_cert_pem,omitempty"`
 }
 
 // RuntimeHash names a runtime configuration: equal configurations have
@@ -144,6 +157,14 @@ type AgentHeartbeat struct {
 	Drained   bool       `json:"drained,omitempty"`    // the runtime stopped after a drain
 	// Demand is the head's pending resource shapes (autoscaling).
 	Demand []ResourceDemand `json:"demand,omitempty"`
+	// AccessCSR (head only) is a PEM certificate request for the head's
+	// direct-access certificate, sent until the config carries a
+	// certificate for its key (at most MaxAccessCSRBytes; an ECDSA P-256
+	// key; DNS/IP names only the host of Address and 127.0.0.1).
+	AccessCSR string `json:"access_csr,omitempty"`
+	// AccessURL (head only) is https://<host>:<port> once the head's access
+	// proxy serves; host is the host of Address or 127.0.0.1.
+	AccessURL string `json:"access_url,omitempty"`
 }
 
 // ResourceDemand is Count bundles of Shape waiting for capacity, placed

@@ -456,6 +456,9 @@ type Cluster struct {
 	StatusReason         string    `json:"status_reason,omitempty"`
 	StatusChangedAt      time.Time `json:"status_changed_at"`
 	HeadAddress          string    `json:"head_address,omitempty"`
+	// HeadAccessURL is where the head's access proxy serves (direct access
+	// with an access token), once the head reported it.
+	HeadAccessURL string `json:"head_access_url,omitempty"`
 	// ResourceRequests is the capacity held for the cluster.
 	ResourceRequests []ResourceDemand `json:"resource_requests"`
 	// NodesRunning counts the head and workers that are RUNNING; NodesTotal

@@ -115,7 +115,7 @@ func Ensure(dir string, hosts []string) (Files, error) {
 	}
 	keepServer := false
 	if ca == nil {
-		if ca, caKey, err = writeCA(files.CACert, caKeyPath, now); err != nil {
+		if ca, caKey, err = writeCA(files.CACert, caKeyPath, caCommonName, now); err != nil {
 			return Files{}, err
 		}
 		// Whatever server pair exists was signed by the old CA.
@@ -335,7 +335,7 @@ func coversHosts(cert *x509.Certificate, hosts []string) bool {
 	return true
 }
 
-func writeCA(certPath, keyPath string, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+func writeCA(certPath, keyPath, commonName string, now time.Time) (*x509.Certificate, crypto.Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate ca key: %w", err)
@@ -346,7 +346,7 @@ func writeCA(certPath, keyPath string, now time.Time) (*x509.Certificate, crypto
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: caCommonName},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(caValidity),
 		IsCA:                  true,

@@ -111,29 +111,35 @@ func (r *Ring) Path() string { return r.path }
 // a new random id. The cluster, organization and subject must be set, the
 // scopes known, and Expiry after IssuedAt.
 func (r *Ring) Sign(c Claims) (string, error) {
+	tok, _, err := r.SignKey(c)
+	return tok, err
+}
+
+// SignKey is Sign that also answers the id of the key that signed.
+func (r *Ring) SignKey(c Claims) (token, kid string, err error) {
 	if c.Cluster == "" || c.Org == "" || c.Subject == "" {
-		return "", errors.New("sign access token: cluster, org and subject are required")
+		return "", "", errors.New("sign access token: cluster, org and subject are required")
 	}
 	if err := checkScopes(c.Scopes); err != nil {
-		return "", fmt.Errorf("sign access token: %w", err)
+		return "", "", fmt.Errorf("sign access token: %w", err)
 	}
 	if c.IssuedAt.IsZero() {
 		c.IssuedAt = r.now()
 	}
 	if !c.Expiry.After(c.IssuedAt) {
-		return "", errors.New("sign access token: expiry is not after issued_at")
+		return "", "", errors.New("sign access token: expiry is not after issued_at")
 	}
 	if c.ID == "" {
 		id, err := newID()
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		c.ID = id
 	}
 	r.mu.Lock()
 	if err := r.refreshLocked(); err != nil {
 		r.mu.Unlock()
-		return "", err
+		return "", "", err
 	}
 	var active *ringKey
 	for i := range r.keys {
@@ -143,12 +149,12 @@ func (r *Ring) Sign(c Claims) (string, error) {
 	}
 	r.mu.Unlock()
 	if active == nil {
-		return "", fmt.Errorf("sign access token: %s has no active key", r.path)
+		return "", "", fmt.Errorf("sign access token: %s has no active key", r.path)
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: active.priv},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), active.KID))
 	if err != nil {
-		return "", fmt.Errorf("sign access token: %w", err)
+		return "", "", fmt.Errorf("sign access token: %w", err)
 	}
 	std := jwt.Claims{
 		Issuer:    Issuer,
@@ -161,9 +167,9 @@ func (r *Ring) Sign(c Claims) (string, error) {
 	}
 	tok, err := jwt.Signed(signer).Claims(std).Claims(jwtClaims{Org: c.Org, Scope: joinScopes(c.Scopes)}).Serialize()
 	if err != nil {
-		return "", fmt.Errorf("sign access token: %w", err)
+		return "", "", fmt.Errorf("sign access token: %w", err)
 	}
-	return tok, nil
+	return tok, active.KID, nil
 }
 
 // ActiveKID is the id of the key Sign uses now.

@@ -33,6 +33,9 @@ type ControlPlane struct {
 	VerifyNow func(ctx context.Context, orgID, cloudID string) error
 	// Tokens batches token last-used times; nil means they are not kept.
 	Tokens *LastUsed
+	// Recent answers heartbeats not yet written to the store, so usage is
+	// the latest reported; nil means the stored usage only.
+	Recent RecentUsage
 	// LocalStorageRoot holds a directory per organization, <root>/<org id>/,
 	// which local clouds' storage locations must be in; "" refuses any
 	// location but the default (see localstorage.go).

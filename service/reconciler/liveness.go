@@ -85,6 +85,22 @@ func (l *Liveness) Demand(nodeID string) []api.ResourceDemand {
 	return l.demand[nodeID]
 }
 
+// RecentUsage answers the usage of those of the nodes whose latest
+// heartbeat has not been flushed yet (service.RecentUsage).
+func (l *Liveness) RecentUsage(nodeIDs []string) map[string]service.ReportedUsage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]service.ReportedUsage{}
+	for _, id := range nodeIDs {
+		if hb, ok := l.pending[id]; ok {
+			out[id] = service.ReportedUsage{Usage: hb.Usage, At: hb.At}
+		}
+	}
+	return out
+}
+
+var _ service.RecentUsage = (*Liveness)(nil)
+
 // Forget drops a node that is gone.
 func (l *Liveness) Forget(nodeID string) {
 	l.mu.Lock()

@@ -146,6 +146,9 @@ type DataPlaneTx interface {
 	// something differs (false otherwise).
 	SetClusterStatus(ctx context.Context, id string, generation int64, status, reason string, conditions []api.Condition, at time.Time) (bool, error)
 	SetClusterHeadAddress(ctx context.Context, id, address string, at time.Time) error
+	// SetNodeAccessURL records where a head's access proxy serves; users
+	// read it as their cluster's head_access_url while the head runs.
+	SetNodeAccessURL(ctx context.Context, id, url string, at time.Time) error
 	// StopCluster ends a running cluster on the control plane's own
 	// decision (idle termination, maximum uptime): desired state
 	// terminated (a new generation), status TERMINATING with the reason.
@@ -269,6 +272,9 @@ type NodeRecord struct {
 	PrevCredentialPrefix    string
 	PrevCredentialHash      []byte
 	PrevCredentialExpiresAt *time.Time
+	// AccessURL is where a head's access proxy serves, as the head
+	// reported it; empty until it does (and on workers).
+	AccessURL string
 }
 
 // Heartbeat is one agent report, as batched to the store.

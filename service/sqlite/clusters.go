@@ -23,7 +23,7 @@ func (t *tx) createCluster(ctx context.Context, orgID string, c api.Cluster) err
 // clusterBaseCols are the stored columns; clusterCols adds what is
 // computed from the cluster's nodes for users: how many run, and how many
 // and at what hourly cost are not yet terminated (a node costs until its
-// instance is gone). The control plane's own reads (reconciler, agents)
+// instance is gone), and where the running head serves direct access. The control plane's own reads (reconciler, agents)
 // skip the computed part.
 const clusterBaseCols = `id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state, status, status_reason,
 	status_changed_at, head_address, resource_requests, created_at, updated_at, generation, observed_generation, conditions`
@@ -31,13 +31,15 @@ const clusterBaseCols = `id, name, cloud_id, compute_config_id, compute_config_v
 const clusterCols = clusterBaseCols + `,
 	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status = 'RUNNING'),
 	(SELECT COUNT(*) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED'),
-	(SELECT COALESCE(SUM(n.price), 0) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED')`
+	(SELECT COALESCE(SUM(n.price), 0) FROM nodes n WHERE n.cluster_id = clusters.id AND n.status != 'TERMINATED'),
+	(SELECT COALESCE(MAX(n.access_url), '') FROM nodes n WHERE n.cluster_id = clusters.id AND n.head = 1 AND n.status = 'RUNNING')`
 
 func scanCluster(s scanner) (api.Cluster, error) {
 	var running, total int
 	var cost float64
-	c, _, err := scanClusterWith(s, &running, &total, &cost)
-	c.NodesRunning, c.NodesTotal, c.HourlyCost = running, total, math.Round(cost*1e6)/1e6
+	var accessURL string
+	c, _, err := scanClusterWith(s, &running, &total, &cost, &accessURL)
+	c.NodesRunning, c.NodesTotal, c.HourlyCost, c.HeadAccessURL = running, total, math.Round(cost*1e6)/1e6, accessURL
 	return c, err
 }
 

@@ -221,6 +221,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			CloudChanged:     verifier.Wake,
 			VerifyNow:        verifier.VerifyNow,
 			Tokens:           lastUsed,
+			Recent:           liveness,
 			LocalStorageRoot: localNodes.storage,
 			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
 		},

@@ -55,6 +55,10 @@ type Config struct {
 	// Storage with the node's own credentials (the instance profile through
 	// the AWS SDK's default chain; Application Default Credentials on GCP).
 	LogSink func(ctx context.Context, location, region string) (LogSink, error)
+	// AccessListen is where the head serves direct access (HTTPS, host:port);
+	// empty means DefaultAccessListen, loopback with a port the system
+	// picks. A node of a cloud listens on its own address.
+	AccessListen string
 }
 
 // Grace periods between SIGTERM and SIGKILL of the runtime's processes.
@@ -105,10 +109,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	dashPort, err := freePort()
+	if err != nil {
+		return err
+	}
 	a := &agent{
 		cfg: cfg, log: log, c: c, base: base, boot: boot,
 		clusterID: boot.ClusterID, nodeID: boot.NodeID,
 		port:    port,
+		proxy:   &runtimeProxy{clusterID: boot.ClusterID, nodeID: boot.NodeID, dashboardPort: dashPort},
 		sup:     NewSupervisor(log, DefaultRestartBackoff),
 		started: cfg.Now(),
 		retry:   backoff{min: cfg.RetryMin, max: cfg.RetryMax},
@@ -145,6 +154,9 @@ func (c Config) withDefaults() Config {
 	if c.LogSink == nil {
 		c.LogSink = openSink
 	}
+	if c.AccessListen == "" {
+		c.AccessListen = DefaultAccessListen
+	}
 	return c
 }
 
@@ -158,6 +170,8 @@ type agent struct {
 	boot              api.AgentBootstrap
 	clusterID, nodeID string
 	port              int // picked once; the head's runtime listens there
+	proxy             *runtimeProxy
+	access            *headAccess // the head's direct access; nil until the node is a head
 	sup               *Supervisor
 	started           time.Time // when the agent began serving
 	lastBusy          time.Time // the last heartbeat at which the runtime used busyCPU or more
@@ -218,6 +232,7 @@ func (a *agent) serve(ctx context.Context, conf api.AgentConfig) error {
 				a.log.Error("the control plane no longer knows this node; stopping the runtime", "error", err)
 				<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
 				a.stopShipping()
+				a.closeAccess()
 				a.forgetCredential()
 				return fmt.Errorf("node %s: heartbeat refused, the node no longer exists: %w", a.nodeID, err)
 			}
@@ -288,8 +303,13 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 	}
 
 	a.plan = planRuntime(planInput{
-		conf: conf, port: a.port, workDir: a.cfg.WorkDir, environ: os.Environ(), lookPath: a.cfg.LookPath,
+		conf: conf, port: a.port, dashPort: a.proxy.dashboardPort, workDir: a.cfg.WorkDir, environ: os.Environ(), lookPath: a.cfg.LookPath,
 	})
+	if d := a.plan.jobLogDir; d != "" {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			a.warnOnce(fmt.Sprintf("job log directory: %v", err))
+		}
+	}
 	if n := a.plan.logNote; n != "" && n != a.loggedNote {
 		a.log.Warn(n)
 		a.loggedNote = n
@@ -315,23 +335,61 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 		// A worker without a head address: one that runs keeps running (its
 		// head may come back at the same address); one that does not waits.
 	}
+	runtimeLog := ""
 	if a.running != nil {
-		a.shipLogs(conf, a.running.LogPath)
+		runtimeLog = a.running.LogPath
+	}
+	a.shipLogs(conf, runtimeLog, a.plan.jobLogDir)
+	if conf.Head {
+		a.proxy.setFiles(runtimeLog, a.plan.jobLogDir)
+		a.serveAccess(conf)
 	}
 	return false
 }
 
-// shipLogs keeps a shipper running for the runtime log when the storage
-// location is an s3:// or gs:// bucket, and replaces it when the location
-// changes.
-func (a *agent) shipLogs(conf api.AgentConfig, logPath string) {
+// serveAccess makes the head's direct access follow conf: its key set,
+// its certificate, serving once it has both.
+func (a *agent) serveAccess(conf api.AgentConfig) {
+	if a.access == nil {
+		h, err := newHeadAccess(a.log, a.cfg.WorkDir, a.clusterID, a.nodeID, a.cfg.AccessListen, a.cfg.Now, a.proxy)
+		if err != nil {
+			a.warnOnce(fmt.Sprintf("no direct access: %v", err))
+			return
+		}
+		a.access = h
+	}
+	a.access.update(conf)
+}
+
+// closeAccess stops serving direct access: the node is over.
+func (a *agent) closeAccess() {
+	if a.access != nil {
+		a.access.close()
+	}
+}
+
+// shipLogs keeps a shipper running for the runtime log and the head's job
+// logs when the storage location is an s3:// or gs:// bucket, and replaces
+// it when the location or the files change.
+func (a *agent) shipLogs(conf api.AgentConfig, logPath, jobLogDir string) {
 	_, _, s3 := bucketLocation(conf.StorageLocation, api.SchemeS3)
 	_, _, gcs := bucketLocation(conf.StorageLocation, api.SchemeGCS)
 	if !s3 && !gcs {
 		a.stopShipping()
 		return
 	}
-	key := conf.StorageLocation + "\x00" + conf.StorageRegion + "\x00" + logPath
+	var targets []shipTarget
+	if logPath != "" {
+		targets = append(targets, shipTarget{path: logPath, prefix: a.clusterID + "/" + a.nodeID + "/runtime"})
+	}
+	if jobLogDir != "" {
+		targets = append(targets, shipTarget{path: jobLogDir, prefix: a.clusterID + "/" + jobsDir, dir: true})
+	}
+	key := conf.StorageLocation + "\x00" + conf.StorageRegion + "\x00" + logPath + "\x00" + jobLogDir
+	if len(targets) == 0 {
+		a.stopShipping()
+		return
+	}
 	if key == a.shipping {
 		return
 	}
@@ -340,17 +398,17 @@ func (a *agent) shipLogs(conf api.AgentConfig, logPath string) {
 	sink, err := a.cfg.LogSink(ctx, conf.StorageLocation, conf.StorageRegion)
 	if err != nil {
 		cancel()
-		a.warnOnce(fmt.Sprintf("the runtime log stays on the node: %v", err))
+		a.warnOnce(fmt.Sprintf("the logs stay on the node: %v", err))
 		return
 	}
-	s := &shipper{path: logPath, prefix: a.clusterID + "/" + a.nodeID + "/runtime", sink: sink, log: a.log}
+	s := &shipper{targets: targets, sink: sink, log: a.log}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.run(ctx, a.cfg.LogShipInterval)
 	}()
 	a.shipping, a.shipCancel, a.shipDone = key, cancel, done
-	a.log.Info("shipping the runtime log to the storage location", "storage_location", conf.StorageLocation)
+	a.log.Info("shipping logs to the storage location", "storage_location", conf.StorageLocation, "job_logs", jobLogDir != "")
 }
 
 // stopShipping ends the shipper after its last round (bounded by
@@ -419,6 +477,10 @@ func (a *agent) heartbeat() api.AgentHeartbeat {
 		hb.Demand = withinBounds(a.latestDemand())
 	}
 	hb.RuntimeMessage = cutMessage(hb.RuntimeMessage)
+	if a.access != nil {
+		hb.AccessCSR, hb.AccessURL = a.access.csr(), a.access.accessURL()
+		a.proxy.setMetrics(nodeMetrics{capacity: a.conf.Resources, usage: hb.Usage, state: hb.RuntimeState, restarts: hb.RuntimeRestarts})
+	}
 	// Without Ray's own view of tasks and actors, work is what the runtime
 	// burns: a node is busy while its processes use at least busyCPU cores,
 	// and idle since the later of the runtime's start and its last busy
@@ -448,6 +510,7 @@ func (a *agent) stopNow(ctx context.Context) error {
 	<-a.sup.Stop(a.cfg.Now().Add(stopGrace))
 	a.running, a.stopped = nil, true
 	a.stopShipping() // the stopped runtime's last words go to storage too
+	a.closeAccess()
 	rctx, cancel := context.WithTimeout(ctx, finalReportWithin)
 	defer cancel()
 	if _, err := a.c.AgentHeartbeat(rctx, a.clusterID, a.nodeID, a.heartbeat()); err != nil && !errors.Is(err, context.Canceled) {
@@ -472,6 +535,7 @@ func (a *agent) shutdown() error {
 	a.log.Info("shutting down: stopping the runtime")
 	<-a.sup.Stop(a.cfg.Now().Add(shutdownGrace))
 	a.stopShipping()
+	a.closeAccess()
 	return nil
 }
 

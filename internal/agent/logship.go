@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -54,52 +55,100 @@ const (
 	finalShipWithin        = 10 * time.Second // the last round when the agent ends
 )
 
-// shipper copies one log file to a sink, piece by piece, as it grows.
+// shipper copies log files to a sink, piece by piece, as they grow: each
+// target is one file (the runtime log) or a directory tree whose every
+// regular file is shipped (the head's job logs, <id>/<name>.log to
+// <prefix>/<id>/<name>/<offset>.log). Symbolic links are not followed: a
+// runtime cannot make the agent ship a file from outside the tree.
 type shipper struct {
-	path   string // the runtime log on the node
-	prefix string // <cluster>/<node>/runtime
-	sink   LogSink
-	log    *slog.Logger
+	targets []shipTarget
+	sink    LogSink
+	log     *slog.Logger
 
-	mu     sync.Mutex // one round at a time
-	offset int64      // bytes of path already stored
-	failed string     // the last failure, logged once
+	mu      sync.Mutex       // one round at a time
+	offsets map[string]int64 // bytes of each file already stored, by key prefix
+	failed  string           // the last failure, logged once
 }
 
-// ship uploads what the log gained since the last round.
+// shipTarget is a file or a directory tree and the key prefix it goes to.
+type shipTarget struct {
+	path   string
+	prefix string // <cluster>/<node>/runtime, <cluster>/jobs
+	dir    bool
+}
+
+// ship uploads what the logs gained since the last round. A failure of
+// one file does not keep the others from being shipped.
 func (s *shipper) ship(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := os.Open(s.path)
+	if s.offsets == nil {
+		s.offsets = map[string]int64{}
+	}
+	var errs []error
+	for _, t := range s.targets {
+		if !t.dir {
+			errs = append(errs, s.shipFile(ctx, func() (*os.File, error) { return os.Open(t.path) }, t.prefix))
+			continue
+		}
+		root, err := os.OpenRoot(t.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // nothing written yet
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("open log directory: %w", err))
+			continue
+		}
+		err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil // gone meanwhile, or not a file: the next round sees again
+			}
+			prefix := t.prefix + "/" + strings.TrimSuffix(rel, ".log")
+			errs = append(errs, s.shipFile(ctx, func() (*os.File, error) { return root.Open(rel) }, prefix))
+			return ctx.Err()
+		})
+		root.Close()
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// shipFile uploads what one file gained since the last round, as pieces
+// named <prefix>/<offset>.log.
+func (s *shipper) shipFile(ctx context.Context, open func() (*os.File, error), prefix string) error {
+	f, err := open()
 	if errors.Is(err, os.ErrNotExist) {
-		return nil // the runtime has not written anything yet
+		return nil // not written yet
 	}
 	if err != nil {
-		return fmt.Errorf("open runtime log: %w", err)
+		return fmt.Errorf("open log: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat runtime log: %w", err)
+		return fmt.Errorf("stat log: %w", err)
 	}
-	if st.Size() < s.offset {
-		s.offset = 0 // the file was replaced: start again from its beginning
+	offset := s.offsets[prefix]
+	if st.Size() < offset {
+		offset = 0 // the file was replaced: start again from its beginning
 	}
-	buf := make([]byte, maxLogPiece)
-	for s.offset < st.Size() {
-		n, err := f.ReadAt(buf[:min(int64(maxLogPiece), st.Size()-s.offset)], s.offset)
+	buf := make([]byte, min(maxLogPiece, max(st.Size()-offset, 0)))
+	for offset < st.Size() {
+		n, err := f.ReadAt(buf[:min(int64(maxLogPiece), st.Size()-offset)], offset)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read runtime log: %w", err)
+			return fmt.Errorf("read log: %w", err)
 		}
 		if n == 0 {
-			return nil
+			break
 		}
-		key := fmt.Sprintf("%s/%016d.log", s.prefix, s.offset)
+		key := fmt.Sprintf("%s/%016d.log", prefix, offset)
 		if err := s.sink.Put(ctx, key, buf[:n]); err != nil {
-			return fmt.Errorf("store runtime log piece %s: %w", key, err)
+			s.offsets[prefix] = offset
+			return fmt.Errorf("store log piece %s: %w", key, err)
 		}
-		s.offset += int64(n)
+		offset += int64(n)
 	}
+	s.offsets[prefix] = offset
 	return nil
 }
 
@@ -127,13 +176,13 @@ func (s *shipper) run(ctx context.Context, every time.Duration) {
 func (s *shipper) report(err error) {
 	if err == nil {
 		if s.failed != "" {
-			s.log.Info("runtime log shipping works again")
+			s.log.Info("log shipping works again")
 			s.failed = ""
 		}
 		return
 	}
 	if msg := err.Error(); msg != s.failed {
-		s.log.Warn("cannot ship the runtime log to the storage location; retrying", "error", err)
+		s.log.Warn("cannot ship logs to the storage location; retrying", "error", err)
 		s.failed = msg
 	}
 }

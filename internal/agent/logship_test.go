@@ -120,10 +120,10 @@ func TestShippingResumesAfterAFailure(t *testing.T) {
 	// Wait for a heartbeat after the runtime ran: by then several rounds
 	// failed, and each must not log again.
 	waitFor(t, "the failure logged", func() bool {
-		return strings.Contains(r.logs.String(), "cannot ship the runtime log")
+		return strings.Contains(r.logs.String(), "cannot ship logs")
 	})
 	waitFor(t, "three heartbeats", func() bool { return len(cp.beats()) >= 3 })
-	if n := strings.Count(r.logs.String(), "cannot ship the runtime log"); n != 1 {
+	if n := strings.Count(r.logs.String(), "cannot ship logs"); n != 1 {
 		t.Errorf("the same failure logged %d times, want once", n)
 	}
 	sink.mu.Lock()

@@ -19,6 +19,10 @@ import (
 // the credential out of reach by accident, not from a runtime that looks.
 const runtimeDir = "runtime"
 
+// jobsDir names the job log directory: in the work directory (beside
+// runtime/, never in it) or under <storage>/<cluster>/.
+const jobsDir = "jobs"
+
 // plan is what a node should run for a configuration: a Spec, or the
 // state to report when there is nothing to run.
 type plan struct {
@@ -28,12 +32,18 @@ type plan struct {
 	address string // what the node reports as its address; the head's is the one workers join
 	logNote string // when the runtime log cannot go where it should, why
 	ray     string // the ray binary, when the runtime is Ray started by the agent
+	// jobLogDir (head only) is where the runtime writes job logs,
+	// <submission id>/<name>.log: <storage>/<cluster>/jobs for a local
+	// storage location, else jobs/ in the work directory (shipped to an
+	// s3:// or gs:// location from there).
+	jobLogDir string
 }
 
 // planInput is everything plan depends on, so that it is a pure function.
 type planInput struct {
 	conf     api.AgentConfig
 	port     int      // the port the agent picked for the head's runtime
+	dashPort int      // the port the agent picked for the head's dashboard
 	workDir  string   // the node's work directory
 	environ  []string // the agent's own environment
 	lookPath func(string) (string, error)
@@ -44,7 +54,9 @@ type planInput struct {
 // The command is the configured head_command or worker_command, else
 // `ray start` when ray is on PATH. Placeholders are substituted in every
 // argument and every value of runtime.env: {head_address}, {port},
-// {node_id}, {cluster_id}.
+// {dashboard_port}, {node_id}, {cluster_id}. The head's dashboard listens
+// on 127.0.0.1:{dashboard_port}, where the head's access proxy forwards
+// to it; RAYPLANE_JOB_LOG_DIR tells the head's runtime where job logs go.
 func planRuntime(in planInput) plan {
 	c := in.conf
 	var p plan
@@ -73,7 +85,7 @@ func planRuntime(in planInput) plan {
 		}
 		p.ray = ray
 		if c.Head {
-			args = []string{ray, "start", "--head", "--block", "--port={port}", "--dashboard-host=127.0.0.1"}
+			args = []string{ray, "start", "--head", "--block", "--port={port}", "--dashboard-host=127.0.0.1", "--dashboard-port={dashboard_port}"}
 		} else {
 			args = []string{ray, "start", "--block", "--address={head_address}"}
 		}
@@ -87,6 +99,7 @@ func planRuntime(in planInput) plan {
 	r := strings.NewReplacer(
 		"{head_address}", headAddress,
 		"{port}", strconv.Itoa(in.port),
+		"{dashboard_port}", strconv.Itoa(in.dashPort),
 		"{node_id}", c.NodeID,
 		"{cluster_id}", c.ClusterID,
 	)
@@ -110,18 +123,27 @@ func planRuntime(in planInput) plan {
 		"RAYPLANE_HEAD_ADDRESS="+headAddress,
 	)
 
-	if _, _, s3 := api.S3Location(c.StorageLocation); s3 {
-		// Every node's log is shipped to the bucket from where it is
-		// (logship.go).
-	} else if c.Head && c.StorageLocation != "" {
-		// The local cloud's storage location is a directory; a gs://
-		// bucket is not written by the agent yet.
-		loc := strings.TrimPrefix(c.StorageLocation, "file://")
-		if filepath.IsAbs(loc) {
-			spec.LogPath = filepath.Join(loc, c.ClusterID, c.NodeID, "runtime.log")
+	_, _, s3 := api.S3Location(c.StorageLocation)
+	_, _, gcs := bucketLocation(c.StorageLocation, api.SchemeGCS)
+	local := ""
+	if !s3 && !gcs && c.Head && c.StorageLocation != "" {
+		if loc := strings.TrimPrefix(c.StorageLocation, "file://"); filepath.IsAbs(loc) {
+			local = loc
 		} else {
 			p.logNote = fmt.Sprintf("storage location %q is not a local directory; the runtime log stays in the work directory", c.StorageLocation)
 		}
+	}
+	// A bucket's logs are shipped from the work directory (logship.go); a
+	// local storage location is written directly.
+	if c.Head && local != "" {
+		spec.LogPath = filepath.Join(local, c.ClusterID, c.NodeID, "runtime.log")
+	}
+	if c.Head {
+		p.jobLogDir = filepath.Join(in.workDir, jobsDir)
+		if local != "" {
+			p.jobLogDir = filepath.Join(local, c.ClusterID, jobsDir)
+		}
+		spec.Env = append(spec.Env, "RAYPLANE_JOB_LOG_DIR="+p.jobLogDir)
 	}
 	p.spec = &spec
 	return p

@@ -43,6 +43,9 @@ type Agents struct {
 	// LocalStorageRoot is ControlPlane.LocalStorageRoot: local clouds'
 	// relative storage locations are answered to agents inside it.
 	LocalStorageRoot string
+	// Access gives heads the keys that verify access tokens and certifies
+	// their access proxies; nil means no direct access.
+	Access *Access
 }
 
 // DefaultCredentialLifetime is a node credential's lifetime when
@@ -270,6 +273,19 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	if err := CheckAgentHeartbeat(&hb, now); err != nil {
 		return api.AgentHeartbeatResponse{}, a.reject(ctx, who, err, now), err
 	}
+	csr, err := CheckAccessReport(&hb, a.reportedHost(n, c, hb))
+	if err != nil {
+		return api.AgentHeartbeatResponse{}, a.reject(ctx, who, err, now), err
+	}
+	// Only a head serves direct access: what a worker sends of it is
+	// ignored (it gets no certificate and users are never sent to it).
+	var accessCert string
+	if n.Head && csr != nil {
+		if accessCert, err = a.Access.issueHeadCert(n, c, csr); err != nil {
+			return api.AgentHeartbeatResponse{}, who, err
+		}
+	}
+	accessURLChanged := n.Head && n.Status == api.NodeRunning && hb.AccessURL != "" && hb.AccessURL != n.AccessURL
 	if a.Liveness.Beat(n.ID, hb, now) {
 		a.Wake() // new demand: the autoscaler looks now, not at the next tick
 	}
@@ -279,7 +295,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	// The current credential is in use: its predecessor is not needed any more.
 	dropPrev := !use.previous && !use.renew && n.PrevCredentialPrefix != ""
 	var newCred string
-	if headMoved || drained || dropPrev || use.renew {
+	if headMoved || drained || dropPrev || use.renew || accessURLChanged {
 		err := a.Store.Update(ctx, func(tx Tx) error {
 			dp := tx.DataPlane()
 			if headMoved {
@@ -287,6 +303,11 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 					return err
 				}
 				c.HeadAddress = hb.Address
+			}
+			if accessURLChanged {
+				if err := dp.SetNodeAccessURL(ctx, n.ID, hb.AccessURL, now); err != nil {
+					return err
+				}
 			}
 			if drained {
 				if err := dp.RecordHeartbeats(ctx, []Heartbeat{{NodeID: n.ID, At: now, Usage: hb.Usage, IdleSince: hb.IdleSince,
@@ -319,7 +340,22 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			a.Wake()
 		}
 	}
-	return api.AgentHeartbeatResponse{Config: a.nodeConfig(n, c, cloud), NodeCredential: newCred}, who, nil
+	cfg := a.nodeConfig(n, c, cloud)
+	cfg.AccessCertPEM = accessCert
+	return api.AgentHeartbeatResponse{Config: cfg, NodeCredential: newCred}, who, nil
+}
+
+// reportedHost is the host of the node's address, which its access
+// certificate and URL may name (besides 127.0.0.1): as the heartbeat
+// reports it, else as last recorded for the head, else as the driver
+// found it.
+func (a *Agents) reportedHost(n NodeRecord, c ClusterRecord, hb api.AgentHeartbeat) string {
+	for _, addr := range []string{hb.Address, map[bool]string{true: c.HeadAddress}[n.Head], n.Address} {
+		if h := addressHost(addr); h != "" {
+			return h
+		}
+	}
+	return ""
 }
 
 // RejectHeartbeat answers a heartbeat whose body could not be read (bad

@@ -118,6 +118,7 @@ func LocalStorageDir(root, orgID, loc string) string {
 // absolute directory the agent writes to.
 func (a *Agents) nodeConfig(n NodeRecord, c ClusterRecord, cloud api.Cloud) api.AgentConfig {
 	cfg := agentConfig(n, c, cloud)
+	a.Access.headConfig(&cfg, n)
 	if cloud.Provider == api.ProviderLocal {
 		cfg.StorageLocation = LocalStorageDir(a.LocalStorageRoot, c.OrgID, cloud.StorageLocation)
 	}

@@ -38,6 +38,9 @@ commands:
   nodes list        list a cluster's nodes with their heartbeats
   clouds            list, create
   compute-configs   list, create
+  jobs              submit, list, status, logs, stop: Ray jobs, straight to a cluster's head with an access token
+  logs              read a cluster's job and runtime logs through its head
+  dev-ray           head, worker: a stand-in for Ray (its Jobs REST API), for the demo and tests
 
 Run 'rayplaned <command> -h' for the flags of a command.`
 
@@ -54,6 +57,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "agent":
 		return agentCmd(ctx, args[1:], stdout, stderr)
+	case "dev-ray":
+		return devRayCmd(ctx, args[1:], stdout, stderr)
+	case "jobs":
+		return jobsCmd(ctx, args[1:], stdout, stderr)
+	case "logs":
+		return logsCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
 		switch {
 		case len(args) >= 2 && args[1] == "bootstrap":

@@ -52,6 +52,8 @@ func (s *Server) apiRoutes() []Route {
 		{Method: del, Path: "/v1/clusters/{cluster_id}", Action: "clusters.delete", Role: writer, handle: s.deleteCluster},
 		{Method: get, Path: "/v1/clusters/{cluster_id}/nodes", Action: "nodes.list", Role: reader, handle: s.listNodes},
 		{Method: get, Path: "/v1/clusters/{cluster_id}/events", Action: "clusters.events", Role: reader, handle: s.listClusterEvents},
+		{Method: post, Path: "/v1/clusters/{cluster_id}/access-tokens", Action: "clusters.access_tokens.create", Role: reader, handle: s.createAccessToken},
+		{Method: get, Path: "/v1/clusters/{cluster_id}/usage", Action: "clusters.usage", Role: reader, handle: s.getClusterUsage},
 		{Method: get, Path: "/v1/clusters/{cluster_id}/resource-requests", Action: "clusters.resource_requests.get", Role: reader, handle: s.getResourceRequests},
 		{Method: post, Path: "/v1/clusters/{cluster_id}/resource-requests", Action: "clusters.resource_requests.set", Role: writer, handle: s.setResourceRequests},
 		{Method: del, Path: "/v1/clusters/{cluster_id}/resource-requests", Action: "clusters.resource_requests.withdraw", Role: writer, handle: s.setResourceRequests},

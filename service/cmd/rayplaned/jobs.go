@@ -156,13 +156,25 @@ func headMessage(resp *http.Response, body []byte) string {
 
 // call sends one request to the head and decodes a 2xx answer into out.
 func (h *rayHead) call(ctx context.Context, method, path string, body, out any) error {
+	b, err := h.raw(ctx, method, path, body)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("the head's answer to %s %s is not what Ray's Jobs API answers: %w", method, path, err)
+	}
+	return nil
+}
+
+// raw sends one request to the head and answers a 2xx answer's body.
+func (h *rayHead) raw(ctx context.Context, method, path string, body any) ([]byte, error) {
 	h.mu.Lock()
 	stale := time.Until(h.tok.ExpiresAt) < 30*time.Second
 	h.mu.Unlock()
 	if stale {
 		// A long --follow or --wait outlives a token: get another.
 		if err := h.refresh(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	h.mu.Lock()
@@ -172,7 +184,7 @@ func (h *rayHead) call(ctx context.Context, method, path string, body, out any) 
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -180,7 +192,7 @@ func (h *rayHead) call(ctx context.Context, method, path string, body, out any) 
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(tok.HeadURL, "/")+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	req.Header.Set("User-Agent", "rayplaned-cli/"+version)
@@ -190,22 +202,17 @@ func (h *rayHead) call(ctx context.Context, method, path string, body, out any) 
 	resp, err := hc.Do(req)
 	if err != nil {
 		// net/http's errors name the URL, never the header.
-		return fmt.Errorf("reach the head of cluster %s: %w", h.clusterID, err)
+		return nil, fmt.Errorf("reach the head of cluster %s: %w", h.clusterID, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("read the head's answer to %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("read the head's answer to %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return &headError{status: resp.StatusCode, method: method, path: path, msg: headMessage(resp, b)}
+		return nil, &headError{status: resp.StatusCode, method: method, path: path, msg: headMessage(resp, b)}
 	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("the head's answer to %s %s is not what Ray's Jobs API answers: %w", method, path, err)
-		}
-	}
-	return nil
+	return b, nil
 }
 
 func (h *rayHead) job(ctx context.Context, id string) (rayJobDetails, error) {
@@ -463,32 +470,36 @@ func jobsStop(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// logsCmd: `rayplaned logs --cluster ID --job S` reads a job's log through
-// the head (Ray's Jobs API, scope logs:read). With --storage DIR it reads
-// straight from a local storage location instead, in the documented layout
-// (<DIR>/<cluster>/jobs/<id>/driver.log, <DIR>/<cluster>/<node>/runtime.log):
+// logsCmd: `rayplaned logs --cluster ID [--job S [--name driver]]` reads
+// a log through the head (scope logs:read): a job's log file, or without
+// --job the head's runtime log. The head serves them from where the agent
+// keeps them (GET /rayplane/logs/...). With --storage DIR it reads straight
+// from a local storage location instead, in the documented layout
+// (<DIR>/<cluster>/jobs/<id>/<name>.log, <DIR>/<cluster>/<node>/runtime.log):
 // the user's own access to their storage, without the control plane or the
 // head.
 func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	x, cluster := jobsCLI("logs", "", time.Minute, stdout, stderr)
-	job := x.fs.String("job", "", "a job's submission id: its driver log")
-	node := x.fs.String("node", "", "a node's id: its runtime log (with --storage)")
+	job := x.fs.String("job", "", "a job's submission id: its log")
+	name := x.fs.String("name", "driver", "with --job, which of the job's logs (<name>.log)")
+	node := x.fs.String("node", "", "with --storage, a node's id: its runtime log")
 	storage := x.fs.String("storage", "", "read from this local storage directory (the cloud's storage location) instead of through the head")
 	// Straight from storage needs no control plane: no endpoint, no token.
 	if err := x.fs.Parse(args); err != nil {
 		return err
 	}
 	if *storage != "" {
-		return logsFromStorage(x, *cluster, *job, *node, *storage, stdout)
+		return logsFromStorage(x, *cluster, *job, *name, *node, *storage, stdout)
 	}
 	if _, err := x.parse(args, 0); err != nil {
 		return err
 	}
-	switch {
-	case *job == "" && *node == "":
-		return errors.New("logs: pass --job ID (through the head) or --node ID with --storage DIR")
-	case *node != "":
-		return errors.New("logs: a node's runtime log is read from its storage: pass --storage DIR (the cloud's storage location)")
+	if *node != "" {
+		return errors.New("logs: the head serves its own runtime log (no --node); another node's is read from storage: pass --storage DIR")
+	}
+	path := "/rayplane/logs/runtime"
+	if *job != "" {
+		path = "/rayplane/logs/jobs/" + url.PathEscape(*job) + "/" + url.PathEscape(*name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, x.timeout)
 	defer cancel()
@@ -496,30 +507,30 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	logs, err := h.logs(ctx, *job)
+	b, err := h.raw(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, logs)
+	_, err = stdout.Write(b)
 	return err
 }
 
 // logsFromStorage reads a log from a local storage directory.
-func logsFromStorage(x *cli, cluster, job, node, storage string, stdout io.Writer) error {
+func logsFromStorage(x *cli, cluster, job, name, node, storage string, stdout io.Writer) error {
 	if x.fs.NArg() > 0 {
 		return fmt.Errorf("logs takes no arguments, got %q", x.fs.Args())
 	}
 	if cluster == "" || (job == "") == (node == "") {
 		return errors.New("logs --storage DIR: pass --cluster ID and one of --job ID or --node ID")
 	}
-	for _, id := range []string{cluster, job, node} {
+	for _, id := range []string{cluster, job, name, node} {
 		if strings.ContainsAny(id, `/\`) || id == "." || id == ".." {
 			return fmt.Errorf("logs: %q is not an id", id)
 		}
 	}
 	path := filepath.Join(storage, cluster, node, "runtime.log")
 	if job != "" {
-		path = filepath.Join(storage, cluster, "jobs", job, "driver.log")
+		path = filepath.Join(storage, cluster, "jobs", job, name+".log")
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -41,6 +41,9 @@ type fakeCP struct {
 	mode       string // "": normal, "503": answer 503, "drop": close the connection
 	refused    int    // requests the outage answered (503 or a dropped connection)
 	gone       bool   // the node was deleted: heartbeats answer 404
+	// onBeat, when set, sees each accepted heartbeat and may change the
+	// config its answer carries (under mu).
+	onBeat func(hb api.AgentHeartbeat, conf *api.AgentConfig)
 }
 
 // patience bounds every wait of these tests for something the agent or a
@@ -163,6 +166,9 @@ func (cp *fakeCP) heartbeat(w http.ResponseWriter, r *http.Request) {
 	cp.heartbeats = append(cp.heartbeats, heartbeatAt{at: time.Now(), hb: hb, cred: used})
 	if used == cp.cred {
 		cp.prevCred = "" // the successor is in use: the old one is over
+	}
+	if cp.onBeat != nil {
+		cp.onBeat(hb, &cp.conf)
 	}
 	resp := api.AgentHeartbeatResponse{Config: cp.conf}
 	if cp.renewTo != "" {

@@ -3,11 +3,15 @@
 // gave it, supervises the node's runtime (Ray, or the cluster's own
 // command), reports state and usage with heartbeats, and acts on the
 // configuration each heartbeat answers (a new head address, drain, stop).
+// On the head it also serves direct access (access.go, proxy.go): an HTTPS
+// proxy to the runtime's dashboard that checks the control plane's access
+// tokens offline, and the head's logs.
 //
 // It talks to the control plane only through internal/client, and knows
 // nothing of the server's store or of cloud drivers. It must never log or
-// report the bootstrap token or the node credential, and must not leave a
-// runtime process behind when it returns.
+// report the bootstrap token, the node credential or an access token, must
+// never send logs to the control plane, and must not leave a runtime
+// process behind when it returns.
 package agent
 
 import (

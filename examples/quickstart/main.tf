@@ -46,11 +46,15 @@ resource "rayplane_cluster" "quickstart" {
   # resized in place.
   compute_config_version = rayplane_compute_config.small.version
 
-  # Stand-ins for Ray, so that the quick start runs where Ray is not
-  # installed. With ray on PATH, drop the runtime block (or both commands):
-  # the nodes then run `ray start`.
+  # dev-ray, rayplaned's stand-in for Ray, so that the quick start runs
+  # where Ray is not installed: its head serves Ray's Jobs REST API on
+  # {dashboard_port} (the head's proxy forwards `rayplaned jobs` there) and
+  # runs each job as a process. rayplaned must be on the control plane's
+  # PATH, which local nodes inherit. With ray on PATH, drop the runtime
+  # block (or both commands): the nodes then run `ray start`, and the same
+  # `rayplaned jobs` commands reach Ray's own job server.
   runtime = {
-    head_command   = ["sh", "-c", "echo ray head stand-in on {port}; exec sleep 3600"]
-    worker_command = ["sh", "-c", "echo ray worker stand-in joining {head_address}; exec sleep 3600"]
+    head_command   = ["rayplaned", "dev-ray", "head", "--port", "{port}", "--dashboard-port", "{dashboard_port}"]
+    worker_command = ["rayplaned", "dev-ray", "worker", "--address", "{head_address}"]
   }
 }

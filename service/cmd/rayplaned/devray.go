@@ -394,7 +394,6 @@ func (j *rayJobs) launch(job *devJob, env []string) {
 	// that a killed head leaves no job behind.
 	cmd := exec.Command(j.self, "dev-ray", "job-runner", "--", job.d.Entrypoint)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Env = append(cmd.Env, "RAY_JOB_SUBMISSION_ID="+job.d.SubmissionID)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

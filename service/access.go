@@ -155,7 +155,7 @@ func (a *Access) CreateAccessToken(ctx context.Context, c Caller, clusterID stri
 	if cluster.HeadAccessURL == "" {
 		return api.AccessToken{}, api.Errorf(api.CodeConflict, "the cluster's head does not serve direct access yet (cluster is %s)", cluster.Status)
 	}
-	now := a.now()
+	now := a.now().Truncate(time.Second) // what the token can say: expires_at is exactly its exp
 	claims := accesstoken.Claims{Org: c.OrgID(), Cluster: cluster.ID, Subject: "token:" + c.Token.ID, Scopes: scopes,
 		IssuedAt: now, Expiry: now.Add(ttl)}
 	token, kid, err := a.Keys.SignKey(claims)

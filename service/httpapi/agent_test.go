@@ -121,10 +121,12 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	e.live = live
 	e.rec = reconciler.New(reconciler.Config{Store: st, Drivers: drivers, Liveness: live, Now: e.now,
 		ControlPlaneURL: "https://127.0.0.1:1", BootstrapTTL: time.Minute})
-	e.agents = &service.Agents{Store: st, Liveness: live, Wake: func() {}, Now: e.now}
+	access := newTestAccess(t, dir, st)
+	e.agents = &service.Agents{Store: st, Liveness: live, Wake: func() {}, Now: e.now, Access: access}
 	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"),
 		Catalog: reconciler.Catalog(drivers)},
 		Agents:       e.agents,
+		Access:       access,
 		AWSPrincipal: func(context.Context) (string, error) { return testPrincipal, nil }})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

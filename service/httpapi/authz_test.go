@@ -1,18 +1,25 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/planner"
 )
 
 // matrixFixture adds objects nothing depends on, so delete routes can succeed.
 type matrixFixture struct {
 	fixture
 	org, spareCloud, spareComputeConfig string
+	// accessCluster's head serves direct access, so access tokens can be
+	// issued for it.
+	accessCluster string
 }
 
 func (e *testEnv) matrixFixture(admin, org string) matrixFixture {
@@ -24,17 +31,42 @@ func (e *testEnv) matrixFixture(admin, org string) matrixFixture {
 	f.spareCloud = obj.ID
 	e.must(201, "POST", "/v1/compute-configs", admin, fmt.Sprintf(ccBody, fmt.Sprintf("spare%d", fixtureSeq))).decode(e.t, &obj)
 	f.spareComputeConfig = obj.ID
+	e.must(201, "POST", "/v1/clusters", admin, fmt.Sprintf(clusterBody, fmt.Sprintf("access%d", fixtureSeq), f.cloud, f.computeConfig)).decode(e.t, &obj)
+	f.accessCluster = obj.ID
+	e.serveDirectAccess(f.accessCluster)
 	return f
 }
 
+// serveDirectAccess gives a cluster a RUNNING head that reported its
+// access URL, as a head's agent would.
+func (e *testEnv) serveDirectAccess(clusterID string) {
+	e.t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	id := service.NewID(service.PrefixNode, now)
+	if err := e.st.Update(ctx, func(tx service.Tx) error {
+		n := service.NodeRecord{Node: planner.Node{Node: api.Node{ID: id, ClusterID: clusterID, Group: "head", Head: true,
+			InstanceType: "local.small", Status: api.NodeRunning, StatusChangedAt: now, CreatedAt: now, UpdatedAt: now}}}
+		if err := tx.DataPlane().CreateNode(ctx, n); err != nil {
+			return err
+		}
+		return tx.DataPlane().SetNodeAccessURL(ctx, id, "https://127.0.0.1:8443", now)
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (f matrixFixture) path(rt Route) string {
-	cloud, cc := f.cloud, f.computeConfig
+	cloud, cc, cluster := f.cloud, f.computeConfig, f.cluster
 	if rt.Method == http.MethodDelete {
 		cloud, cc = f.spareCloud, f.spareComputeConfig
 	}
+	if strings.HasSuffix(rt.Path, "/access-tokens") {
+		cluster = f.accessCluster
+	}
 	return strings.NewReplacer(
 		"{org_id}", f.org, "{token_id}", f.token, "{cloud_id}", cloud,
-		"{compute_config_id}", cc, "{version}", "1", "{cluster_id}", f.cluster,
+		"{compute_config_id}", cc, "{version}", "1", "{cluster_id}", cluster,
 	).Replace(rt.Path)
 }
 
@@ -72,6 +104,7 @@ var okCalls = map[string]okCall{
 	"clusters.dry_run": {200, func(f matrixFixture, n string) string {
 		return fmt.Sprintf(`{"cluster":`+clusterBody+`}`, n, f.cloud, f.computeConfig)
 	}},
+	"clusters.access_tokens.create": {201, func(matrixFixture, string) string { return `{"scopes":["jobs:read"]}` }},
 }
 
 func (c okCall) request(f matrixFixture, n string) string {

@@ -60,6 +60,7 @@ func newTestEnv(t testing.TB) *testEnv {
 			return catalogDriver{}.InstanceTypes(ctx)
 		},
 		VerifyNow: verifier.VerifyNow},
+		Access:       newTestAccess(t, dir, st),
 		AWSPrincipal: func(context.Context) (string, error) { return testPrincipal, nil },
 		GCPIdentity: func(context.Context) (string, string, string, error) {
 			return testGCPPrincipal, testGCPIssuer, testGCPJWKS, nil

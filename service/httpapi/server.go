@@ -41,6 +41,8 @@ type Config struct {
 	ControlPlane *service.ControlPlane
 	// Agents answers the node agents; nil serves no agent routes (503).
 	Agents *service.Agents
+	// Access signs direct-access tokens; nil answers them 503.
+	Access *service.Access
 	// Ready reports whether the store answers and its schema is current,
 	// for /readyz; nil counts as ready.
 	Ready  func(context.Context) error

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
@@ -71,6 +72,9 @@ type Fault struct {
 type faultEntry struct {
 	Fault
 	active bool
+	code   string // the operation's error code
+	status int32  // its httpErrorStatusCode
+	msg    string
 }
 
 // Instance is what the server knows of an instance.
@@ -151,16 +155,32 @@ func (s *Server) MachineType(name string, cpus int, memoryMB int, gpus int) {
 // zone has no capacity: the insert is accepted (200, operation RUNNING) and
 // its operation ends DONE with error ZONE_RESOURCE_POOL_EXHAUSTED
 // (httpErrorStatusCode 503); no instance is made.
-func (s *Server) FailCapacity(f Fault) (undo func()) { return s.addFault(&s.capacity, f) }
+func (s *Server) FailCapacity(f Fault) (undo func()) {
+	return s.FailOperations(f, "ZONE_RESOURCE_POOL_EXHAUSTED", 503,
+		"The zone '%s' does not have enough resources available to fulfill the request.  Try a different zone, or try again later.")
+}
 
 // FailQuota is FailCapacity with QUOTA_EXCEEDED (httpErrorStatusCode 403).
-func (s *Server) FailQuota(f Fault) (undo func()) { return s.addFault(&s.quota, f) }
+func (s *Server) FailQuota(f Fault) (undo func()) {
+	return s.FailOperations(f, "QUOTA_EXCEEDED", 403, "Quota 'CPUS' exceeded.  Limit: 24.0 in the region of %s.")
+}
 
-func (s *Server) addFault(list *[]*faultEntry, f Fault) func() {
+// FailInternal is FailCapacity with INTERNAL_ERROR (httpErrorStatusCode
+// 500): an operation that failed for a transient reason of Google's.
+func (s *Server) FailInternal(f Fault) (undo func()) {
+	return s.FailOperations(f, "INTERNAL_ERROR", 500, "Internal error. Please try again or contact Google Support. (Code: '%s')")
+}
+
+// FailOperations makes matching inserts' operations end DONE with the
+// error code and httpErrorStatusCode status (message: format with the
+// zone's path); no instance is made. As on Compute Engine, the insert's
+// requestId answers that failed operation from then on. The first active
+// fault of those added matches.
+func (s *Server) FailOperations(f Fault, code string, status int, format string) (undo func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := &faultEntry{Fault: f, active: true}
-	*list = append(*list, e)
+	e := &faultEntry{Fault: f, active: true, code: code, status: int32(status), msg: format}
+	s.opFaults = append(s.opFaults, e)
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -168,13 +188,13 @@ func (s *Server) addFault(list *[]*faultEntry, f Fault) func() {
 	}
 }
 
-func matchFault(list []*faultEntry, zone, mt string, spot bool) bool {
+func matchFault(list []*faultEntry, zone, mt string, spot bool) *faultEntry {
 	for _, f := range list {
 		if f.active && (f.Zone == "" || f.Zone == zone) && (f.MachineType == "" || f.MachineType == mt) && (f.Spot == nil || *f.Spot == spot) {
-			return true
+			return f
 		}
 	}
-	return false
+	return nil
 }
 
 // HoldInserts holds the answers of instances.insert: the instance is made
@@ -449,26 +469,17 @@ func (s *Server) instanceInsert(req *request) (any, *apiError) {
 	mt := lastSegment(inst.GetMachineType())
 	spot := inst.GetScheduling().GetProvisioningModel() == "SPOT"
 	var answer *computepb.Operation
-	switch {
-	case matchFault(s.capacity, zone, mt, spot), matchFault(s.quota, zone, mt, spot):
+	switch fault := matchFault(s.opFaults, zone, mt, spot); {
+	case fault != nil:
 		op := s.newOperation(zone, "insert", nil, req.tok.principal)
 		op.proto.TargetLink = proto.String(s.zoneURL(zone) + "/instances/" + inst.GetName())
 		answer = proto.Clone(op.proto).(*computepb.Operation)
-		if matchFault(s.capacity, zone, mt, spot) {
-			op.proto.HttpErrorStatusCode = proto.Int32(503)
-			op.proto.HttpErrorMessage = proto.String("SERVICE UNAVAILABLE")
-			op.proto.Error = &computepb.Error{Errors: []*computepb.Errors{{
-				Code:    proto.String("ZONE_RESOURCE_POOL_EXHAUSTED"),
-				Message: proto.String(fmt.Sprintf("The zone '%s' does not have enough resources available to fulfill the request.  Try a different zone, or try again later.", "projects/"+project+"/zones/"+zone)),
-			}}}
-		} else {
-			op.proto.HttpErrorStatusCode = proto.Int32(403)
-			op.proto.HttpErrorMessage = proto.String("FORBIDDEN")
-			op.proto.Error = &computepb.Error{Errors: []*computepb.Errors{{
-				Code:    proto.String("QUOTA_EXCEEDED"),
-				Message: proto.String(fmt.Sprintf("Quota 'CPUS' exceeded.  Limit: 24.0 in region %s.", s.zones[zone])),
-			}}}
-		}
+		op.proto.HttpErrorStatusCode = proto.Int32(fault.status)
+		op.proto.HttpErrorMessage = proto.String(strings.ToUpper(http.StatusText(int(fault.status))))
+		op.proto.Error = &computepb.Error{Errors: []*computepb.Errors{{
+			Code:    proto.String(fault.code),
+			Message: proto.String(strings.ReplaceAll(fault.msg, "%s", "projects/"+project+"/zones/"+zone)),
+		}}}
 		s.completeLocked(op)
 		if reqID != "" {
 			s.requestIDs[reqID] = op
@@ -674,6 +685,12 @@ func (s *Server) checkInstance(inst *computepb.Instance, project, zone string) (
 	}
 	if len(inst.GetGuestAccelerators()) > 0 {
 		return nil, errUnimplemented("gcptest does not emulate guestAccelerators (GPUs come with the machine type)")
+	}
+	if s.machineTypes[mtName].gpus > 0 && inst.GetScheduling().GetOnHostMaintenance() != "TERMINATE" {
+		// Compute Engine's answer for a VM with GPUs (of its machine type
+		// or guestAccelerators) left on the default live migration.
+		return nil, &apiError{Code: 400, Reason: "badRequest", Status: "INVALID_ARGUMENT",
+			Message: "Instances with guest accelerators do not support live migration."}
 	}
 	return perms, nil
 }

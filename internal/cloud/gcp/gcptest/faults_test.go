@@ -46,8 +46,45 @@ func TestFaults(t *testing.T) {
 		t.Errorf("quota: %v / %v", err, op.Proto())
 	}
 	undoQuota()
+	// A transient failure of the operation; its requestId answers the
+	// failed operation again (done), even once the fault is gone.
+	const failedID = "6f1c7a52-8d3e-5b7a-9c1d-2e3f4a5b6c7d"
+	undoInternal := f.s.FailInternal(Fault{})
+	op, err = insert(t, c, "us-central1-a", instanceResource("rp-internal", nil), failedID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Proto().GetStatus() == computepb.Operation_DONE {
+		t.Errorf("a fresh insert answered its operation done")
+	}
+	if err := op.Wait(ctx); err == nil || op.Proto().GetError().GetErrors()[0].GetCode() != "INTERNAL_ERROR" || httpCode(err) != 500 {
+		t.Errorf("internal: %v / %v", err, op.Proto())
+	}
+	undoInternal()
+	op, err = insert(t, c, "us-central1-a", instanceResource("rp-internal", nil), failedID)
+	if err != nil || op.Proto().GetStatus() != computepb.Operation_DONE || op.Proto().GetError().GetErrors()[0].GetCode() != "INTERNAL_ERROR" {
+		t.Errorf("the failed insert's requestId again = %v, %v", op.Proto(), err)
+	}
 	if got := f.s.Instances(); len(got) != 1 || got[0].Name != "rp-standard" {
 		t.Errorf("failed inserts made instances: %+v", got)
+	}
+
+	// A standard VM with GPUs must not live migrate: Compute Engine's 400.
+	gpu := instanceResource("rp-gpu", nil)
+	gpu.MachineType = proto.String("zones/us-central1-a/machineTypes/g2-standard-8")
+	if _, err := insert(t, c, "us-central1-a", gpu, ""); httpCode(err) != 400 || !strings.Contains(err.Error(), "do not support live migration") {
+		t.Errorf("GPU VM on live migration: %v", err)
+	}
+	gpu.Scheduling = &computepb.Scheduling{OnHostMaintenance: proto.String("MIGRATE")}
+	if _, err := insert(t, c, "us-central1-a", gpu, ""); httpCode(err) != 400 {
+		t.Errorf("GPU VM with MIGRATE: %v", err)
+	}
+	gpu.Scheduling = &computepb.Scheduling{OnHostMaintenance: proto.String("TERMINATE"), AutomaticRestart: proto.Bool(false)}
+	if op, err := insert(t, c, "us-central1-a", gpu, ""); err != nil || op.Wait(ctx) != nil {
+		t.Errorf("GPU VM with TERMINATE: %v", err)
+	}
+	if _, err := c.Delete(ctx, &computepb.DeleteInstanceRequest{Project: DefaultProject, Zone: "us-central1-a", Instance: "rp-gpu"}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Injected HTTP errors (what the driver's retries see). The compute

@@ -44,6 +44,7 @@ type account struct {
 
 type wiProvider struct {
 	name   string // projects/N/locations/global/workloadIdentityPools/P/providers/X
+	issuer string // the OIDC issuer URI it trusts: a subject token's iss must equal it
 	pub    crypto.PublicKey
 	signer crypto.Signer // nil when the test gave only a public key
 }
@@ -141,17 +142,23 @@ func (s *Server) SetPermissions(email string, permissions []string) {
 var providerName = regexp.MustCompile(`^projects/[0-9]+/locations/global/workloadIdentityPools/[a-z0-9-]+/providers/[a-z0-9-]+$`)
 
 // WorkloadIdentityProvider declares an OIDC workload identity pool provider
-// (name = projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/ID).
-// STS exchanges JWTs signed by issuerKey for federated tokens whose
-// principal is principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUB.
+// (name = projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/ID)
+// trusting issuerURI (the provider's oidc.issuerUri, an https URL). STS
+// exchanges JWTs signed by issuerKey whose iss is exactly issuerURI (Google
+// compares the strings: a trailing slash or another scheme is another
+// issuer) for federated tokens whose principal is
+// principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUB.
 // issuerKey may be nil (the server makes an RSA key), a private key (a
 // crypto.Signer: *rsa.PrivateKey or *ecdsa.PrivateKey P-256) or a public key
 // (*rsa.PublicKey, *ecdsa.PublicKey); SubjectToken needs one of the first two.
-func (s *Server) WorkloadIdentityProvider(name string, issuerKey crypto.PublicKey) {
+func (s *Server) WorkloadIdentityProvider(name, issuerURI string, issuerKey crypto.PublicKey) {
 	if !providerName.MatchString(name) {
 		panic("gcptest: WorkloadIdentityProvider: malformed provider name " + name)
 	}
-	p := &wiProvider{name: name}
+	if u, err := url.Parse(issuerURI); err != nil || u.Scheme != "https" || u.Host == "" {
+		panic("gcptest: WorkloadIdentityProvider: the issuer URI must be an https URL, got " + issuerURI)
+	}
+	p := &wiProvider{name: name, issuer: issuerURI}
 	switch k := issuerKey.(type) {
 	case nil:
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -178,7 +185,7 @@ func FederatedPrincipal(providerName, subject string) string {
 	return "principal://iam.googleapis.com/" + pool + "/subject/" + subject
 }
 
-// SubjectToken is a JWT the provider accepts (iss https://issuer.gcptest.invalid,
+// SubjectToken is a JWT the provider accepts (iss its issuer URI,
 // aud the provider's https://iam.googleapis.com/ name, sub subject, valid
 // for an hour), for a credential source file.
 func (s *Server) SubjectToken(t testing.TB, providerName, subject string) string {
@@ -191,7 +198,7 @@ func (s *Server) SubjectToken(t testing.TB, providerName, subject string) string
 	}
 	now := s.now()
 	tok, err := signJWT(p.signer, "", map[string]any{
-		"iss": "https://issuer.gcptest.invalid",
+		"iss": p.issuer,
 		"aud": "https://iam.googleapis.com/" + providerName,
 		"sub": subject,
 		"iat": now.Unix(),
@@ -541,6 +548,10 @@ func (s *Server) stsToken(req *request) string {
 	sub := j.str("sub")
 	if sub == "" || j.str("iss") == "" {
 		writeOAuthError(w, 400, "invalid_grant", "The subject token has no sub or iss claim.")
+		return ""
+	}
+	if iss := j.str("iss"); iss != p.issuer {
+		writeOAuthError(w, 400, "invalid_grant", fmt.Sprintf("The issuer in ID Token %s does not match the expected ones: %s.", iss, p.issuer))
 		return ""
 	}
 	principal := FederatedPrincipal(name, sub)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials/externalaccount"
@@ -307,7 +308,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.s.WorkloadIdentityProvider(provider, key)
+	f.s.WorkloadIdentityProvider(provider, testIssuer, key)
 	principal := FederatedPrincipal(provider, "rayplane:org_1:cloud_1")
 	f.s.ServiceAccount("federated@customer.iam.gserviceaccount.com", []string{principal}, allPermissions)
 	f.s.ServiceAccount("pool-wide@customer.iam.gserviceaccount.com",
@@ -362,7 +363,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	// A subject token signed by another key is refused by STS.
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	const otherProvider = "projects/123456789012/locations/global/workloadIdentityPools/rayplane/providers/other"
-	f.s.WorkloadIdentityProvider(otherProvider, other)
+	f.s.WorkloadIdentityProvider(otherProvider, testIssuer, other)
 	forged := filepath.Join(t.TempDir(), "forged.jwt")
 	if err := os.WriteFile(forged, []byte(f.s.SubjectToken(t, otherProvider, "x")), 0o600); err != nil {
 		t.Fatal(err)
@@ -370,4 +371,26 @@ func TestWorkloadIdentity(t *testing.T) {
 	if _, err := newBase(forged).Token(ctx); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Errorf("subject token of another provider: %v", err)
 	}
+	// A token of the provider's key whose iss is not exactly the
+	// provider's issuer URI (here with a trailing slash, or another
+	// issuer) is refused: Google compares the strings.
+	for _, iss := range []string{testIssuer + "/", "https://other.example", ""} {
+		now := time.Now()
+		tok, err := signJWT(key, "", map[string]any{
+			"iss": iss, "aud": "https://iam.googleapis.com/" + provider, "sub": "rayplane:org_1:cloud_1",
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "iss.jwt")
+		if err := os.WriteFile(file, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newBase(file).Token(ctx); err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("subject token with iss %q: %v", iss, err)
+		}
+	}
 }
+
+const testIssuer = "https://rayplane.example/oidc"

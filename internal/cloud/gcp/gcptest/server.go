@@ -25,6 +25,9 @@ type Options struct {
 	Zones   []string // zones that exist ("<region>-<letter>", their region is the name without the last "-x"); nil = Region-a, -b, -c
 	// Now is the server's clock for token expiry and timestamps; nil = time.Now.
 	Now func() time.Time
+	// Latency delays every answer (a real API's round trip), for tests of
+	// how long many calls take; 0 = none.
+	Latency time.Duration
 }
 
 // Defaults of Options.
@@ -65,8 +68,7 @@ type Server struct {
 	history      []*instance                   // every instance ever inserted, in order
 	ops          map[string]*operation         // "zone/name"
 	requestIDs   map[string]*operation         // requestId → the operation it made
-	capacity     []*faultEntry
-	quota        []*faultEntry
+	opFaults     []*faultEntry                 // FailOperations (FailCapacity, FailQuota, FailInternal)
 	failures     []*failEntry
 	holdInserts  chan struct{} // non-nil while HoldInserts holds answers
 	holdProv     bool          // HoldProvisioning: new instances stay PROVISIONING
@@ -190,6 +192,14 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 const maxBody = 8 << 20
 
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if s.opts.Latency > 0 {
+		t := time.NewTimer(s.opts.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
 	w := &statusWriter{ResponseWriter: rw}
 	c := Call{Path: r.URL.Path}
 	defer func() {

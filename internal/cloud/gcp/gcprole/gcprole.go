@@ -54,11 +54,21 @@ var Calls = []Call{
 }
 
 // Permissions answers the permissions of Calls, each once, sorted: the
-// custom role's includedPermissions.
-func Permissions() []string {
+// custom role's includedPermissions (for every cloud, with or without a
+// node service account).
+func Permissions() []string { return PermissionsFor(true) }
+
+// nodeServiceAccountOnly are the permissions only an insert with a service
+// account needs: a cloud without node_service_account never uses them.
+var nodeServiceAccountOnly = []string{"compute.instances.setServiceAccount", "iam.serviceAccounts.actAs"}
+
+// PermissionsFor answers the permissions a cloud's launches and
+// verification need, each once, sorted: Permissions() without those of a
+// node service account when the cloud has none.
+func PermissionsFor(nodeServiceAccount bool) []string {
 	var out []string
 	for _, c := range Calls {
-		if c.Permission != "" {
+		if c.Permission != "" && (nodeServiceAccount || !slices.Contains(nodeServiceAccountOnly, c.Permission)) {
 			out = append(out, c.Permission)
 		}
 	}

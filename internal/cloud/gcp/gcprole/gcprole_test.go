@@ -51,3 +51,20 @@ func TestRoleYAML(t *testing.T) {
 		t.Fatal("no description")
 	}
 }
+
+// TestPermissionsFor: a cloud without a node service account needs
+// neither actAs nor setServiceAccount; with one, every permission.
+func TestPermissionsFor(t *testing.T) {
+	if !slices.Equal(PermissionsFor(true), Permissions()) {
+		t.Fatal("PermissionsFor(true) is not Permissions()")
+	}
+	without := PermissionsFor(false)
+	for _, p := range []string{"iam.serviceAccounts.actAs", "compute.instances.setServiceAccount"} {
+		if slices.Contains(without, p) || !slices.Contains(Permissions(), p) {
+			t.Errorf("%s: in PermissionsFor(false) %t, in Permissions() %t", p, slices.Contains(without, p), slices.Contains(Permissions(), p))
+		}
+	}
+	if len(without) != len(Permissions())-2 {
+		t.Errorf("PermissionsFor(false) = %v", without)
+	}
+}

@@ -33,18 +33,28 @@ const (
 
 // GCE instance statuses.
 const (
+	statusPending      = "PENDING" // waiting for capacity before provisioning
 	statusProvisioning = "PROVISIONING"
 	statusStaging      = "STAGING"
 	statusRunning      = "RUNNING"
+	statusRepairing    = "REPAIRING"
 	statusTerminated   = "TERMINATED"
 	statusStopped      = "STOPPED" // older name of TERMINATED
 	statusSuspended    = "SUSPENDED"
 )
 
 // liveState answers a live status's instance state.
+//
+// REPAIRING is live: GCE is fixing the VM's host (an internal error or a
+// host that became unavailable) and the VM comes back RUNNING, so it is
+// pending, not replaced. PENDING (waiting for capacity) is on its way up,
+// likewise. STOPPING, SUSPENDING, PENDING_STOP and DEPROVISIONING are not
+// live: the VM is on its way down (a spot preemption, our own delete, a
+// powered-off agent) and will be TERMINATED or gone; List deletes it once
+// it is ended.
 func liveState(status string) (string, bool) {
 	switch status {
-	case statusProvisioning, statusStaging:
+	case statusPending, statusProvisioning, statusStaging, statusRepairing:
 		return cloud.InstancePending, true
 	case statusRunning:
 		return cloud.InstanceRunning, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -64,7 +65,7 @@ func managed(node, cluster string) map[string]string {
 	return map[string]string{cloud.TagManagedBy: cloud.ManagedByValue, cloud.TagCluster: cluster, cloud.TagNode: node}
 }
 
-func googleError(code int, reason string) obj {
+func googleErrorBody(code int, reason string) obj {
 	return obj{"error": obj{"code": code, "message": "m", "errors": []obj{{"reason": reason, "message": "m"}}}}
 }
 
@@ -76,7 +77,7 @@ func TestListDropsWhatItMustNotActOn(t *testing.T) {
 	good := inst("rp-nod-1", z, "RUNNING", "10.0.0.7", managed("nod_1", "cls_1"))
 	d := hostileDriver(t, func(r *http.Request) (int, any) {
 		if r.Method != http.MethodGet {
-			return 400, googleError(400, "invalid")
+			return 400, googleErrorBody(400, "invalid")
 		}
 		return 200, obj{"items": obj{
 			"zones/" + z: obj{"instances": []obj{
@@ -91,6 +92,7 @@ func TestListDropsWhatItMustNotActOn(t *testing.T) {
 				inst("rp-nod-8", z, "STOPPING", "", managed("nod_8", "cls_1")),                                           // not live
 				inst("rp-nod-9", z, "PROVISIONING", "not-an-ip", managed("nod_9", "cls_1")),                              // pending, bad address
 				inst("rp-nod-10", z, "", "", managed("nod_10", "cls_1")),                                                 // no status
+				inst("rp-nod-13", z, "REPAIRING", "10.0.0.13", managed("nod_13", "cls_1")),                               // comes back: pending
 			}},
 			"zones/../../x":  obj{"instances": []obj{inst("rp-nod-11", "", "RUNNING", "", managed("nod_11", "cls_1"))}},
 			"regions/europe": obj{"instances": []obj{inst("rp-nod-12", "", "RUNNING", "", managed("nod_12", "cls_1"))}},
@@ -104,7 +106,7 @@ func TestListDropsWhatItMustNotActOn(t *testing.T) {
 	for _, i := range got {
 		ids = append(ids, i.ID+"@"+i.Address+"@"+i.State)
 	}
-	if want := "zones/us-central1-a/instances/rp-nod-1@10.0.0.7@running zones/us-central1-a/instances/rp-nod-9@@pending"; strings.Join(ids, " ") != want {
+	if want := "zones/us-central1-a/instances/rp-nod-1@10.0.0.7@running zones/us-central1-a/instances/rp-nod-9@@pending zones/us-central1-a/instances/rp-nod-13@10.0.0.13@pending"; strings.Join(ids, " ") != want {
 		t.Fatalf("List = %q, want %q", strings.Join(ids, " "), want)
 	}
 }
@@ -189,8 +191,19 @@ func TestInstanceTypesRefusesUnbelievableAnswers(t *testing.T) {
 	}
 }
 
+// machineTypeAnswer answers machineTypes.get of a hostile driver's
+// request with a believable n2-standard-4, and false for other requests.
+func machineTypeAnswer(r *http.Request) (obj, bool) {
+	if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/machineTypes/") {
+		return nil, false
+	}
+	return obj{"name": "n2-standard-4", "guestCpus": 4, "memoryMb": 16384}, true
+}
+
 // TestRetries: 5xx and 429 answers are retried a few times, then are a
-// transient error; a capacity or quota answer is not retried.
+// transient error; a read's quotaExceeded is the API's rate quota,
+// retried and transient; an insert's quotaExceeded is the project's quota
+// and a capacity answer is capacity: neither is retried in place.
 func TestRetries(t *testing.T) {
 	var calls atomic.Int64
 	fail := atomic.Int64{}
@@ -198,7 +211,7 @@ func TestRetries(t *testing.T) {
 	d := hostileDriver(t, func(*http.Request) (int, any) {
 		calls.Add(1)
 		if fail.Add(-1) >= 0 {
-			return 503, googleError(503, "backendError")
+			return 503, googleErrorBody(503, "backendError")
 		}
 		return 200, obj{}
 	})
@@ -210,17 +223,118 @@ func TestRetries(t *testing.T) {
 	if _, err := d.List(context.Background(), nil); cloud.KindOf(err) != cloud.Transient || calls.Load() != maxRetries+1 {
 		t.Fatalf("List against 503s = %v, %d calls", err, calls.Load())
 	}
-	for reason, kind := range map[string]cloud.Kind{"quotaExceeded": cloud.Quota, "ZONE_RESOURCE_POOL_EXHAUSTED": cloud.Capacity} {
+	for _, status := range []int{403, 429} {
 		calls.Store(0)
-		d := hostileDriver(t, func(*http.Request) (int, any) { calls.Add(1); return 429, googleError(429, reason) })
-		req := cloud.LaunchRequest{NodeID: "nod_1", InstanceType: "n2-standard-4", IdempotencyKey: "nod_1", Bootstrap: []byte(`{}`)}
+		d := hostileDriver(t, func(*http.Request) (int, any) { calls.Add(1); return status, googleErrorBody(status, "quotaExceeded") })
+		if _, err := d.List(context.Background(), nil); cloud.KindOf(err) != cloud.Transient || calls.Load() != maxRetries+1 {
+			t.Errorf("List against %d quotaExceeded = %v, %d calls; want transient after %d", status, err, calls.Load(), maxRetries+1)
+		}
+		calls.Store(0)
+		if _, err := d.InstanceTypes(context.Background()); cloud.KindOf(err) != cloud.Transient || calls.Load() != maxRetries+1 {
+			t.Errorf("InstanceTypes against %d quotaExceeded = %v, %d calls", status, err, calls.Load())
+		}
+	}
+	// Only the insert fails: the lookup and the machine type answer.
+	for _, c := range []struct {
+		status  int
+		reason  string
+		kind    cloud.Kind
+		inserts int64
+	}{
+		{429, "quotaExceeded", cloud.Quota, 1},
+		{403, "quotaExceeded", cloud.Quota, 1},
+		{503, "ZONE_RESOURCE_POOL_EXHAUSTED", cloud.Capacity, 1},
+		{503, "backendError", cloud.Transient, maxRetries + 1},
+		{429, "rateLimitExceeded", cloud.Transient, maxRetries + 1},
+		{403, "rateLimitExceeded", cloud.Transient, maxRetries + 1},
+	} {
+		var inserts, others atomic.Int64
+		d := hostileDriver(t, func(r *http.Request) (int, any) {
+			if mt, ok := machineTypeAnswer(r); ok {
+				others.Add(1)
+				return 200, mt
+			}
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/instances") {
+				inserts.Add(1)
+				return c.status, googleErrorBody(c.status, c.reason)
+			}
+			others.Add(1)
+			return 200, obj{}
+		})
 		d.cfg.Cloud.Zones = d.cfg.Cloud.Zones[:1]
-		if _, err := d.Launch(context.Background(), req); cloud.KindOf(err) != kind {
-			t.Errorf("%s: Launch = %v, want %s", reason, err, kind)
+		req := cloud.LaunchRequest{NodeID: "nod_1", InstanceType: "n2-standard-4", IdempotencyKey: "nod_1", Bootstrap: []byte(`{}`)}
+		_, err := d.Launch(context.Background(), req)
+		if cloud.KindOf(err) != c.kind {
+			t.Errorf("insert %d %s: Launch = %v, want %s", c.status, c.reason, err, c.kind)
 		}
-		if n := calls.Load(); n != 1 {
-			t.Errorf("%s: %d calls, want 1 (the lookup fails at once)", reason, n)
+		if n := inserts.Load(); n != c.inserts {
+			t.Errorf("insert %d %s: %d inserts, want %d", c.status, c.reason, n, c.inserts)
 		}
+		if others.Load() != 2 {
+			t.Errorf("insert %d %s: %d other calls, want the lookup and the machine type", c.status, c.reason, others.Load())
+		}
+	}
+}
+
+// TestErrorsNeverQuoteTheBootstrap: a backend echoing the insert's body
+// in its error (Google's shape, a body googleapi cannot parse, or an
+// operation's error) gets neither the bootstrap token nor the
+// startup-script's payload into the error's text.
+func TestErrorsNeverQuoteTheBootstrap(t *testing.T) {
+	token := "rpb_" + strings.Repeat("7f3a", 8)
+	bootstrap := fmt.Sprintf(`{"control_plane_url":"https://cp.example","cluster_id":"cls_1","node_id":"nod_1","bootstrap_token":%q}`, token)
+	for name, echo := range map[string]func(body string) (int, any){
+		"google error": func(body string) (int, any) {
+			return 400, obj{"error": obj{"code": 400, "message": "Invalid request: " + body, "errors": []obj{{"reason": "invalid", "message": body}}}}
+		},
+		"unparsed body": func(body string) (int, any) { return 400, body }, // a JSON string, not Google's shape
+		"operation": func(body string) (int, any) {
+			return 200, obj{"name": "operation-1", "status": "RUNNING"}
+		},
+	} {
+		var body string
+		d := hostileDriver(t, func(r *http.Request) (int, any) {
+			if mt, ok := machineTypeAnswer(r); ok {
+				return 200, mt
+			}
+			switch {
+			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/instances"):
+				b, _ := io.ReadAll(r.Body)
+				// From the metadata on: an echo that is not clipped
+				// before the token.
+				body = string(b)
+				if i := strings.Index(body, `"metadata"`); i > 0 {
+					body = body[i:]
+				}
+				return echo(body)
+			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/wait"):
+				return 200, obj{"name": "operation-1", "status": "DONE", "httpErrorStatusCode": 400,
+					"error": obj{"errors": []obj{{"code": "INVALID_FIELD_VALUE", "message": "bad metadata: " + body}}}}
+			}
+			return 200, obj{}
+		})
+		d.cfg.Cloud.Zones = d.cfg.Cloud.Zones[:1]
+		req := cloud.LaunchRequest{NodeID: "nod_1", InstanceType: "n2-standard-4", IdempotencyKey: "nod_1", Bootstrap: []byte(bootstrap), Market: api.MarketOnDemand}
+		_, err := d.Launch(context.Background(), req)
+		if err == nil {
+			t.Fatalf("%s: Launch succeeded", name)
+		}
+		if !strings.Contains(body, token) {
+			t.Fatalf("%s: the insert did not carry the token: %q", name, body)
+		}
+		text := err.Error()
+		t.Logf("%s: %s", name, clip(text, 400))
+		if strings.Contains(text, token) || strings.Contains(text, "cls_1") || strings.Contains(text, "control_plane_url") ||
+			strings.Contains(text, MetadataStartupScript) {
+			t.Errorf("%s: the error quotes the request: %s", name, text)
+		}
+		if cloud.KindOf(err) != cloud.Invalid {
+			t.Errorf("%s: Launch = %v, want invalid", name, err)
+		}
+	}
+	// A message quoting nothing of the bootstrap is kept, clipped.
+	if got := sanitize(&googleError{code: 400, message: "Invalid value for field 'resource.machineType'"}, bootstrap); !strings.Contains(got.Error(), "resource.machineType") {
+		t.Errorf("sanitize dropped a harmless message: %v", got)
 	}
 }
 
@@ -230,12 +344,15 @@ func TestRetries(t *testing.T) {
 func TestLaunchRefusesAnotherOwnersName(t *testing.T) {
 	var deletes atomic.Int64
 	d := hostileDriver(t, func(r *http.Request) (int, any) {
+		if mt, ok := machineTypeAnswer(r); ok {
+			return 200, mt
+		}
 		switch {
 		case r.Method == http.MethodDelete:
 			deletes.Add(1)
 			return 200, obj{"name": "operation-2", "status": "DONE"}
 		case r.Method == http.MethodPost:
-			return 409, googleError(409, "alreadyExists")
+			return 409, googleErrorBody(409, "alreadyExists")
 		case strings.Contains(r.URL.Path, "/aggregated/"):
 			return 200, obj{}
 		}

@@ -28,6 +28,9 @@ var codeKinds = map[string]cloud.Kind{
 	// The machine type is not offered in that zone.
 	"ZONE_MACHINE_TYPE_NOT_AVAILABLE": cloud.Capacity,
 
+	// An operation's QUOTA_EXCEEDED and an insert's quotaExceeded are the
+	// project's quota; on other calls quotaExceeded is the API's rate
+	// quota (kindOf).
 	"QUOTA_EXCEEDED": cloud.Quota,
 	"quotaExceeded":  cloud.Quota,
 
@@ -60,7 +63,10 @@ var codeKinds = map[string]cloud.Kind{
 }
 
 // kindOf answers the driver error kind of an error of a Google client or
-// of an operation.
+// of an operation. An HTTP error's quotaExceeded is transient here: on a
+// read, a wait or a delete it is the API's rate quota, which clears by
+// itself; only an insert's own answer (insertKind) and an operation's
+// QUOTA_EXCEEDED are the project's resource quota.
 func kindOf(err error) cloud.Kind {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return cloud.Transient
@@ -73,18 +79,24 @@ func kindOf(err error) cloud.Kind {
 	if errors.As(err, &de) {
 		return de.Kind
 	}
+	var ke *kinded
+	if errors.As(err, &ke) {
+		return ke.kind
+	}
 	var oe *opError
 	if errors.As(err, &oe) {
 		return oe.kind()
 	}
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
+	if s := httpStatus(err); s != 0 {
 		for _, r := range reasons(err) {
-			if k, ok := codeKinds[r]; ok && (k != cloud.Invalid || ge.Code < 500) {
+			if k, ok := codeKinds[r]; ok && (k != cloud.Invalid || s < 500) {
+				if k == cloud.Quota {
+					return cloud.Transient
+				}
 				return k
 			}
 		}
-		switch s := ge.Code; {
+		switch {
 		case s == http.StatusUnauthorized || s == http.StatusForbidden:
 			return cloud.Auth
 		case s == http.StatusTooManyRequests || s >= 500:
@@ -97,9 +109,27 @@ func kindOf(err error) cloud.Kind {
 	return cloud.Transient
 }
 
+// insertKind is kindOf for the answer of instances.insert itself: there a
+// quotaExceeded reason is the project's quota (CPUs, GPUs, addresses), which
+// waiting does not clear.
+func insertKind(err error) cloud.Kind {
+	if httpStatus(err) != 0 {
+		for _, r := range reasons(err) {
+			if codeKinds[r] == cloud.Quota {
+				return cloud.Quota
+			}
+		}
+	}
+	return kindOf(err)
+}
+
 // reasons answers the reasons an HTTP error of Google carries: of its
 // errors[] items and of its ErrorInfo detail.
 func reasons(err error) []string {
+	var se *googleError
+	if errors.As(err, &se) {
+		return se.reasons
+	}
 	var out []string
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
@@ -118,11 +148,124 @@ func reasons(err error) []string {
 
 // httpStatus answers the HTTP status of a Google error, or 0.
 func httpStatus(err error) int {
+	var se *googleError
+	if errors.As(err, &se) {
+		return se.code
+	}
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
 		return ge.Code
 	}
 	return 0
+}
+
+// googleError is a Google API error as the driver reports it: the HTTP
+// status, the reasons and Google's message, clipped and scrubbed. The
+// client library's error is not kept (nor unwrapped to): its text may hold
+// the raw body of the answer (googleapi prints a body it cannot parse),
+// which a broken or hostile backend could fill with the request it was
+// sent — an insert's startup-script, with the bootstrap token.
+type googleError struct {
+	code    int
+	reasons []string
+	message string
+}
+
+func (e *googleError) Error() string {
+	if len(e.reasons) > 0 {
+		return fmt.Sprintf("HTTP %d %s: %s", e.code, e.reasons[0], e.message)
+	}
+	return fmt.Sprintf("HTTP %d: %s", e.code, e.message)
+}
+
+// withheld is the text that replaces a message quoting a secret.
+const withheld = "(message withheld: it quotes the request)"
+
+// sanitize answers err fit for an error's text and the logs: a Google
+// HTTP error as a googleError, an operation's messages clipped, and any
+// message quoting secret (an insert's bootstrap payload; "" = none)
+// withheld. Context errors and driver errors are answered as they are.
+func sanitize(err error, secret string) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var ke *kinded
+	if errors.As(err, &ke) {
+		return &kinded{kind: ke.kind, err: sanitize(ke.err, secret)}
+	}
+	var de *cloud.Error
+	if errors.As(err, &de) {
+		if quotes(err.Error(), secret) {
+			return &cloud.Error{Kind: de.Kind, Op: de.Op, Err: errors.New(withheld)}
+		}
+		return err
+	}
+	var oe *opError
+	if errors.As(err, &oe) {
+		c := *oe
+		c.msgs = make([]string, len(oe.msgs))
+		for i, m := range oe.msgs {
+			c.msgs[i] = scrub(m, 300, secret)
+		}
+		return &c
+	}
+	if s := httpStatus(err); s != 0 {
+		var msg string
+		var se *googleError
+		var ge *googleapi.Error
+		switch {
+		case errors.As(err, &se):
+			msg = se.message
+		case errors.As(err, &ge):
+			msg = ge.Message
+		}
+		return &googleError{code: s, reasons: reasons(err), message: scrub(msg, 300, secret)}
+	}
+	if quotes(err.Error(), secret) {
+		return &cloud.Error{Kind: kindOf(err), Op: "call", Err: errors.New(withheld)}
+	}
+	return err
+}
+
+// scrub answers msg clipped to n bytes, or withheld when it quotes secret.
+func scrub(msg string, n int, secret string) string {
+	if quotes(msg, secret) {
+		return withheld
+	}
+	return clip(msg, n)
+}
+
+// minQuote is the shortest run of word characters taken for a quote of a
+// secret: bootstrap tokens are far longer, the words of Google's messages
+// mostly shorter.
+const minQuote = 8
+
+// quotes tells whether text holds a run of minQuote or more word
+// characters (letters, digits, '_') that secret holds too: a message that
+// echoes the bootstrap (as it is, JSON-escaped or inside the script) quotes
+// its token.
+func quotes(text, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	word := func(c byte) bool {
+		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := 0; i < len(text); {
+		if !word(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && word(text[j]) {
+			j++
+		}
+		if j-i >= minQuote && strings.Contains(secret, text[i:j]) {
+			return true
+		}
+		i = j
+	}
+	return false
 }
 
 func isNotFound(err error) bool { return httpStatus(err) == http.StatusNotFound }
@@ -207,24 +350,16 @@ func errorCode(err error) string {
 }
 
 // fail answers err as a driver error of op, its kind from Google's codes.
-// Google's errors name the method's resource, the HTTP status and Google's
-// own message: none of them holds a request's body or a token.
+// Google's errors are sanitized: the HTTP status, reasons and Google's
+// message, clipped (Launch scrubs them of the bootstrap first).
 func fail(op string, err error, format string, args ...any) *cloud.Error {
-	return &cloud.Error{Kind: kindOf(err), Op: op, Err: fmt.Errorf(format+": %w", append(args, err)...)}
+	return &cloud.Error{Kind: kindOf(err), Op: op, Err: fmt.Errorf(format+": %w", append(args, sanitize(err, ""))...)}
 }
 
 // brief answers a Google error as "HTTP 403 reason: message" for a
-// verification's report, which a person reads; anything else as it is.
+// verification's report, which a person reads; anything else clipped.
 func brief(err error) string {
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		msg := clip(ge.Message, 300)
-		if rs := reasons(err); len(rs) > 0 {
-			return fmt.Sprintf("HTTP %d %s: %s", ge.Code, rs[0], msg)
-		}
-		return fmt.Sprintf("HTTP %d: %s", ge.Code, msg)
-	}
-	return clip(err.Error(), 500)
+	return clip(sanitize(err, "").Error(), 500)
 }
 
 // clip cuts s to n bytes: a hostile answer's message cannot fill a log.
@@ -244,20 +379,28 @@ func clip(s string, n int) string {
 // never retried in place: another zone or market is the better retry.
 const maxRetries = 3
 
-func (d *Driver) retry() gax.CallOption {
+func (d *Driver) retry() gax.CallOption { return d.retryAs(kindOf) }
+
+// retryInsert is retry for instances.insert, whose quotaExceeded is a
+// quota error, not retried.
+func (d *Driver) retryInsert() gax.CallOption { return d.retryAs(insertKind) }
+
+func (d *Driver) retryAs(kind func(error) cloud.Kind) gax.CallOption {
 	return gax.WithRetry(func() gax.Retryer {
-		return &transientRetryer{backoff: gax.Backoff{Initial: d.retryInitial, Max: 16 * d.retryInitial, Multiplier: 2}}
+		return &transientRetryer{kind: kind, backoff: gax.Backoff{Initial: d.retryInitial, Max: 16 * d.retryInitial, Multiplier: 2}}
 	})
 }
 
+// transientRetryer retries the HTTP errors kind says are transient: 429,
+// 5xx, and the 403 of a rate limit.
 type transientRetryer struct {
+	kind    func(error) cloud.Kind
 	backoff gax.Backoff
 	n       int
 }
 
 func (r *transientRetryer) Retry(err error) (time.Duration, bool) {
-	s := httpStatus(err)
-	if r.n >= maxRetries || s == 0 || (s != http.StatusTooManyRequests && s < 500) || kindOf(err) != cloud.Transient {
+	if r.n >= maxRetries || httpStatus(err) == 0 || r.kind(err) != cloud.Transient {
 		return 0, false
 	}
 	r.n++

@@ -142,7 +142,9 @@ type Driver struct {
 
 	keys keylock.Locks // one Launch at a time per idempotency key
 
-	spot *cloud.SpotMemory
+	spot  *cloud.SpotMemory
+	types typeCache     // machine type descriptions (types.go)
+	spent spentRequests // request ids whose operations failed (launch.go)
 }
 
 var _ cloud.Driver = (*Driver)(nil)

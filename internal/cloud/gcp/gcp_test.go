@@ -53,6 +53,11 @@ func TestAgainstServer(t *testing.T) {
 		t.Run("ZoneFailover", e.testZoneFailover)
 		t.Run("PreferSpot", e.testPreferSpot)
 		t.Run("Spot", e.testSpot)
+		t.Run("GPUs", e.testGPUs)
+		t.Run("FailedOperationIsRetried", e.testFailedOperationIsRetried)
+		t.Run("TerminateOnlyOurs", e.testTerminateOnlyOurs)
+		t.Run("InstanceTypesAreCached", e.testInstanceTypesAreCached)
+		t.Run("VerifyWithoutNodeServiceAccount", e.testVerifyWithoutNodeServiceAccount)
 		t.Run("ErrorKinds", e.testErrorKinds)
 		t.Run("InstanceTypes", e.testInstanceTypes)
 		t.Run("VerifyGood", e.testVerifyGood)
@@ -119,7 +124,12 @@ func randomID(t *testing.T) string {
 
 func (e *env) fixture(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
-	s := gcptest.Start(t, gcptest.Options{Project: testProject, Region: testRegion, Zones: testZones})
+	return e.fixtureOf(t, gcptest.Options{Project: testProject, Region: testRegion, Zones: testZones}, mutate)
+}
+
+func (e *env) fixtureOf(t *testing.T, opts gcptest.Options, mutate func(*Config)) *fixture {
+	t.Helper()
+	s := gcptest.Start(t, opts)
 	t.Cleanup(func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -441,7 +451,7 @@ func (e *env) testHeldInsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	labels, _ := restarted.nodeLabels(req2)
-	got, err := restarted.insert(ctxT(t), c, req2, InstanceName("nod_h2"), labels, "#!/bin/sh\n", testZones[0], api.MarketOnDemand)
+	got, err := restarted.insert(ctxT(t), c, req2, InstanceName("nod_h2"), labels, "#!/bin/sh\n", testZones[0], api.MarketOnDemand, false)
 	if err != nil || len(f.instances("nod_h2")) != 1 || got.NodeID != "nod_h2" {
 		t.Fatalf("insert retried with its request id = %+v, %v; %d instances", got, err, len(f.instances("nod_h2")))
 	}
@@ -899,7 +909,7 @@ func (e *env) testWorkloadIdentity(t *testing.T) {
 	t.Parallel()
 	const provider = "projects/123456/locations/global/workloadIdentityPools/rayplane/providers/cp"
 	f := e.fixture(t, nil)
-	f.s.WorkloadIdentityProvider(provider, nil)
+	f.s.WorkloadIdentityProvider(provider, "https://rayplane.example", nil)
 	file := filepath.Join(t.TempDir(), "token.jwt")
 	if err := os.WriteFile(file, []byte(f.s.SubjectToken(t, provider, "rayplane-prod")), 0o600); err != nil {
 		t.Fatal(err)
@@ -1068,5 +1078,252 @@ func TestApplicationDefaultCredentials(t *testing.T) {
 	}
 	if n := f.calls("oauth2.token", func(c gcptest.Call) bool { return c.Principal == controlPlane && c.Status == 200 }); n == 0 {
 		t.Fatal("the key's token endpoint was not called")
+	}
+}
+
+// testGPUs: a machine type with GPUs launches standard with host
+// maintenance TERMINATE (GCE refuses live migration of GPUs), on_demand
+// and as prefer_spot's fallback; spot keeps its own scheduling.
+func (e *env) testGPUs(t *testing.T) {
+	t.Parallel()
+	f := e.fixture(t, nil)
+	standard := func(t *testing.T, got gcptest.Instance) {
+		t.Helper()
+		sc := got.Scheduling
+		if got.Spot || sc.GetProvisioningModel() != "STANDARD" || sc.GetOnHostMaintenance() != "TERMINATE" || sc.GetAutomaticRestart() {
+			t.Errorf("GPU standard scheduling %v", sc)
+		}
+	}
+	req, _ := f.request(t, "cls_g", "nod_g1", api.MarketOnDemand)
+	req.InstanceType = "g2-standard-8"
+	inst, err := f.d.Launch(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("on_demand GPU Launch: %v", err)
+	}
+	standard(t, f.instance(t, inst.ID))
+
+	spot := true
+	undo := f.s.FailCapacity(gcptest.Fault{Spot: &spot})
+	req, _ = f.request(t, "cls_g", "nod_g2", api.MarketPreferSpot)
+	req.InstanceType = "g2-standard-8"
+	inst, err = f.d.Launch(ctxT(t), req)
+	undo()
+	if err != nil {
+		t.Fatalf("prefer_spot GPU Launch without spot capacity: %v", err)
+	}
+	standard(t, f.instance(t, inst.ID))
+
+	req, _ = f.request(t, "cls_g", "nod_g3", api.MarketSpot)
+	req.InstanceType = "g2-standard-8"
+	inst, err = f.d.Launch(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("spot GPU Launch: %v", err)
+	}
+	if got := f.instance(t, inst.ID); !got.Spot || got.Scheduling.GetOnHostMaintenance() != "TERMINATE" {
+		t.Errorf("GPU spot scheduling %v", got.Scheduling)
+	}
+	// A type without GPUs keeps GCE's defaults (live migration).
+	req, _ = f.request(t, "cls_g", "nod_g4", api.MarketOnDemand)
+	inst, err = f.d.Launch(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := f.instance(t, inst.ID).Scheduling; sc.GetOnHostMaintenance() != "MIGRATE" || !sc.GetAutomaticRestart() {
+		t.Errorf("n2 scheduling %v", sc)
+	}
+}
+
+// testFailedOperationIsRetried: an insert whose operation failed made no
+// instance, and its request id would only answer that failed operation
+// again: the next launch uses the next attempt's id, in the same driver
+// and in one restarted since (which learns it from the replayed answer).
+func (e *env) testFailedOperationIsRetried(t *testing.T) {
+	t.Parallel()
+	f := e.fixture(t, func(c *Config) { c.Cloud.Zones = testZones[:1] })
+	for i, restart := range []bool{false, true} {
+		node := fmt.Sprintf("nod_o%d", i)
+		req, _ := f.request(t, "cls_o", node, api.MarketOnDemand)
+		undo := f.s.FailInternal(gcptest.Fault{})
+		_, err := f.d.Launch(ctxT(t), req)
+		undo()
+		if cloud.KindOf(err) != cloud.Transient || !strings.Contains(err.Error(), "INTERNAL_ERROR") {
+			t.Fatalf("Launch with a failed operation = %v, want a transient error", err)
+		}
+		d := f.d
+		if restart {
+			d = f.newDriver(t, f.cfg)
+		}
+		inst, err := d.Launch(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("Launch after a failed operation (restart %t): %v", restart, err)
+		}
+		got := f.instance(t, inst.ID)
+		if got.RequestID != requestID(node, testZones[0], api.MarketOnDemand, 1) {
+			t.Errorf("restart %t: the relaunch's request id is not the next attempt's", restart)
+		}
+		if n := len(f.instances(node)); n != 1 {
+			t.Errorf("restart %t: %d instances", restart, n)
+		}
+	}
+	// A capacity failure of a zone is retried there too, later.
+	g := e.fixture(t, func(c *Config) { c.Cloud.Zones = testZones[:1] })
+	req, _ := g.request(t, "cls_o", "nod_oc", api.MarketOnDemand)
+	undo := g.s.FailCapacity(gcptest.Fault{})
+	if _, err := g.d.Launch(ctxT(t), req); cloud.KindOf(err) != cloud.Capacity {
+		t.Fatalf("Launch without capacity = %v", err)
+	}
+	undo()
+	if _, err := g.d.Launch(ctxT(t), req); err != nil {
+		t.Fatalf("Launch once capacity is back: %v", err)
+	}
+}
+
+// testTerminateOnlyOurs: Terminate deletes only an instance named after a
+// node, labelled managed-by rayplane and of this cloud; another is an
+// invalid error and is left alone; one gone is done.
+func (e *env) testTerminateOnlyOurs(t *testing.T) {
+	t.Parallel()
+	f := e.fixture(t, nil)
+	// Another cloud's node in the same project.
+	otherCfg := f.cfg
+	otherCfg.CloudID = "cld_other"
+	other := f.newDriver(t, otherCfg)
+	req, _ := f.request(t, "cls_x", "nod_x1", api.MarketOnDemand)
+	req.Tags[cloud.TagCloud] = "cld_other"
+	theirs, err := other.Launch(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An instance of the node's name that rayplane did not label.
+	c, err := f.d.clients(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req2, _ := f.request(t, "cls_x", "nod_x2", api.MarketOnDemand)
+	_, _ = f.d.insert(ctxT(t), c, req2, InstanceName("nod_x2"), map[string]string{cloud.TagNode: "nod_x2"}, "#!/bin/sh\n", testZones[0], api.MarketOnDemand, false)
+	foreign := instanceID(testZones[0], InstanceName("nod_x2"))
+	f.instance(t, foreign)
+	for _, id := range []string{theirs.ID, foreign} {
+		if err := f.d.Terminate(ctxT(t), id); cloud.KindOf(err) != cloud.Invalid {
+			t.Errorf("Terminate %s = %v, want an invalid error", id, err)
+		}
+		f.instance(t, id) // still there
+	}
+	before := len(f.s.Calls())
+	if err := f.d.Terminate(ctxT(t), "zones/us-central1-a/instances/web-1"); cloud.KindOf(err) != cloud.Invalid {
+		t.Errorf("Terminate of a name not rp- = %v", err)
+	}
+	if n := len(f.s.Calls()) - before; n != 0 {
+		t.Errorf("Terminate of a name not rp- made %d calls", n)
+	}
+	if err := f.d.Terminate(ctxT(t), "zones/us-central1-a/instances/rp-nod-gone"); err != nil {
+		t.Errorf("Terminate of an instance that is gone = %v", err)
+	}
+	if err := other.Terminate(ctxT(t), theirs.ID); err != nil {
+		t.Errorf("Terminate by its own cloud = %v", err)
+	}
+}
+
+// testInstanceTypesAreCached: the catalog is asked of GCE once an hour,
+// not at every pass; a failure is not kept.
+func (e *env) testInstanceTypesAreCached(t *testing.T) {
+	t.Parallel()
+	f := e.fixture(t, nil)
+	gets := func() int { return f.calls("compute.machineTypes.get", nil) }
+	undo := f.s.FailRequests("compute.machineTypes.get", 500, -1)
+	if _, err := f.d.InstanceTypes(ctxT(t)); cloud.KindOf(err) != cloud.Transient {
+		t.Fatalf("InstanceTypes against 500s = %v", err)
+	}
+	undo()
+	failed := gets()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if types, err := f.d.InstanceTypes(ctxT(t)); err != nil || len(types) != 2 {
+				t.Errorf("InstanceTypes = %v, %v", types, err)
+			}
+		})
+	}
+	wg.Wait()
+	first := gets() - failed
+	if first < 2 || first > 16 {
+		t.Fatalf("the first InstanceTypes calls made %d gets", first)
+	}
+	for range 5 {
+		f.now.Add(10 * time.Minute)
+		if _, err := f.d.InstanceTypes(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := f.request(t, "cls_y", "nod_y"+randomID(t)[:4], api.MarketOnDemand)
+		if _, err := f.d.Launch(ctxT(t), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gets() - failed - first; n != 0 {
+		t.Fatalf("within the hour %d more gets", n)
+	}
+	f.now.Add(11 * time.Minute)
+	if _, err := f.d.InstanceTypes(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := gets() - failed - first; n != 2 {
+		t.Fatalf("after the hour %d gets, want 2", n)
+	}
+}
+
+// testVerifyWithoutNodeServiceAccount: a cloud without a node service
+// account does not need actAs nor setServiceAccount.
+func (e *env) testVerifyWithoutNodeServiceAccount(t *testing.T) {
+	t.Parallel()
+	f := e.fixture(t, func(c *Config) { c.Cloud.NodeServiceAccount = "" })
+	f.s.SetPermissions(customerSA, gcprole.PermissionsFor(false))
+	if err := f.d.Verify(ctxT(t)); err != nil {
+		t.Fatalf("Verify without a node service account: %v", err)
+	}
+	req, _ := f.request(t, "cls_v", "nod_v", api.MarketOnDemand)
+	if _, err := f.d.Launch(ctxT(t), req); err != nil {
+		t.Fatalf("Launch without a node service account: %v", err)
+	}
+	g := e.fixture(t, nil)
+	g.s.SetPermissions(customerSA, gcprole.PermissionsFor(false))
+	fs := verifyFailures(t, g.d.Verify(ctxT(t)), cloud.Invalid)
+	if len(fs) != 2 || !hasFailure(fs, CheckPermissions, "iam.serviceAccounts.actAs") || !hasFailure(fs, CheckPermissions, "compute.instances.setServiceAccount") {
+		t.Fatalf("Verify with a node service account and without actAs = %v", fs)
+	}
+}
+
+// TestVerifyManyMachineTypes: the most a cloud declares, 64 machine types
+// in 16 zones, is verified well within the 30 s a verification has. Not
+// parallel with the other tests: it measures time.
+func TestVerifyManyMachineTypes(t *testing.T) {
+	e := &env{}
+	var zones []string
+	for _, r := range "abcdefghijklmnop" {
+		zones = append(zones, testRegion+"-"+string(r))
+	}
+	// Each call answers after 30 ms, a real API's round trip: one after
+	// the other, the 1024 gets would take over 30 s.
+	f := e.fixtureOf(t, gcptest.Options{Project: testProject, Region: testRegion, Zones: zones, Latency: 30 * time.Millisecond},
+		func(c *Config) { c.Cloud.Zones = zones })
+	var types []api.GCPMachineType
+	for i := range maxMachineTypes {
+		name := fmt.Sprintf("n2-custom-%d", i+1)
+		f.s.MachineType(name, 2, 4096, 0)
+		types = append(types, api.GCPMachineType{Name: name, PricePerHour: 0.1})
+	}
+	cfg := f.cfg
+	cfg.Cloud.MachineTypes = types
+	d := f.newDriver(t, cfg)
+	start := time.Now()
+	if err := d.Verify(ctxT(t)); err != nil {
+		t.Fatalf("Verify of %d types: %v", len(types), err)
+	}
+	took := time.Since(start)
+	t.Logf("Verify of %d types in %d zones: %s", len(types), len(cfg.Cloud.Zones), took)
+	if n := f.calls("compute.machineTypes.get", nil); n != len(types)*len(zones) {
+		t.Errorf("%d machineTypes.get, want %d", n, len(types)*len(zones))
+	}
+	if took > 15*time.Second {
+		t.Errorf("Verify took %s, want well under 30 s (and half of what one call at a time would take)", took)
 	}
 }

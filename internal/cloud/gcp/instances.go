@@ -3,8 +3,7 @@ package gcp
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
+	"fmt"
 	"strings"
 
 	compute "cloud.google.com/go/compute/apiv1"
@@ -146,19 +145,40 @@ func (d *Driver) cleanUp(ctx context.Context, c *clients, gone []answered) {
 	}
 }
 
-// Terminate deletes instanceID ("zones/Z/instances/NAME") and waits for
-// the deletion. One that does not exist (any more) is done.
+// Terminate deletes instanceID ("zones/Z/instances/rp-…") and waits for
+// the deletion. One that does not exist (any more) is done. The instance
+// is read first and deleted only when it is this cloud's: named after its
+// node, labelled managed-by rayplane and with this driver's cloud. Any
+// other (an id that reached the reconciler wrongly, or a name reused by
+// someone else) is an invalid error and is not touched.
 func (d *Driver) Terminate(ctx context.Context, instanceID string) error {
+	const op = "terminate"
 	zone, name, err := parseInstanceID(instanceID)
+	if err == nil && !strings.HasPrefix(name, "rp-") {
+		err = fmt.Errorf("instance id %q does not name a node's instance (rp-…)", instanceID)
+	}
 	if err != nil {
-		return cloud.Errorf(cloud.Invalid, "terminate", "%v", err)
+		return cloud.Errorf(cloud.Invalid, op, "%v", err)
 	}
 	c, err := d.clients(ctx)
 	if err != nil {
-		return fail("terminate", err, "delete instance %s", instanceID)
+		return fail(op, err, "delete instance %s", instanceID)
+	}
+	got, err := c.instances.Get(ctx, &computepb.GetInstanceRequest{Project: d.project, Zone: zone, Instance: name}, d.retry())
+	if isNotFound(err) {
+		d.log.Info("terminated instance (already gone)", logInstanceID, instanceID)
+		return nil
+	}
+	if err != nil {
+		return fail(op, err, "read instance %s", instanceID)
+	}
+	a, ok := instanceOf(got, zone)
+	if !ok || a.name != name || a.inst.Tags[cloud.TagManagedBy] != cloud.ManagedByValue ||
+		(d.cfg.CloudID != "" && a.inst.Tags[cloud.TagCloud] != d.cfg.CloudID) {
+		return cloud.Errorf(cloud.Invalid, op, "instance %s is not one rayplane launched in this cloud; it is left alone", instanceID)
 	}
 	if err := d.delete(ctx, c, zone, name); err != nil {
-		return fail("terminate", err, "delete instance %s", instanceID)
+		return fail(op, err, "delete instance %s", instanceID)
 	}
 	d.log.Info("terminated instance", logInstanceID, instanceID)
 	return nil
@@ -182,34 +202,4 @@ func (d *Driver) delete(ctx context.Context, c *clients, zone, name string) erro
 		return nil
 	}
 	return err
-}
-
-// InstanceTypes answers the cloud's declared machine types as Compute
-// Engine describes them in the cloud's first zone (machineTypes.get: CPUs,
-// memory, GPUs), with the declared prices. A type the zone does not know
-// is an invalid error: the cloud's declaration is wrong.
-func (d *Driver) InstanceTypes(ctx context.Context) ([]cloud.InstanceType, error) {
-	const op = "instance types"
-	c, err := d.clients(ctx)
-	if err != nil {
-		return nil, fail(op, err, "describe machine types")
-	}
-	zone := d.cfg.Cloud.Zones[0]
-	var out []cloud.InstanceType
-	for _, name := range slices.Sorted(maps.Keys(d.prices)) {
-		t, err := c.machineTypes.Get(ctx, &computepb.GetMachineTypeRequest{Project: d.project, Zone: zone, MachineType: name}, d.retry())
-		if err != nil {
-			return nil, fail(op, err, "machine type %s in %s", name, zone)
-		}
-		if t.GetName() != name {
-			return nil, cloud.Errorf(cloud.Transient, op, "machineTypes.get %s answered %q", name, clip(t.GetName(), 80))
-		}
-		p := d.prices[name]
-		it, ok := machineType(t, p.PricePerHour, p.SpotPricePerHour)
-		if !ok {
-			return nil, cloud.Errorf(cloud.Transient, op, "machineTypes.get %s answered an unbelievable description", name)
-		}
-		out = append(out, it)
-	}
-	return out, nil
 }

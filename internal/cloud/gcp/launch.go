@@ -3,9 +3,11 @@ package gcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -16,9 +18,9 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud/bootscript"
 )
 
-// maxAttempts bounds the request ids of one node in one zone and market
-// (see insert): each is spent by an instance that ended before the node
-// recorded it, which a node meets only after crashes or lost answers.
+// maxAttempts bounds the instances of one node in one zone and market that
+// one launch finds ended and replaces (see insert): each ended before the
+// node recorded it, which a node meets only after crashes or lost answers.
 const maxAttempts = 8
 
 // Launch starts one instance for req, or answers the live one already
@@ -58,6 +60,13 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	if err != nil {
 		return cloud.Instance{}, fail(op, err, "node %s", req.NodeID)
 	}
+	// GPUs come with the machine type (g2, a2, a3): GCE refuses to live
+	// migrate them, so their scheduling must say so (instanceResource).
+	desc, err := d.describe(ctx, c, []string{req.InstanceType})
+	if err != nil {
+		return cloud.Instance{}, fail(op, err, "node %s: describe machine type %s", req.NodeID, req.InstanceType)
+	}
+	accelerators := desc[0].GPUs > 0
 
 	unlock, err := d.keys.Lock(ctx, req.IdempotencyKey)
 	if err != nil {
@@ -74,7 +83,7 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	var capacity []string // "market in zone: code" of each capacity failure
 	for _, market := range markets {
 		for _, zone := range d.cfg.Cloud.Zones {
-			inst, err := d.insert(ctx, c, req, name, labels, script, zone, market)
+			inst, err := d.insert(ctx, c, req, name, labels, script, zone, market, accelerators)
 			if err == nil {
 				return inst, nil
 			}
@@ -113,28 +122,67 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 //   - gone (404) after its request id's operation succeeded: the next
 //     attempt's request id, likewise;
 //   - anyone else's: an invalid error, nothing is touched.
-func (d *Driver) insert(ctx context.Context, c *clients, req cloud.LaunchRequest, name string, labels map[string]string, script, zone, market string) (cloud.Instance, error) {
+//
+// An attempt whose operation ended in error made no instance, and GCE
+// answers its request id with that failed operation for an hour or more:
+// the attempt is spent (d.spent), and the next launch of the node in this
+// zone and market uses the next attempt's id, so a transient failure
+// (INTERNAL_ERROR, a stockout) is really retried. A driver that restarted
+// has forgotten which ids it spent; it learns them from the answers: a
+// fresh insert is answered with its operation pending or running, never
+// done, so an answer already done with an error is the replay of a spent
+// id.
+//
+// Its errors are sanitized of the bootstrap (a hostile answer may quote
+// the request).
+func (d *Driver) insert(ctx context.Context, c *clients, req cloud.LaunchRequest, name string, labels map[string]string, script, zone, market string, accelerators bool) (_ cloud.Instance, err error) {
 	const op = "launch"
-	for attempt := 0; attempt < maxAttempts; attempt++ {
+	secret := string(req.Bootstrap)
+	defer func() {
+		if err != nil {
+			err = sanitize(err, secret)
+		}
+	}()
+	key := spentKey(req.IdempotencyKey, zone, market)
+	attempt := d.spent.first(key)
+	for ended, replays := 0, 0; ; attempt++ {
 		res, err := c.instances.Insert(ctx, &computepb.InsertInstanceRequest{
 			Project:          d.project,
 			Zone:             zone,
 			RequestId:        proto.String(requestID(req.IdempotencyKey, zone, market, attempt)),
-			InstanceResource: d.instanceResource(name, req.InstanceType, labels, script, zone, market),
-		}, d.retry())
+			InstanceResource: d.instanceResource(name, req.InstanceType, labels, script, zone, market, accelerators),
+		}, d.retryInsert())
 		switch {
 		case err == nil:
-			if err := d.wait(ctx, c, zone, res.Proto()); err != nil {
+			answer := res.Proto()
+			if answer.GetStatus() == computepb.Operation_DONE && opFailed(answer) {
+				d.spent.spend(key, attempt+1, d.cfg.Now())
+				if replays++; replays >= maxReplays {
+					return cloud.Instance{}, cloud.Errorf(cloud.Transient, op, "node %s: the request ids of %d earlier attempts in %s answered their failed operations; the next launch goes on", req.NodeID, replays, zone)
+				}
+				d.log.Info("the node's request id answered an earlier failed operation, inserting with the next", logNodeID, req.NodeID, logZone, zone, "attempt", attempt+1)
+				continue
+			}
+			if err := d.wait(ctx, c, zone, answer); err != nil {
+				var oe *opError
+				if errors.As(err, &oe) {
+					// The operation failed: no instance, and the id is spent.
+					d.spent.spend(key, attempt+1, d.cfg.Now())
+				}
 				return cloud.Instance{}, err
 			}
 		case isAlreadyExists(err):
 			// The name is taken in this zone: read whose it is.
 		default:
-			return cloud.Instance{}, err
+			return cloud.Instance{}, &kinded{kind: insertKind(err), err: sanitize(err, secret)}
 		}
 
 		got, err := c.instances.Get(ctx, &computepb.GetInstanceRequest{Project: d.project, Zone: zone, Instance: name}, d.retry())
 		if isNotFound(err) {
+			if ended++; ended >= maxAttempts {
+				break
+			}
+			d.spent.spend(key, attempt+1, d.cfg.Now())
 			d.log.Info("the instance of the node's request id is gone, inserting with the next", logNodeID, req.NodeID, logZone, zone, "attempt", attempt+1)
 			continue
 		}
@@ -157,12 +205,79 @@ func (d *Driver) insert(ctx context.Context, c *clients, req cloud.LaunchRequest
 		if err := d.delete(ctx, c, zone, name); err != nil {
 			return cloud.Instance{}, err
 		}
+		if ended++; ended >= maxAttempts {
+			break
+		}
+		d.spent.spend(key, attempt+1, d.cfg.Now())
 	}
 	return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: %d instances of it ended before they were recorded in %s", req.NodeID, maxAttempts, zone)
 }
 
+// opFailed tells whether a done operation ended in error.
+func opFailed(op *computepb.Operation) bool {
+	return len(op.GetError().GetErrors()) > 0 || op.GetHttpErrorStatusCode() >= 400
+}
+
+// kinded is an error whose kind its call decided (an insert's
+// quotaExceeded is a quota error, see insertKind).
+type kinded struct {
+	kind cloud.Kind
+	err  error
+}
+
+func (e *kinded) Error() string { return e.err.Error() }
+func (e *kinded) Unwrap() error { return e.err }
+
+// maxReplays bounds the spent request ids one insert goes past (after a
+// restart, each failed attempt of the last hours is one quick answer);
+// the next launch goes on from there.
+const maxReplays = 16
+
+// spentRequests remembers, per idempotency key, zone and market, the first
+// attempt whose request id is not known to be spent.
+type spentRequests struct {
+	mu sync.Mutex
+	m  map[string]spentEntry
+}
+
+type spentEntry struct {
+	next int
+	at   time.Time
+}
+
+// spentForget is how long a key's record is kept: GCE keeps request ids
+// for at least an hour, and a forgotten record is relearned from replays.
+const spentForget = 6 * time.Hour
+
+func spentKey(key, zone, market string) string { return key + "\x00" + zone + "\x00" + market }
+
+func (s *spentRequests) first(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[key].next
+}
+
+// spend records that attempts before next are spent.
+func (s *spentRequests) spend(key string, next int, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]spentEntry{}
+	}
+	if len(s.m) >= 1024 {
+		for k, e := range s.m {
+			if now.Sub(e.at) > spentForget {
+				delete(s.m, k)
+			}
+		}
+	}
+	if next > s.m[key].next {
+		s.m[key] = spentEntry{next: next, at: now}
+	}
+}
+
 // instanceResource is the instance an insert asks for.
-func (d *Driver) instanceResource(name, machineType string, labels map[string]string, script, zone, market string) *computepb.Instance {
+func (d *Driver) instanceResource(name, machineType string, labels map[string]string, script, zone, market string, accelerators bool) *computepb.Instance {
 	cl := d.cfg.Cloud
 	// A subnetwork names its network: the cloud's network is sent with it
 	// only when the cloud names one (GCE refuses a pair that differ).
@@ -194,7 +309,8 @@ func (d *Driver) instanceResource(name, machineType string, labels map[string]st
 			Scopes: []string{scopeStorageReadWrite},
 		}}
 	}
-	if market == api.MarketSpot {
+	switch {
+	case market == api.MarketSpot:
 		// A preempted spot VM is deleted, not stopped: the node is lost
 		// and replaced, and nothing bills.
 		inst.Scheduling = &computepb.Scheduling{
@@ -202,6 +318,16 @@ func (d *Driver) instanceResource(name, machineType string, labels map[string]st
 			InstanceTerminationAction: proto.String("DELETE"),
 			AutomaticRestart:          proto.Bool(false),
 			OnHostMaintenance:         proto.String("TERMINATE"),
+		}
+	case accelerators:
+		// GCE refuses a standard VM with GPUs on the default live
+		// migration (400 "Instances with guest accelerators do not
+		// support live migration."). Host maintenance stops it instead,
+		// and it is not restarted: stopped, it is an ended node's VM,
+		// which List deletes and the reconciler replaces.
+		inst.Scheduling = &computepb.Scheduling{
+			AutomaticRestart:  proto.Bool(false),
+			OnHostMaintenance: proto.String("TERMINATE"),
 		}
 	}
 	return inst

@@ -222,7 +222,8 @@ func TestKindOf(t *testing.T) {
 		{"http 403", httpErr(403, "forbidden"), cloud.Auth},
 		{"http 403 no reason", httpErr(403, ""), cloud.Auth},
 		{"http 401", httpErr(401, ""), cloud.Auth},
-		{"http 403 quota", httpErr(403, "quotaExceeded"), cloud.Quota},
+		{"http 403 quota of a read", httpErr(403, "quotaExceeded"), cloud.Transient},
+		{"http 429 quota of a read", httpErr(429, "quotaExceeded"), cloud.Transient},
 		{"http 403 rate", httpErr(403, "rateLimitExceeded"), cloud.Transient},
 		{"http 429", httpErr(429, ""), cloud.Transient},
 		{"http 500", httpErr(500, "backendError"), cloud.Transient},
@@ -241,27 +242,46 @@ func TestKindOf(t *testing.T) {
 			t.Errorf("%s: kindOf(%v) = %s, want %s", c.name, c.err, got, c.want)
 		}
 	}
+	// An insert's own quotaExceeded is the project's quota.
+	for _, c := range []struct {
+		err  error
+		want cloud.Kind
+	}{
+		{httpErr(403, "quotaExceeded"), cloud.Quota},
+		{httpErr(429, "quotaExceeded"), cloud.Quota},
+		{httpErr(429, "rateLimitExceeded"), cloud.Transient},
+		{httpErr(400, "invalid"), cloud.Invalid},
+		{op(403, "QUOTA_EXCEEDED"), cloud.Quota},
+	} {
+		if got := insertKind(c.err); got != c.want {
+			t.Errorf("insertKind(%v) = %s, want %s", c.err, got, c.want)
+		}
+	}
 	if !isAlreadyExists(httpErr(http.StatusConflict, "alreadyExists")) || isAlreadyExists(httpErr(http.StatusConflict, "resourceInUseByAnotherResource")) {
 		t.Error("isAlreadyExists")
 	}
 }
 
 func TestRetryer(t *testing.T) {
+	quota := &googleapi.Error{Code: 429, Errors: []googleapi.ErrorItem{{Reason: "quotaExceeded"}}}
 	cases := []struct {
 		err   error
+		kind  func(error) cloud.Kind
 		retry bool
 	}{
-		{&googleapi.Error{Code: 503}, true},
-		{&googleapi.Error{Code: 429}, true},
-		{&googleapi.Error{Code: 500, Errors: []googleapi.ErrorItem{{Reason: "backendError"}}}, true},
-		{&googleapi.Error{Code: 503, Errors: []googleapi.ErrorItem{{Reason: "ZONE_RESOURCE_POOL_EXHAUSTED"}}}, false},
-		{&googleapi.Error{Code: 429, Errors: []googleapi.ErrorItem{{Reason: "quotaExceeded"}}}, false},
-		{&googleapi.Error{Code: 403}, false},
-		{&googleapi.Error{Code: 404}, false},
-		{errors.New("dial tcp: refused"), false},
+		{&googleapi.Error{Code: 503}, kindOf, true},
+		{&googleapi.Error{Code: 429}, kindOf, true},
+		{&googleapi.Error{Code: 500, Errors: []googleapi.ErrorItem{{Reason: "backendError"}}}, kindOf, true},
+		{&googleapi.Error{Code: 503, Errors: []googleapi.ErrorItem{{Reason: "ZONE_RESOURCE_POOL_EXHAUSTED"}}}, kindOf, false},
+		{quota, kindOf, true},
+		{quota, insertKind, false},
+		{&googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "rateLimitExceeded"}}}, insertKind, true},
+		{&googleapi.Error{Code: 403}, kindOf, false},
+		{&googleapi.Error{Code: 404}, kindOf, false},
+		{errors.New("dial tcp: refused"), kindOf, false},
 	}
 	for _, c := range cases {
-		r := &transientRetryer{}
+		r := &transientRetryer{kind: c.kind}
 		n := 0
 		for ; n < 10; n++ {
 			if _, ok := r.Retry(c.err); !ok {

@@ -76,9 +76,10 @@ func (d *Driver) Verify(ctx context.Context) error {
 }
 
 // verifyPermissions names each permission of gcprole the service account
-// lacks on the project.
+// lacks on the project, of those this cloud's launches need (actAs and
+// setServiceAccount only with a node service account).
 func (d *Driver) verifyPermissions(ctx context.Context, c *clients, v *verification) {
-	want := gcprole.Permissions()
+	want := gcprole.PermissionsFor(d.cfg.Cloud.NodeServiceAccount != "")
 	out, err := c.projects.TestIamPermissions("projects/"+d.project,
 		&cloudresourcemanager.TestIamPermissionsRequest{Permissions: want}).Context(ctx).Do()
 	if err != nil {
@@ -157,16 +158,22 @@ func (d *Driver) verifyNetwork(ctx context.Context, c *clients, v *verification)
 	}
 }
 
+// verifyMachineTypes gets every declared type in every zone (up to 64 ×
+// 16), parallelGets at a time, and names each one not offered.
 func (d *Driver) verifyMachineTypes(ctx context.Context, c *clients, v *verification) {
-	for _, t := range d.cfg.Cloud.MachineTypes {
-		for _, z := range d.cfg.Cloud.Zones {
-			_, err := c.machineTypes.Get(ctx, &computepb.GetMachineTypeRequest{Project: d.project, Zone: z, MachineType: t.Name}, d.retry())
-			switch {
-			case isNotFound(err):
-				v.Fail(CheckMachineTypes, cloud.Invalid, "machine type %s is not offered in zone %s", t.Name, z)
-			case err != nil:
-				v.failed(CheckMachineTypes, err, "machine type %s in %s", t.Name, z)
-			}
+	types, zones := d.cfg.Cloud.MachineTypes, d.cfg.Cloud.Zones
+	errs := make([]error, len(types)*len(zones))
+	parallel(len(errs), func(i int) {
+		t, z := types[i/len(zones)].Name, zones[i%len(zones)]
+		_, errs[i] = c.machineTypes.Get(ctx, &computepb.GetMachineTypeRequest{Project: d.project, Zone: z, MachineType: t}, d.retry())
+	})
+	for i, err := range errs {
+		t, z := types[i/len(zones)].Name, zones[i%len(zones)]
+		switch {
+		case isNotFound(err):
+			v.Fail(CheckMachineTypes, cloud.Invalid, "machine type %s is not offered in zone %s", t, z)
+		case err != nil:
+			v.failed(CheckMachineTypes, err, "machine type %s in %s", t, z)
 		}
 	}
 }

@@ -96,6 +96,7 @@ resource "rayplane_cluster" "gcp" {
 	var (
 		permissions []string
 		jwks        string
+		issuer      string
 		subject     string
 		clusterID   string
 	)
@@ -148,6 +149,7 @@ resource "rayplane_cluster" "gcp" {
 							return fmt.Errorf("no permissions rendered")
 						}
 						jwks = attrs["oidc_jwks"]
+						issuer = attrs["oidc_issuer"]
 						subject = s.RootModule().Resources["rayplane_cloud.gcp"].Primary.Attributes["gcp.subject"]
 						return nil
 					},
@@ -160,7 +162,7 @@ resource "rayplane_cluster" "gcp" {
 					if err := json.Unmarshal([]byte(jwks), &set); err != nil || len(set.Keys) == 0 {
 						t.Fatalf("oidc_jwks %q: %v", jwks, err)
 					}
-					srv.WorkloadIdentityProvider(provider, set.Keys[0].Key)
+					srv.WorkloadIdentityProvider(provider, issuer, set.Keys[0].Key)
 					srv.ServiceAccount(sa, []string{gcptest.FederatedPrincipal(provider, subject)}, permissions)
 				},
 				Config: cluster(1),

@@ -121,7 +121,7 @@ func (p *gcpPlane) newCloud(t *testing.T, name string) api.Cloud {
 	if !strings.HasPrefix(role.OIDCIssuer, "https://") {
 		t.Fatalf("oidc_issuer %q", role.OIDCIssuer)
 	}
-	p.srv.WorkloadIdentityProvider(gcpProvider, keys.Keys[0].Key)
+	p.srv.WorkloadIdentityProvider(gcpProvider, role.OIDCIssuer, keys.Keys[0].Key)
 	p.srv.ServiceAccount(gcpCustomer, []string{gcptest.FederatedPrincipal(gcpProvider, c.GCP.Subject)}, role.Permissions)
 	c = decodeJSON[api.Cloud](t, p.s.must(t, 200, "POST", "/v1/clouds/"+c.ID+"/verify", ""))
 	if c.Status != api.CloudActive {

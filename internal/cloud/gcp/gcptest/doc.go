@@ -41,7 +41,8 @@
 // key, token_uri = URL+"/token"); /token verifies the JWT-bearer grant's
 // RS256 signature, iss, aud, scope and times. WorkloadIdentityProvider +
 // SubjectToken: STS (form-encoded as the auth library sends, or JSON)
-// verifies the subject JWT (RS256/ES256 signature, aud, exp, iat, sub) for
+// verifies the subject JWT (RS256/ES256 signature, iss exactly the
+// provider's issuer URI, aud, exp, iat, sub) for
 // the audience //iam.googleapis.com/<provider> and mints a federated token
 // for principal://iam.googleapis.com/<pool>/subject/<sub>.
 // generateAccessToken mints a token for a service account only to a
@@ -67,7 +68,9 @@
 // network interface whose network (default "default") and subnetwork (in
 // the zone's region, of that network) exist (404); labels' format and
 // count; metadata keys, duplicates and sizes; SPOT scheduling without
-// automatic restart and with onHostMaintenance TERMINATE; at most one
+// automatic restart and with onHostMaintenance TERMINATE; a machine type with
+// GPUs only with onHostMaintenance TERMINATE (400 "Instances with guest
+// accelerators do not support live migration."); at most one
 // service account, which exists; a name already used in the zone is 409
 // alreadyExists. Besides compute.instances.create it requires the
 // permissions the request implies: compute.disks.create (each disk),
@@ -82,9 +85,11 @@
 // nothing, whatever the body. An insert answers its operation RUNNING;
 // the instance is made at once and RUNNING, the operation DONE for any
 // later get/wait (HoldProvisioning keeps both PROVISIONING/RUNNING until
-// released). FailCapacity / FailQuota: the insert is accepted and its
-// operation ends DONE with error ZONE_RESOURCE_POOL_EXHAUSTED
-// (httpErrorStatusCode 503) or QUOTA_EXCEEDED (403); no instance.
+// released). FailCapacity / FailQuota / FailInternal (FailOperations for
+// any code): the insert is accepted and its operation ends DONE with error
+// ZONE_RESOURCE_POOL_EXHAUSTED (httpErrorStatusCode 503), QUOTA_EXCEEDED
+// (403) or INTERNAL_ERROR (500); no instance, and its requestId answers
+// that failed operation from then on. Options.Latency delays every answer.
 // zoneOperations.wait returns when the operation is DONE, the client goes
 // away or after two minutes. list/aggregatedList: the filter subset of
 // filter.go (labels.K, status, name with = or !=, joined by spaces or AND,

@@ -38,7 +38,7 @@ func (v *verification) failed(check string, err error, format string, args ...an
 //  1. the control plane can impersonate the service account (it holds
 //     roles/iam.serviceAccountTokenCreator on it; with a workload identity
 //     provider, STS accepts the subject token first);
-//  2. the service account holds every permission of gcprole on the project
+//  2. the service account holds the permissions of gcprole this cloud needs
 //     (projects.testIamPermissions), each missing one named;
 //  3. the zones exist and are in the cloud's region;
 //  4. the image (or the family's current image) exists and is ready;

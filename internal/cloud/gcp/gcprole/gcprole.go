@@ -2,7 +2,7 @@
 // holds on its project, derived from Calls: every Google API call the
 // driver makes with that account's impersonated tokens, with the
 // permission each needs. The role and the driver cannot drift apart: the
-// driver's verification tests exactly Permissions() on the project, and the
+// driver's verification tests PermissionsFor(the cloud) on the project, and the
 // driver's tests check that every call they saw is listed here and every
 // permission listed was needed by a call they saw.
 //

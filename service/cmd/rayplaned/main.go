@@ -33,6 +33,7 @@ commands:
   agent             run the node agent (started by a cloud driver on every node)
   admin bootstrap   create the first organization and admin token in a data directory
   admin rotate-key  seal every cloud secret with a new key and retire the old ones (server stopped)
+  admin access-keys list, rotate, revoke KID: the keys that sign direct-access tokens (server may run)
   version           print the version
   clusters          list, get, create, start, terminate, delete, wait for a status, show events
   nodes list        list a cluster's nodes with their heartbeats
@@ -69,9 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return adminBootstrap(ctx, args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "rotate-key":
 			return adminRotateKey(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "access-keys":
+			return adminAccessKeys(args[2:], stdout, stderr)
 		}
 		fmt.Fprintln(stderr, usage)
-		return errors.New("admin needs a verb: bootstrap or rotate-key")
+		return errors.New("admin needs a verb: bootstrap, rotate-key or access-keys")
 	case "clusters", "nodes", "clouds", "compute-configs":
 		return userCmd(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":

@@ -39,6 +39,7 @@ type serveConfig struct {
 	awsPrincipalARN, kubeAllowedNetworks                                  string
 	gcpEndpoint, gcpPrincipal, gcpDirectOrgs, gcpIssuer                   string
 	reconcileConcurrency                                                  int
+	accessTokenMaxTTL                                                     time.Duration
 }
 
 func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -71,6 +72,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.gcpDirectOrgs, "gcp-direct-orgs", env("GCP_DIRECT_ORGS", service.SystemOrgName), "comma-separated organizations whose gcp clouds may be reached with the control plane's own Google identity (no workload_identity_provider); * for every one, empty for none. Only for organizations that trust one another: any of them may name a service account that lets this identity impersonate it ($RAYPLANE_GCP_DIRECT_ORGS)")
 	fs.StringVar(&c.gcpIssuer, "gcp-oidc-issuer", env("GCP_OIDC_ISSUER", ""), "issuer URL of the tokens the control plane presents to customers' workload identity pool providers; empty means the advertise URL ($RAYPLANE_GCP_OIDC_ISSUER)")
 	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
+	fs.DurationVar(&c.accessTokenMaxTTL, "access-token-max-ttl", service.DefaultAccessTokenMaxTTL, "longest life of a direct-access token (POST /v1/clusters/{id}/access-tokens), 1m to 24h")
 	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -93,6 +95,9 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.reconcileConcurrency < 1 || c.reconcileConcurrency > maxReconcileConcurrency {
 		return c, fmt.Errorf("--reconcile-concurrency must be between 1 and %d, got %d", maxReconcileConcurrency, c.reconcileConcurrency)
+	}
+	if c.accessTokenMaxTTL < minAccessTokenMaxTTL || c.accessTokenMaxTTL > maxAccessTokenMaxTTL || c.accessTokenMaxTTL%time.Second != 0 {
+		return c, fmt.Errorf("--access-token-max-ttl must be whole seconds from %s to %s, got %s", minAccessTokenMaxTTL, maxAccessTokenMaxTTL, c.accessTokenMaxTTL)
 	}
 	if c.credentialTTL < minCredentialTTL {
 		// Renewal comes with a heartbeat, at most every 5 minutes.
@@ -143,6 +148,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	tlsConf, caPath, err := serverTLS(cfg, dataDir)
+	if err != nil {
+		return err
+	}
+	// Before secureDataDir: a key ring others could read is refused, not
+	// quietly made private.
+	access, err := openAccess(dataDir, st, cfg.accessTokenMaxTTL, stdout)
 	if err != nil {
 		return err
 	}
@@ -226,7 +237,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
 		},
 		Agents: &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
-			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage},
+			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage, Access: access},
+		Access:       access,
 		AWSPrincipal: awsNodes.Principal,
 		GCPIdentity:  gcpNodes.Identity,
 		Ready:        st.Ready,

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -20,7 +21,7 @@ import (
 	"github.com/rayplane/rayplane/internal/client"
 )
 
-var _ provider.Provider = (*rayplaneProvider)(nil)
+var _ provider.ProviderWithEphemeralResources = (*rayplaneProvider)(nil)
 
 // New returns a constructor for the provider at the given version.
 func New(version string) func() provider.Provider {
@@ -135,6 +136,7 @@ func (p *rayplaneProvider) Configure(ctx context.Context, req provider.Configure
 	data := &providerData{client: c, planned: p.planned}
 	resp.ResourceData = data
 	resp.DataSourceData = data
+	resp.EphemeralResourceData = data
 }
 
 func firstSet(v types.String, fallback string) string {
@@ -176,6 +178,14 @@ func (p *rayplaneProvider) Resources(context.Context) []func() resource.Resource
 		newCloudVerificationResource,
 		newClusterResource,
 		newComputeConfigResource,
+	}
+}
+
+// EphemeralResources are the provider's ephemeral resources (never in the
+// plan or the state), likewise.
+func (p *rayplaneProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{
+		newClusterAccessTokenEphemeral,
 	}
 }
 

@@ -35,6 +35,10 @@ func TestSchemas(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(resp.DataSourceSchemas)); !slices.Equal(got, wantDataSources) {
 		t.Errorf("data sources %v, want %v", got, wantDataSources)
 	}
+	wantEphemeral := []string{"rayplane_cluster_access_token"}
+	if got := slices.Sorted(maps.Keys(resp.EphemeralResourceSchemas)); !slices.Equal(got, wantEphemeral) {
+		t.Errorf("ephemeral resources %v, want %v", got, wantEphemeral)
+	}
 }
 
 // fieldRefused reports whether the server's check names field.

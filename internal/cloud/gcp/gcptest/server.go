@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,8 @@ type Server struct {
 	opts Options
 	cat  *catalog
 	now  func() time.Time
+
+	inFlight, maxInFlight atomic.Int64 // requests being answered now, and the most at once
 
 	mu           sync.Mutex
 	calls        []Call
@@ -191,7 +194,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 const maxBody = 8 << 20
 
+// MaxInFlight answers the most requests the server has been answering at
+// once: how tests see a client's concurrency without timing it.
+func (s *Server) MaxInFlight() int { return int(s.maxInFlight.Load()) }
+
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
+	}
 	if s.opts.Latency > 0 {
 		t := time.NewTimer(s.opts.Latency)
 		select {

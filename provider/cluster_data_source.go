@@ -3,11 +3,14 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -40,7 +43,7 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 	}
 	resp.Schema = schema.Schema{
 		Description: "Reads a rayplane cluster by `id` or by `name` (exactly one of them): its declaration, held resource requests, " +
-			"status, node counts and hourly cost.",
+			"status, node counts and hourly cost, and its usage (what it holds, uses and has cost).",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description: descClusterID + " Set this or `name`.",
@@ -87,6 +90,25 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 			"nodes_running": computedInt(descClusterRunning),
 			"nodes_total":   computedInt(descClusterTotal),
 			"hourly_cost":   schema.Float64Attribute{Description: descClusterHourlyCost, Computed: true},
+			"usage": schema.SingleNestedAttribute{
+				Description: "What the cluster holds and uses now and what it has cost, as `GET /v1/clusters/{id}/usage` and " +
+					"`rayplaned clusters usage` answer it when the data source is read.",
+				Computed: true,
+				Attributes: map[string]schema.Attribute{
+					"nodes": schema.MapAttribute{Description: "The cluster's nodes counted by status (`RUNNING`, `TERMINATED`, …).",
+						Computed: true, ElementType: types.Int64Type},
+					"capacity": schema.MapAttribute{Description: "The resources of the RUNNING nodes' instance types, summed (`CPU`, `GPU`, `memory` in bytes).",
+						Computed: true, ElementType: types.Float64Type},
+					"used": schema.MapAttribute{Description: "What the RUNNING nodes' agents reported in their latest heartbeats, summed: " +
+						"`CPU` busy with the runtime's processes and their resident `memory` in bytes.",
+						Computed: true, ElementType: types.Float64Type},
+					"cost_per_hour": schema.Float64Attribute{Description: "What the RUNNING nodes cost per hour in USD, at the prices stored when they were launched.",
+						Computed: true},
+					"accrued_cost": schema.Float64Attribute{Description: "What the cluster's nodes have cost in USD since the cluster was created: " +
+						"each node that held an instance, from its launch until its termination, at its price.", Computed: true},
+					"updated_at": schema.StringAttribute{Description: "When the figures were taken (RFC 3339).", Computed: true},
+				},
+			},
 		},
 	}
 }
@@ -106,7 +128,7 @@ func (d *clusterDataSource) Read(ctx context.Context, req datasource.ReadRequest
 		notConfigured(&resp.Diagnostics)
 		return
 	}
-	var m clusterModel
+	var m clusterDataModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -146,5 +168,52 @@ func (d *clusterDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	}
 	m.Runtime = types.ObjectNull(clusterRuntimeAttrTypes)
 	resp.Diagnostics.Append(m.fromAPI(ctx, cl)...)
+	u, err := d.client.GetClusterUsage(ctx, id)
+	if err != nil {
+		resp.Diagnostics.Append(errorDiagnostic(fmt.Sprintf("Cannot read the usage of rayplane cluster %s", id), err))
+		return
+	}
+	var diags diag.Diagnostics
+	m.Usage, diags = usageObject(ctx, u)
+	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// clusterDataModel is the data source: the cluster as the resource has it,
+// and its usage.
+type clusterDataModel struct {
+	clusterModel
+	Usage types.Object `tfsdk:"usage"`
+}
+
+var clusterUsageAttrTypes = map[string]attr.Type{
+	"nodes":         types.MapType{ElemType: types.Int64Type},
+	"capacity":      types.MapType{ElemType: types.Float64Type},
+	"used":          types.MapType{ElemType: types.Float64Type},
+	"cost_per_hour": types.Float64Type,
+	"accrued_cost":  types.Float64Type,
+	"updated_at":    types.StringType,
+}
+
+func usageObject(ctx context.Context, u api.ClusterUsage) (types.Object, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	nodes := map[string]int64{}
+	for k, v := range u.Nodes {
+		nodes[k] = int64(v)
+	}
+	mapOf := func(v any, elem attr.Type) types.Map {
+		m, d := types.MapValueFrom(ctx, elem, v)
+		diags.Append(d...)
+		return m
+	}
+	obj, d := types.ObjectValue(clusterUsageAttrTypes, map[string]attr.Value{
+		"nodes":         mapOf(nodes, types.Int64Type),
+		"capacity":      mapOf(map[string]float64(u.Capacity), types.Float64Type),
+		"used":          mapOf(map[string]float64(u.Used), types.Float64Type),
+		"cost_per_hour": types.Float64Value(u.CostPerHour),
+		"accrued_cost":  types.Float64Value(u.AccruedCost),
+		"updated_at":    types.StringValue(u.UpdatedAt.UTC().Format(time.RFC3339Nano)),
+	})
+	diags.Append(d...)
+	return obj, diags
 }

@@ -64,6 +64,14 @@ data "rayplane_cluster" "by_name" {
 			at("nodes_running", knownvalue.Int64Exact(0)),
 			at("nodes_total", knownvalue.Int64Exact(0)),
 			at("hourly_cost", knownvalue.Float64Exact(0)),
+			at("usage", knownvalue.ObjectExact(map[string]knownvalue.Check{
+				"nodes":         knownvalue.MapExact(map[string]knownvalue.Check{}),
+				"capacity":      knownvalue.MapExact(map[string]knownvalue.Check{}),
+				"used":          knownvalue.MapExact(map[string]knownvalue.Check{}),
+				"cost_per_hour": knownvalue.Float64Exact(0),
+				"accrued_cost":  knownvalue.Float64Exact(0),
+				"updated_at":    knownvalue.NotNull(),
+			})),
 			at("resource_requests", knownvalue.ListExact([]knownvalue.Check{
 				knownvalue.ObjectExact(map[string]knownvalue.Check{
 					"shape": knownvalue.MapExact(map[string]knownvalue.Check{

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/accesstoken"
+	"github.com/rayplane/rayplane/internal/api"
+)
+
+// The jobs verbs as a user runs them, against a stand-in control plane
+// that hands out access tokens and a stand-in head proxy (TLS, a scope per
+// route, like the agent's) in front of dev-ray. The whole path through the
+// real control plane and agent is TestDirectAccess's.
+
+const (
+	jobsCluster     = "cls_jobs"
+	forbiddenClustr = "cls_forbidden" // the control plane refuses the scopes
+	badTokenCluster = "cls_badtoken"  // the head refuses the token
+	noScopeCluster  = "cls_noscope"   // the token lacks every scope
+)
+
+// fakeAccess is the control plane's token route and the head's proxy.
+type fakeAccess struct {
+	mu    sync.Mutex
+	asked [][]string // the scopes of each token request, in order
+}
+
+func (f *fakeAccess) lastScopes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.asked) == 0 {
+		return nil
+	}
+	return f.asked[len(f.asked)-1]
+}
+
+// routeScope is the head proxy's table (internal/agent/proxy.go).
+func routeScope(r *http.Request) string {
+	switch {
+	case r.Method == http.MethodPost || r.Method == http.MethodDelete:
+		return accesstoken.ScopeJobsSubmit
+	case strings.Contains(r.URL.Path, "/logs") || strings.HasPrefix(r.URL.Path, "/rayplane/logs"):
+		return accesstoken.ScopeLogsRead
+	}
+	return accesstoken.ScopeJobsRead
+}
+
+func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
+	t.Helper()
+	f := &fakeAccess{}
+	jobs := newRayJobs(logDir, binary, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(jobs.stopAll)
+	ray := httptest.NewServer(jobs.handler())
+	t.Cleanup(ray.Close)
+	rayURL, _ := url.Parse(ray.URL)
+	proxy := httputil.NewSingleHostReverseProxy(rayURL)
+	head := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok.")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="signature"`)
+			writeRayJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid access token: signature"})
+			return
+		}
+		if need := routeScope(r); !slices.Contains(strings.Split(tok, ","), need) {
+			writeRayJSON(w, http.StatusForbidden, map[string]string{"error": "the access token lacks scope " + need})
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(head.Close)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: head.Certificate().Raw}))
+
+	cp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cluster, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v1/clusters/"), "/access-tokens")
+		if r.Method != http.MethodPost || !ok || r.Header.Get("Authorization") != "Bearer rpt_test" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		var req api.AccessTokenRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		f.mu.Lock()
+		f.asked = append(f.asked, req.Scopes)
+		f.mu.Unlock()
+		tok := "tok." + strings.Join(req.Scopes, ",")
+		switch cluster {
+		case forbiddenClustr:
+			writeRayJSON(w, http.StatusForbidden, api.ErrorBody{Error: &api.Error{Code: api.CodeForbidden, Message: "role reader may not have scope jobs:submit"}})
+			return
+		case badTokenCluster:
+			tok = "forged"
+		case noScopeCluster:
+			tok = "tok."
+		}
+		writeRayJSON(w, http.StatusCreated, api.AccessToken{Token: tok, ExpiresAt: time.Now().Add(time.Hour), Scopes: req.Scopes,
+			ClusterID: cluster, HeadURL: head.URL, CACertPEM: caPEM, KeyID: "k1"})
+	}))
+	t.Cleanup(cp.Close)
+
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Both test servers share httptest's certificate.
+	if err := os.WriteFile(filepath.Join(dir, "tls", "ca.pem"), []byte(caPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte("rpt_test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, newCLIRunner(&server{endpoint: cp.URL, dataDir: dir})
+}
+
+func TestCLIJobs(t *testing.T) {
+	// The head's job log directory in the layout of a local storage
+	// location, <storage>/<cluster>/jobs.
+	storage := t.TempDir()
+	logDir := filepath.Join(storage, jobsCluster, "jobs")
+	f, r := startFakeAccess(t, logDir)
+	cluster := "--cluster=" + jobsCluster
+	scopes := func(t *testing.T, want ...string) {
+		t.Helper()
+		if got := f.lastScopes(); !slices.Equal(got, want) {
+			t.Fatalf("token asked with scopes %v, want exactly %v", got, want)
+		}
+	}
+
+	out := r.must(t, "jobs", "submit", cluster, "--submission-id", "a", "--env", "WHO=cli", "--wait", "--", "echo", "hi $WHO;", "echo done")
+	if out != "job a submitted to cluster cls_jobs; its output follows\nhi cli\ndone\njob a SUCCEEDED: Job finished successfully.\n" {
+		t.Fatalf("submit --wait:\n%s", out)
+	}
+	scopes(t, accesstoken.ScopeJobsSubmit, accesstoken.ScopeJobsRead, accesstoken.ScopeLogsRead)
+
+	if out := r.must(t, "jobs", "submit", cluster, "--submission-id", "b", "--", "echo b; sleep 600"); out != "job b submitted to cluster cls_jobs\n" {
+		t.Fatalf("submit:\n%s", out)
+	}
+	scopes(t, accesstoken.ScopeJobsSubmit)
+	sub := decodeJSON[raySubmitResponse](t, []byte(r.must(t, "jobs", "submit", cluster, "--metadata", "k=v", "--json", "--", "true")))
+	if !strings.HasPrefix(sub.SubmissionID, "raysubmit_") {
+		t.Fatalf("submit --json: %+v", sub)
+	}
+
+	list := cliJSON[[]rayJobDetails](t, r, "jobs", "list", cluster)
+	scopes(t, accesstoken.ScopeJobsRead)
+	if len(list) != 3 || list[0].SubmissionID != "a" || list[2].Metadata["k"] != "v" {
+		t.Fatalf("jobs list: %+v", list)
+	}
+	if out := r.must(t, "jobs", "list", cluster); !strings.HasPrefix(out, "SUBMISSION ID") || len(tableRows(out)) != 3 {
+		t.Fatalf("jobs list table:\n%s", out)
+	}
+	if st := cliJSON[rayJobDetails](t, r, "jobs", "status", "a", cluster); st.Status != raySucceeded {
+		t.Fatalf("jobs status: %+v", st)
+	}
+	scopes(t, accesstoken.ScopeJobsRead)
+	if out := r.must(t, "jobs", "logs", "a", cluster); out != "hi cli\ndone\n" {
+		t.Fatalf("jobs logs: %q", out)
+	}
+	scopes(t, accesstoken.ScopeLogsRead)
+
+	// Follow a running job while another command stops it.
+	waitUntil(t, 30*time.Second, "job b's output", func() bool { return r.must(t, "jobs", "logs", "b", cluster) == "b\n" })
+	followed := make(chan string, 1)
+	follower := &cliRunner{env: r.env} // its own output buffer: it runs beside r
+	go func() {
+		out, _ := follower.run(t, "jobs", "logs", "b", cluster, "--follow", "--interval", "100ms")
+		followed <- out
+	}()
+	if out := r.must(t, "jobs", "stop", "b", cluster); out != "job b is stopping\n" {
+		t.Fatalf("jobs stop:\n%s", out)
+	}
+	select {
+	case out := <-followed:
+		r.all.WriteString(out)
+		if out != "b\n" {
+			t.Fatalf("jobs logs --follow: %q", out)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("jobs logs --follow did not end with the job")
+	}
+	if out := r.must(t, "jobs", "stop", "b", cluster); out != "job b had already ended\n" {
+		t.Fatalf("second stop:\n%s", out)
+	}
+	// Straight from storage: no control plane, no endpoint.
+	noEnv := &cliRunner{}
+	if out, ok := noEnv.run(t, "logs", cluster, "--job", "a", "--storage", storage); !ok || out != "hi cli\ndone\n" {
+		t.Fatalf("logs --storage: ok=%v %q", ok, out)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"failed job", []string{"jobs", "submit", cluster, "--wait", "--", "echo oops; exit 4"}, "oops\njob raysubmit_"},
+		{"failed job's error", []string{"jobs", "submit", cluster, "--wait", "--", "exit 4"}, "FAILED: Job entrypoint command failed with exit code 4"},
+		{"missing job", []string{"jobs", "status", "nope", cluster}, "the head answered GET /api/jobs/nope with 404 Not Found: Job nope does not exist"},
+		{"duplicate", []string{"jobs", "submit", cluster, "--submission-id", "a", "--", "true"}, "400 Bad Request: Job with submission_id a already exists"},
+		{"control plane refuses", []string{"jobs", "submit", "--cluster", forbiddenClustr, "--", "true"}, "get an access token for cluster cls_forbidden (jobs:submit): forbidden: role reader may not have scope jobs:submit"},
+		{"head refuses the token", []string{"jobs", "list", "--cluster", badTokenCluster}, "the head refused the access token (401 Unauthorized): invalid access token: signature"},
+		{"head refuses the scope", []string{"jobs", "stop", "a", "--cluster", noScopeCluster}, "lacks its scope (403 Forbidden): the access token lacks scope jobs:submit"},
+		{"no cluster", []string{"jobs", "list"}, "jobs list: missing --cluster"},
+		{"no entrypoint", []string{"jobs", "submit", cluster}, "give the entrypoint after --"},
+		{"empty entrypoint", []string{"jobs", "submit", cluster, "--"}, "the entrypoint after -- is empty"},
+		{"no verb", []string{"jobs"}, "jobs needs a verb: list, logs, status, stop, submit"},
+		{"bad env", []string{"jobs", "submit", cluster, "--env", "X", "--", "true"}, `"X" is not KEY=VALUE`},
+		{"storage without id", []string{"logs", "--storage", storage, cluster}, "pass --cluster ID and one of --job ID or --node ID"},
+		{"storage path", []string{"logs", "--storage", storage, cluster, "--job", "../x"}, `"../x" is not an id`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, ok := r.run(t, tc.args...)
+			if ok || !strings.Contains(out, tc.want) {
+				t.Fatalf("ok=%v, want a failure saying %q:\n%s", ok, tc.want, out)
+			}
+		})
+	}
+	if strings.Contains(r.all.String(), "tok.") || strings.Contains(r.all.String(), "rpt_test") {
+		t.Fatal("a token was printed")
+	}
+}

@@ -5,7 +5,8 @@
 # `$TF providers schema -json` under dev_overrides, not from a registry.
 #
 # tfplugindocs renders into a scratch copy; only what it generates
-# (docs/index.md, docs/resources/, docs/data-sources/, docs/guides/) is
+# (docs/index.md, docs/resources/, docs/data-sources/,
+# docs/ephemeral-resources/, docs/guides/) is
 # copied into docs/, so docs/DESIGN.md and anything else there is left
 # alone. With --check,
 # nothing is written: the rendering is compared with docs/ and the script
@@ -26,7 +27,7 @@ case ${1:-} in
 *) echo "usage: scripts/docs.sh [--check]" >&2; exit 2 ;;
 esac
 # What tfplugindocs owns in docs/.
-GENERATED=(index.md resources data-sources guides)
+GENERATED=(index.md resources data-sources ephemeral-resources guides)
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -72,7 +73,7 @@ if [ -z "$CHECK" ]; then
     rm -rf "docs/$f"
     cp -R "$OUT/$f" "docs/$f"
   done
-  echo "docs: rendered docs/index.md, docs/resources/, docs/data-sources/, docs/guides/"
+  echo "docs: rendered docs/index.md, docs/resources/, docs/data-sources/, docs/ephemeral-resources/, docs/guides/"
   exit 0
 fi
 

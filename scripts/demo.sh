@@ -143,7 +143,7 @@ rp jobs submit --cluster "$CLUSTER_ID" --submission-id demo-1 --env GREETING=hel
   'echo "$GREETING from the quickstart cluster"; for i in 1 2 3; do echo "step $i"; sleep 0.3; done'
 rp jobs list --cluster "$CLUSTER_ID"
 echo "its log is in the cloud's storage location, never in the control plane:"
-ls .demo/data-local/storage/*/*/"$CLUSTER_ID"/jobs/demo-1/
+ls .demo/data-local/storage/*/*/"$CLUSTER_ID"/jobs/demo-1/driver.log
 
 step "its nodes: every agent heartbeats"
 rp nodes list "$CLUSTER_ID"

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
@@ -21,6 +20,10 @@ import (
 
 var _ ephemeral.EphemeralResourceWithConfigure = (*clusterAccessTokenEphemeral)(nil)
 
+// maxAccessTokenTTLSeconds is the longest --access-token-max-ttl a control
+// plane accepts (24 hours); its own setting may be shorter.
+const maxAccessTokenTTLSeconds = 24 * 60 * 60
+
 func newClusterAccessTokenEphemeral() ephemeral.EphemeralResource {
 	return &clusterAccessTokenEphemeral{}
 }
@@ -34,7 +37,7 @@ type clusterAccessTokenEphemeral struct{ client *client.Client }
 type clusterAccessTokenModel struct {
 	ClusterID  types.String `tfsdk:"cluster_id"`
 	Scopes     types.List   `tfsdk:"scopes"`
-	TTLSeconds types.Int64  `tfsdk:"ttl_seconds"`
+	TTLSeconds intValue     `tfsdk:"ttl_seconds"`
 	Token      types.String `tfsdk:"token"`
 	ExpiresAt  types.String `tfsdk:"expires_at"`
 	HeadURL    types.String `tfsdk:"head_url"`
@@ -74,12 +77,13 @@ func (e *clusterAccessTokenEphemeral) Schema(_ context.Context, _ ephemeral.Sche
 					listvalidator.ValueStringsAre(stringvalidator.OneOf(scopes...)),
 				},
 			},
-			"ttl_seconds": schema.Int64Attribute{
+			"ttl_seconds": schema.NumberAttribute{
 				Description: fmt.Sprintf("How long the token lives, in seconds: at least %d, at most the control plane's "+
-					"`--access-token-max-ttl` (1 hour unless the operator changed it). Unset: %d.",
-					api.MinAccessTokenTTLSeconds, api.DefaultAccessTokenTTLSeconds),
+					"`--access-token-max-ttl` (1 hour unless the operator changed it; never more than %d). Unset: %d, or that maximum when it is shorter.",
+					api.MinAccessTokenTTLSeconds, maxAccessTokenTTLSeconds, api.DefaultAccessTokenTTLSeconds),
+				CustomType: intType{},
 				Optional:   true,
-				Validators: []validator.Int64{int64validator.AtLeast(api.MinAccessTokenTTLSeconds)},
+				Validators: []validator.Number{intBetween(api.MinAccessTokenTTLSeconds, maxAccessTokenTTLSeconds)},
 			},
 			"token": schema.StringAttribute{
 				Description: "The token, for `Authorization: Bearer <token>` on the head.",

@@ -96,7 +96,7 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 				Computed: true,
 				Attributes: map[string]schema.Attribute{
 					"nodes": schema.MapAttribute{Description: "The cluster's nodes counted by status (`RUNNING`, `TERMINATED`, …).",
-						Computed: true, ElementType: types.Int64Type},
+						Computed: true, ElementType: intType{}},
 					"capacity": schema.MapAttribute{Description: "The resources of the RUNNING nodes' instance types, summed (`CPU`, `GPU`, `memory` in bytes).",
 						Computed: true, ElementType: types.Float64Type},
 					"used": schema.MapAttribute{Description: "What the RUNNING nodes' agents reported in their latest heartbeats, summed: " +
@@ -187,7 +187,7 @@ type clusterDataModel struct {
 }
 
 var clusterUsageAttrTypes = map[string]attr.Type{
-	"nodes":         types.MapType{ElemType: types.Int64Type},
+	"nodes":         types.MapType{ElemType: intType{}},
 	"capacity":      types.MapType{ElemType: types.Float64Type},
 	"used":          types.MapType{ElemType: types.Float64Type},
 	"cost_per_hour": types.Float64Type,
@@ -197,17 +197,19 @@ var clusterUsageAttrTypes = map[string]attr.Type{
 
 func usageObject(ctx context.Context, u api.ClusterUsage) (types.Object, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	nodes := map[string]int64{}
+	nodes := map[string]attr.Value{}
 	for k, v := range u.Nodes {
-		nodes[k] = int64(v)
+		nodes[k] = intOf(v)
 	}
+	nodesMap, d := types.MapValue(intType{}, nodes)
+	diags.Append(d...)
 	mapOf := func(v any, elem attr.Type) types.Map {
 		m, d := types.MapValueFrom(ctx, elem, v)
 		diags.Append(d...)
 		return m
 	}
 	obj, d := types.ObjectValue(clusterUsageAttrTypes, map[string]attr.Value{
-		"nodes":         mapOf(nodes, types.Int64Type),
+		"nodes":         nodesMap,
 		"capacity":      mapOf(map[string]float64(u.Capacity), types.Float64Type),
 		"used":          mapOf(map[string]float64(u.Used), types.Float64Type),
 		"cost_per_hour": types.Float64Value(u.CostPerHour),

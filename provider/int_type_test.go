@@ -12,7 +12,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr/xattr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	dschema "github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
+	eschema "github.com/hashicorp/terraform-plugin-framework/ephemeral/schema"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -518,6 +521,10 @@ func TestIntAttributesBounded(t *testing.T) {
 			for _, v := range a.Validators {
 				validators = append(validators, v)
 			}
+		case eschema.NumberAttribute:
+			for _, v := range a.Validators {
+				validators = append(validators, v)
+			}
 		default:
 			return
 		}
@@ -543,6 +550,16 @@ func TestIntAttributesBounded(t *testing.T) {
 		var resp datasource.SchemaResponse
 		d.Schema(ctx, datasource.SchemaRequest{}, &resp)
 		walkDataSourceAttributes("data."+meta.TypeName, resp.Schema.Attributes, func(where string, a dschema.Attribute) { check(t, where, a) })
+	}
+	for _, newEphemeral := range p.(provider.ProviderWithEphemeralResources).EphemeralResources(ctx) {
+		e := newEphemeral()
+		var meta ephemeral.MetadataResponse
+		e.Metadata(ctx, ephemeral.MetadataRequest{ProviderTypeName: "rayplane"}, &meta)
+		var resp ephemeral.SchemaResponse
+		e.Schema(ctx, ephemeral.SchemaRequest{}, &resp)
+		for name, a := range resp.Schema.Attributes { // no nested attributes yet
+			check(t, "ephemeral."+meta.TypeName+"."+name, a)
+		}
 	}
 }
 

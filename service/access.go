@@ -204,9 +204,10 @@ func (a *Access) issueHeadCert(n NodeRecord, c ClusterRecord, csr *x509.Certific
 	}
 	now := a.now()
 	cert, err := a.CA.Issue(csr, tlsca.Leaf{
-		// The cluster and node are in the name, for whoever reads the
-		// certificate; clients check the CA and the address.
-		CommonName: fmt.Sprintf("rayplane head %s of %s", n.ID, c.ID),
+		// The cluster and node are in the name: clients check the CA, the
+		// address and the cluster (heads of several clusters share an
+		// address on one machine).
+		CommonName: accesstoken.HeadCommonName(n.ID, c.ID),
 		DNSNames:   csr.DNSNames,
 		IPs:        slices.Clone(csr.IPAddresses),
 		NotBefore:  now.Add(-time.Hour), // heads whose clocks run a little slow

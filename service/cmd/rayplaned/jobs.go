@@ -16,6 +16,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,6 +97,19 @@ func (h *rayHead) refresh(ctx context.Context) error {
 	}
 	if tok.CACertPEM == "" {
 		return fmt.Errorf("cluster %s: the control plane answered no CA for the head", h.clusterID)
+	}
+	// The access CA signs the heads of every cluster, which may share an
+	// address (one machine): only a head of this cluster gets the token.
+	want := h.clusterID
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the head presented no certificate")
+		}
+		if got, ok := accesstoken.HeadCluster(cs.PeerCertificates[0].Subject.CommonName); !ok || got != want {
+			return fmt.Errorf("the server at the head's address is not cluster %s's head (its certificate names %q)",
+				want, cs.PeerCertificates[0].Subject.CommonName)
+		}
+		return nil
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg

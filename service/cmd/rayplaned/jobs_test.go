@@ -1,10 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -19,6 +25,7 @@ import (
 
 	"github.com/rayplane/rayplane/internal/accesstoken"
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/internal/tlsca"
 )
 
 // The jobs verbs as a user runs them, against a stand-in control plane
@@ -31,6 +38,7 @@ const (
 	forbiddenClustr = "cls_forbidden" // the control plane refuses the scopes
 	badTokenCluster = "cls_badtoken"  // the head refuses the token
 	noScopeCluster  = "cls_noscope"   // the token lacks every scope
+	impostorCluster = "cls_impostor"  // the server at the head URL is another cluster's head
 )
 
 // fakeAccess is the control plane's token route and the head's proxy.
@@ -68,7 +76,7 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 	t.Cleanup(ray.Close)
 	rayURL, _ := url.Parse(ray.URL)
 	proxy := httputil.NewSingleHostReverseProxy(rayURL)
-	head := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	headHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok.")
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="signature"`)
@@ -80,9 +88,49 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 			return
 		}
 		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(head.Close)
-	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: head.Certificate().Raw}))
+	})
+	// Heads' certificates come from an access CA and name their cluster,
+	// as the control plane issues them: one head per cluster, started
+	// when a token for it is first asked for.
+	caDir := t.TempDir()
+	accessCA, err := tlsca.OpenCA(filepath.Join(caDir, "ca.pem"), filepath.Join(caDir, "ca-key.pem"), "test access CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := string(accessCA.CertPEM())
+	heads := map[string]*httptest.Server{}
+	headFor := func(cluster string) string {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if h, ok := heads[cluster]; ok {
+			return h.URL
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, _ := x509.ParseCertificateRequest(csrDER)
+		named := cluster
+		if cluster == impostorCluster {
+			named = "cls_other" // a head of another cluster at the address
+		}
+		certPEM, err := accessCA.Issue(csr, tlsca.Leaf{CommonName: accesstoken.HeadCommonName("node_head", named),
+			IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode([]byte(certPEM))
+		h := httptest.NewUnstartedServer(headHandler)
+		h.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{blk.Bytes}, PrivateKey: key}}}
+		h.StartTLS()
+		t.Cleanup(h.Close)
+		heads[cluster] = h
+		return h.URL
+	}
 
 	cp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cluster, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v1/clusters/"), "/access-tokens")
@@ -106,7 +154,7 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 			tok = "tok."
 		}
 		writeRayJSON(w, http.StatusCreated, api.AccessToken{Token: tok, ExpiresAt: time.Now().Add(time.Hour), Scopes: req.Scopes,
-			ClusterID: cluster, HeadURL: head.URL, CACertPEM: caPEM, KeyID: "k1"})
+			ClusterID: cluster, HeadURL: headFor(cluster), CACertPEM: caPEM, KeyID: "k1"})
 	}))
 	t.Cleanup(cp.Close)
 
@@ -114,8 +162,9 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// Both test servers share httptest's certificate.
-	if err := os.WriteFile(filepath.Join(dir, "tls", "ca.pem"), []byte(caPEM), 0o600); err != nil {
+	// The control plane's own certificate is httptest's.
+	cpCA := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cp.Certificate().Raw}))
+	if err := os.WriteFile(filepath.Join(dir, "tls", "ca.pem"), []byte(cpCA), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte("rpt_test\n"), 0o600); err != nil {
@@ -210,6 +259,8 @@ func TestCLIJobs(t *testing.T) {
 		{"duplicate", []string{"jobs", "submit", cluster, "--submission-id", "a", "--", "true"}, "400 Bad Request: Job with submission_id a already exists"},
 		{"control plane refuses", []string{"jobs", "submit", "--cluster", forbiddenClustr, "--", "true"}, "get an access token for cluster cls_forbidden (jobs:submit): forbidden: role reader may not have scope jobs:submit"},
 		{"head refuses the token", []string{"jobs", "list", "--cluster", badTokenCluster}, "the head refused the access token (401 Unauthorized): invalid access token: signature"},
+		{"another cluster's head at the address", []string{"jobs", "list", "--cluster", impostorCluster},
+			`is not cluster cls_impostor's head (its certificate names "rayplane head node_head of cls_other")`},
 		{"head refuses the scope", []string{"jobs", "stop", "a", "--cluster", noScopeCluster}, "lacks its scope (403 Forbidden): the access token lacks scope jobs:submit"},
 		{"no cluster", []string{"jobs", "list"}, "jobs list: missing --cluster"},
 		{"no entrypoint", []string{"jobs", "submit", cluster}, "give the entrypoint after --"},

@@ -25,7 +25,8 @@ import (
 // jobs with it (the token works) and keeps a copy outside the working
 // directory. Every file of OpenTofu's working directories (state, plans,
 // configuration) is then read: none holds the token, nor does any
-// attribute of the state.
+// attribute of the state. Before that, a reader's token asking for
+// jobs:submit is refused.
 //
 // It needs the head to serve direct access: the control plane signing the
 // head's certificate and recording its access URL, and the agent's proxy.
@@ -84,11 +85,32 @@ resource "terraform_data" "use" {
 }
 `, c.ID, out)
 
+	// A reader's API token may not ask for jobs:submit: the control
+	// plane's 403 is the resource's error.
+	reader, err := controlPlane.client.CreateToken(ctx, api.CreateTokenRequest{Name: fx.name + "-reader", Role: api.RoleReader})
+	if err != nil {
+		t.Fatalf("create reader token: %v", err)
+	}
+	t.Cleanup(func() { _, _ = controlPlane.client.RevokeToken(ctx, reader.ID) })
+	readerConfig := clusterTestProviders() + fmt.Sprintf(`
+provider "rayplane" {
+  token = %q
+}
+
+ephemeral "rayplane_cluster_access_token" "t" {
+  cluster_id = %q
+  scopes     = ["jobs:submit"]
+}
+`, reader.Secret, c.ID)
+
 	var token []byte
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { testAccPreCheck(t) },
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps: []resource.TestStep{{
+			Config:      readerConfig,
+			ExpectError: wordsRE("a reader token cannot ask for scope jobs:submit"),
+		}, {
 			Config: config,
 			Check: func(st *terraform.State) error {
 				if token, err = os.ReadFile(filepath.Join(out, "token")); err != nil || strings.Count(string(token), ".") != 2 {

@@ -34,7 +34,7 @@ var userVerbs = map[string]map[string]verbFunc{
 	"clusters": {
 		"list": clustersList, "get": clustersGet, "create": clustersCreate, "terminate": clustersTerminate,
 		"start": clustersStart, "delete": clustersDelete, "wait": clustersWait, "events": clustersEvents,
-		"request": clustersRequest, "usage": clustersUsage,
+		"request": clustersRequest, "usage": clustersUsage, "access-token": clustersAccessToken,
 	},
 	"nodes":           {"list": nodesList},
 	"clouds":          {"list": cloudsList, "create": cloudsCreate},

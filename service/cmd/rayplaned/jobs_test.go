@@ -281,3 +281,29 @@ func TestCLIJobs(t *testing.T) {
 		t.Fatal("a token was printed")
 	}
 }
+
+// clusters access-token asks for the scopes and lifetime given and prints the
+// token alone (for $(…)), its summary on stderr, and the head's CA on request.
+func TestCLIAccessToken(t *testing.T) {
+	f, r := startFakeAccess(t, t.TempDir())
+	caFile := filepath.Join(t.TempDir(), "head-ca.pem")
+	out := r.must(t, "clusters", "access-token", "cls_jobs", "--scopes", "jobs:read, logs:read", "--ttl", "10m", "--ca-out", caFile)
+	if !strings.HasSuffix(out, "\ntok.jobs:read,logs:read\n") || !strings.Contains(out, "token for cls_jobs (jobs:read logs:read)") {
+		t.Fatalf("output:\n%s", out)
+	}
+	if b, err := os.ReadFile(caFile); err != nil || !strings.Contains(string(b), "BEGIN CERTIFICATE") {
+		t.Fatalf("--ca-out: %v %q", err, b)
+	}
+	f.mu.Lock()
+	asked := f.asked[len(f.asked)-1]
+	f.mu.Unlock()
+	if strings.Join(asked, " ") != "jobs:read logs:read" {
+		t.Fatalf("asked for %v", asked)
+	}
+	if out, ok := r.run(t, "clusters", "access-token", "cls_jobs", "--ttl", "90500ms"); ok || !strings.Contains(out, "whole number of seconds") {
+		t.Fatalf("a fractional ttl: ok=%v %s", ok, out)
+	}
+	if out, ok := r.run(t, "clusters", "access-token", forbiddenClustr, "--scopes", "jobs:submit"); ok || !strings.Contains(out, "may not have scope jobs:submit") {
+		t.Fatalf("a refused scope: ok=%v %s", ok, out)
+	}
+}

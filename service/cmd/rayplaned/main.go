@@ -35,7 +35,8 @@ commands:
   admin rotate-key  seal every cloud secret with a new key and retire the old ones (server stopped)
   admin access-keys list, rotate, revoke KID: the keys that sign direct-access tokens (server may run)
   version           print the version
-  clusters          list, get, create, start, terminate, delete, wait for a status, show events, usage and cost
+  clusters          list, get, create, start, terminate, delete, wait for a status, show events, usage and cost,
+                    issue a direct-access token (access-token)
   nodes list        list a cluster's nodes with their heartbeats
   clouds            list, create
   compute-configs   list, create

@@ -169,7 +169,7 @@ func startAccessHead(t *testing.T, sign func(ca *testCA, csr string) (string, er
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := testConf("sh", "-c", `echo {dashboard_port} > dashport; mkdir -p "$RAYPLANE_JOB_LOG_DIR/sub-1"; `+
+	conf := testConf("sh", "-c", `echo {dashboard_port} > dashport; echo "$RAYPLANE_DASHBOARD_SECRET" > dashsecret; mkdir -p "$RAYPLANE_JOB_LOG_DIR/sub-1"; `+
 		`echo job-output > "$RAYPLANE_JOB_LOG_DIR/sub-1/driver.log"; echo runtime-says-hi; exec sleep 1000`)
 	conf.AccessKeys = jwks
 	conf.StorageLocation = h.storage
@@ -359,9 +359,11 @@ func TestHeadProxyChecksTokensAndScopes(t *testing.T) {
 	}
 
 	// jobs:submit submits: the dashboard sees the subject, never the token,
-	// and a subject the client made up is replaced.
+	// and a subject or secret the client made up is replaced, whatever the
+	// spelling ('_' for '-', any case).
 	submit := h.token(t, accesstoken.ScopeJobsSubmit)
-	status, _, body := h.do(t, "POST", "/api/jobs/", submit, SubjectHeader, "user:mallory")
+	status, _, body := h.do(t, "POST", "/api/jobs/", submit, SubjectHeader, "user:mallory",
+		"X_Rayplane_Subject", "user:mallory", "x_rayplane_proxy_secret", "forged", ProxySecretHeader, "forged")
 	if status != 200 || !strings.Contains(body, "raysubmit_1") {
 		t.Fatalf("submit: %d %s", status, body)
 	}
@@ -374,6 +376,20 @@ func TestHeadProxyChecksTokensAndScopes(t *testing.T) {
 	}
 	if s := got.Header.Values(SubjectHeader); len(s) != 1 || s[0] != "token:tok_alice" {
 		t.Errorf("the dashboard got %s %q, want token:tok_alice", SubjectHeader, s)
+	}
+	// The runtime's secret, from its environment, on every forwarded request.
+	secret := strings.TrimSpace(string(mustRead(t, filepath.Join(h.a.dir, runtimeDir, "dashsecret"))))
+	if len(secret) < 20 {
+		t.Fatalf("the runtime's %s is %q, want a random secret", DashboardSecretEnv, secret)
+	}
+	if s := got.Header.Values(ProxySecretHeader); len(s) != 1 || s[0] != secret {
+		t.Errorf("the dashboard got %s %q, want the runtime's secret", ProxySecretHeader, s)
+	}
+	for k, v := range got.Header {
+		n := strings.ReplaceAll(k, "_", "-")
+		if (strings.EqualFold(n, SubjectHeader) || strings.EqualFold(n, ProxySecretHeader)) && k != SubjectHeader && k != ProxySecretHeader {
+			t.Errorf("the dashboard got the client's %s: %q", k, v)
+		}
 	}
 
 	// The access log names who did what, never a token.
@@ -388,6 +404,9 @@ func TestHeadProxyChecksTokensAndScopes(t *testing.T) {
 		if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {
 			t.Fatalf("a token is in the agent's log")
 		}
+	}
+	if strings.Contains(logs, secret) {
+		t.Errorf("the dashboard secret is in the agent's log")
 	}
 }
 
@@ -595,6 +614,8 @@ func TestHeadServesLogsAndMetrics(t *testing.T) {
 	}
 	if got := h.dash.last(); got == nil || got.URL.Path != "/metrics" || got.Header.Get("Authorization") != "" {
 		t.Errorf("the runtime's metrics were not read without the token: %+v", got)
+	} else if secret := strings.TrimSpace(string(mustRead(t, filepath.Join(h.a.dir, runtimeDir, "dashsecret")))); got.Header.Get(ProxySecretHeader) != secret {
+		t.Errorf("the runtime's metrics were read without its secret")
 	}
 }
 

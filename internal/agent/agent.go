@@ -16,6 +16,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -121,7 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg: cfg, log: log, c: c, base: base, boot: boot,
 		clusterID: boot.ClusterID, nodeID: boot.NodeID,
 		port:    port,
-		proxy:   &runtimeProxy{clusterID: boot.ClusterID, nodeID: boot.NodeID, dashboardPort: dashPort},
+		proxy:   &runtimeProxy{clusterID: boot.ClusterID, nodeID: boot.NodeID, dashboardPort: dashPort, secret: rand.Text()},
 		sup:     NewSupervisor(log, DefaultRestartBackoff),
 		started: cfg.Now(),
 		retry:   backoff{min: cfg.RetryMin, max: cfg.RetryMax},
@@ -307,7 +308,7 @@ func (a *agent) apply(conf api.AgentConfig) (stop bool) {
 	}
 
 	a.plan = planRuntime(planInput{
-		conf: conf, port: a.port, dashPort: a.proxy.dashboardPort, workDir: a.cfg.WorkDir, environ: os.Environ(), lookPath: a.cfg.LookPath,
+		conf: conf, port: a.port, dashPort: a.proxy.dashboardPort, dashSecret: a.proxy.secret, workDir: a.cfg.WorkDir, environ: os.Environ(), lookPath: a.cfg.LookPath,
 	})
 	if d := a.plan.jobLogDir; d != "" {
 		if err := os.MkdirAll(d, 0o700); err != nil {

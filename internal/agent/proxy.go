@@ -45,6 +45,17 @@ import (
 // SubjectHeader tells the runtime who the token's bearer is.
 const SubjectHeader = "X-Rayplane-Subject"
 
+// ProxySecretHeader carries the head's per-node dashboard secret on every
+// request the proxy forwards to the runtime: the runtime's dashboard
+// listens on loopback, where any local process (on the local driver,
+// another cluster's job) could reach it, and a runtime that checks the
+// header (dev-ray) answers only the proxy. Ray cannot check it.
+const ProxySecretHeader = "X-Rayplane-Proxy-Secret"
+
+// DashboardSecretEnv gives the head's runtime the secret the proxy sends
+// in ProxySecretHeader. It is never logged.
+const DashboardSecretEnv = "RAYPLANE_DASHBOARD_SECRET"
+
 // metricsTimeout bounds reading the runtime's own metrics for /metrics.
 const metricsTimeout = 2 * time.Second
 
@@ -54,6 +65,7 @@ const metricsTimeout = 2 * time.Second
 type runtimeProxy struct {
 	clusterID, nodeID string
 	dashboardPort     int
+	secret            string // sent to the runtime in ProxySecretHeader; never logged
 
 	mu         sync.Mutex
 	runtimeLog string // "" while nothing runs
@@ -199,6 +211,7 @@ func (h *headAccess) handler() http.Handler {
 			return
 		}
 		r.Header.Del("Authorization")
+		dropReserved(r.Header)
 		switch {
 		case r.URL.Path == "/metrics" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 			h.proxy.serveMetrics(sw, r)
@@ -209,6 +222,19 @@ func (h *headAccess) handler() http.Handler {
 			forward.ServeHTTP(sw, r)
 		}
 	})
+}
+
+// dropReserved removes every client header that a runtime (or a proxy in
+// front of it, such as CGI-style servers that read '_' as '-') could take
+// for the subject or the proxy secret: names equal to either when '_' reads
+// as '-', in any case.
+func dropReserved(h http.Header) {
+	for k := range h {
+		n := strings.ReplaceAll(k, "_", "-")
+		if strings.EqualFold(n, SubjectHeader) || strings.EqualFold(n, ProxySecretHeader) {
+			delete(h, k)
+		}
+	}
 }
 
 func bearerToken(r *http.Request) (string, bool) {
@@ -241,6 +267,7 @@ func (p *runtimeProxy) reverseProxy(log *slog.Logger) *httputil.ReverseProxy {
 			pr.Out.Host = target.Host
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Set(SubjectHeader, pr.In.Header.Get(SubjectHeader))
+			pr.Out.Header.Set(ProxySecretHeader, p.secret)
 		},
 		FlushInterval: -1, // logs --follow and event streams go through as they come
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -287,6 +314,7 @@ func (p *runtimeProxy) runtimeMetrics(ctx context.Context) string {
 	if err != nil {
 		return ""
 	}
+	req.Header.Set(ProxySecretHeader, p.secret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return ""

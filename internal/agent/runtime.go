@@ -41,12 +41,13 @@ type plan struct {
 
 // planInput is everything plan depends on, so that it is a pure function.
 type planInput struct {
-	conf     api.AgentConfig
-	port     int      // the port the agent picked for the head's runtime
-	dashPort int      // the port the agent picked for the head's dashboard
-	workDir  string   // the node's work directory
-	environ  []string // the agent's own environment
-	lookPath func(string) (string, error)
+	conf       api.AgentConfig
+	port       int      // the port the agent picked for the head's runtime
+	dashPort   int      // the port the agent picked for the head's dashboard
+	dashSecret string   // the head's dashboard secret (DashboardSecretEnv)
+	workDir    string   // the node's work directory
+	environ    []string // the agent's own environment
+	lookPath   func(string) (string, error)
 }
 
 // planRuntime chooses the runtime's command, environment and log file.
@@ -56,7 +57,8 @@ type planInput struct {
 // argument and every value of runtime.env: {head_address}, {port},
 // {dashboard_port}, {node_id}, {cluster_id}. The head's dashboard listens
 // on 127.0.0.1:{dashboard_port}, where the head's access proxy forwards
-// to it; RAYPLANE_JOB_LOG_DIR tells the head's runtime where job logs go.
+// to it; RAYPLANE_JOB_LOG_DIR tells the head's runtime where job logs go,
+// and RAYPLANE_DASHBOARD_SECRET the secret the proxy sends it.
 func planRuntime(in planInput) plan {
 	c := in.conf
 	var p plan
@@ -144,6 +146,9 @@ func planRuntime(in planInput) plan {
 			p.jobLogDir = filepath.Join(local, c.ClusterID, jobsDir)
 		}
 		spec.Env = append(spec.Env, "RAYPLANE_JOB_LOG_DIR="+p.jobLogDir)
+		if in.dashSecret != "" {
+			spec.Env = append(spec.Env, DashboardSecretEnv+"="+in.dashSecret)
+		}
 	}
 	p.spec = &spec
 	return p

@@ -273,7 +273,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	if err := CheckAgentHeartbeat(&hb, now); err != nil {
 		return api.AgentHeartbeatResponse{}, a.reject(ctx, who, err, now), err
 	}
-	csr, err := CheckAccessReport(&hb, a.reportedHost(n, c, hb))
+	csr, err := CheckAccessReport(&hb, recordedHost(n))
 	if err != nil {
 		return api.AgentHeartbeatResponse{}, a.reject(ctx, who, err, now), err
 	}
@@ -345,17 +345,15 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	return api.AgentHeartbeatResponse{Config: cfg, NodeCredential: newCred}, who, nil
 }
 
-// reportedHost is the host of the node's address, which its access
-// certificate and URL may name (besides 127.0.0.1): as the heartbeat
-// reports it, else as last recorded for the head, else as the driver
-// found it.
-func (a *Agents) reportedHost(n NodeRecord, c ClusterRecord, hb api.AgentHeartbeat) string {
-	for _, addr := range []string{hb.Address, map[bool]string{true: c.HeadAddress}[n.Head], n.Address} {
-		if h := addressHost(addr); h != "" {
-			return h
-		}
-	}
-	return ""
+// recordedHost is the host of the node's address as the driver recorded
+// it at launch or adoption: the one host, besides 127.0.0.1, its access
+// certificate and URL may name. What the node itself reports (hb.Address,
+// and the cluster's head address, which is taken from it) is a claim, not
+// a fact: a hostile head reporting someone else's IP must not get a
+// certificate for it. Empty when the driver recorded no address; the head
+// may then name only 127.0.0.1.
+func recordedHost(n NodeRecord) string {
+	return addressHost(n.Address)
 }
 
 // RejectHeartbeat answers a heartbeat whose body could not be read (bad

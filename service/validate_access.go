@@ -24,8 +24,8 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 const maxAccessNames = 2
 
 // CheckAccessReport checks the direct-access part of a heartbeat (access_csr,
-// access_url) against the host of the node's address (what the node
-// reported, or what the control plane knows of it): the certificate a head
+// access_url) against the host of the node's address as the driver recorded
+// it (never what the node claims): the certificate a head
 // gets, and the URL users are sent to, may name only that host and
 // 127.0.0.1, so a node cannot get a certificate for, or send users to,
 // someone else's address. It answers the parsed request, or nil when none

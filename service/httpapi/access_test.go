@@ -173,11 +173,12 @@ func TestAccessTokens(t *testing.T) {
 }
 
 // TestAccessHeartbeat: a head gets the key set with every answer and a
-// certificate for a request that names only its own addresses; a worker
-// gets neither; a bad request or URL is refused naming the field, with
-// nothing recorded.
+// certificate for a request that names only 127.0.0.1 and the address its
+// driver recorded (never one it claims); a worker gets neither; a bad
+// request or URL is refused naming the field, with nothing recorded.
 func TestAccessHeartbeat(t *testing.T) {
 	e := newDataPlaneEnv(t)
+	e.driver.address = "10.0.0.12" // the cloud's word for where every node is
 	r := e.launchAndRegister("access-beat")
 	c := r.cluster
 	headBeat := func(t *testing.T, want int, hb api.AgentHeartbeat) (api.AgentHeartbeatResponse, response) {
@@ -278,7 +279,22 @@ func TestAccessHeartbeat(t *testing.T) {
 	}
 
 	e.t = t
-	// The node's address host may be named besides 127.0.0.1.
+	// A head claiming someone else's address gets no certificate naming
+	// it, and cannot send users there.
+	for _, hb := range []api.AgentHeartbeat{
+		{Address: "10.9.9.9:6379", AccessCSR: csrPEM(t, nil, "127.0.0.1", "10.9.9.9")},
+		{Address: "10.9.9.9:6379", AccessCSR: csrPEM(t, nil, "10.9.9.9"), AccessURL: "https://10.9.9.9:8443"},
+	} {
+		hb.RuntimeState = api.RuntimeRunning
+		resp := e.must(400, "POST", beatPath(c.ID, r.head), r.creds[r.head], beat(hb))
+		if ae := resp.apiError(t); len(ae.Fields) == 0 || ae.Fields[0].Field != "access_csr" {
+			t.Fatalf("answer %s, want field access_csr", resp.body)
+		}
+		if n := e.storedNode(c.ID, r.head); n.AccessURL != "https://127.0.0.1:8443" {
+			t.Fatalf("access_url is now %q", n.AccessURL)
+		}
+	}
+	// The address its driver recorded may be named besides 127.0.0.1.
 	var moved api.AgentHeartbeatResponse
 	e.must(200, "POST", beatPath(c.ID, r.head), r.creds[r.head], beat(api.AgentHeartbeat{RuntimeState: api.RuntimeRunning,
 		Address: "10.0.0.12:6379", AccessCSR: csrPEM(t, nil, "127.0.0.1", "10.0.0.12"), AccessURL: "https://10.0.0.12:8443"})).decode(t, &moved)

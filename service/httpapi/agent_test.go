@@ -24,13 +24,14 @@ import (
 type recordingDriver struct {
 	mu       sync.Mutex
 	launched map[string]cloud.LaunchRequest
+	address  string // every instance's, as a cloud would report it
 }
 
 func (d *recordingDriver) Launch(_ context.Context, req cloud.LaunchRequest) (cloud.Instance, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.launched[req.NodeID] = req
-	return cloud.Instance{ID: "i-" + req.NodeID, NodeID: req.NodeID, Tags: req.Tags, State: cloud.InstanceRunning}, nil
+	return cloud.Instance{ID: "i-" + req.NodeID, NodeID: req.NodeID, Tags: req.Tags, State: cloud.InstanceRunning, Address: d.address}, nil
 }
 
 func (d *recordingDriver) Terminate(_ context.Context, id string) error {
@@ -46,7 +47,7 @@ func (d *recordingDriver) List(_ context.Context, tags map[string]string) ([]clo
 	var out []cloud.Instance
 	for id, req := range d.launched {
 		if req.Tags[cloud.TagCluster] == tags[cloud.TagCluster] {
-			out = append(out, cloud.Instance{ID: "i-" + id, NodeID: id, Tags: req.Tags, State: cloud.InstanceRunning})
+			out = append(out, cloud.Instance{ID: "i-" + id, NodeID: id, Tags: req.Tags, State: cloud.InstanceRunning, Address: d.address})
 		}
 	}
 	return out, nil

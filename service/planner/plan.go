@@ -52,8 +52,10 @@ type NewNode struct {
 type NodeChange struct {
 	NodeID     string
 	InstanceID string
-	From       string // the status the plan saw; the change applies only if it still holds
-	Reason     string
+	// Address is the listed instance's address, for an adoption to record.
+	Address string
+	From    string // the status the plan saw; the change applies only if it still holds
+	Reason  string
 }
 
 // Plan is what one reconcile pass does. The executor applies store
@@ -149,7 +151,7 @@ func planCluster(in PlanInput) Plan {
 		inst, hasInst := instByNode[n.ID]
 		change := NodeChange{NodeID: n.ID, InstanceID: n.InstanceID, From: n.Status}
 		if hasInst {
-			change.InstanceID = inst.ID
+			change.InstanceID, change.Address = inst.ID, inst.Address
 		}
 		if hasInst && n.InstanceID == "" && n.Status != api.NodeRequested && n.Status != api.NodeLaunching {
 			// Its agent registered before a restarted control plane

@@ -409,7 +409,7 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 			plan.Launch = append(plan.Launch, planner.NodeChange{NodeID: n.ID, From: api.NodeRequested})
 		}
 		for _, a := range plan.Adopt {
-			if err := tx.DataPlane().SetNodeInstance(ctx, a.NodeID, a.InstanceID, "", now); err != nil {
+			if err := tx.DataPlane().SetNodeInstance(ctx, a.NodeID, a.InstanceID, a.Address, now); err != nil {
 				return err
 			}
 			if err := ev("node_adopted", "node %s: found instance %s started before a restart", a.NodeID, a.InstanceID); err != nil {

@@ -34,6 +34,13 @@ package main
 // a grace (Ray's RAY_JOB_STOP_WAIT_TIME_S, 3s by default). Unlike Ray, the
 // jobs live in memory only: a restarted head knows none.
 //
+// The Jobs API listens on loopback, where every local process can reach it
+// (on the local driver, other clusters' jobs too): when the agent sets
+// RAYPLANE_DASHBOARD_SECRET, dev-ray answers only requests that carry it in
+// X-Rayplane-Proxy-Secret (the head's proxy adds it) and 401 to any other.
+// The variable is removed from dev-ray's environment at once, so jobs do not
+// inherit it. Ray has no such check.
+//
 // Job output goes to $RAYPLANE_JOB_LOG_DIR/<submission id>/driver.log: the
 // agent sets that variable to the job log directory in the cloud's
 // storage, so logs stay in the customer's plane.
@@ -41,6 +48,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -60,6 +68,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rayplane/rayplane/internal/agent"
 )
 
 // Ray's job statuses (ray.job_submission.JobStatus).
@@ -171,9 +181,12 @@ func devRayHead(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("dev-ray head: listen for the Jobs API: %w", err)
 	}
+	// Read once and forgotten: jobs must not inherit the secret.
+	secret := os.Getenv(agent.DashboardSecretEnv)
+	os.Unsetenv(agent.DashboardSecretEnv)
 	log := slog.New(slog.NewTextHandler(stdout, nil))
 	jobs := newRayJobs(*logDir, self, log)
-	srv := &http.Server{Handler: jobs.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: requireProxySecret(secret, jobs.handler()), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "dev-ray head (a stand-in for Ray): GCS port %d, Jobs REST API on http://%s, job logs in %s\n", *port, ln.Addr(), *logDir)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -190,6 +203,23 @@ func devRayHead(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		err = nil
 	}
 	return err
+}
+
+// requireProxySecret answers 401 to a request without the head proxy's
+// secret; with no secret set (dev-ray run by hand) it lets every request
+// through.
+func requireProxySecret(secret string, next http.Handler) http.Handler {
+	if secret == "" {
+		return next
+	}
+	want := []byte(secret)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(agent.ProxySecretHeader)), want) != 1 {
+			rayError(w, http.StatusUnauthorized, "dev-ray answers only the head's access proxy: use the head's access URL with an access token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func devRayWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -12,10 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rayplane/rayplane/internal/agent"
 )
 
 // dev-ray's Jobs REST API, with real entrypoint processes: the built
@@ -24,6 +27,7 @@ import (
 type devRayClient struct {
 	t    *testing.T
 	base string
+	hdr  map[string]string // sent with every request
 }
 
 func (c devRayClient) call(method, path, body string) (int, []byte) {
@@ -33,6 +37,9 @@ func (c devRayClient) call(method, path, body string) (int, []byte) {
 		rd = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, c.base+path, rd)
+	for k, v := range c.hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
@@ -189,10 +196,10 @@ func TestDevRayStop(t *testing.T) {
 
 // startDevRayHead runs `rayplaned dev-ray head` as a process and answers
 // it with the Jobs API's URL.
-func startDevRayHead(t *testing.T, logDir string) (*exec.Cmd, devRayClient, <-chan error) {
+func startDevRayHead(t *testing.T, logDir string, env ...string) (*exec.Cmd, devRayClient, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(binary, "dev-ray", "head", "--port", "6379", "--dashboard-port", "0")
-	cmd.Env = append(os.Environ(), "RAYPLANE_JOB_LOG_DIR="+logDir)
+	cmd.Env = append(append(os.Environ(), "RAYPLANE_JOB_LOG_DIR="+logDir), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -276,5 +283,39 @@ func TestDevRayShapes(t *testing.T) {
 		if !strings.Contains(string(b), `"`+k+`":`) {
 			t.Errorf("JobDetails lacks %s: %s", k, b)
 		}
+	}
+}
+
+// TestDevRayRequiresTheProxySecret: with RAYPLANE_DASHBOARD_SECRET set (as
+// the head's agent sets it), a local process that calls the Jobs API
+// directly is refused; a request with the proxy's secret is served; jobs do
+// not inherit the secret.
+func TestDevRayRequiresTheProxySecret(t *testing.T) {
+	dir := t.TempDir()
+	secret := "s3cret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	_, c, _ := startDevRayHead(t, dir, agent.DashboardSecretEnv+"="+secret)
+	for _, hdr := range []map[string]string{nil, {agent.ProxySecretHeader: "wrong"}, {"X_Rayplane_Proxy_Secret": secret}} {
+		c.hdr = hdr
+		if status, body := c.call("GET", "/api/jobs/", ""); status != http.StatusUnauthorized || !strings.Contains(string(body), "access proxy") {
+			t.Errorf("direct request with %v: %d %s, want 401", hdr, status, body)
+		}
+		if status, _ := c.call("POST", "/api/jobs/", `{"entrypoint":"echo no","submission_id":"direct"}`); status != http.StatusUnauthorized {
+			t.Errorf("direct submit with %v: %d, want 401", hdr, status)
+		}
+	}
+	c.hdr = map[string]string{agent.ProxySecretHeader: secret}
+	c.must(200, "POST", "/api/jobs/", `{"entrypoint":"env","submission_id":"env"}`)
+	if d := c.waitJob("env"); d.Status != raySucceeded {
+		t.Fatalf("env job: %+v", d)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "env", "driver.log"))
+	if err != nil || !strings.Contains(string(b), "RAYPLANE_JOB_LOG_DIR=") {
+		t.Fatalf("env job's log: %v\n%s", err, b)
+	}
+	if strings.Contains(string(b), secret) || strings.Contains(string(b), agent.DashboardSecretEnv) {
+		t.Errorf("a job inherited the dashboard secret:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "direct")); err == nil {
+		t.Error("a refused submission ran")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -30,10 +31,17 @@ type Access struct {
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Log hears that the ring cannot be read; nil means slog.Default().
+	Log *slog.Logger
 
-	mu       sync.Mutex
-	lastJWKS string // the last key set read, answered when the ring cannot be read
+	mu           sync.Mutex
+	lastJWKS     string    // the last key set read, answered when the ring cannot be read
+	jwksErrLogAt time.Time // when an unreadable ring was last logged
 }
+
+// JWKSErrorLogEvery bounds how often an unreadable key ring is logged: it
+// is asked for on every head heartbeat.
+const JWKSErrorLogEvery = time.Minute
 
 // AccessKeys signs access tokens and answers the keys that verify them
 // (accesstoken.Ring).
@@ -176,12 +184,25 @@ func (a *Access) CreateAccessToken(ctx context.Context, c Caller, clusterID stri
 
 // jwks answers the ring's key set, or the last one read when the ring
 // cannot be read now (heads keep verifying; signing fails and says why).
+// An unreadable ring is logged at error level (at most once a
+// JWKSErrorLogEvery): until it is readable again a key revoked in it stays
+// in the set heads are given, so an operator must hear of it.
 func (a *Access) jwks() string {
 	s, err := a.Keys.PublicJWKS()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err == nil {
 		a.lastJWKS = s
+		return s
+	}
+	if now := a.now(); a.jwksErrLogAt.IsZero() || now.Sub(a.jwksErrLogAt) >= JWKSErrorLogEvery {
+		a.jwksErrLogAt = now
+		log := a.Log
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("access-token key ring unreadable: heads keep the last key set read, so keys revoked since are still honoured, and no access token can be issued",
+			"error", err)
 	}
 	return a.lastJWKS
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -102,6 +103,11 @@ func adminAccessKeys(args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("%s has no access key ring (%w): rayplaned serve makes it on its first start", dir, err)
 	}
+	if verb != "list" {
+		if err := checkRingOwner(path); err != nil {
+			return err
+		}
+	}
 	restrictUmask()
 	ring, err := accesstoken.OpenRing(path, nil)
 	if err != nil {
@@ -131,4 +137,29 @@ func adminAccessKeys(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.KID, k.State, k.Created.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+// effectiveUID is the user this process acts as (a variable so a test can
+// be someone else).
+var effectiveUID = os.Geteuid
+
+// checkRingOwner refuses to edit the ring unless this process runs as the
+// user that owns it (the server's): the ring is rewritten 0600 by whoever
+// edits it, so an edit by root or another admin would leave a file the
+// server cannot read, and until it can, heads keep the last key set it
+// read, honouring a key just revoked.
+func checkRingOwner(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := effectiveUID(); uint32(uid) != st.Uid {
+		return fmt.Errorf("%s belongs to user %d and this is user %d: run as the server's user, %d, so the server can read what is written",
+			path, st.Uid, uid, st.Uid)
+	}
+	return nil
 }

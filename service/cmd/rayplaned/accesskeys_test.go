@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -85,6 +86,30 @@ func TestAdminAccessKeys(t *testing.T) {
 	if got := keyIDs(); len(got) != 1 || got[0] != active {
 		t.Fatalf("server sees %v after revoke", got)
 	}
+	// Another user (root, say) may list the ring but not rewrite it: the
+	// server could not read the file it would leave.
+	ringPath := filepath.Join(dir, accessKeysFileName)
+	before, err := os.ReadFile(ringPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := os.Geteuid()
+	effectiveUID = func() int { return owner + 1 }
+	defer func() { effectiveUID = os.Geteuid }()
+	for _, args := range [][]string{{"rotate", "--data-dir", dir}, {"revoke", active, "--data-dir", dir}} {
+		want := fmt.Sprintf("run as the server's user, %d", owner)
+		if _, err := runAccessKeys(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%q as another user: %v", args, err)
+		}
+	}
+	if after, err := os.ReadFile(ringPath); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("ring rewritten by another user: %v", err)
+	}
+	if _, err := runAccessKeys(t, "list", "--data-dir", dir); err != nil {
+		t.Fatalf("list as another user: %v", err)
+	}
+	effectiveUID = os.Geteuid
+
 	for _, args := range [][]string{{}, {"destroy"}, {"revoke", "--data-dir", dir}, {"list", "extra", "--data-dir", dir}, {"list", "--data-dir", t.TempDir()}} {
 		if _, err := runAccessKeys(t, args...); err == nil {
 			t.Errorf("%q: no error", args)

@@ -275,3 +275,46 @@ func TestNewVerifierRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestRingRewriteInPlaceSeen: a rewrite that keeps the file's inode, size
+// and modification time (a coarse clock, an editor writing in place) is
+// still seen, within a second: a revocation is not missed for that.
+func TestRingRewriteInPlaceSeen(t *testing.T) {
+	r, path := mustRing(t)
+	other, otherPath := mustRing(t)
+	want, _ := other.ActiveKID()
+	if had, _ := r.ActiveKID(); had == want {
+		t.Fatal("two rings with one key")
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(otherPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != before.Size() {
+		t.Fatalf("rings of %d and %d bytes: the test needs equal sizes", len(b), before.Size())
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil { // in place: same inode
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(path); !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+		t.Fatal("rewrite changed the file's metadata")
+	}
+	time.Sleep(recheckEvery + 100*time.Millisecond)
+	if got, err := r.ActiveKID(); err != nil || got != want {
+		t.Fatalf("active key %s (%v), want %s", got, err, want)
+	}
+	jwks, err := r.PublicJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(jwks, `"kid"`) != 1 || !strings.Contains(jwks, want) {
+		t.Fatalf("key set %s", jwks)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -69,10 +70,16 @@ type Ring struct {
 	path string
 	now  func() time.Time
 
-	mu   sync.Mutex
-	keys []ringKey
-	seen fs.FileInfo // of the file the keys were read from
+	mu      sync.Mutex
+	keys    []ringKey
+	seen    fs.FileInfo // of the file the keys were read from
+	sum     [sha256.Size]byte
+	checked time.Time // when the file's content was last compared (monotonic)
 }
+
+// recheckEvery is how often the ring file's content is compared with what
+// was read last although its metadata did not change.
+const recheckEvery = time.Second
 
 // OpenRing reads the ring file at path, creating it with one active key when
 // it is missing. now is the clock for key creation times (time.Now if nil).
@@ -265,7 +272,7 @@ func (r *Ring) edit(change func([]ringKey) ([]ringKey, error), create bool) erro
 		return err
 	}
 	defer lock.Unlock()
-	keys, _, err := readRing(r.path)
+	keys, _, _, err := readRing(r.path)
 	if err != nil && !(create && errors.Is(err, fs.ErrNotExist)) {
 		return err
 	}
@@ -335,23 +342,33 @@ func keyID(pub *ecdsa.PublicKey) (string, error) {
 
 // refreshLocked reads the file again when it is not the one read last (a
 // rename puts a new file in place) or its modification time, size or mode
-// changed (a chmod that opens it to others stops signing too).
+// changed (a chmod that opens it to others stops signing too), and at
+// least once a recheckEvery in any case: a rewrite in place can keep the
+// inode, size and (coarse) modification time, and a revocation must not be
+// missed for that. Keys are replaced only when the content's SHA-256
+// differs.
 func (r *Ring) refreshLocked() error {
 	fi, err := os.Stat(r.path)
 	if err != nil {
 		return fmt.Errorf("access keys: %w", err)
 	}
-	if r.seen != nil && os.SameFile(r.seen, fi) && fi.ModTime().Equal(r.seen.ModTime()) && fi.Size() == r.seen.Size() && fi.Mode() == r.seen.Mode() {
+	sameMeta := r.seen != nil && os.SameFile(r.seen, fi) && fi.ModTime().Equal(r.seen.ModTime()) && fi.Size() == r.seen.Size() && fi.Mode() == r.seen.Mode()
+	if sameMeta && time.Since(r.checked) < recheckEvery {
 		return nil
 	}
-	keys, fi, err := readRing(r.path)
+	keys, fi, sum, err := readRing(r.path)
 	if err != nil {
 		return err
+	}
+	r.checked = time.Now()
+	if r.seen != nil && sum == r.sum {
+		r.seen = fi
+		return nil
 	}
 	if countActive(keys) != 1 {
 		return fmt.Errorf("access keys %s: %d active keys, want 1", r.path, countActive(keys))
 	}
-	r.keys, r.seen = keys, fi
+	r.keys, r.seen, r.sum = keys, fi, sum
 	return nil
 }
 
@@ -367,60 +384,60 @@ func countActive(keys []ringKey) int {
 
 // readRing reads and checks the ring file. Its errors name the file and
 // the key, never key material.
-func readRing(path string) ([]ringKey, fs.FileInfo, error) {
+func readRing(path string) (_ []ringKey, _ fs.FileInfo, sum [sha256.Size]byte, _ error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access keys: %w", err)
+		return nil, nil, sum, fmt.Errorf("access keys: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, nil, fmt.Errorf("access keys: %w", err)
+		return nil, nil, sum, fmt.Errorf("access keys: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("access keys %s: not a regular file", path)
+		return nil, nil, sum, fmt.Errorf("access keys %s: not a regular file", path)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, nil, fmt.Errorf("access keys %s: mode %04o lets others read it; chmod 600 it", path, fi.Mode().Perm())
+		return nil, nil, sum, fmt.Errorf("access keys %s: mode %04o lets others read it; chmod 600 it", path, fi.Mode().Perm())
 	}
 	if fi.Size() > maxRingFileBytes {
-		return nil, nil, fmt.Errorf("access keys %s: larger than %d bytes", path, maxRingFileBytes)
+		return nil, nil, sum, fmt.Errorf("access keys %s: larger than %d bytes", path, maxRingFileBytes)
 	}
 	b := make([]byte, fi.Size())
 	if _, err := f.ReadAt(b, 0); err != nil && fi.Size() > 0 {
-		return nil, nil, fmt.Errorf("access keys %s: %w", path, err)
+		return nil, nil, sum, fmt.Errorf("access keys %s: %w", path, err)
 	}
 	var rf ringFile
 	if err := json.Unmarshal(b, &rf); err != nil {
-		return nil, nil, fmt.Errorf("access keys %s: not a key file", path)
+		return nil, nil, sum, fmt.Errorf("access keys %s: not a key file", path)
 	}
 	keys := make([]ringKey, 0, len(rf.Keys))
 	seen := map[string]bool{}
 	for i, fk := range rf.Keys {
 		block, _ := pem.Decode([]byte(fk.PrivateKey))
 		if block == nil || block.Type != "PRIVATE KEY" {
-			return nil, nil, fmt.Errorf("access keys %s: key %d (%.40q): no PKCS #8 private key", path, i, fk.KID)
+			return nil, nil, sum, fmt.Errorf("access keys %s: key %d (%.40q): no PKCS #8 private key", path, i, fk.KID)
 		}
 		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 		if err != nil {
-			return nil, nil, fmt.Errorf("access keys %s: key %d (%.40q): private key does not parse", path, i, fk.KID)
+			return nil, nil, sum, fmt.Errorf("access keys %s: key %d (%.40q): private key does not parse", path, i, fk.KID)
 		}
 		priv, ok := k.(*ecdsa.PrivateKey)
 		if !ok || priv.Curve != elliptic.P256() {
-			return nil, nil, fmt.Errorf("access keys %s: key %d (%.40q): not an ECDSA P-256 key", path, i, fk.KID)
+			return nil, nil, sum, fmt.Errorf("access keys %s: key %d (%.40q): not an ECDSA P-256 key", path, i, fk.KID)
 		}
 		kid, err := keyID(&priv.PublicKey)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, sum, err
 		}
 		if kid != fk.KID || seen[kid] {
-			return nil, nil, fmt.Errorf("access keys %s: key %d (%.40q): kid does not match the key or repeats", path, i, fk.KID)
+			return nil, nil, sum, fmt.Errorf("access keys %s: key %d (%.40q): kid does not match the key or repeats", path, i, fk.KID)
 		}
 		if fk.State != KeyActive && fk.State != KeyRetired {
-			return nil, nil, fmt.Errorf("access keys %s: key %s: state %.20q is neither active nor retired", path, kid, fk.State)
+			return nil, nil, sum, fmt.Errorf("access keys %s: key %s: state %.20q is neither active nor retired", path, kid, fk.State)
 		}
 		seen[kid] = true
 		keys = append(keys, ringKey{KeyInfo: KeyInfo{KID: kid, Created: fk.Created, State: fk.State}, priv: priv})
 	}
-	return keys, fi, nil
+	return keys, fi, sha256.Sum256(b), nil
 }

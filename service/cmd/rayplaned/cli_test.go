@@ -280,7 +280,7 @@ func TestCLISettings(t *testing.T) {
 		{"token and token file", r, []string{"clusters", "list", "--token", s.token, "--token-file", tokenFile}, "pass --token or --token-file, not both"},
 		{"untrusted CA", noEnv, []string{"clusters", "list", "--endpoint", s.endpoint, "--token-file", tokenFile}, "certificate not trusted"},
 		{"plain http", r, []string{"clusters", "list", "--endpoint", "http://127.0.0.1:1"}, "must be an https:// URL"},
-		{"no verb", r, []string{"clusters"}, "clusters needs a verb: create, delete, events"},
+		{"no verb", r, []string{"clusters"}, "clusters needs a verb: access-token, create, delete, events"},
 		{"no id", r, []string{"clusters", "get"}, "clusters get takes 1 argument(s), got 0"},
 		{"missing flags", r, []string{"clusters", "create", "--name", "x"}, "clusters create: missing --cloud, --compute-config"},
 		{"bad worker group", r, []string{"compute-configs", "create", "--name", "x", "--head-type", "local.small", "--worker-group", "size=3"}, `unknown key "size"`},

@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -182,6 +183,22 @@ func (h *rayHead) call(ctx context.Context, method, path string, body, out any) 
 
 // raw sends one request to the head and answers a 2xx answer's body.
 func (h *rayHead) raw(ctx context.Context, method, path string, body any) ([]byte, error) {
+	resp, err := h.send(ctx, method, path, body, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the head's answer to %s %s: %w", method, path, err)
+	}
+	return b, nil
+}
+
+// send sends one request to the head, renewing a token about to expire,
+// and answers a 2xx answer or one whose status is in pass, whose body the
+// caller closes; any other answer is a *headError.
+func (h *rayHead) send(ctx context.Context, method, path string, body any, hdr http.Header, pass ...int) (*http.Response, error) {
 	h.mu.Lock()
 	stale := time.Until(h.tok.ExpiresAt) < 30*time.Second
 	h.mu.Unlock()
@@ -203,11 +220,12 @@ func (h *rayHead) raw(ctx context.Context, method, path string, body any) ([]byt
 		rd = bytes.NewReader(b)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.x.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(tok.HeadURL, "/")+path, rd)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
+	maps.Copy(req.Header, hdr)
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	req.Header.Set("User-Agent", "rayplaned-cli/"+version)
 	if body != nil {
@@ -215,18 +233,32 @@ func (h *rayHead) raw(ctx context.Context, method, path string, body any) ([]byt
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		cancel()
 		// net/http's errors name the URL, never the header.
 		return nil, fmt.Errorf("reach the head of cluster %s: %w", h.clusterID, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the head's answer to %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	if resp.StatusCode/100 != 2 && !slices.Contains(pass, resp.StatusCode) {
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("read the head's answer to %s %s: %w", method, path, err)
+		}
 		return nil, &headError{status: resp.StatusCode, method: method, path: path, msg: headMessage(resp, b)}
 	}
-	return b, nil
+	return resp, nil
+}
+
+// cancelOnClose ends a request's context once its answer is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 func (h *rayHead) job(ctx context.Context, id string) (rayJobDetails, error) {
@@ -239,6 +271,13 @@ func (h *rayHead) logs(ctx context.Context, id string) (string, error) {
 	var l rayLogsResponse
 	err := h.call(ctx, http.MethodGet, "/api/jobs/"+url.PathEscape(id)+"/logs", nil, &l)
 	return l.Logs, err
+}
+
+// flagSet answers whether the command line set the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // keyValues is a repeatable KEY=VALUE flag.
@@ -284,7 +323,7 @@ func jobsSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	envVars, metadata := keyValues{}, keyValues{}
 	x.fs.Var(envVars, "env", "an environment variable of the job, KEY=VALUE (runtime_env.env_vars; repeatable)")
 	x.fs.Var(metadata, "metadata", "metadata of the job, KEY=VALUE (repeatable)")
-	wait := x.fs.Bool("wait", false, "follow the job's logs until it ends; exit non-zero unless it SUCCEEDED")
+	wait := x.fs.Bool("wait", false, "follow the job's logs until it ends, however long unless --timeout is given; exit non-zero unless it SUCCEEDED")
 	interval := x.fs.Duration("interval", 500*time.Millisecond, "time between polls with --wait")
 	i := slices.Index(args, "--")
 	if i < 0 {
@@ -298,7 +337,12 @@ func jobsSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if entry == "" {
 		return errors.New("jobs submit: the entrypoint after -- is empty")
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.timeout)
+	// --wait waits as long as the job runs unless --timeout bounds it; the
+	// timeout still bounds each request.
+	var cancel context.CancelFunc = func() {}
+	if !*wait || flagSet(x.fs, "timeout") {
+		ctx, cancel = context.WithTimeout(ctx, x.timeout)
+	}
 	defer cancel()
 	scopes := []string{accesstoken.ScopeJobsSubmit}
 	if *wait {
@@ -357,33 +401,100 @@ func jobsSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // follow prints the job's log as it grows until the job has ended and its
 // last lines are printed, and answers how it ended.
+//
+// It reads the head's copy of the job's log (GET
+// /rayplane/logs/jobs/{id}/driver) from where it left off (Range: bytes=N-),
+// so each poll carries only what is new and a log of any size follows
+// whole. When the head holds no such file (Ray writes its job logs
+// elsewhere: 404 once the job has started) it falls back to the Jobs API's
+// logs endpoint, whose answer is the whole log, or its tail, every time.
 func follow(ctx context.Context, h *rayHead, id string, out io.Writer, interval time.Duration) (rayJobDetails, error) {
-	printed := ""
-	for {
-		// Status first: a job that has ended has written all of its log.
-		d, err := h.job(ctx, id)
-		if err != nil {
-			return d, err
+	var d rayJobDetails
+	err := func() error {
+		var offset int64
+		fromFile := true
+		printed := ""
+		for {
+			// Status first: a job that has ended has written all of its log.
+			var err error
+			if d, err = h.job(ctx, id); err != nil {
+				return err
+			}
+			if fromFile {
+				next, err := h.logFrom(ctx, id, offset, out)
+				var he *headError
+				switch {
+				case errors.As(err, &he) && he.status == http.StatusNotFound:
+					// Not written yet, or not where the head reads.
+					fromFile = d.Status == rayPending
+				case err != nil:
+					return err
+				default:
+					offset = next
+				}
+			}
+			if !fromFile {
+				logs, err := h.logs(ctx, id)
+				if err != nil {
+					return err
+				}
+				if rest, ok := strings.CutPrefix(logs, printed); ok {
+					fmt.Fprint(out, rest)
+				} else {
+					fmt.Fprint(out, logs) // the log was replaced: show it whole
+				}
+				printed = logs
+			}
+			if rayTerminal(d.Status) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(interval):
+			}
 		}
-		logs, err := h.logs(ctx, id)
-		if err != nil {
-			return d, err
+	}()
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		status := d.Status
+		if status == "" {
+			status = "unknown"
 		}
-		if rest, ok := strings.CutPrefix(logs, printed); ok {
-			fmt.Fprint(out, rest)
-		} else {
-			fmt.Fprint(out, logs) // the log was replaced: show it whole
+		return d, fmt.Errorf("gave up on job %s (still %s) after --timeout %s; pass a longer --timeout to wait longer: %w", id, status, h.x.timeout, err)
+	}
+	return d, err
+}
+
+// logFrom writes the job's driver log from byte offset on, as the head's
+// file is now, and answers the offset to go on from.
+func (h *rayHead) logFrom(ctx context.Context, id string, offset int64, out io.Writer) (int64, error) {
+	resp, err := h.send(ctx, http.MethodGet, "/rayplane/logs/jobs/"+url.PathEscape(id)+"/driver", nil,
+		http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}, http.StatusRequestedRangeNotSatisfiable)
+	if err != nil {
+		return offset, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusRequestedRangeNotSatisfiable:
+		// Nothing past offset. A log now shorter than what was printed
+		// was replaced: print it again from the start.
+		var size int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes */%d", &size); err == nil && size < offset {
+			return 0, nil
 		}
-		printed = logs
-		if rayTerminal(d.Status) {
-			return d, nil
-		}
-		select {
-		case <-ctx.Done():
-			return d, fmt.Errorf("job %s is still %s: %w", id, d.Status, ctx.Err())
-		case <-time.After(interval):
+		return offset, nil
+	case http.StatusPartialContent:
+	default:
+		// The whole file (a head that ignores Range): skip what was printed.
+		if _, err := io.CopyN(io.Discard, resp.Body, offset); err != nil {
+			return 0, nil // shorter than what was printed: replaced
 		}
 	}
+	n, err := io.Copy(out, resp.Body)
+	if err != nil {
+		return offset + n, fmt.Errorf("read job %s's log from the head: %w", id, err)
+	}
+	return offset + n, nil
 }
 
 func jobsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {

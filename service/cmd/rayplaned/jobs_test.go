@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -39,12 +40,34 @@ const (
 	badTokenCluster = "cls_badtoken"  // the head refuses the token
 	noScopeCluster  = "cls_noscope"   // the token lacks every scope
 	impostorCluster = "cls_impostor"  // the server at the head URL is another cluster's head
+	rayCluster      = "cls_ray"       // the head holds no job log files (Ray writes them elsewhere)
 )
 
 // fakeAccess is the control plane's token route and the head's proxy.
 type fakeAccess struct {
-	mu    sync.Mutex
-	asked [][]string // the scopes of each token request, in order
+	mu       sync.Mutex
+	asked    [][]string // the scopes of each token request, in order
+	logBytes int64      // bytes of job logs the heads answered, by either route
+}
+
+func (f *fakeAccess) logBytesServed() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.logBytes
+}
+
+// countingWriter adds what it writes to f.logBytes.
+type countingWriter struct {
+	http.ResponseWriter
+	f *fakeAccess
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.f.mu.Lock()
+	w.f.logBytes += int64(n)
+	w.f.mu.Unlock()
+	return n, err
 }
 
 func (f *fakeAccess) lastScopes() []string {
@@ -76,19 +99,38 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 	t.Cleanup(ray.Close)
 	rayURL, _ := url.Parse(ray.URL)
 	proxy := httputil.NewSingleHostReverseProxy(rayURL)
-	headHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok.")
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="signature"`)
-			writeRayJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid access token: signature"})
-			return
-		}
-		if need := routeScope(r); !slices.Contains(strings.Split(tok, ","), need) {
-			writeRayJSON(w, http.StatusForbidden, map[string]string{"error": "the access token lacks scope " + need})
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	})
+	headHandler := func(cluster string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok.")
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="signature"`)
+				writeRayJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid access token: signature"})
+				return
+			}
+			if need := routeScope(r); !slices.Contains(strings.Split(tok, ","), need) {
+				writeRayJSON(w, http.StatusForbidden, map[string]string{"error": "the access token lacks scope " + need})
+				return
+			}
+			if strings.Contains(r.URL.Path, "/logs") {
+				w = countingWriter{w, f}
+			}
+			// Like the agent's proxy: the head's job log files, Range and all,
+			// but for Ray's heads, whose job logs are not there.
+			if rest, ok := strings.CutPrefix(r.URL.Path, "/rayplane/logs/jobs/"); ok && cluster != rayCluster {
+				id, name, _ := strings.Cut(rest, "/")
+				fh, err := os.Open(filepath.Join(logDir, filepath.Base(id), filepath.Base(name)+".log"))
+				if err != nil {
+					writeRayJSON(w, http.StatusNotFound, map[string]string{"error": "no such log"})
+					return
+				}
+				defer fh.Close()
+				st, _ := fh.Stat()
+				http.ServeContent(w, r, name, st.ModTime(), fh)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		})
+	}
 	// Heads' certificates come from an access CA and name their cluster,
 	// as the control plane issues them: one head per cluster, started
 	// when a token for it is first asked for.
@@ -124,7 +166,7 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 			t.Fatal(err)
 		}
 		blk, _ := pem.Decode([]byte(certPEM))
-		h := httptest.NewUnstartedServer(headHandler)
+		h := httptest.NewUnstartedServer(headHandler(cluster))
 		h.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{blk.Bytes}, PrivateKey: key}}}
 		h.StartTLS()
 		t.Cleanup(h.Close)
@@ -306,4 +348,58 @@ func TestCLIAccessToken(t *testing.T) {
 	if out, ok := r.run(t, "clusters", "access-token", forbiddenClustr, "--scopes", "jobs:submit"); ok || !strings.Contains(out, "may not have scope jobs:submit") {
 		t.Fatalf("a refused scope: ok=%v %s", ok, out)
 	}
+}
+
+// TestCLIJobsFollowsALargeLog: --wait and --follow fetch only what is new
+// on each poll (Range on the head's copy of the log), so a log larger than
+// dev-ray's 16 MiB tail, written over many polls, comes out whole and once;
+// a head that holds no job log files (Ray) is followed through the Jobs
+// API; --timeout bounds --wait and is named when it expires.
+func TestCLIJobsFollowsALargeLog(t *testing.T) {
+	storage := t.TempDir()
+	f, r := startFakeAccess(t, filepath.Join(storage, jobsCluster, "jobs"))
+
+	// 40 lines of 512 KiB over a few seconds: 20 MiB, many polls.
+	const lines, width = 40, 512 << 10
+	entry := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do head -c %d /dev/zero | tr '\0' x; echo " $i"; i=$((i+1)); sleep 0.05; done`, lines, width)
+	var want strings.Builder
+	for i := range lines {
+		fmt.Fprintf(&want, "%s %d\n", strings.Repeat("x", width), i)
+	}
+	size := int64(want.Len())
+	out := r.must(t, "jobs", "submit", "--cluster="+jobsCluster, "--submission-id", "big", "--wait", "--interval", "100ms", "--", entry)
+	head := "job big submitted to cluster cls_jobs; its output follows\n"
+	tail := "job big SUCCEEDED: Job finished successfully.\n"
+	if body, ok := strings.CutPrefix(out, head); !ok || !strings.HasSuffix(body, tail) || strings.TrimSuffix(body, tail) != want.String() {
+		t.Fatalf("submit --wait of a %d-byte log printed %d bytes; starts %.80q, ends %q", size, len(out), out, out[max(0, len(out)-80):])
+	}
+	if served := f.logBytesServed(); served > size+size/10 {
+		t.Errorf("the head served %d bytes of log for a %d-byte log: it was fetched again on each poll", served, size)
+	}
+	// --follow of the ended job: the same log, fetched once more.
+	before := f.logBytesServed()
+	if out := r.must(t, "jobs", "logs", "big", "--cluster="+jobsCluster, "--follow"); out != want.String() {
+		t.Fatalf("jobs logs --follow printed %d bytes, want %d", len(out), size)
+	}
+	if served := f.logBytesServed() - before; served != size {
+		t.Errorf("jobs logs --follow of an ended job: the head served %d bytes, want %d", served, size)
+	}
+
+	// Ray's head has no job log file: the Jobs API's logs endpoint.
+	out = r.must(t, "jobs", "submit", "--cluster="+rayCluster, "--submission-id", "ray-1", "--wait", "--interval", "100ms", "--",
+		"echo r1; sleep 0.5; echo r2")
+	if out != "job ray-1 submitted to cluster cls_ray; its output follows\nr1\nr2\njob ray-1 SUCCEEDED: Job finished successfully.\n" {
+		t.Fatalf("submit --wait on a head without job log files:\n%s", out)
+	}
+
+	// --timeout bounds --wait, and the error says so.
+	start := time.Now()
+	out, ok := r.run(t, "jobs", "submit", "--cluster="+jobsCluster, "--submission-id", "slow", "--wait", "--timeout", "2s", "--", "sleep 60")
+	if ok || !strings.Contains(out, "after --timeout 2s") || !strings.Contains(out, "still RUNNING") {
+		t.Fatalf("submit --wait --timeout 2s of a long job: ok=%v\n%s", ok, out)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("--timeout 2s gave up after %s", d)
+	}
+	r.must(t, "jobs", "stop", "slow", "--cluster="+jobsCluster)
 }

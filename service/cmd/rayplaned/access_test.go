@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,8 +153,27 @@ func TestDirectAccess(t *testing.T) {
 	if out := r.must(t, "logs", cluster, "--job", "e2e-1", "--storage", storage); out != output+"\n" {
 		t.Fatalf("logs --job from storage: %q", out)
 	}
-	if out := r.must(t, "logs", cluster); !strings.Contains(out, "dev-ray head") {
-		t.Fatalf("logs: the head's runtime log lacks dev-ray's line:\n%s", out)
+	runtimeLog := r.must(t, "logs", cluster)
+	if !strings.Contains(runtimeLog, "dev-ray head") {
+		t.Fatalf("logs: the head's runtime log lacks dev-ray's line:\n%s", runtimeLog)
+	}
+	// The runtime's Jobs API listens on loopback, where any local process
+	// (another cluster's job, here) reaches it: it answers the head's proxy
+	// only, not a direct request.
+	m := regexp.MustCompile(`Jobs REST API on (http://127\.0\.0\.1:\d+),`).FindStringSubmatch(runtimeLog)
+	if m == nil {
+		t.Fatalf("logs: dev-ray's Jobs API address is not in the head's runtime log:\n%s", runtimeLog)
+	}
+	for _, path := range []string{"/api/jobs/", "/api/jobs/e2e-1/logs"} {
+		resp, err := http.Get(m[1] + path)
+		if err != nil {
+			t.Fatalf("direct GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || bytes.Contains(b, []byte(output)) {
+			t.Fatalf("a direct request to the runtime's Jobs API, past the head's proxy: GET %s answered %d %s", path, resp.StatusCode, b)
+		}
 	}
 
 	// A failing job: --wait exits non-zero with Ray's message.
@@ -209,8 +229,8 @@ func TestDirectAccess(t *testing.T) {
 	// Another cluster's token.
 	other := s.newAccessCluster(t, "other", 0)
 	otherTok := s.mustAccessToken(t, other.ID, accesstoken.ScopeJobsRead, accesstoken.ScopeJobsSubmit)
-	if status, body, _ := h.call(otherTok.Token, "GET", "/api/jobs/", ""); status != 401 {
-		t.Fatalf("another cluster's token: %d %s", status, body)
+	if status, body, _ := h.call(otherTok.Token, "GET", "/api/jobs/", ""); status != 401 || !strings.Contains(body, "for another cluster") {
+		t.Fatalf("another cluster's token: %d %s, want 401 saying it is for another cluster", status, body)
 	}
 	if status, _, _ := newHead(t, otherTok).call(otherTok.Token, "GET", "/api/jobs/", ""); status != 200 {
 		t.Fatalf("the other cluster's token on its own head: %d", status)
@@ -232,8 +252,8 @@ func TestDirectAccess(t *testing.T) {
 		return tok
 	}
 	now := time.Now()
-	if status, body, _ := h.call(sign(now.Add(-2*time.Hour), now.Add(-time.Hour)), "GET", "/api/jobs/", ""); status != 401 {
-		t.Fatalf("expired token: %d %s", status, body)
+	if status, body, _ := h.call(sign(now.Add(-2*time.Hour), now.Add(-time.Hour)), "GET", "/api/jobs/", ""); status != 401 || !strings.Contains(body, "expired") {
+		t.Fatalf("expired token: %d %s, want 401 saying it expired", status, body)
 	}
 	if status, body, _ := h.call(sign(now, now.Add(5*time.Minute)), "GET", "/api/jobs/", ""); status != 200 {
 		t.Fatalf("the same token, not expired: %d %s", status, body)
@@ -304,6 +324,9 @@ func TestDirectAccess(t *testing.T) {
 		status, _, _ := h.call(read.Token, "GET", "/api/jobs/", "")
 		return status == 401
 	})
+	if status, body, _ := h.call(read.Token, "GET", "/api/jobs/", ""); status != 401 || !strings.Contains(body, "unknown or revoked key") {
+		t.Fatalf("the revoked key's token: %d %s, want 401 saying the key is unknown or revoked", status, body)
+	}
 	t.Logf("revoked key refused by the head %s after the revoke (heartbeat 1s)", time.Since(revokedAt).Round(10*time.Millisecond))
 	if status, body, _ := h.call(fresh.Token, "GET", "/api/jobs/", ""); status != 200 {
 		t.Fatalf("the new key's token: %d %s", status, body)
@@ -333,13 +356,53 @@ func TestDirectAccess(t *testing.T) {
 	if logs := s.stdout.String() + s.stderr.String(); strings.Contains(logs, output) {
 		t.Error("job output in the control plane's log")
 	}
-	// No token was logged by the server, nor printed by the CLI but where
-	// it was asked for (clusters access-token prints the one it issues).
-	cliOut := strings.ReplaceAll(r.all.String(), read.Token, "")
-	for _, tok := range []string{read.Token, all.Token, fresh.Token, otherTok.Token} {
-		if strings.Contains(cliOut, tok) || strings.Contains(s.stderr.String(), tok) || strings.Contains(s.stdout.String(), tok) {
-			t.Fatal("an access token was printed or logged")
+	// The CLI printed a token only where one was asked for: `clusters
+	// access-token` printed read.Token, once; no other verb printed it or
+	// the tokens it got for itself.
+	if n := strings.Count(r.all.String(), read.Token); n != 1 {
+		t.Errorf("the CLI printed the access token %d times, want once (clusters access-token's answer)", n)
+	}
+	jwt := read.Token[:strings.Index(read.Token, ".")/2] // the start of every token's header
+	if n := strings.Count(r.all.String(), jwt); n != 1 {
+		t.Errorf("the CLI printed %d access tokens, want 1 (clusters access-token's answer)", n)
+	}
+	// The heads' access log is in their agents' logs, in the local root's
+	// node directories (<root>/nodes/<cluster>/<instance>/agent.log): one
+	// line per request with the subject, and never a token; the server's
+	// log has no token either.
+	agentLogs, err := filepath.Glob(filepath.Join(dir+"-local", "nodes", "*", "*", "agent.log"))
+	if err != nil || len(agentLogs) == 0 {
+		t.Fatalf("no agent log under %s-local/nodes: %v", dir, err)
+	}
+	var logs strings.Builder
+	for _, p := range agentLogs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
 		}
+		logs.Write(b)
+	}
+	for _, re := range []string{
+		`msg=access .*subject=token:\S+ jti=\S+ method=GET path=/api/jobs/e2e-1 status=200`,
+		`msg=access .*subject=token:\S+ jti=\S+ method=POST path=/api/jobs/ status=200`,
+		`msg=access .*subject="" jti="" method=GET path=/api/jobs/ status=401`,
+	} {
+		if !regexp.MustCompile(re).MatchString(logs.String()) {
+			t.Errorf("no access line %q in the agents' logs %v; access lines:\n%s", re, agentLogs,
+				strings.Join(regexp.MustCompile(`(?m)^.*msg=access.*$`).FindAllString(logs.String(), 5), "\n"))
+		}
+	}
+	for _, tok := range []string{read.Token, all.Token, fresh.Token, otherTok.Token} {
+		sig := tok[strings.LastIndex(tok, ".")+1:]
+		if strings.Contains(logs.String(), sig) {
+			t.Error("an access token is in a head agent's log")
+		}
+		if strings.Contains(s.stderr.String(), sig) || strings.Contains(s.stdout.String(), sig) {
+			t.Error("an access token is in the server's log")
+		}
+	}
+	if strings.Contains(logs.String(), jwt) {
+		t.Error("an access token is in a head agent's log")
 	}
 }
 

@@ -2,7 +2,11 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -154,8 +158,19 @@ func (a *Access) CreateAccessToken(ctx context.Context, c Caller, clusterID stri
 		return api.AccessToken{}, err
 	}
 	var cluster api.Cluster
+	var pin string
 	if err := a.Store.View(ctx, func(tx Tx) (err error) {
-		cluster, err = tx.Org(c.OrgID()).GetCluster(ctx, clusterID)
+		if cluster, err = tx.Org(c.OrgID()).GetCluster(ctx, clusterID); err != nil || cluster.HeadAccessURL == "" {
+			return err
+		}
+		// The pin of the running head that serves HeadAccessURL (the
+		// cluster is the caller's: GetCluster is scoped to its org).
+		nodes, err := tx.DataPlane().ListClusterNodes(ctx, cluster.ID, false)
+		for _, n := range nodes {
+			if n.Head && n.Status == api.NodeRunning && n.AccessURL == cluster.HeadAccessURL {
+				pin = n.AccessPublicKeySHA256
+			}
+		}
 		return err
 	}); err != nil {
 		return api.AccessToken{}, err
@@ -179,7 +194,7 @@ func (a *Access) CreateAccessToken(ctx context.Context, c Caller, clusterID stri
 		return api.AccessToken{}, err
 	}
 	return api.AccessToken{Token: token, ExpiresAt: claims.Expiry, Scopes: scopes, ClusterID: cluster.ID,
-		HeadURL: cluster.HeadAccessURL, CACertPEM: a.CA.CertPEM(), KeyID: kid}, nil
+		HeadURL: cluster.HeadAccessURL, CACertPEM: a.CA.CertPEM(), KeyID: kid, HeadPublicKeySHA256: pin}, nil
 }
 
 // jwks answers the ring's key set, or the last one read when the ring
@@ -218,10 +233,11 @@ func (a *Access) headConfig(cfg *api.AgentConfig, n NodeRecord) {
 }
 
 // issueHeadCert certifies a head's access proxy for the request the head
-// sent (already checked by CheckAccessReport).
-func (a *Access) issueHeadCert(n NodeRecord, c ClusterRecord, csr *x509.CertificateRequest) (string, error) {
+// sent (already checked by CheckAccessReport), and answers the pin of the
+// certificate's key (PublicKeyPin).
+func (a *Access) issueHeadCert(n NodeRecord, c ClusterRecord, csr *x509.CertificateRequest) (certPEM, pin string, err error) {
 	if a == nil || a.CA == nil {
-		return "", nil // no access CA: the head gets no certificate and serves no direct access
+		return "", "", nil // no access CA: the head gets no certificate and serves no direct access
 	}
 	now := a.now()
 	cert, err := a.CA.Issue(csr, tlsca.Leaf{
@@ -235,9 +251,30 @@ func (a *Access) issueHeadCert(n NodeRecord, c ClusterRecord, csr *x509.Certific
 		NotAfter:   now.Add(AccessCertLifetime),
 	})
 	if err != nil {
-		return "", fmt.Errorf("access certificate for node %s: %w", n.ID, err)
+		return "", "", fmt.Errorf("access certificate for node %s: %w", n.ID, err)
 	}
-	return cert, nil
+	if pin, err = PublicKeyPin(cert); err != nil {
+		return "", "", fmt.Errorf("access certificate for node %s: %w", n.ID, err)
+	}
+	return cert, pin, nil
+}
+
+// PublicKeyPin answers the SHA-256 of a PEM certificate's public key
+// (its SubjectPublicKeyInfo, DER), base64 std: curl's --pinnedpubkey
+// sha256//<pin>. The access CA signs every cluster's heads, and heads of
+// several clusters share 127.0.0.1, so the CA alone trusts any of them;
+// the pin names one head's key.
+func PublicKeyPin(certPEM string) (string, error) {
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("parse certificate: %w", err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:]), nil
 }
 
 // addressHost answers the host of a host:port address (a heartbeat's) or

@@ -279,12 +279,16 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	}
 	// Only a head serves direct access: what a worker sends of it is
 	// ignored (it gets no certificate and users are never sent to it).
-	var accessCert string
+	var accessCert, accessPin string
 	if n.Head && csr != nil {
-		if accessCert, err = a.Access.issueHeadCert(n, c, csr); err != nil {
+		if accessCert, accessPin, err = a.Access.issueHeadCert(n, c, csr); err != nil {
 			return api.AgentHeartbeatResponse{}, who, err
 		}
 	}
+	// The pin is stored before the certificate is answered, so a client
+	// told to pin the head's key never meets a head serving an unknown key
+	// (a head asking again for the same key changes nothing).
+	pinChanged := accessPin != "" && accessPin != n.AccessPublicKeySHA256
 	accessURLChanged := n.Head && n.Status == api.NodeRunning && hb.AccessURL != "" && hb.AccessURL != n.AccessURL
 	if a.Liveness.Beat(n.ID, hb, now) {
 		a.Wake() // new demand: the autoscaler looks now, not at the next tick
@@ -295,7 +299,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	// The current credential is in use: its predecessor is not needed any more.
 	dropPrev := !use.previous && !use.renew && n.PrevCredentialPrefix != ""
 	var newCred string
-	if headMoved || drained || dropPrev || use.renew || accessURLChanged {
+	if headMoved || drained || dropPrev || use.renew || accessURLChanged || pinChanged {
 		err := a.Store.Update(ctx, func(tx Tx) error {
 			dp := tx.DataPlane()
 			if headMoved {
@@ -306,6 +310,11 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			}
 			if accessURLChanged {
 				if err := dp.SetNodeAccessURL(ctx, n.ID, hb.AccessURL, now); err != nil {
+					return err
+				}
+			}
+			if pinChanged {
+				if err := dp.SetNodeAccessPublicKeySHA256(ctx, n.ID, accessPin, now); err != nil {
 					return err
 				}
 			}

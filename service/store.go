@@ -149,6 +149,11 @@ type DataPlaneTx interface {
 	// SetNodeAccessURL records where a head's access proxy serves; users
 	// read it as their cluster's head_access_url while the head runs.
 	SetNodeAccessURL(ctx context.Context, id, url string, at time.Time) error
+	// SetNodeAccessPublicKeySHA256 records the pin of the key a head's
+	// access certificate was last issued for: users get it with access
+	// tokens, so a client trusts that head only, not any the access CA
+	// signed.
+	SetNodeAccessPublicKeySHA256(ctx context.Context, id, pin string, at time.Time) error
 	// StopCluster ends a running cluster on the control plane's own
 	// decision (idle termination, maximum uptime): desired state
 	// terminated (a new generation), status TERMINATING with the reason.
@@ -275,6 +280,10 @@ type NodeRecord struct {
 	// AccessURL is where a head's access proxy serves, as the head
 	// reported it; empty until it does (and on workers).
 	AccessURL string
+	// AccessPublicKeySHA256 is the SHA-256 of the SubjectPublicKeyInfo of
+	// the head's last issued access certificate, base64 std (curl's
+	// --pinnedpubkey sha256//…); empty until one is issued.
+	AccessPublicKeySHA256 string
 }
 
 // Heartbeat is one agent report, as batched to the store.

@@ -29,4 +29,10 @@ type AccessToken struct {
 	HeadURL   string    `json:"head_url"`
 	CACertPEM string    `json:"ca_cert_pem"`
 	KeyID     string    `json:"key_id"`
+	// HeadPublicKeySHA256 pins the head: the SHA-256 of its access
+	// certificate's public key (SubjectPublicKeyInfo DER), base64 std, as
+	// curl's --pinnedpubkey sha256//<pin> takes it. The access CA signs
+	// every cluster's heads, so a client checks this too. Empty when the
+	// control plane holds no pin for the head (issued before it kept one).
+	HeadPublicKeySHA256 string `json:"head_public_key_sha256,omitempty"`
 }

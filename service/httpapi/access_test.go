@@ -5,7 +5,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -221,6 +223,10 @@ func TestAccessHeartbeat(t *testing.T) {
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
+	// The token pins the head: the SHA-256 of the issued certificate's key.
+	if want := spkiPin(cert); ca.HeadPublicKeySHA256 != want {
+		t.Fatalf("head_public_key_sha256 %q, want %q", ca.HeadPublicKeySHA256, want)
+	}
 	// A later answer has the keys but no new certificate.
 	out, _ = headBeat(t, 200, api.AgentHeartbeat{})
 	if out.Config.AccessKeys == "" || out.Config.AccessCertPEM != "" {
@@ -305,6 +311,18 @@ func TestAccessHeartbeat(t *testing.T) {
 	if n := e.storedNode(c.ID, r.head); n.AccessURL != "https://10.0.0.12:8443" {
 		t.Fatalf("access_url %q", n.AccessURL)
 	}
+	// A certificate for a new key moves the pin to it.
+	var at api.AccessToken
+	e.must(201, "POST", accessPath(c.ID), e.admin, `{}`).decode(t, &at)
+	if want := spkiPin(cert); at.HeadPublicKeySHA256 != want || want == ca.HeadPublicKeySHA256 {
+		t.Fatalf("head_public_key_sha256 %q, want %q (was %q)", at.HeadPublicKeySHA256, want, ca.HeadPublicKeySHA256)
+	}
+}
+
+// spkiPin is curl's --pinnedpubkey sha256//<pin> of a certificate.
+func spkiPin(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // TestAccessKeysFollowTheRing: a key rotated in and one revoked (by the

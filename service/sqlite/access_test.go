@@ -45,6 +45,12 @@ func TestHeadAccessURL(t *testing.T) {
 	if got, n := headURL(), d.node(t, head); got != "https://10.0.0.1:8443" || n.AccessURL != got {
 		t.Fatalf("head_access_url %q, node %q", got, n.AccessURL)
 	}
+	// The pin of its access certificate's key is stored beside it.
+	const pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	d.update(t, func(tx service.Tx) error { return tx.DataPlane().SetNodeAccessPublicKeySHA256(ctx, head, pin, t0) })
+	if n := d.node(t, head); n.AccessPublicKeySHA256 != pin || n.AccessURL != "https://10.0.0.1:8443" {
+		t.Fatalf("node pin %q, url %q", n.AccessPublicKeySHA256, n.AccessURL)
+	}
 	if !d.change(t, func(ctx context.Context, dp service.DataPlaneTx) (bool, error) {
 		return dp.TransitionNode(ctx, head, []string{api.NodeRunning}, api.NodeLost, "test", t0)
 	}) {

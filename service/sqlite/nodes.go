@@ -16,7 +16,7 @@ const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, 
 	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.runtime_state, n.runtime_message, n.created_at, n.updated_at,
 	n.vcpus, n.price, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
 	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes, n.runtime_hash,
-	n.credential_expires_at, COALESCE(n.prev_credential_prefix, ''), n.prev_credential_hash, n.prev_credential_expires_at, n.access_url`
+	n.credential_expires_at, COALESCE(n.prev_credential_prefix, ''), n.prev_credential_hash, n.prev_credential_expires_at, n.access_url, n.access_public_key_sha256`
 
 func scanNode(s scanner) (service.NodeRecord, error) {
 	var n service.NodeRecord
@@ -26,7 +26,7 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
 		&changed, &hb, &idle, &res, &usage, &n.RuntimeState, &n.RuntimeMessage, &created, &updated,
 		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes, &n.RuntimeHash,
-		&cexp, &n.PrevCredentialPrefix, &n.PrevCredentialHash, &pexp, &n.AccessURL); err != nil {
+		&cexp, &n.PrevCredentialPrefix, &n.PrevCredentialHash, &pexp, &n.AccessURL, &n.AccessPublicKeySHA256); err != nil {
 		return n, err
 	}
 	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
@@ -269,6 +269,11 @@ func (t *tx) SetClusterHeadAddress(ctx context.Context, id, address string, at t
 
 func (t *tx) SetNodeAccessURL(ctx context.Context, id, url string, at time.Time) error {
 	_, err := t.exec(ctx, `UPDATE nodes SET access_url = ?, updated_at = ? WHERE id = ? AND access_url != ?`, url, ts(at), id, url)
+	return err
+}
+
+func (t *tx) SetNodeAccessPublicKeySHA256(ctx context.Context, id, pin string, at time.Time) error {
+	_, err := t.exec(ctx, `UPDATE nodes SET access_public_key_sha256 = ?, updated_at = ? WHERE id = ? AND access_public_key_sha256 != ?`, pin, ts(at), id, pin)
 	return err
 }
 

@@ -100,8 +100,10 @@ func (h *rayHead) refresh(ctx context.Context) error {
 		return fmt.Errorf("cluster %s: the control plane answered no CA for the head", h.clusterID)
 	}
 	// The access CA signs the heads of every cluster, which may share an
-	// address (one machine): only a head of this cluster gets the token.
-	want := h.clusterID
+	// address (one machine): only a head of this cluster gets the token,
+	// and, when the control plane answers its pin, only the head holding
+	// the key its certificate was issued for.
+	want, wantPin := h.clusterID, tok.HeadPublicKeySHA256
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("the head presented no certificate")
@@ -109,6 +111,10 @@ func (h *rayHead) refresh(ctx context.Context) error {
 		if got, ok := accesstoken.HeadCluster(cs.PeerCertificates[0].Subject.CommonName); !ok || got != want {
 			return fmt.Errorf("the server at the head's address is not cluster %s's head (its certificate names %q)",
 				want, cs.PeerCertificates[0].Subject.CommonName)
+		}
+		if got := headKeyPin(cs.PeerCertificates[0]); wantPin != "" && got != wantPin {
+			return fmt.Errorf("the server at the head's address is not cluster %s's head: its key's SHA-256 is %s, the control plane pinned %s",
+				want, got, wantPin)
 		}
 		return nil
 	}

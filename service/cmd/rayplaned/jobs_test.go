@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -40,14 +42,16 @@ const (
 	badTokenCluster = "cls_badtoken"  // the head refuses the token
 	noScopeCluster  = "cls_noscope"   // the token lacks every scope
 	impostorCluster = "cls_impostor"  // the server at the head URL is another cluster's head
+	wrongPinCluster = "cls_wrongpin"  // the head's certificate names it, but holds another key than the pinned one
 	rayCluster      = "cls_ray"       // the head holds no job log files (Ray writes them elsewhere)
 )
 
 // fakeAccess is the control plane's token route and the head's proxy.
 type fakeAccess struct {
 	mu       sync.Mutex
-	asked    [][]string // the scopes of each token request, in order
-	logBytes int64      // bytes of job logs the heads answered, by either route
+	asked    [][]string     // the scopes of each token request, in order
+	logBytes int64          // bytes of job logs the heads answered, by either route
+	reached  map[string]int // requests each cluster's head received
 }
 
 func (f *fakeAccess) logBytesServed() int64 {
@@ -92,7 +96,7 @@ func routeScope(r *http.Request) string {
 
 func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 	t.Helper()
-	f := &fakeAccess{}
+	f := &fakeAccess{reached: map[string]int{}}
 	jobs := newRayJobs(logDir, binary, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(jobs.stopAll)
 	ray := httptest.NewServer(jobs.handler())
@@ -101,6 +105,9 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 	proxy := httputil.NewSingleHostReverseProxy(rayURL)
 	headHandler := func(cluster string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.mu.Lock()
+			f.reached[cluster]++
+			f.mu.Unlock()
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer tok.")
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="signature"`)
@@ -141,11 +148,12 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 	}
 	caPEM := string(accessCA.CertPEM())
 	heads := map[string]*httptest.Server{}
-	headFor := func(cluster string) string {
+	pins := map[string]string{} // as the control plane answers them: SHA-256 of the key's SPKI
+	headFor := func(cluster string) (headURL, pin string) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if h, ok := heads[cluster]; ok {
-			return h.URL
+			return h.URL, pins[cluster]
 		}
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -166,12 +174,23 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 			t.Fatal(err)
 		}
 		blk, _ := pem.Decode([]byte(certPEM))
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spki := cert.RawSubjectPublicKeyInfo
+		if cluster == wrongPinCluster { // pinned: a key the head does not hold
+			other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			spki, _ = x509.MarshalPKIXPublicKey(&other.PublicKey)
+		}
+		sum := sha256.Sum256(spki)
+		pins[cluster] = base64.StdEncoding.EncodeToString(sum[:])
 		h := httptest.NewUnstartedServer(headHandler(cluster))
 		h.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{blk.Bytes}, PrivateKey: key}}}
 		h.StartTLS()
 		t.Cleanup(h.Close)
 		heads[cluster] = h
-		return h.URL
+		return h.URL, pins[cluster]
 	}
 
 	cp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -195,8 +214,9 @@ func startFakeAccess(t *testing.T, logDir string) (*fakeAccess, *cliRunner) {
 		case noScopeCluster:
 			tok = "tok."
 		}
+		headURL, pin := headFor(cluster)
 		writeRayJSON(w, http.StatusCreated, api.AccessToken{Token: tok, ExpiresAt: time.Now().Add(time.Hour), Scopes: req.Scopes,
-			ClusterID: cluster, HeadURL: headFor(cluster), CACertPEM: caPEM, KeyID: "k1"})
+			ClusterID: cluster, HeadURL: headURL, CACertPEM: caPEM, KeyID: "k1", HeadPublicKeySHA256: pin})
 	}))
 	t.Cleanup(cp.Close)
 
@@ -303,6 +323,8 @@ func TestCLIJobs(t *testing.T) {
 		{"head refuses the token", []string{"jobs", "list", "--cluster", badTokenCluster}, "the head refused the access token (401 Unauthorized): invalid access token: signature"},
 		{"another cluster's head at the address", []string{"jobs", "list", "--cluster", impostorCluster},
 			`is not cluster cls_impostor's head (its certificate names "rayplane head node_head of cls_other")`},
+		{"a head of the cluster with another key than the pinned one", []string{"jobs", "list", "--cluster", wrongPinCluster},
+			"is not cluster cls_wrongpin's head: its key's SHA-256 is"},
 		{"head refuses the scope", []string{"jobs", "stop", "a", "--cluster", noScopeCluster}, "lacks its scope (403 Forbidden): the access token lacks scope jobs:submit"},
 		{"no cluster", []string{"jobs", "list"}, "jobs list: missing --cluster"},
 		{"no entrypoint", []string{"jobs", "submit", cluster}, "give the entrypoint after --"},
@@ -321,6 +343,12 @@ func TestCLIJobs(t *testing.T) {
 	}
 	if strings.Contains(r.all.String(), "tok.") || strings.Contains(r.all.String(), "rpt_test") {
 		t.Fatal("a token was printed")
+	}
+	// Refused in the TLS handshake: the token was never sent there.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reached[wrongPinCluster] != 0 || f.reached[impostorCluster] != 0 || f.reached[jobsCluster] == 0 {
+		t.Fatalf("requests the heads received: %v", f.reached)
 	}
 }
 
@@ -341,6 +369,11 @@ func TestCLIAccessToken(t *testing.T) {
 	f.mu.Unlock()
 	if strings.Join(asked, " ") != "jobs:read logs:read" {
 		t.Fatalf("asked for %v", asked)
+	}
+	// --json is the whole answer, the head's pin included.
+	at := cliJSON[api.AccessToken](t, r, "clusters", "access-token", "cls_jobs", "--json")
+	if len(at.HeadPublicKeySHA256) != 44 || at.Token == "" {
+		t.Fatalf("--json: %+v", at)
 	}
 	if out, ok := r.run(t, "clusters", "access-token", "cls_jobs", "--ttl", "90500ms"); ok || !strings.Contains(out, "whole number of seconds") {
 		t.Fatalf("a fractional ttl: ok=%v %s", ok, out)

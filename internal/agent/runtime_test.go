@@ -99,7 +99,7 @@ func TestPlanRuntime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := planRuntime(planInput{conf: tt.conf, port: 6380, dashPort: 6390, workDir: "/work", environ: []string{"PATH=/bin"}, lookPath: tt.lookPath})
+			p := planRuntime(planInput{conf: tt.conf, port: 6380, dashPort: 6390, dashSecret: "s3cret", workDir: "/work", environ: []string{"PATH=/bin"}, lookPath: tt.lookPath})
 			if p.address != tt.address {
 				t.Errorf("address = %q, want %q", p.address, tt.address)
 			}
@@ -132,10 +132,14 @@ func TestPlanRuntime(t *testing.T) {
 			if tt.jobLogDir == "" && slices.ContainsFunc(p.spec.Env, func(kv string) bool { return strings.HasPrefix(kv, "RAYPLANE_JOB_LOG_DIR=") }) {
 				t.Errorf("a worker's env names a job log dir: %q", p.spec.Env)
 			}
+			// Only the head's runtime serves the dashboard the proxy talks to.
+			if got := slices.Contains(p.spec.Env, DashboardSecretEnv+"=s3cret"); got != tt.conf.Head {
+				t.Errorf("the runtime's env has the dashboard secret: %v, want %v (head): %q", got, tt.conf.Head, p.spec.Env)
+			}
 			if (p.logNote != "") != tt.note {
 				t.Errorf("note %q, want one: %v (bucket locations are shipped, directories written)", p.logNote, tt.note)
 			}
-			again := planRuntime(planInput{conf: tt.conf, port: 6380, dashPort: 6390, workDir: "/work", environ: []string{"PATH=/bin"}, lookPath: tt.lookPath})
+			again := planRuntime(planInput{conf: tt.conf, port: 6380, dashPort: 6390, dashSecret: "s3cret", workDir: "/work", environ: []string{"PATH=/bin"}, lookPath: tt.lookPath})
 			if !p.spec.Equal(*again.spec) {
 				t.Error("the same config planned twice gives different specs: the runtime would restart for nothing")
 			}

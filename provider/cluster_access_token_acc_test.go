@@ -73,12 +73,13 @@ resource "terraform_data" "use" {
       printf %%s "$TOKEN" > %[2]s/token
       printf %%s "$CA" > %[2]s/ca.pem
       printf %%s "$SCOPES" > %[2]s/scopes
-      curl -sS --fail-with-body --cacert %[2]s/ca.pem -H "Authorization: Bearer $TOKEN" "$URL/api/jobs/" > %[2]s/jobs.json
+      curl -sS --fail-with-body --cacert %[2]s/ca.pem --pinnedpubkey "sha256//$PIN" -H "Authorization: Bearer $TOKEN" "$URL/api/jobs/" > %[2]s/jobs.json
     EOT
     environment = {
       TOKEN  = ephemeral.rayplane_cluster_access_token.t.token
       CA     = ephemeral.rayplane_cluster_access_token.t.ca_cert_pem
       URL    = ephemeral.rayplane_cluster_access_token.t.head_url
+      PIN    = ephemeral.rayplane_cluster_access_token.t.head_public_key_sha256
       SCOPES = join(" ", ephemeral.rayplane_cluster_access_token.t.scopes)
     }
   }

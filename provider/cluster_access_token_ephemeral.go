@@ -43,6 +43,7 @@ type clusterAccessTokenModel struct {
 	HeadURL    types.String `tfsdk:"head_url"`
 	CACertPEM  types.String `tfsdk:"ca_cert_pem"`
 	KeyID      types.String `tfsdk:"key_id"`
+	HeadPin    types.String `tfsdk:"head_public_key_sha256"`
 }
 
 func (e *clusterAccessTokenEphemeral) Metadata(_ context.Context, req ephemeral.MetadataRequest, resp *ephemeral.MetadataResponse) {
@@ -94,6 +95,9 @@ func (e *clusterAccessTokenEphemeral) Schema(_ context.Context, _ ephemeral.Sche
 			"head_url":    schema.StringAttribute{Description: "Where the head's access proxy serves (`https://host:port`).", Computed: true},
 			"ca_cert_pem": schema.StringAttribute{Description: "The CA that issued the head's certificate (PEM), to trust when calling head_url.", Computed: true},
 			"key_id":      schema.StringAttribute{Description: "The id of the control plane's key that signed the token.", Computed: true},
+			"head_public_key_sha256": schema.StringAttribute{Description: "The head's pin: the SHA-256 of its certificate's public key (SubjectPublicKeyInfo), " +
+				"base64, as `curl --pinnedpubkey sha256//<pin>` takes it. The access CA signs every cluster's heads, so check this too. " +
+				"Empty when the control plane holds no pin for the head.", Computed: true},
 		},
 	}
 }
@@ -142,5 +146,6 @@ func (e *clusterAccessTokenEphemeral) Open(ctx context.Context, req ephemeral.Op
 	m.HeadURL = types.StringValue(tok.HeadURL)
 	m.CACertPEM = types.StringValue(tok.CACertPEM)
 	m.KeyID = types.StringValue(tok.KeyID)
+	m.HeadPin = types.StringValue(tok.HeadPublicKeySHA256)
 	resp.Diagnostics.Append(resp.Result.Set(ctx, &m)...)
 }

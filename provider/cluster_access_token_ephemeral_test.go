@@ -59,7 +59,8 @@ func (f *fakeAccessTokens) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(201)
 		_ = json.NewEncoder(w).Encode(api.AccessToken{Token: accessFakeToken, ExpiresAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
-			Scopes: scopes, ClusterID: id, HeadURL: "https://127.0.0.1:9443", CACertPEM: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", KeyID: "k1"})
+			Scopes: scopes, ClusterID: id, HeadURL: "https://127.0.0.1:9443", CACertPEM: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", KeyID: "k1",
+			HeadPublicKeySHA256: "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="})
 	case accessNoProxyCluster:
 		w.WriteHeader(409)
 		_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.Errorf(api.CodeConflict, "the cluster's head does not serve direct access yet")})
@@ -108,7 +109,8 @@ func TestClusterAccessTokenOpen(t *testing.T) {
 		t.Fatalf("open: %v", resp.Diagnostics)
 	}
 	if m.Token.ValueString() != accessFakeToken || m.ExpiresAt.ValueString() != "2030-01-02T03:04:05Z" || m.HeadURL.ValueString() != "https://127.0.0.1:9443" ||
-		!strings.HasPrefix(m.CACertPEM.ValueString(), "-----BEGIN CERTIFICATE-----") || m.KeyID.ValueString() != "k1" || m.ClusterID.ValueString() != accessOKCluster {
+		!strings.HasPrefix(m.CACertPEM.ValueString(), "-----BEGIN CERTIFICATE-----") || m.KeyID.ValueString() != "k1" || m.ClusterID.ValueString() != accessOKCluster ||
+		m.HeadPin.ValueString() != "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" {
 		t.Fatalf("result %+v", m)
 	}
 	var scopes []string

@@ -353,14 +353,14 @@ func (r *Ring) refreshLocked() error {
 		return fmt.Errorf("access keys: %w", err)
 	}
 	sameMeta := r.seen != nil && os.SameFile(r.seen, fi) && fi.ModTime().Equal(r.seen.ModTime()) && fi.Size() == r.seen.Size() && fi.Mode() == r.seen.Mode()
-	if sameMeta && time.Since(r.checked) < recheckEvery {
+	if sameMeta && r.now().Sub(r.checked) < recheckEvery {
 		return nil
 	}
 	keys, fi, sum, err := readRing(r.path)
 	if err != nil {
 		return err
 	}
-	r.checked = time.Now()
+	r.checked = r.now()
 	if r.seen != nil && sum == r.sum {
 		r.seen = fi
 		return nil

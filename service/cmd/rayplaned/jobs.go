@@ -559,6 +559,13 @@ func jobsLogs(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		// The head's file whole, as --follow reads it (no size cap); the
+		// Jobs API only when the head holds no such file (Ray).
+		_, err = h.logFrom(ctx, pos[0], 0, stdout)
+		var he *headError
+		if !errors.As(err, &he) || he.status != http.StatusNotFound {
+			return err
+		}
 		logs, err := h.logs(ctx, pos[0])
 		if err != nil {
 			return err

@@ -424,6 +424,9 @@ func TestCLIJobsFollowsALargeLog(t *testing.T) {
 	if out != "job ray-1 submitted to cluster cls_ray; its output follows\nr1\nr2\njob ray-1 SUCCEEDED: Job finished successfully.\n" {
 		t.Fatalf("submit --wait on a head without job log files:\n%s", out)
 	}
+	if out := r.must(t, "jobs", "logs", "ray-1", "--cluster="+rayCluster); out != "r1\nr2\n" {
+		t.Fatalf("jobs logs on a head without job log files: %q", out)
+	}
 
 	// --timeout bounds --wait, and the error says so.
 	start := time.Now()

@@ -74,7 +74,8 @@ type Ring struct {
 	keys    []ringKey
 	seen    fs.FileInfo // of the file the keys were read from
 	sum     [sha256.Size]byte
-	checked time.Time // when the file's content was last compared (monotonic)
+	checked time.Time // when the file's content was last compared
+	jwks    string    // PublicJWKS of keys, made once per key set (heads get it with every heartbeat)
 }
 
 // recheckEvery is how often the ring file's content is compared with what
@@ -198,20 +199,23 @@ func (r *Ring) ActiveKID() (string, error) {
 // retired): what heads verify with.
 func (r *Ring) PublicJWKS() (string, error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.refreshLocked(); err != nil {
-		r.mu.Unlock()
 		return "", err
+	}
+	if r.jwks != "" {
+		return r.jwks, nil
 	}
 	set := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(r.keys))}
 	for _, k := range r.keys {
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.KID, Algorithm: string(jose.ES256), Use: "sig"})
 	}
-	r.mu.Unlock()
 	b, err := json.Marshal(set)
 	if err != nil {
 		return "", fmt.Errorf("access keys: %w", err)
 	}
-	return string(b), nil
+	r.jwks = string(b)
+	return r.jwks, nil
 }
 
 // List describes the ring's keys, oldest first.
@@ -368,7 +372,7 @@ func (r *Ring) refreshLocked() error {
 	if countActive(keys) != 1 {
 		return fmt.Errorf("access keys %s: %d active keys, want 1", r.path, countActive(keys))
 	}
-	r.keys, r.seen, r.sum = keys, fi, sum
+	r.keys, r.seen, r.sum, r.jwks = keys, fi, sum, ""
 	return nil
 }
 

@@ -129,6 +129,17 @@ func RuntimeHash(rt Runtime) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// AgentConfigHash names an agent configuration: equal configurations have
+// equal hashes (16 lowercase hex digits).
+func AgentConfigHash(c AgentConfig) string {
+	b, _ := json.Marshal(c) // plain structs; maps marshal in key order
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// MaxConfigHashLen bounds config_hash.
+const MaxConfigHashLen = 16
+
 // Runtime states an agent reports.
 const (
 	RuntimeStarting    = "starting"
@@ -165,6 +176,11 @@ type AgentHeartbeat struct {
 	// AccessURL (head only) is https://<host>:<port> once the head's access
 	// proxy serves; host is the host of Address or 127.0.0.1.
 	AccessURL string `json:"access_url,omitempty"`
+	// ConfigHash is the config_hash of the configuration the agent holds
+	// (the last answer's). When the control plane's is the same, its answer
+	// leaves the configuration out: a steady node's heartbeat answer is a
+	// few bytes. Empty (older agents) always gets the configuration.
+	ConfigHash string `json:"config_hash,omitempty"`
 }
 
 // ResourceDemand is Count bundles of Shape waiting for capacity, placed
@@ -188,7 +204,11 @@ var Strategies = []string{StrategyPack, StrategySpread, StrategyStrictPack, Stra
 
 // AgentHeartbeatResponse answers the node's current configuration.
 type AgentHeartbeatResponse struct {
-	Config AgentConfig `json:"config"`
+	// Config is left out when the heartbeat's config_hash is ConfigHash:
+	// the agent keeps the configuration it holds.
+	Config AgentConfig `json:"config,omitzero"`
+	// ConfigHash names the node's configuration (AgentConfigHash of it).
+	ConfigHash string `json:"config_hash,omitempty"`
 	// NodeCredential, when set, replaces the node credential: the control
 	// plane renews a credential once less than half of its lifetime is
 	// left. The agent uses it from its next call on and keeps it where it

@@ -46,6 +46,9 @@ type Agents struct {
 	// Access gives heads the keys that verify access tokens and certifies
 	// their access proxies; nil means no direct access.
 	Access *Access
+	// Cache holds the nodes, clusters and clouds heartbeats read; nil
+	// reads the store every time. Store must then be Cache.Wrap's.
+	Cache *Cache
 }
 
 // DefaultCredentialLifetime is a node credential's lifetime when
@@ -191,52 +194,63 @@ type presented struct {
 	// past half its life, expired while no control plane could renew it,
 	// or the previous one: its successor never arrived).
 	renew bool
+	// expired: the credential used is past its end (accepted only when it
+	// ended while no control plane ran).
+	expired bool
 }
 
 // authNode checks a node credential against the cluster and node a
 // request names. A credential of cluster A is refused for cluster B; a
 // credential of a node that ended (TERMINATED, or LOST and being replaced)
-// or that expired is refused.
-func (a *Agents) authNode(ctx context.Context, tx Tx, credential, clusterID, nodeID string, now time.Time) (NodeRecord, ClusterRecord, AgentCaller, presented, error) {
+// or that expired is refused. What it reads comes from a.Cache when it
+// holds it; a refusal, or an expired credential, is decided on what the
+// store holds now.
+func (a *Agents) authNode(ctx context.Context, credential, clusterID, nodeID string, now time.Time) (agentLookup, AgentCaller, presented, error) {
+	l, who, use, err := a.checkNode(ctx, a.Cache, credential, clusterID, nodeID, now)
+	if a.Cache != nil && (err != nil || use.expired) && l.node.ID != "" {
+		a.Cache.invalidate([]string{nodeKey(l.node.ID), clusterKey(l.cluster.ID), cloudKey(l.cloud.ID)})
+		l, who, use, err = a.checkNode(ctx, a.Cache, credential, clusterID, nodeID, now)
+	}
+	return l, who, use, err
+}
+
+func (a *Agents) checkNode(ctx context.Context, cache *Cache, credential, clusterID, nodeID string, now time.Time) (agentLookup, AgentCaller, presented, error) {
 	var who AgentCaller
 	var use presented
 	unknown := api.Errorf(api.CodeUnauthorized, "unknown node credential")
 	use.prefix = secretPrefix(schemeNodeCredential, credential)
 	if use.prefix == "" {
-		return NodeRecord{}, ClusterRecord{}, who, use, api.Errorf(api.CodeUnauthorized, "malformed node credential")
+		return agentLookup{}, who, use, api.Errorf(api.CodeUnauthorized, "malformed node credential")
 	}
-	n, err := tx.DataPlane().GetNodeByCredentialPrefix(ctx, use.prefix)
-	if api.IsCode(err, api.CodeNotFound) {
-		return n, ClusterRecord{}, who, use, unknown
+	l, err := cache.lookupAgent(ctx, a.Store, use.prefix)
+	if api.IsCode(err, api.CodeNotFound) && l.node.ID == "" {
+		return l, who, use, unknown
 	} else if err != nil {
-		return n, ClusterRecord{}, who, use, err
+		return l, who, use, err
 	}
+	n, c := l.node, l.cluster
 	hash := n.CredentialHash
 	use.expires = n.CredentialExpiresAt
 	if use.prefix != n.CredentialPrefix {
 		hash, use.expires, use.previous = n.PrevCredentialHash, n.PrevCredentialExpiresAt, true
 	}
 	if !TokenMatches(credential, hash) {
-		return n, ClusterRecord{}, who, use, unknown
-	}
-	c, err := tx.DataPlane().GetClusterRecord(ctx, n.ClusterID)
-	if err != nil {
-		return n, c, who, use, err
+		return l, who, use, unknown
 	}
 	who = AgentCaller{OrgID: c.OrgID, ClusterID: c.ID, NodeID: n.ID}
-	expired := use.expires == nil || !now.Before(*use.expires)
+	use.expired = use.expires == nil || !now.Before(*use.expires)
 	switch {
 	case n.ClusterID != clusterID || n.ID != nodeID:
-		return n, c, who, use, api.Errorf(api.CodeForbidden, "this credential belongs to another node")
+		return l, who, use, api.Errorf(api.CodeForbidden, "this credential belongs to another node")
 	case n.Status == api.NodeTerminated:
-		return n, c, who, use, api.Errorf(api.CodeUnauthorized, "node %s is terminated", n.ID)
+		return l, who, use, api.Errorf(api.CodeUnauthorized, "node %s is terminated", n.ID)
 	case n.Status == api.NodeLost:
-		return n, c, who, use, api.Errorf(api.CodeUnauthorized, "node %s is lost and being replaced", n.ID)
-	case expired && !a.expiredWhileAway(n, use.expires):
-		return n, c, who, use, api.Errorf(api.CodeUnauthorized, "node credential expired")
+		return l, who, use, api.Errorf(api.CodeUnauthorized, "node %s is lost and being replaced", n.ID)
+	case use.expired && !a.expiredWhileAway(n, use.expires):
+		return l, who, use, api.Errorf(api.CodeUnauthorized, "node credential expired")
 	}
-	use.renew = use.previous || expired || use.expires.Sub(now) < a.lifetime()/2
-	return n, c, who, use, nil
+	use.renew = use.previous || use.expired || use.expires.Sub(now) < a.lifetime()/2
+	return l, who, use, nil
 }
 
 // expiredWhileAway reports whether a credential that expired at expires
@@ -254,22 +268,11 @@ func (a *Agents) expiredWhileAway(n NodeRecord, expires *time.Time) bool {
 // new node credential when the one used is due for renewal.
 func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID string, hb api.AgentHeartbeat) (api.AgentHeartbeatResponse, AgentCaller, error) {
 	now := a.now()
-	var n NodeRecord
-	var c ClusterRecord
-	var cloud api.Cloud
-	var who AgentCaller
-	var use presented
-	err := a.Store.View(ctx, func(tx Tx) error {
-		var err error
-		if n, c, who, use, err = a.authNode(ctx, tx, credential, clusterID, nodeID, now); err != nil {
-			return err
-		}
-		cloud, err = tx.Org(c.OrgID).GetCloud(ctx, c.CloudID)
-		return err
-	})
+	l, who, use, err := a.authNode(ctx, credential, clusterID, nodeID, now)
 	if err != nil {
 		return api.AgentHeartbeatResponse{}, who, err
 	}
+	n, c, cloud := l.node, l.cluster, l.cloud
 	if err := CheckAgentHeartbeat(&hb, now); err != nil {
 		return api.AgentHeartbeatResponse{}, a.reject(ctx, who, err, now), err
 	}
@@ -351,7 +354,11 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	}
 	cfg := a.nodeConfig(n, c, cloud)
 	cfg.AccessCertPEM = accessCert
-	return api.AgentHeartbeatResponse{Config: cfg, NodeCredential: newCred}, who, nil
+	out := api.AgentHeartbeatResponse{Config: cfg, ConfigHash: api.AgentConfigHash(cfg), NodeCredential: newCred}
+	if hb.ConfigHash == out.ConfigHash {
+		out.Config = api.AgentConfig{} // the agent holds it
+	}
+	return out, who, nil
 }
 
 // recordedHost is the host of the node's address as the driver recorded
@@ -370,11 +377,7 @@ func recordedHost(n NodeRecord) string {
 // authenticated, recorded like any refused report.
 func (a *Agents) RejectHeartbeat(ctx context.Context, credential, clusterID, nodeID string, cause error) (AgentCaller, error) {
 	now := a.now()
-	var who AgentCaller
-	err := a.Store.View(ctx, func(tx Tx) (err error) {
-		_, _, who, _, err = a.authNode(ctx, tx, credential, clusterID, nodeID, now)
-		return err
-	})
+	_, who, _, err := a.authNode(ctx, credential, clusterID, nodeID, now)
 	if err != nil {
 		return who, err
 	}
@@ -448,23 +451,11 @@ func (a *Agents) forgetRejection(nodeID string, at time.Time) {
 
 // Config answers a node's configuration.
 func (a *Agents) Config(ctx context.Context, credential, clusterID, nodeID string) (api.AgentConfig, AgentCaller, error) {
-	var cfg api.AgentConfig
-	var who AgentCaller
-	now := a.now()
-	err := a.Store.View(ctx, func(tx Tx) error {
-		n, c, w, _, err := a.authNode(ctx, tx, credential, clusterID, nodeID, now)
-		who = w
-		if err != nil {
-			return err
-		}
-		cloud, err := tx.Org(c.OrgID).GetCloud(ctx, c.CloudID)
-		if err != nil {
-			return err
-		}
-		cfg = a.nodeConfig(n, c, cloud)
-		return nil
-	})
-	return cfg, who, err
+	l, who, _, err := a.authNode(ctx, credential, clusterID, nodeID, a.now())
+	if err != nil {
+		return api.AgentConfig{}, who, err
+	}
+	return a.nodeConfig(l.node, l.cluster, l.cloud), who, nil
 }
 
 func agentConfig(n NodeRecord, c ClusterRecord, cloud api.Cloud) api.AgentConfig {

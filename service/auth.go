@@ -39,26 +39,22 @@ func (cp *ControlPlane) Authenticate(ctx context.Context, secret string) (Princi
 	if prefix == "" {
 		return Principal{}, authFailed("malformed token", "invalid token")
 	}
-	var p Principal
-	err := cp.Store.View(ctx, func(tx Tx) error {
-		tok, err := tx.System().GetTokenByPrefix(ctx, prefix)
-		if err != nil {
-			return err
-		}
-		if !TokenMatches(secret, tok.Hash) {
-			return api.NotFound("token", prefix)
-		}
-		p.Token = tok
-		p.Org, err = tx.System().GetOrg(ctx, tok.OrgID)
-		return err
-	})
+	now := cp.now()
+	p, err := cp.Cache.lookupToken(ctx, cp.Store, prefix)
+	if cp.Cache != nil && err == nil && (!TokenMatches(secret, p.Token.Hash) || p.Token.Usable(now) != "") {
+		// A refusal is the store's to decide, not a cached entry's.
+		cp.Cache.invalidate([]string{tokenKey(p.Token.ID)})
+		p, err = cp.Cache.lookupToken(ctx, cp.Store, prefix)
+	}
+	if err == nil && !TokenMatches(secret, p.Token.Hash) {
+		err = api.NotFound("token", prefix)
+	}
 	if api.IsCode(err, api.CodeNotFound) {
 		return Principal{}, authFailed("unknown token or wrong secret for prefix "+prefix, "invalid token")
 	}
 	if err != nil {
 		return Principal{}, err
 	}
-	now := cp.now()
 	if why := p.Token.Usable(now); why != "" {
 		return p, authFailed(why, why)
 	}

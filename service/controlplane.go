@@ -33,6 +33,9 @@ type ControlPlane struct {
 	VerifyNow func(ctx context.Context, orgID, cloudID string) error
 	// Tokens batches token last-used times; nil means they are not kept.
 	Tokens *LastUsed
+	// Cache holds the tokens Authenticate reads; nil reads the store every
+	// time. Store must then be Cache.Wrap's.
+	Cache *Cache
 	// Recent answers heartbeats not yet written to the store, so usage is
 	// the latest reported; nil means the stored usage only.
 	Recent RecentUsage

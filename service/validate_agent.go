@@ -93,6 +93,9 @@ func CheckAgentHeartbeat(hb *api.AgentHeartbeat, now time.Time) error {
 	if hb.Address != "" {
 		checkHostPort(&f, "address", hb.Address)
 	}
+	if len(hb.ConfigHash) > api.MaxConfigHashLen || !runtimeHashPattern.MatchString(hb.ConfigHash) {
+		f.add("config_hash", "must be at most %d lowercase hexadecimal characters", api.MaxConfigHashLen)
+	}
 	checkReportedResources(&f, "usage", hb.Usage)
 	if t := hb.IdleSince; t != nil {
 		switch {

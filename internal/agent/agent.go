@@ -185,9 +185,12 @@ type agent struct {
 	usage             usageSampler
 
 	// What apply decided last.
-	conf    api.AgentConfig
-	plan    plan
-	running *Spec // what the supervisor was last told to run; nil when nothing
+	conf api.AgentConfig
+	// confHash is the control plane's config_hash of conf: heartbeats send
+	// it, and an answer whose configuration is the same leaves it out.
+	confHash string
+	plan     plan
+	running  *Spec // what the supervisor was last told to run; nil when nothing
 	// runtimeHash names the runtime configuration the node runs (the
 	// control plane's runtime_hash of the config it acted on).
 	runtimeHash string
@@ -262,7 +265,12 @@ func (a *agent) serve(ctx context.Context, conf api.AgentConfig) error {
 		if resp.NodeCredential != "" {
 			a.renewCredential(resp.NodeCredential)
 		}
-		if a.apply(resp.Config) {
+		conf := resp.Config
+		if resp.ConfigHash != "" && resp.ConfigHash == hb.ConfigHash {
+			conf = a.conf // unchanged: the answer left it out; apply stays level-triggered
+		}
+		a.confHash = resp.ConfigHash
+		if a.apply(conf) {
 			return a.stopNow(ctx)
 		}
 		wait = a.interval()
@@ -457,7 +465,8 @@ func (a *agent) renewCredential(cred string) {
 func (a *agent) heartbeat() api.AgentHeartbeat {
 	now := a.cfg.Now()
 	st := a.sup.Status()
-	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts, RuntimeCrashes: st.Crashes, RuntimeHash: a.runtimeHash}
+	hb := api.AgentHeartbeat{Address: a.plan.address, RuntimeRestarts: st.Restarts, RuntimeCrashes: st.Crashes, RuntimeHash: a.runtimeHash,
+		ConfigHash: a.confHash}
 	switch {
 	case a.stopped:
 		hb.RuntimeState, hb.RuntimeMessage = api.RuntimeStopped, "stopped: the control plane asked the node to stop"

@@ -85,6 +85,11 @@ type dataPlaneEnv struct {
 	rec    *reconciler.Reconciler
 	live   *reconciler.Liveness
 	agents *service.Agents // tests may set its lifetime and start before the first call
+	cache  *service.Cache
+	// counted counts the transactions that reach the store (under the
+	// cache); raw is the store itself, for writes the cache must not see.
+	counted *countingStore
+	raw     service.Store
 	mu     sync.Mutex
 	clock  time.Time
 }
@@ -107,12 +112,17 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
+	raw, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { raw.Close() })
 	e := &dataPlaneEnv{driver: &recordingDriver{launched: map[string]cloud.LaunchRequest{}}, clock: time.Now().UTC()}
+	e.cache = &service.Cache{NodeTTL: service.DefaultNodeCacheTTL, TokenTTL: service.DefaultTokenCacheTTL, Now: e.now}
+	e.counted = &countingStore{Store: raw}
+	e.raw = raw
+	cache := e.cache
+	st := cache.Wrap(e.counted)
 	tok, _, err := service.Bootstrap(ctx, st, e.now())
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +133,8 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	e.rec = reconciler.New(reconciler.Config{Store: st, Drivers: drivers, Liveness: live, Now: e.now,
 		ControlPlaneURL: "https://127.0.0.1:1", BootstrapTTL: time.Minute})
 	access := newTestAccess(t, dir, st)
-	e.agents = &service.Agents{Store: st, Liveness: live, Wake: func() {}, Now: e.now, Access: access}
-	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"),
+	e.agents = &service.Agents{Store: st, Cache: cache, Liveness: live, Wake: func() {}, Now: e.now, Access: access}
+	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, Cache: cache, LocalStorageRoot: filepath.Join(dir, "storage"),
 		Catalog: reconciler.Catalog(drivers)},
 		Agents:       e.agents,
 		Access:       access,

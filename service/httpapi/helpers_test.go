@@ -26,7 +26,7 @@ import (
 // with the system org's admin token from Bootstrap.
 type testEnv struct {
 	t      testing.TB
-	st     *sqlite.Store
+	st     service.Store // the cache's wrapper of the SQLite store: writes by tests drop what the cache holds
 	srv    *httptest.Server
 	api    *Server
 	dir    string
@@ -42,11 +42,13 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"), sqlite.WithKeyring(keys))
+	raw, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"), sqlite.WithKeyring(keys))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { raw.Close() })
+	cache := service.NewCache()
+	st := cache.Wrap(raw)
 	tok, created, err := service.Bootstrap(ctx, st, time.Now().UTC())
 	if err != nil || !created {
 		t.Fatalf("bootstrap: created=%v err=%v", created, err)
@@ -54,7 +56,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	// Every organization may declare local clouds here: these tests are
 	// about roles and tenancy; the operator's local policy has its own.
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: st, Drivers: verifyDrivers})
-	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, LocalStorageRoot: filepath.Join(dir, "storage"), Tokens: &service.LastUsed{},
+	s := New(Config{ControlPlane: &service.ControlPlane{Store: st, Cache: cache, LocalStorageRoot: filepath.Join(dir, "storage"), Tokens: &service.LastUsed{},
 		LocalAllowed: func(api.Organization) bool { return true },
 		Catalog: func(context.Context, string, api.Cloud, string) ([]api.InstanceType, error) {
 			return catalogDriver{}.InstanceTypes(ctx)

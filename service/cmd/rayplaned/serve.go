@@ -146,6 +146,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := bootstrapIfEmpty(ctx, st, dataDir, stdout); err != nil {
 		return err
 	}
+	// Every write below goes through the cache's wrapper, so what the hot
+	// paths hold in memory is dropped as soon as a write touches it (the
+	// data directory's lock keeps any other process from writing).
+	cache := service.NewCache()
+	store := cache.Wrap(st)
 
 	tlsConf, caPath, err := serverTLS(cfg, dataDir)
 	if err != nil {
@@ -153,7 +158,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Before secureDataDir: a key ring others could read is refused, not
 	// quietly made private.
-	access, err := openAccess(dataDir, st, cfg.accessTokenMaxTTL, stdout)
+	access, err := openAccess(dataDir, store, cfg.accessTokenMaxTTL, stdout)
 	if err != nil {
 		return err
 	}
@@ -185,7 +190,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find own binary for local agents: %w", err)
 	}
-	localNodes, err := setupLocal(cfg, dataDir, self, st, log)
+	localNodes, err := setupLocal(cfg, dataDir, self, store, log)
 	if err != nil {
 		return err
 	}
@@ -195,7 +200,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	kubeNodes := newKubeClouds(log, kubeAllowed)
-	gcpNodes, err := setupGCP(cfg, dataDir, advertise, st, log)
+	gcpNodes, err := setupGCP(cfg, dataDir, advertise, store, log)
 	if err != nil {
 		return err
 	}
@@ -216,27 +221,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rec := reconciler.New(reconciler.Config{
-		Store: st, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
+		Store: store, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
 		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout,
 	})
 
-	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: st, Drivers: drivers, Logger: log})
+	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: store, Drivers: drivers, Logger: log})
 	lastUsed := &service.LastUsed{}
 	api := httpapi.New(httpapi.Config{
 		ControlPlane: &service.ControlPlane{
-			Store:            st,
+			Store:            store,
 			Catalog:          reconciler.Catalog(drivers),
 			Wake:             rec.Wake,
 			CloudChanged:     verifier.Wake,
 			VerifyNow:        verifier.VerifyNow,
 			Tokens:           lastUsed,
+			Cache:            cache,
 			Recent:           liveness,
 			LocalStorageRoot: localNodes.storage,
 			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
 		},
-		Agents: &service.Agents{Store: st, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
+		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage, Access: access},
 		Access:       access,
 		AWSPrincipal: awsNodes.Principal,
@@ -258,11 +264,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
 	loops.Go(func() {
-		reconciler.FlushLoop(loopCtx, 10*time.Second, func(ctx context.Context) error { return lastUsed.Flush(ctx, st) },
+		reconciler.FlushLoop(loopCtx, 10*time.Second, func(ctx context.Context) error { return lastUsed.Flush(ctx, store) },
 			func(err error) { log.Warn("record token use", "err", err) })
 	})
 	loops.Go(func() {
-		liveness.Run(loopCtx, st, cfg.heartbeatFlush, func(err error) { log.Warn("record heartbeats", "err", err) })
+		liveness.Run(loopCtx, store, cfg.heartbeatFlush, func(err error) { log.Warn("record heartbeats", "err", err) })
 	})
 	loops.Go(func() { rec.Run(loopCtx) })
 	loops.Go(func() { localNodes.stopWithdrawn(loopCtx) })

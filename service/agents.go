@@ -24,7 +24,10 @@ type Agents struct {
 	Liveness HeartbeatSink
 	// Wake asks the reconciler for a pass (a node registered, a head moved).
 	Wake func()
-	Now  func() time.Time
+	// WakeCluster, when set, is used instead of Wake: a pass over that
+	// cluster only.
+	WakeCluster func(clusterID string)
+	Now         func() time.Time
 	// CredentialLifetime is how long a node credential works; a heartbeat
 	// answer renews it once less than half of it is left. Zero means
 	// DefaultCredentialLifetime.
@@ -82,6 +85,14 @@ type AgentCaller struct {
 }
 
 func (a *Agents) now() time.Time { return a.Now().UTC() }
+
+func (a *Agents) wake(clusterID string) {
+	if a.WakeCluster != nil {
+		a.WakeCluster(clusterID)
+		return
+	}
+	a.Wake()
+}
 
 func (a *Agents) lifetime() time.Duration {
 	if a.CredentialLifetime > 0 {
@@ -181,7 +192,7 @@ func (a *Agents) Register(ctx context.Context, bootstrap string, req api.AgentRe
 		return api.AgentRegisterResponse{}, who, err
 	}
 	a.Liveness.Seen(who.NodeID, now)
-	a.Wake()
+	a.wake(who.ClusterID)
 	return out, who, nil
 }
 
@@ -294,7 +305,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	pinChanged := accessPin != "" && accessPin != n.AccessPublicKeySHA256
 	accessURLChanged := n.Head && n.Status == api.NodeRunning && hb.AccessURL != "" && hb.AccessURL != n.AccessURL
 	if a.Liveness.Beat(n.ID, hb, now) {
-		a.Wake() // new demand: the autoscaler looks now, not at the next tick
+		a.wake(c.ID) // new demand: the autoscaler looks now
 	}
 	// Rare changes are written at once; everything else waits for the batch.
 	headMoved := n.Head && n.Status == api.NodeRunning && hb.Address != "" && hb.Address != c.HeadAddress
@@ -349,7 +360,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 			return api.AgentHeartbeatResponse{}, who, err
 		}
 		if headMoved || drained {
-			a.Wake()
+			a.wake(c.ID)
 		}
 	}
 	cfg := a.nodeConfig(n, c, cloud)

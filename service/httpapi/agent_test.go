@@ -90,8 +90,8 @@ type dataPlaneEnv struct {
 	// cache); raw is the store itself, for writes the cache must not see.
 	counted *countingStore
 	raw     service.Store
-	mu     sync.Mutex
-	clock  time.Time
+	mu      sync.Mutex
+	clock   time.Time
 }
 
 func (e *dataPlaneEnv) now() time.Time {

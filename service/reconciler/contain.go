@@ -54,6 +54,13 @@ type clusterRun struct {
 	busy     bool      // a pass runs
 	failures int       // passes in a row that panicked or timed out
 	retryAt  time.Time // no pass before, after a failure
+
+	// When the next pass is due (schedule.go).
+	passed bool      // a pass has begun since this reconciler started
+	dirty  bool      // WakeCluster, or the last pass found a stale plan
+	stamp  stamp     // the record the last pass began from
+	nextAt time.Time // due then even if nothing changed
+	watch  *watch    // a settled cluster's deadlines; nil when not settled
 }
 
 // claim marks a cluster's pass as running, unless one runs or, when now
@@ -121,10 +128,11 @@ func (r *Reconciler) forget(listed []service.ClusterRecord) {
 }
 
 // dispatch starts a pass for every cluster that is not at rest, no pass
-// of which is running, and that waits out no backoff, at most
+// of which is running, that waits out no backoff and, unless all is set,
+// whose pass is due (schedule.go), at most
 // Config.Concurrency running at once; it waits for a free slot, not for
 // the passes. It answers the passes it started.
-func (r *Reconciler) dispatch(ctx context.Context) *sync.WaitGroup {
+func (r *Reconciler) dispatch(ctx context.Context, all bool) *sync.WaitGroup {
 	var started sync.WaitGroup
 	var clusters []service.ClusterRecord
 	err := r.cfg.Store.View(ctx, func(tx service.Tx) (err error) {
@@ -138,10 +146,15 @@ func (r *Reconciler) dispatch(ctx context.Context) *sync.WaitGroup {
 		return &started
 	}
 	r.forget(clusters)
+	now := r.cfg.Now()
 	for _, c := range clusters {
+		if !all && !r.due(c, now) {
+			continue
+		}
 		if !r.claim(c.ID, r.cfg.Now()) {
 			continue
 		}
+		r.beginPass(c, r.cfg.Now())
 		select {
 		case r.slots <- struct{}{}:
 		case <-ctx.Done():

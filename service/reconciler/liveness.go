@@ -21,6 +21,9 @@ type Liveness struct {
 	// demand is each head's latest report of pending resource shapes; it
 	// lives only in memory: after a restart the heads report it again.
 	demand map[string][]api.ResourceDemand
+	// idle is each node's latest idle_since (nodes with work have none):
+	// the reconciler's sweep reads it to find idle deadlines.
+	idle map[string]time.Time
 	// started is when this process began: after a control-plane restart
 	// no node counts as silent for longer than the control plane was gone.
 	started time.Time
@@ -28,7 +31,8 @@ type Liveness struct {
 
 // NewLiveness starts tracking at now.
 func NewLiveness(now time.Time) *Liveness {
-	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{}, started: now}
+	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{},
+		idle: map[string]time.Time{}, started: now}
 }
 
 // Beat records a heartbeat and reports whether the node's pending demand
@@ -42,6 +46,11 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (dem
 		l.demand[nodeID] = hb.Demand
 	} else {
 		delete(l.demand, nodeID)
+	}
+	if hb.IdleSince != nil {
+		l.idle[nodeID] = *hb.IdleSince
+	} else {
+		delete(l.idle, nodeID)
 	}
 	l.pending[nodeID] = service.Heartbeat{
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
@@ -108,6 +117,30 @@ func (l *Liveness) Forget(nodeID string) {
 	delete(l.seen, nodeID)
 	delete(l.pending, nodeID)
 	delete(l.demand, nodeID)
+	delete(l.idle, nodeID)
+}
+
+// Overlay applies to nodes, as read from the store, the heartbeats of
+// theirs not flushed yet, as RecordHeartbeats would: a reconcile pass
+// plans from what the nodes last said, not from what the last flush wrote.
+func (l *Liveness) Overlay(nodes []service.NodeRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range nodes {
+		n := &nodes[i]
+		hb, ok := l.pending[n.ID]
+		if !ok {
+			continue
+		}
+		n.Drained = n.Drained || hb.Drained
+		if n.LastHeartbeatAt != nil && n.LastHeartbeatAt.After(hb.At) {
+			continue
+		}
+		at := hb.At
+		n.LastHeartbeatAt = &at
+		n.Usage, n.IdleSince, n.RuntimeState, n.RuntimeMessage, n.RuntimeCrashes, n.RuntimeHash =
+			hb.Usage, hb.IdleSince, hb.RuntimeState, hb.RuntimeMessage, hb.RuntimeCrashes, hb.RuntimeHash
+	}
 }
 
 // Flush writes the heartbeats received since the last flush in one

@@ -65,6 +65,9 @@ type Config struct {
 	DrainTimeout    time.Duration // for a draining node; default 30s
 	// Concurrency is how many clusters are reconciled at once; default 8.
 	Concurrency int
+	// Resync is the longest a settled cluster goes without a pass when
+	// nothing about it changes; default DefaultResync (schedule.go).
+	Resync time.Duration
 	// DriverTimeout bounds one Launch or Terminate call; default 60s.
 	DriverTimeout time.Duration
 	// DriverListTimeout bounds one List or InstanceTypes call, and finding
@@ -129,6 +132,9 @@ func New(cfg Config) *Reconciler {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
 	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = DefaultResync
+	}
 	if cfg.DriverTimeout <= 0 {
 		cfg.DriverTimeout = time.Minute
 	}
@@ -184,7 +190,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	defer t.Stop()
 	defer r.passes.Wait()
 	for {
-		r.dispatch(ctx)
+		r.dispatch(ctx, false)
 		select {
 		case <-ctx.Done():
 			return
@@ -199,7 +205,13 @@ func (r *Reconciler) Run(ctx context.Context) {
 // cluster, a panic included, is logged and recorded on it; the others go
 // on.
 func (r *Reconciler) ReconcileAll(ctx context.Context) {
-	r.dispatch(ctx).Wait()
+	r.dispatch(ctx, true).Wait()
+}
+
+// ReconcileDue makes one pass over every cluster whose pass is due
+// (schedule.go), as one tick of Run does, and waits for them.
+func (r *Reconciler) ReconcileDue(ctx context.Context) {
+	r.dispatch(ctx, false).Wait()
 }
 
 // ReconcileCluster makes one pass over one cluster, contained like the
@@ -210,6 +222,7 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterReco
 		return fmt.Errorf("cluster %s: a pass is running", c.ID)
 	}
 	defer r.release(c.ID)
+	r.beginPass(c, r.cfg.Now())
 	return r.pass(ctx, c)
 }
 
@@ -272,6 +285,8 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 	if err != nil {
 		return err
 	}
+	// Heartbeats not flushed yet are newer than what the store answered.
+	r.cfg.Liveness.Overlay(o.nodes)
 	now := r.cfg.Now().UTC()
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DriverListTimeout)
 	driver, err := r.cfg.Drivers(dctx, c.OrgID, o.cloud, o.secret)
@@ -324,9 +339,16 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 	// recorded, plan again with what it took (the driver's answers still
 	// hold), a few times, then leave it to the next pass.
 	for attempt := 1; ; attempt++ {
-		err := r.execute(ctx, c, o, r.cfg.plan(in), driver, now)
+		plan := r.cfg.plan(in)
+		err := r.execute(ctx, c, o, plan, driver, now)
 		var moved *quotaMoved
 		if !errors.As(err, &moved) {
+			switch {
+			case errors.Is(err, errStale):
+				return nil // the next tick passes over it again
+			case err == nil:
+				r.settledAfter(c, o, plan, in.LostAfter, now)
+			}
 			return err
 		}
 		if attempt == 3 {
@@ -337,6 +359,10 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 		o.quota = in.Quota
 	}
 }
+
+// errStale: the cluster changed while its pass planned; nothing was
+// recorded and the next tick passes over it again.
+var errStale = errors.New("the cluster changed while its pass planned")
 
 // quotaMoved: other clusters of the cloud took more of its quota (now
 // nodes and vcpus) since the plan read it; nothing was recorded.
@@ -523,8 +549,9 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		return fmt.Errorf("record plan: %w", err)
 	}
 	if stale {
+		r.markDirty(c.ID)
 		r.Wake()
-		return nil
+		return errStale
 	}
 	if moved != nil {
 		return moved

@@ -34,6 +34,7 @@ type serveConfig struct {
 	advertiseURL                                                          string
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
+	resync                                                                time.Duration
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
 	awsPrincipalARN, kubeAllowedNetworks                                  string
@@ -56,7 +57,8 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.tlsCA, "tls-ca", env("TLS_CA", ""), "CA PEM that signed --tls-cert, handed to node agents; empty means the system roots ($RAYPLANE_TLS_CA)")
 	fs.StringVar(&c.advertiseURL, "advertise-url", env("ADVERTISE_URL", ""), "URL node agents use to reach this server; empty means https://<listen address> ($RAYPLANE_ADVERTISE_URL)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGTERM")
-	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", time.Second, "time between reconcile passes")
+	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", time.Second, "time between reconcile passes over a cluster that is changing")
+	fs.DurationVar(&c.resync, "resync-interval", reconciler.DefaultResync, "the longest a settled cluster goes without a reconcile pass (and a listing of its instances) when nothing reports a change")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "how long a draining node has to stop its work before it is terminated")
 	fs.DurationVar(&c.bootTimeout, "boot-timeout", 2*time.Minute, "how long a new instance has to register its agent before it is replaced")
 	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
@@ -86,7 +88,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"shutdown-timeout", c.shutdownTimeout}, {"reconcile-interval", c.reconcileInterval}, {"drain-timeout", c.drainTimeout},
+	}{{"shutdown-timeout", c.shutdownTimeout}, {"reconcile-interval", c.reconcileInterval}, {"resync-interval", c.resync}, {"drain-timeout", c.drainTimeout},
 		{"boot-timeout", c.bootTimeout}, {"bootstrap-ttl", c.bootstrapTTL}, {"heartbeat-flush", c.heartbeatFlush},
 		{"driver-timeout", c.driverTimeout}} {
 		if d.v <= 0 {
@@ -224,7 +226,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Store: store, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
-		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout,
+		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout, Resync: cfg.resync,
 	})
 
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: store, Drivers: drivers, Logger: log})
@@ -242,7 +244,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			LocalStorageRoot: localNodes.storage,
 			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
 		},
-		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, Now: time.Now,
+		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, WakeCluster: rec.WakeCluster, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage, Access: access},
 		Access:       access,
 		AWSPrincipal: awsNodes.Principal,

@@ -177,7 +177,7 @@ type agent struct {
 // through service.Agents as real ones do, and a reconciler looping over
 // them on a clock the test moves.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	st     service.Store
 	org    string
@@ -194,7 +194,7 @@ type harness struct {
 	silent map[string]bool  // nodes whose agents stopped heartbeating
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "rayplane.db"))

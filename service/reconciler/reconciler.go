@@ -273,6 +273,9 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 		if o.nodes, err = tx.DataPlane().ListClusterNodes(ctx, c.ID, false); err != nil {
 			return err
 		}
+		if o.cloud.Quotas.MaxNodes == nil && o.cloud.Quotas.MaxVCPUs == nil {
+			return nil // what other clusters use matters only against a quota
+		}
 		o.cloudUsed, err = tx.DataPlane().ListCloudNodes(ctx, c.CloudID)
 		return err
 	})
@@ -387,6 +390,12 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 	byID := map[string]service.NodeRecord{}
 	for _, n := range o.nodes {
 		byID[n.ID] = n
+	}
+	if nothingToRecord(c, plan, now) {
+		// No write transaction (and no wait for the store's one writer and
+		// a sync to disk) for a pass that changes nothing: the common one.
+		r.count(plan)
+		return nil
 	}
 	var launches []launch
 	var terminate []planner.NodeChange
@@ -589,6 +598,21 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// nothingToRecord reports whether plan changes nothing the store holds of
+// c: no node to create, launch, adopt, lose, drain, terminate or finish,
+// no orphan, no stop or delete, no autoscaling event, and the status,
+// reason and conditions c already has for its generation.
+func nothingToRecord(c service.ClusterRecord, plan planner.Plan, now time.Time) bool {
+	if !plan.Empty() || plan.Stop != "" || !plan.Autoscale.Empty() || (plan.Status == api.ClusterTerminated && c.HeadAddress != "") {
+		return false
+	}
+	if plan.Status == "" {
+		return true
+	}
+	conds := planner.MergeConditions(c.Conditions, plan.Conditions, now)
+	return plan.Status == c.Status && plan.Reason == c.StatusReason && c.ObservedGeneration == c.Generation && sameConditions(c.Conditions, conds)
 }
 
 // tenantReason is what a tenant is told of a driver's failure. A local

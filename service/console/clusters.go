@@ -188,6 +188,7 @@ type liveState struct {
 	Events       []liveEvent     `json:"events"`
 	Used         api.Resources   `json:"used"`
 	Capacity     api.Resources   `json:"capacity"`
+	UsageText    string          `json:"usage_text"`
 	SampledAt    time.Time       `json:"sampled_at"`
 }
 
@@ -215,6 +216,7 @@ func (c *Console) clusterLive(w http.ResponseWriter, r *http.Request, v *visit) 
 	}
 	if d.Usage != nil {
 		out.Used, out.Capacity = d.Usage.Used, d.Usage.Capacity
+		out.UsageText = usageText(d.Usage)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -336,4 +338,9 @@ func parseRequests(text string) ([]api.ResourceDemand, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// usageText is the usage chart's caption.
+func usageText(u *api.ClusterUsage) string {
+	return fmt.Sprintf("Now: using %s of %s; cost so far $%.2f", resourcesText(u.Used), resourcesText(u.Capacity), u.AccruedCost)
 }

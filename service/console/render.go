@@ -36,6 +36,7 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("$%.2f", *p)
 	},
 	"resources": resourcesText,
+	"usage":     usageText,
 }
 
 func parsePages() (map[string]*template.Template, error) {
@@ -145,6 +146,8 @@ func resourcesText(m map[string]float64) string {
 		switch {
 		case k == "memory" && v >= 1<<30:
 			parts[i] = fmt.Sprintf("%s %.1f GiB", k, v/(1<<30))
+		case k == "memory" && v >= 1<<20:
+			parts[i] = fmt.Sprintf("%s %.0f MiB", k, v/(1<<20))
 		case v == math.Trunc(v):
 			parts[i] = fmt.Sprintf("%s %.0f", k, v)
 		default:

@@ -148,6 +148,9 @@ document.addEventListener("submit", function (ev) {
     setText("desired", s.desired_state);
     setText("node-count", s.nodes_running + "/" + s.nodes_total);
     setText("cost", s.hourly_cost);
+    if (s.usage_text) {
+      setText("usage-caption", s.usage_text);
+    }
     renderNodes(s.nodes);
     renderEvents(s.events);
     renderConditions(s.conditions);

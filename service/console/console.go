@@ -118,6 +118,22 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
+// Beside answers /ui/ with the console and everything else with the API,
+// whose routing sees every other request exactly as before.
+func Beside(apiHandler http.Handler, c *Console) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ui" {
+			http.Redirect(w, r, Prefix, http.StatusMovedPermanently)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, Prefix) {
+			c.ServeHTTP(w, r)
+			return
+		}
+		apiHandler.ServeHTTP(w, r)
+	})
+}
+
 // ServeHTTP implements http.Handler: every answer carries the security
 // headers, whatever the page.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -189,16 +205,18 @@ func (c *Console) can(s *session, action string) bool {
 	return !rt.System || s.System
 }
 
-// refuse records a request the console refuses before the API sees it,
-// under the session's token when there is one.
+// refuse records a request of a signed-in browser that the console refuses
+// before the API sees it. Refusals of browsers without a session are not
+// recorded: nothing identifies them, and anyone could otherwise fill the
+// audit log (and hold the store's one writer) at will; they are logged at
+// debug level.
 func (c *Console) refuse(r *http.Request, s *session, reason string) {
-	caller := service.Caller{Action: "auth.denied", RemoteAddr: r.RemoteAddr}
-	if s != nil {
-		caller.Token.ID, caller.Org.ID = s.TokenID, s.OrgID
-	}
-	if c.cfg.Audit == nil {
+	if s == nil || c.cfg.Audit == nil {
+		c.log.Debug("console refused a request", "reason", reason, "remote_addr", r.RemoteAddr)
 		return
 	}
+	caller := service.Caller{Action: "auth.denied", RemoteAddr: r.RemoteAddr}
+	caller.Token.ID, caller.Org.ID = s.TokenID, s.OrgID
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	ev := caller.Event(string(api.CodeForbidden), reason, "route", r.Method+" "+r.URL.Path, c.cfg.Now().UTC())

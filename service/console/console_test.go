@@ -72,10 +72,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, ui)
-	mux.Handle("/", a)
-	e.srv = httptest.NewTLSServer(mux)
+	e.srv = httptest.NewTLSServer(console.Beside(a, ui))
 	t.Cleanup(e.srv.Close)
 	return e
 }

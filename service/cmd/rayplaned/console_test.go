@@ -265,7 +265,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		// From here on the page is never reloaded: a marker set now would be
 		// gone with a reload. Every value of the status badge is recorded as
 		// the page's script changes it.
-		statusEvents := `[...document.querySelectorAll('#events .msg')].map(e => e.textContent.split(':')[0])`
+		statusEvents := `[...document.querySelectorAll('#events li')].filter(li => (li.querySelector('.kind') || {}).textContent === 'status')
+			.map(li => li.querySelector('.msg').textContent.split(':')[0])`
 		before := pageJS[[]string](t, admin, statusEvents)
 		if slices.Contains(before, api.ClusterRunning) {
 			t.Fatalf("the cluster was RUNNING before the page started watching: %v", before)
@@ -305,6 +306,23 @@ func TestConsoleInABrowser(t *testing.T) {
 			waitJS(fmt.Sprintf(`(document.querySelector('tr[data-cluster=%q]')||{textContent: ''}).textContent.includes('2/2')`, c.ID)),
 		)
 		screenshot(t, admin, "clusters")
+
+		// A direct-access token, shown once.
+		browse(t, admin, "access token",
+			chromedp.Navigate(s.endpoint+clusterPath),
+			chromedp.Click(chromedp.ID("access-token")),
+			chromedp.WaitVisible(chromedp.ID("secret")),
+		)
+		access := pageJS[string](t, admin, `document.getElementById('secret').value`)
+		lines := pageJS[string](t, admin, `document.querySelector('main ul').textContent`)
+		if len(access) < 40 || !strings.Contains(lines, "Head URL: https://") {
+			t.Fatalf("access token page: a %d-character token, %q", len(access), lines)
+		}
+		browse(t, admin, "back to the cluster", chromedp.Click(chromedp.ID("back")),
+			waitJS(`location.pathname === '`+clusterPath+`' && !!document.getElementById('status')`))
+		if html := pageJS[string](t, admin, `document.documentElement.outerHTML`); strings.Contains(html, access) {
+			t.Fatal("the cluster page shows the access token again")
+		}
 
 		// Terminate (the confirmation dialog is accepted) and watch it end.
 		browse(t, admin, "terminate",

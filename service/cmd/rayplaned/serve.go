@@ -252,11 +252,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	root := http.NewServeMux()
-	root.Handle(console.Prefix, ui)
-	root.Handle("/", api)
 	srv := &http.Server{
-		Handler:           root,
+		Handler:           console.Beside(api, ui),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

@@ -25,6 +25,7 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/internal/tlsca"
 	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/console"
 	"github.com/rayplane/rayplane/service/httpapi"
 	"github.com/rayplane/rayplane/service/reconciler"
 )
@@ -231,19 +232,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: store, Drivers: drivers, Logger: log})
 	lastUsed := &service.LastUsed{}
+	cp := &service.ControlPlane{
+		Store:            store,
+		Catalog:          reconciler.Catalog(drivers),
+		Wake:             rec.Wake,
+		CloudChanged:     verifier.Wake,
+		VerifyNow:        verifier.VerifyNow,
+		Tokens:           lastUsed,
+		Cache:            cache,
+		Recent:           liveness,
+		LocalStorageRoot: localNodes.storage,
+		LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
+	}
 	api := httpapi.New(httpapi.Config{
-		ControlPlane: &service.ControlPlane{
-			Store:            store,
-			Catalog:          reconciler.Catalog(drivers),
-			Wake:             rec.Wake,
-			CloudChanged:     verifier.Wake,
-			VerifyNow:        verifier.VerifyNow,
-			Tokens:           lastUsed,
-			Cache:            cache,
-			Recent:           liveness,
-			LocalStorageRoot: localNodes.storage,
-			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
-		},
+		ControlPlane: cp,
 		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, WakeCluster: rec.WakeCluster, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage, Access: access},
 		Access:       access,
@@ -253,8 +255,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:       log,
 		Registry:     reg,
 	})
+	// The web console is a client of the same API, on the same listener.
+	ui, err := console.New(console.Config{API: api, Audit: cp, Logger: log})
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           console.Beside(api, ui),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

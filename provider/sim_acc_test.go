@@ -89,7 +89,8 @@ const simClusterSize = 1000
 // head and 999 workers through OpenTofu, RUNNING with 1,000 running nodes
 // whose instances are the fleet's; resource requests grow it by 50; the
 // data source reads the cloud's sim block back; destroy leaves no
-// instance in the fleet.
+// instance in the fleet. A group holds at most 1,000 nodes, so the growth
+// goes to a second group.
 func TestAccSimCluster1000(t *testing.T) {
 	accOnly(t)
 	fl := startSimFleet(t)
@@ -120,7 +121,10 @@ resource "rayplane_cloud_verification" "sim" {
 resource "rayplane_compute_config" "sim" {
   name            = "acc-sim"
   head_node       = { instance_type = "sim.cpu4" }
-  worker_groups   = [{ name = "cpu", instance_type = "sim.cpu4", min_nodes = ` + fmt.Sprint(simClusterSize-1) + `, max_nodes = ` + fmt.Sprint(simClusterSize+100) + ` }]
+  worker_groups = [
+    { name = "cpu", instance_type = "sim.cpu4", min_nodes = ` + fmt.Sprint(simClusterSize-1) + `, max_nodes = ` + fmt.Sprint(simClusterSize-1) + ` },
+    { name = "burst", instance_type = "sim.cpu4", min_nodes = 0, max_nodes = 100 },
+  ]
   upscaling_speed = 100
 }
 `

@@ -95,6 +95,9 @@ func TestLaunchListTerminate(t *testing.T) {
 	if l, _ := d.List(ctx, nil); len(l) != 1 || l[0].ID != b.ID {
 		t.Fatalf("after terminate, list answered %+v; want only %s", l, b.ID)
 	}
+	if l, _ := d.List(ctx, map[string]string{cloud.TagCluster: "cls_1"}); len(l) != 1 || l[0].ID != b.ID {
+		t.Fatalf("after terminate, list by cluster answered %+v; want only %s", l, b.ID)
+	}
 	types, err := d.InstanceTypes(ctx)
 	if err != nil || len(types) != 2 || types[1].GPUs != 1 || types[1].PricePerHour != 2 {
 		t.Fatalf("instance types %+v, %v", types, err)

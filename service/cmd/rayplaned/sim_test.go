@@ -221,3 +221,27 @@ func TestSimCloudWithoutFleet(t *testing.T) {
 		return got.Status == api.CloudError && strings.Contains(got.StatusReason, "--sim-fleet-url")
 	})
 }
+
+// TestFleetFlags: the fleet serves plain HTTP, so only on loopback; a
+// token file that is not one token is refused without being echoed.
+func TestFleetFlags(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "token")
+	if err := os.WriteFile(bad, []byte("rpf_secret part two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "0.0.0.0:0", "--token-file", filepath.Join(dir, "t2")}, "loopback"},
+		{[]string{"--listen", "127.0.0.1:0", "--token-file", bad}, "one token without spaces"},
+		{[]string{"--listen", "127.0.0.1:0", "--token-file", filepath.Join(dir, "t3"), "--launch-failure-fraction", "2"}, "launch_failure_fraction"},
+		{[]string{"--listen", "127.0.0.1:0", "--token-file", filepath.Join(dir, "t4"), "--workload", filepath.Join(dir, "none.json")}, "--workload"},
+	} {
+		out, err := exec.Command(binary, append([]string{"fleet"}, tc.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), "part two") {
+			t.Errorf("fleet %v: %v: %s; want a refusal naming %q", tc.args, err, out, tc.want)
+		}
+	}
+}

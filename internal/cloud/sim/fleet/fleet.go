@@ -54,10 +54,11 @@ type Fleet struct {
 	work chan *instance
 
 	mu        sync.Mutex
-	instances map[string]*instance // by id
-	byKey     map[string]*instance // by cloud id + "/" + idempotency key
-	byCluster map[string]map[*instance]struct{}
-	alive     map[string]int // by cloud id + "/" + instance type
+	instances map[string]*instance              // by id
+	byKey     map[string]*instance              // by cloud id + "/" + idempotency key
+	byCluster map[string]map[*instance]struct{} // by the bootstrap's cluster id: whose workload a head places
+	byTag     map[string]map[*instance]struct{} // by the cluster tag: what a list by cluster reads
+	alive     map[string]int                    // by cloud id + "/" + instance type
 	timers    timerHeap
 	wake      chan struct{}
 	faults    sim.Faults
@@ -145,6 +146,7 @@ func New(cfg Config) (*Fleet, error) {
 		cfg: cfg, log: cfg.Logger, now: cfg.Now,
 		work:      make(chan *instance),
 		instances: map[string]*instance{}, byKey: map[string]*instance{}, byCluster: map[string]map[*instance]struct{}{},
+		byTag: map[string]map[*instance]struct{}{},
 		alive: map[string]int{}, wake: make(chan struct{}, 1),
 		faults: standing(cfg.Faults), workload: cfg.Workload, workSince: cfg.Now(),
 		rng: mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
@@ -267,10 +269,8 @@ func (f *Fleet) Launch(req sim.LaunchRequest) (sim.Instance, error) {
 	}
 	f.instances[in.id] = in
 	f.byKey[key] = in
-	if f.byCluster[in.clusterID] == nil {
-		f.byCluster[in.clusterID] = map[*instance]struct{}{}
-	}
-	f.byCluster[in.clusterID][in] = struct{}{}
+	addTo(f.byCluster, in.clusterID, in)
+	addTo(f.byTag, in.tags[cloud.TagCluster], in)
 	f.alive[typeKey]++
 	f.st.launches.Add(1)
 	delay := f.cfg.BootDelay + time.Duration(f.faults.RegistrationDelaySeconds*float64(time.Second))
@@ -294,12 +294,8 @@ func (f *Fleet) remove(in *instance) {
 	if f.byKey[in.key] == in {
 		delete(f.byKey, in.key)
 	}
-	if m := f.byCluster[in.clusterID]; m != nil {
-		delete(m, in)
-		if len(m) == 0 {
-			delete(f.byCluster, in.clusterID)
-		}
-	}
+	removeFrom(f.byCluster, in.clusterID, in)
+	removeFrom(f.byTag, in.tags[cloud.TagCluster], in)
 	typeKey := in.cloudID + "/" + in.shape.Name
 	if f.alive[typeKey]--; f.alive[typeKey] <= 0 {
 		delete(f.alive, typeKey)
@@ -322,7 +318,13 @@ func (f *Fleet) List(want map[string]string) []sim.Instance {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := []sim.Instance{}
-	for _, in := range f.instances {
+	var candidates iterInstances = f.all
+	if c, ok := want[cloud.TagCluster]; ok {
+		// The reconciler lists by cluster on every pass: the index keeps
+		// that proportional to the cluster, not to the fleet.
+		candidates = f.tagged(c)
+	}
+	for in := range candidates {
 		match := true
 		for k, v := range want {
 			if in.tags[k] != v {
@@ -346,6 +348,45 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+type iterInstances func(yield func(*instance) bool)
+
+// all yields every instance; f.mu is held.
+func (f *Fleet) all(yield func(*instance) bool) {
+	for _, in := range f.instances {
+		if !yield(in) {
+			return
+		}
+	}
+}
+
+// tagged answers an iterator over the instances whose cluster tag is c;
+// f.mu is held.
+func (f *Fleet) tagged(c string) iterInstances {
+	return func(yield func(*instance) bool) {
+		for in := range f.byTag[c] {
+			if !yield(in) {
+				return
+			}
+		}
+	}
+}
+
+func addTo(idx map[string]map[*instance]struct{}, k string, in *instance) {
+	if idx[k] == nil {
+		idx[k] = map[*instance]struct{}{}
+	}
+	idx[k][in] = struct{}{}
+}
+
+func removeFrom(idx map[string]map[*instance]struct{}, k string, in *instance) {
+	if m := idx[k]; m != nil {
+		delete(m, in)
+		if len(m) == 0 {
+			delete(idx, k)
+		}
+	}
 }
 
 // view answers in as the API shows it; f.mu is held.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -398,5 +399,90 @@ func TestPlace(t *testing.T) {
 	f.place(head)
 	if head.usage != nil || head.idleSince == nil || !head.idleSince.Equal(now) || len(head.demand) != 0 {
 		t.Fatalf("after the workload: head usage %v idle %v demand %v", head.usage, head.idleSince, head.demand)
+	}
+}
+
+// The fleet's API: a token on every route but /healthz, bodies checked
+// with the field named, unknown fields refused.
+func TestHandler(t *testing.T) {
+	f, _ := New(Config{})
+	srv := httptest.NewServer(f.Handler("rpf_t"))
+	t.Cleanup(srv.Close)
+	do := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = io.Copy(&b, resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		status                          int
+		want                            string
+	}{
+		{"health without token", "GET", "/healthz", "", "", 200, "ok"},
+		{"stats without token", "GET", "/v1/stats", "", "", 401, "unauthorized"},
+		{"stats with another token", "GET", "/v1/stats", "rpf_x", "", 401, "unauthorized"},
+		{"stats", "GET", "/v1/stats", "rpf_t", "", 200, `"instances":0`},
+		{"bad fault", "PUT", "/v1/faults", "rpf_t", `{"silent_fraction":2}`, 400, "silent_fraction"},
+		{"unknown field", "PUT", "/v1/faults", "rpf_t", `{"silent":1}`, 400, "unknown field"},
+		{"bad workload", "PUT", "/v1/workload", "rpf_t", `{"phases":[{"duration_seconds":1,"tasks":[{"shape":{"CPU":-1},"count":1}]}]}`, 400, "phases[0].tasks[0].shape.CPU"},
+		{"workload", "PUT", "/v1/workload", "rpf_t", `{"phases":[{"duration_seconds":0,"tasks":[{"shape":{"CPU":1},"count":3}]}]}`, 200, `"count":3`},
+		{"bad launch", "POST", "/v1/instances", "rpf_t", `{"cloud_id":"c","node_id":"n","idempotency_key":"k","instance_type":{"name":"x","cpus":0,"memory_bytes":1},"bootstrap":{}}`, 400, "instance_type.cpus"},
+		{"launch without bootstrap token", "POST", "/v1/instances", "rpf_t", `{"cloud_id":"c","node_id":"n","idempotency_key":"k","instance_type":{"name":"x","cpus":1,"memory_bytes":1},"bootstrap":{"control_plane_url":"https://h","cluster_id":"cls","node_id":"n"}}`, 400, "bootstrap_token"},
+		{"bad tag query", "GET", "/v1/instances?tag=nokey", "rpf_t", "", 400, "key=value"},
+		{"terminate unknown", "DELETE", "/v1/instances/sim-00000000000000000000", "rpf_t", "", 204, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := do(tc.method, tc.path, tc.token, tc.body)
+			if status != tc.status || !strings.Contains(body, tc.want) {
+				t.Fatalf("%s %s: %d %s; want %d with %q", tc.method, tc.path, status, body, tc.status, tc.want)
+			}
+		})
+	}
+}
+
+// A configuration the control plane answers for another node is not
+// applied: the agent keeps its own and counts a bad answer.
+func TestHostileControlPlaneAnswer(t *testing.T) {
+	var mu sync.Mutex
+	beats := 0
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/agent/register", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(api.AgentRegisterResponse{NodeCredential: "cred",
+			Config: api.AgentConfig{ClusterID: "cls_1", NodeID: "node_a", HeartbeatIntervalSeconds: 1, Desired: api.AgentRun}})
+	})
+	mux.HandleFunc("POST /v1/agent/clusters/{c}/nodes/{n}/heartbeat", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		beats++
+		mu.Unlock()
+		// Another node's configuration, asking to stop.
+		_ = json.NewEncoder(w).Encode(api.AgentHeartbeatResponse{ConfigHash: "ffff",
+			Config: api.AgentConfig{ClusterID: "cls_1", NodeID: "node_b", HeartbeatIntervalSeconds: 1, Desired: api.AgentStop}})
+	})
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	f := runFleet(t, Config{})
+	boot, _ := json.Marshal(api.AgentBootstrap{ControlPlaneURL: srv.URL, CACertPEM: ca, ClusterID: "cls_1", NodeID: "node_a", BootstrapToken: "rpb_x"})
+	if _, err := f.Launch(sim.LaunchRequest{CloudID: "cld_1", NodeID: "node_a", IdempotencyKey: "k", Bootstrap: boot,
+		InstanceType: sim.Shape{Name: "sim.cpu", CPUs: 1, MemoryBytes: 1 << 30}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "three beats answered with another node's configuration", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return beats >= 3
+	})
+	st := f.Stats()
+	if st.ByPhase[sim.PhaseRunning] != 1 || st.Errors["bad_answer"] < 2 || st.HeartbeatsFailed < 2 {
+		t.Fatalf("stats %+v: want the agent still running, the answers counted bad", st)
 	}
 }

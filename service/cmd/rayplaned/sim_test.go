@@ -113,8 +113,9 @@ const simCloudJSON = `{"name":%q,"provider":"sim","heartbeat":{"interval_seconds
 
 // TestSimCluster: a sim cloud of the system organization (another
 // organization is refused), a cluster of 200 nodes RUNNING, grown by
-// resource requests; silent and killed nodes go LOST and are replaced; a
-// type beyond its capacity errors a cluster with the reason; deleting
+// resource requests; silent and killed nodes go LOST and are replaced;
+// the fleet's workload shows as usage and grows the cluster by its demand;
+// a type beyond its capacity errors a cluster with the reason; deleting
 // the clusters leaves no instance in the fleet.
 func TestSimCluster(t *testing.T) {
 	fl := startFleet(t)
@@ -183,6 +184,28 @@ func TestSimCluster(t *testing.T) {
 	}
 	if lost != 6 {
 		t.Fatalf("%d node_lost events for the 6 nodes hit", lost)
+	}
+
+	// A workload of 215 tasks of a whole node: the head places 210 on the
+	// running nodes and reports 5 as demand, which grows the cluster until
+	// every task is placed and every node reports its 4 CPUs busy.
+	var w sim.Workload
+	fl.do(t, "PUT", "/v1/workload", sim.Workload{Phases: []sim.Phase{{Tasks: []sim.Tasks{{Shape: api.Resources{"CPU": 4}, Count: 215}}}}}, &w)
+	s.waitFor(t, c.ID, 90*time.Second, "215 nodes busy with the workload", func(c api.Cluster, ns []api.Node) bool {
+		busy := 0
+		for _, n := range byStatus(ns, api.NodeRunning) {
+			if n.Usage["CPU"] == 4 && n.IdleSince == nil {
+				busy++
+			}
+		}
+		return busy == 215
+	})
+	grew := false
+	for _, e := range decodeJSON[api.Page[api.ClusterEvent]](t, s.must(t, 200, "GET", "/v1/clusters/"+c.ID+"/events?limit=500", "")).Items {
+		grew = grew || (e.Kind == "autoscaler" && strings.Contains(e.Message, "for pending demand"))
+	}
+	if !grew {
+		t.Fatal("no autoscaler event launches for the workload's demand")
 	}
 
 	// sim.gpu has capacity 1: a group of 2 cannot be had.

@@ -103,9 +103,10 @@ func (f *Fleet) register(ctx context.Context, in *instance) {
 		in.busy = false
 		return
 	}
-	// The first beat at a random point of the interval, so beats of
-	// agents launched together spread over it.
-	f.schedule(in, f.now().Add(time.Duration(f.rng.Int64N(int64(in.interval)))))
+	// The first beat at once, as `rayplaned agent` does: until a node's
+	// first report the control plane counts it busy, so a late one would
+	// make the autoscaler launch for demand the node could take.
+	f.schedule(in, f.now())
 }
 
 func backoff(tries int) time.Duration {
@@ -197,7 +198,15 @@ func (f *Fleet) heartbeat(ctx context.Context, in *instance) {
 		f.apply(in, ans.Config, hash)
 	}
 	if in.phase == sim.PhaseRunning || in.phase == sim.PhaseDrained {
-		f.schedule(in, f.now().Add(in.interval))
+		next := in.interval
+		if !in.spread {
+			// The second beat at a random point of the second half of
+			// the interval, so the beats of agents launched together
+			// spread out and stay spread.
+			in.spread = true
+			next -= time.Duration(f.rng.Int64N(int64(in.interval)/2 + 1))
+		}
+		f.schedule(in, f.now().Add(next))
 	} else {
 		in.busy = false
 	}

@@ -91,6 +91,7 @@ type instance struct {
 	registered  time.Time
 	regTries    int
 	silentNext  bool // the silent-fraction fault picked it at launch
+	spread      bool // its beats were spread over the interval (after the first)
 	gone        bool // terminated or killed
 	busy        bool // a worker holds it
 	due         time.Time

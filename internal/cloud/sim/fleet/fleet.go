@@ -66,7 +66,8 @@ type Fleet struct {
 	workSince time.Time // when the workload was put
 	rng       *mrand.Rand
 
-	transports sync.Map // control plane URL + CA → *http.Client
+	transports sync.Map          // control plane URL + CA → *http.Client
+	interned   map[string]string // control plane URLs and CAs: every agent of a control plane shares one copy
 
 	st      counters
 	latency latencyRing
@@ -147,7 +148,7 @@ func New(cfg Config) (*Fleet, error) {
 		cfg: cfg, log: cfg.Logger, now: cfg.Now,
 		work:      make(chan *instance),
 		instances: map[string]*instance{}, byKey: map[string]*instance{}, byCluster: map[string]map[*instance]struct{}{},
-		byTag: map[string]map[*instance]struct{}{},
+		byTag: map[string]map[*instance]struct{}{}, interned: map[string]string{},
 		alive: map[string]int{}, wake: make(chan struct{}, 1),
 		faults: standing(cfg.Faults), workload: cfg.Workload, workSince: cfg.Now(),
 		rng: mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
@@ -263,6 +264,7 @@ func (f *Fleet) Launch(req sim.LaunchRequest) (sim.Instance, error) {
 		f.st.launchFailures.Add(1)
 		return sim.Instance{}, &LaunchError{Kind: sim.ErrTransient, Msg: "launch failed (injected fault)"}
 	}
+	boot.ControlPlaneURL, boot.CACertPEM = f.intern(boot.ControlPlaneURL), f.intern(boot.CACertPEM)
 	in := &instance{
 		id: newID(), cloudID: req.CloudID, nodeID: req.NodeID, clusterID: boot.ClusterID, key: key,
 		shape: req.InstanceType, tags: req.Tags, boot: boot, phase: sim.PhaseBooting, heapIndex: -1,
@@ -277,6 +279,19 @@ func (f *Fleet) Launch(req sim.LaunchRequest) (sim.Instance, error) {
 	delay := f.cfg.BootDelay + time.Duration(f.faults.RegistrationDelaySeconds*float64(time.Second))
 	f.schedule(in, f.now().Add(delay))
 	return f.view(in), nil
+}
+
+// intern answers the one copy of s the fleet keeps; f.mu is held. The
+// strings interned are few (one URL and CA per control plane) and bounded:
+// past 1,024 of them, s is kept as it is.
+func (f *Fleet) intern(s string) string {
+	if v, ok := f.interned[s]; ok {
+		return v
+	}
+	if len(f.interned) < 1024 {
+		f.interned[s] = s
+	}
+	return s
 }
 
 // LaunchError is a launch the fleet refused, of a sim.Err* kind.

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -204,6 +205,11 @@ func (f *Fleet) Run(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+	// Nothing of the agents outlives Run: their connections neither.
+	f.transports.Range(func(_, c any) bool {
+		c.(*http.Client).CloseIdleConnections()
+		return true
+	})
 }
 
 // schedule puts in on the heap at due; f.mu is held.

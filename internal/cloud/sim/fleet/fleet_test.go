@@ -215,6 +215,7 @@ func TestAgentsLifecycle(t *testing.T) {
 	if still {
 		t.Fatal("a terminated instance is still listed or scheduled")
 	}
+	checkIndexes(t, f)
 }
 
 // A refused bootstrap token ends the agent after a few tries; the
@@ -267,6 +268,7 @@ func TestFaults(t *testing.T) {
 	if l := f.List(map[string]string{"rayplane-node": res.Killed[0]}); len(l) != 0 {
 		t.Fatalf("a killed node is still listed: %+v", l)
 	}
+	checkIndexes(t, f)
 	// A silenced agent beats no more: its count stops while others go on.
 	before := len(cp.beatsOf(res.Silenced[0]))
 	other := res.Silenced[0]
@@ -484,5 +486,44 @@ func TestHostileControlPlaneAnswer(t *testing.T) {
 	st := f.Stats()
 	if st.ByPhase[sim.PhaseRunning] != 1 || st.Errors["bad_answer"] < 2 || st.HeartbeatsFailed < 2 {
 		t.Fatalf("stats %+v: want the agent still running, the answers counted bad", st)
+	}
+}
+
+// checkIndexes holds the fleet's indexes to its instances: nothing of a
+// terminated or killed instance is left in any of them.
+func checkIndexes(t *testing.T, f *Fleet) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	count := func(idx map[string]map[*instance]struct{}) int {
+		n := 0
+		for _, m := range idx {
+			for in := range m {
+				if f.instances[in.id] != in {
+					t.Errorf("index holds instance %s, which is gone", in.id)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	alive := 0
+	for _, n := range f.alive {
+		alive += n
+	}
+	for _, in := range f.byKey {
+		if f.instances[in.id] != in {
+			t.Errorf("idempotency key of gone instance %s kept", in.id)
+		}
+	}
+	for _, in := range f.timers {
+		if f.instances[in.id] != in || in.gone {
+			t.Errorf("gone instance %s still scheduled", in.id)
+		}
+	}
+	n := len(f.instances)
+	if count(f.byCluster) != n || count(f.byTag) != n || alive != n || len(f.byKey) != n {
+		t.Errorf("indexes out of step: %d instances, by cluster %d, by tag %d, alive %d, keys %d",
+			n, count(f.byCluster), count(f.byTag), alive, len(f.byKey))
 	}
 }

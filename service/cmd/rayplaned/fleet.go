@@ -119,6 +119,9 @@ func fleetToken(path string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("--token-file: %w", err)
 	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("--token-file %s: mode %v lets others read the token; chmod 600 it", path, fi.Mode().Perm())
+	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return "", fmt.Errorf("--token-file %s: must hold one token without spaces", path)

@@ -253,10 +253,18 @@ func TestFleetFlags(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("rpf_secret part two\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	open := filepath.Join(dir, "open-token")
+	if err := os.WriteFile(open, []byte("rpf_readable\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--listen", "127.0.0.1:0", "--token-file", open}, "chmod 600"},
 		{[]string{"--listen", "0.0.0.0:0", "--token-file", filepath.Join(dir, "t2")}, "loopback"},
 		{[]string{"--listen", "127.0.0.1:0", "--token-file", bad}, "one token without spaces"},
 		{[]string{"--listen", "127.0.0.1:0", "--token-file", filepath.Join(dir, "t3"), "--launch-failure-fraction", "2"}, "launch_failure_fraction"},

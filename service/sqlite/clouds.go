@@ -17,10 +17,11 @@ type credentials struct {
 	AWS        *api.AWSCloud        `json:"aws,omitempty"`
 	GCP        *api.GCPCloud        `json:"gcp,omitempty"`
 	Kubernetes *api.KubernetesCloud `json:"kubernetes,omitempty"`
+	Sim        *api.SimCloud        `json:"sim,omitempty"`
 }
 
 func splitSecret(c api.Cloud) (credentials, string) {
-	cr := credentials{AWS: c.AWS, GCP: c.GCP}
+	cr := credentials{AWS: c.AWS, GCP: c.GCP, Sim: c.Sim}
 	var secret string
 	if c.Kubernetes != nil {
 		k := *c.Kubernetes
@@ -68,7 +69,7 @@ func scanCloud(s scanner) (api.Cloud, error) {
 	if err := json.Unmarshal([]byte(cr), &creds); err != nil {
 		return c, fmt.Errorf("cloud %s credentials: %w", c.ID, err)
 	}
-	c.AWS, c.GCP, c.Kubernetes = creds.AWS, creds.GCP, creds.Kubernetes
+	c.AWS, c.GCP, c.Kubernetes, c.Sim = creds.AWS, creds.GCP, creds.Kubernetes, creds.Sim
 	if c.Kubernetes != nil {
 		c.Kubernetes.TokenSet = tokenSet
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -76,6 +77,9 @@ type Instance struct {
 	State        string            `json:"state"` // pending (not registered yet) or running
 	Tags         map[string]string `json:"tags"`
 	Address      string            `json:"address,omitempty"`
+	// LastHeartbeatAt is when the agent sent the last heartbeat the control
+	// plane answered (benchmarks check it was recorded).
+	LastHeartbeatAt *time.Time `json:"last_heartbeat_at,omitempty"`
 }
 
 // InstanceList is the answer of a list.

@@ -32,6 +32,7 @@ func fleetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tokenFile := fsf.String("token-file", env("FLEET_TOKEN_FILE", "rayplane-fleet-token"), "file holding the API's token, created 0600 with a new token when absent; serve's --sim-fleet-token-file ($RAYPLANE_FLEET_TOKEN_FILE)")
 	conns := fsf.Int("connections", 64, "connections to each control plane, and agent calls in flight")
 	bootDelay := fsf.Duration("boot-delay", 0, "time from launch to an agent's registration")
+	hbInterval := fsf.Duration("heartbeat-interval", 0, "replaces the heartbeat interval the control plane answers (benchmarks: 1ms beats back to back); 0: the control plane's")
 	workloadFile := fsf.String("workload", env("FLEET_WORKLOAD", ""), "JSON workload every simulated cluster runs (phases of tasks); empty: none ($RAYPLANE_FLEET_WORKLOAD)")
 	launchFail := fsf.Float64("launch-failure-fraction", 0, "fault: fraction of launches that fail with a transient error")
 	capErrs := fsf.String("capacity-errors", "", "fault: comma-separated instance types whose launches fail with a capacity error")
@@ -74,7 +75,7 @@ func fleetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fl, err := fleet.New(fleet.Config{Connections: *conns, BootDelay: *bootDelay, Faults: faults, Workload: workload, Logger: log})
+	fl, err := fleet.New(fleet.Config{Connections: *conns, BootDelay: *bootDelay, HeartbeatInterval: *hbInterval, Faults: faults, Workload: workload, Logger: log})
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
 	}

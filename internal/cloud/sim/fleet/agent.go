@@ -121,6 +121,9 @@ func (f *Fleet) apply(in *instance, c api.AgentConfig, hash string) {
 	in.desired = c.Desired
 	in.runtimeHash = c.RuntimeHash
 	in.interval = time.Duration(c.HeartbeatIntervalSeconds) * time.Second
+	if f.cfg.HeartbeatInterval > 0 {
+		in.interval = f.cfg.HeartbeatInterval
+	}
 	switch c.Desired {
 	case api.AgentDrain:
 		if in.phase == sim.PhaseBooting || in.phase == sim.PhaseRunning {
@@ -190,6 +193,7 @@ func (f *Fleet) heartbeat(ctx context.Context, in *instance) {
 	}
 	f.st.heartbeatsOK.Add(1)
 	f.latency.add(took)
+	in.lastAcked = start
 	if ans.NodeCredential != "" {
 		in.credential = ans.NodeCredential
 		f.st.renewals.Add(1)

@@ -40,9 +40,13 @@ type Config struct {
 	// BootDelay is how long an instance takes from launch to its agent's
 	// first call (on top of any registration delay fault).
 	BootDelay time.Duration
-	Faults    sim.Faults
-	Workload  sim.Workload
-	Logger    *slog.Logger
+	// HeartbeatInterval, when set, replaces the interval the control plane
+	// answers: a benchmark makes the agents beat back to back (1ms) to find
+	// the most a control plane carries (make bench-scale's P1).
+	HeartbeatInterval time.Duration
+	Faults            sim.Faults
+	Workload          sim.Workload
+	Logger            *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -90,6 +94,7 @@ type instance struct {
 	desired     string
 	runtimeHash string
 	interval    time.Duration
+	lastAcked   time.Time // when the last heartbeat the control plane answered 200 was sent
 	registered  time.Time
 	regTries    int
 	silentNext  bool // the silent-fraction fault picked it at launch
@@ -132,6 +137,9 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	if cfg.BootDelay < 0 {
 		return nil, fmt.Errorf("boot delay must not be negative, got %s", cfg.BootDelay)
+	}
+	if cfg.HeartbeatInterval < 0 {
+		return nil, fmt.Errorf("heartbeat interval must not be negative, got %s", cfg.HeartbeatInterval)
 	}
 	if err := CheckFaults(cfg.Faults); err != nil {
 		return nil, err
@@ -417,8 +425,13 @@ func (f *Fleet) view(in *instance) sim.Instance {
 	if in.phase != sim.PhaseBooting {
 		state = cloud.InstanceRunning
 	}
-	return sim.Instance{ID: in.id, CloudID: in.cloudID, NodeID: in.nodeID, InstanceType: in.shape.Name, State: state,
+	out := sim.Instance{ID: in.id, CloudID: in.cloudID, NodeID: in.nodeID, InstanceType: in.shape.Name, State: state,
 		Tags: in.tags, Address: address(in)}
+	if !in.lastAcked.IsZero() {
+		t := in.lastAcked.UTC()
+		out.LastHeartbeatAt = &t
+	}
+	return out
 }
 
 // address is where a simulated node "listens": a made-up host per node.

@@ -63,6 +63,7 @@ type config struct {
 	p5Nodes   []int
 	clusters  int
 	lostKill  int
+	nodesPer  int // nodes per cluster of the P5 run under way
 	planN     int
 	planRuns  int
 	conns     int
@@ -307,6 +308,28 @@ func waitFor(ctx context.Context, what string, limit time.Duration, ok func() (b
 	}
 }
 
+// waitForEvery is waitFor polling every poll.
+func waitForEvery(ctx context.Context, what string, limit, poll time.Duration, ok func() (bool, string, error)) error {
+	deadline := time.Now().Add(limit)
+	for {
+		done, progress, err := ok()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if done {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s (%s)", what, limit, progress)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
 // The fleet.
 
 type fleet struct {
@@ -407,6 +430,8 @@ func (f *fleet) rate(ctx context.Context, w time.Duration) (float64, sim.Stats, 
 
 type server struct {
 	p        *proc
+	pprof    string // base URL of its profiles
+	dir      string
 	dataDir  string
 	endpoint string
 	cl       *client.Client
@@ -420,13 +445,18 @@ func startServe(ctx context.Context, c config, dir string, f *fleet, args ...str
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
+	pport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	all := append([]string{"serve", "--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn",
+		"--pprof-listen", fmt.Sprintf("127.0.0.1:%d", pport),
 		"--sim-fleet-url", f.url, "--sim-fleet-token-file", filepath.Join(dir, "fleet-token"), "--local-orgs", ""}, args...)
 	p, err := start("rayplaned", filepath.Join(dir, "serve.log"), filepath.Join(c.bin, "rayplaned"), all...)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{p: p, dataDir: data, endpoint: fmt.Sprintf("https://127.0.0.1:%d", port)}
+	s := &server{p: p, dataDir: data, endpoint: fmt.Sprintf("https://127.0.0.1:%d", port), pprof: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof", pport), dir: dir}
 	err = waitFor(ctx, "rayplaned to serve", 2*time.Minute, func() (bool, string, error) {
 		if !p.alive() {
 			return false, "", fmt.Errorf("exited:\n%s", p.tail())
@@ -452,6 +482,37 @@ func startServe(ctx context.Context, c config, dir string, f *fleet, args ...str
 	return s, err
 }
 
+// profile saves one of rayplaned's profiles (a query such as
+// "profile?seconds=20" or "heap") as name and prints the top of it
+// (go tool pprof -top): where the time or the memory goes.
+func (s *server) profile(c config, query, name string, extra ...string) error {
+	resp, err := http.Get(s.pprof + "/" + query)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	path := filepath.Join(s.dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=20"}, extra...)
+	out, err := exec.Command("go", append(args, filepath.Join(c.bin, "rayplaned"), path)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof %s: %v: %s", name, err, out)
+	}
+	fmt.Printf("  profile %s (%s):\n", name, path)
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fmt.Println("    " + l)
+	}
+	return nil
+}
+
 // pid answers rayplaned's process id.
 func (s *server) pid() int { return s.p.cmd.Process.Pid }
 
@@ -459,7 +520,7 @@ func (s *server) pid() int { return s.p.cmd.Process.Pid }
 // active.
 func (s *server) simCloud(ctx context.Context, interval, lostAfter int) (api.Cloud, error) {
 	cl, err := s.cl.CreateCloud(ctx, api.CloudSpec{Name: "bench", Provider: api.ProviderSim,
-		Sim: &api.SimCloud{InstanceTypes: []api.SimInstanceType{{Name: "sim-4x16", CPUs: 4, MemoryBytes: 16 << 30, PricePerHour: 0.2}}},
+		Sim:       &api.SimCloud{InstanceTypes: []api.SimInstanceType{{Name: "sim-4x16", CPUs: 4, MemoryBytes: 16 << 30, PricePerHour: 0.2}}},
 		Heartbeat: api.HeartbeatConfig{IntervalSeconds: interval, LostAfter: lostAfter}})
 	if err != nil {
 		return cl, err
@@ -648,8 +709,15 @@ func p1(ctx context.Context, c config, r *report) error {
 	if err := waitRegistered(ctx, f, c.p1Nodes); err != nil {
 		return err
 	}
+	profErr := make(chan error, 1)
+	go func() {
+		profErr <- s.profile(c, fmt.Sprintf("profile?seconds=%d", int(c.window.Seconds())), "p1-cpu.pprof")
+	}()
 	rate, st, err := f.rate(ctx, c.window)
 	if err != nil {
+		return err
+	}
+	if err := <-profErr; err != nil {
 		return err
 	}
 	fmt.Printf("  rayplaned: %.0f heartbeats/s, p50 %.2f ms, p99 %.2f ms, failed %d\n", rate, st.HeartbeatP50Ms, st.HeartbeatP99Ms, st.HeartbeatsFailed)
@@ -745,6 +813,7 @@ func listAllNodes(ctx context.Context, cl *client.Client, clusterID string) ([]a
 
 func p5(ctx context.Context, c config, nodes int, r *report) error {
 	per := nodes / c.clusters
+	c.nodesPer = per
 	fmt.Printf("P5: %d simulated nodes in %d clusters of %d, heartbeats every 5 s\n", per*c.clusters, c.clusters, per)
 	dir := filepath.Join(c.dir, fmt.Sprintf("p5-%d", nodes))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -760,7 +829,7 @@ func p5(ctx context.Context, c config, nodes int, r *report) error {
 	}
 	// The idle server: its RSS and CPU before any node.
 	time.Sleep(5 * time.Second)
-	idleRSS := rssMB(s.pid())
+	idleRSS, idleAnon := rssMB(s.pid()), anonMB(s.pid())
 	idleCPU, err := cpuOver(ctx, s.pid(), 10*time.Second)
 	if err != nil {
 		return err
@@ -788,7 +857,10 @@ func p5(ctx context.Context, c config, nodes int, r *report) error {
 	if err != nil {
 		return err
 	}
-	rss := rssMB(s.pid())
+	rss, anon := rssMB(s.pid()), anonMB(s.pid())
+	if err := s.profile(c, "heap", fmt.Sprintf("p5-%d-heap.pprof", nodes), "-sample_index=inuse_space"); err != nil {
+		return err
+	}
 	rate, st, err := f.rate(ctx, 10*time.Second)
 	if err != nil {
 		return err
@@ -801,8 +873,8 @@ func p5(ctx context.Context, c config, nodes int, r *report) error {
 	if nodes == 10000 {
 		target = verdict(rss <= 150, "RSS <= 150 MB at 10,000 nodes")
 	}
-	r.add(fmt.Sprintf("P5 RSS at %d nodes", nodes), fmt.Sprintf("%.0f MB (peak %.0f MB)", rss, peakMB(s.pid())),
-		fmt.Sprintf("idle server %.0f MB", idleRSS), target)
+	r.add(fmt.Sprintf("P5 RSS at %d nodes", nodes), fmt.Sprintf("%.0f MB (peak %.0f MB; anonymous %.0f MB)", rss, peakMB(s.pid()), anon),
+		fmt.Sprintf("idle server %.0f MB (anonymous %.0f MB, the rest the binary's pages)", idleRSS, idleAnon), target)
 	r.add(fmt.Sprintf("P5 CPU at %d nodes", nodes), fmt.Sprintf("%.2f cores (%.0f%% of %d)", cpu, 100*cpu/float64(numCPU()), numCPU()),
 		fmt.Sprintf("idle server %.2f cores", idleCPU), fmt.Sprintf("%.0f beats/s, p50 %.1f ms, p99 %.1f ms", rate, st.HeartbeatP50Ms, st.HeartbeatP99Ms))
 	falseLost := len(lost)
@@ -878,12 +950,34 @@ func lostBench(ctx context.Context, c config, s *server, f *fleet, ids []string,
 	if len(killed) == 0 {
 		return errors.New("the fleet killed no agent")
 	}
+	// Read the events of the clusters that lost a node only, once a second:
+	// the reads are the bench's, and must not be what slows the server.
+	var all sim.InstanceList
+	if err := f.call("GET", "/v1/instances", nil, &all); err != nil {
+		return err
+	}
+	live := map[string]int{} // the killed are gone from the list
+	for _, in := range all.Items {
+		live[in.Tags[cloud.TagCluster]]++
+	}
+	var watched []string
+	for _, id := range ids {
+		if live[id] < c.nodesPer {
+			watched = append(watched, id)
+		}
+	}
+	if len(watched) == 0 {
+		watched = ids
+	}
+	profErr := make(chan error, 1)
+	go func() { profErr <- s.profile(c, "profile?seconds=30", "lost-cpu.pprof") }()
+	defer func() { <-profErr }()
 	// lost_after 3 intervals of 5 s, one interval of grace, a reconcile tick.
 	bound := 3*5*time.Second + 5*time.Second + time.Second
 	var lost map[string]time.Time
-	err := waitFor(ctx, "every killed node to be found lost", 5*bound, func() (bool, string, error) {
+	err := waitForEvery(ctx, "every killed node to be found lost", 5*bound, time.Second, func() (bool, string, error) {
 		var err error
-		if lost, err = lostEvents(ctx, s, ids); err != nil {
+		if lost, err = lostEvents(ctx, s, watched); err != nil {
 			return false, "", err
 		}
 		found := 0
@@ -917,6 +1011,7 @@ func lostBench(ctx context.Context, c config, s *server, f *fleet, ids []string,
 // rssMB and peakMB read /proc/PID/status.
 func rssMB(pid int) float64  { return procStatus(pid, "VmRSS:") }
 func peakMB(pid int) float64 { return procStatus(pid, "VmHWM:") }
+func anonMB(pid int) float64 { return procStatus(pid, "RssAnon:") }
 
 func procStatus(pid int, key string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))

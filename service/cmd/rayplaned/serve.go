@@ -36,6 +36,7 @@ type serveConfig struct {
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
 	resync                                                                time.Duration
+	pprofListen                                                           string
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
 	simOrgs, simFleetURL, simFleetTokenFile                               string
@@ -58,6 +59,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json ($RAYPLANE_LOG_FORMAT)")
 	fs.StringVar(&c.tlsCA, "tls-ca", env("TLS_CA", ""), "CA PEM that signed --tls-cert, handed to node agents; empty means the system roots ($RAYPLANE_TLS_CA)")
 	fs.StringVar(&c.advertiseURL, "advertise-url", env("ADVERTISE_URL", ""), "URL node agents use to reach this server; empty means https://<listen address> ($RAYPLANE_ADVERTISE_URL)")
+	fs.StringVar(&c.pprofListen, "pprof-listen", "", "loopback address to serve Go's profiles on (/debug/pprof/); empty: none")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", time.Second, "time between reconcile passes over a cluster that is changing")
 	fs.DurationVar(&c.resync, "resync-interval", reconciler.DefaultResync, "the longest a settled cluster goes without a reconcile pass (and a listing of its instances) when nothing reports a change")
@@ -294,6 +296,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loops.Go(func() { localNodes.stopWithdrawn(loopCtx) })
 	loops.Go(func() { verifier.Run(loopCtx) })
 
+	if cfg.pprofListen != "" {
+		stopPprof, err := servePprof(cfg.pprofListen, log)
+		if err != nil {
+			stopLoops()
+			loops.Wait()
+			return err
+		}
+		defer stopPprof()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 

@@ -14,8 +14,13 @@ import (
 	"github.com/rayplane/rayplane/internal/client"
 )
 
-// maxEvents is how many of a cluster's latest events its page shows.
+// maxEvents is how many of a cluster's latest events its page shows, and
+// the size of the pages it reads them in.
 const maxEvents = 100
+
+// maxEventPages bounds the pages of events one load reads: a cluster with a
+// long history is caught up with over several polls, not in one request.
+const maxEventPages = 50
 
 type clustersView struct {
 	Clusters []api.Cluster
@@ -61,12 +66,15 @@ func (c *Console) clustersPage(w http.ResponseWriter, r *http.Request, v *visit)
 
 // clusterData is what the cluster page and its live endpoint show.
 type clusterData struct {
-	Cluster   api.Cluster
-	Nodes     []api.Node
-	Events    []api.ClusterEvent // newest first
-	Usage     *api.ClusterUsage
-	DryRun    *api.ClusterDryRun
-	DryRunErr string
+	Cluster api.Cluster
+	Nodes   []api.Node
+	Events  []api.ClusterEvent // newest first
+	// EventsBehind says more events remain to be read: Events are the
+	// newest of those read so far, and the next poll reads on.
+	EventsBehind bool
+	Usage        *api.ClusterUsage
+	DryRun       *api.ClusterDryRun
+	DryRunErr    string
 }
 
 func (c *Console) loadCluster(ctx context.Context, v *visit, id string, withDryRun bool) (clusterData, error) {
@@ -80,17 +88,9 @@ func (c *Console) loadCluster(ctx context.Context, v *visit, id string, withDryR
 	}); err != nil {
 		return d, err
 	}
-	events, err := client.All(ctx, func(ctx context.Context, o api.ListOptions) (api.Page[api.ClusterEvent], error) {
-		return v.api.ListClusterEvents(ctx, id, o)
-	})
-	if err != nil {
+	if d.Events, d.EventsBehind, err = c.latestEvents(ctx, v, id); err != nil {
 		return d, err
 	}
-	if len(events) > maxEvents {
-		events = events[len(events)-maxEvents:]
-	}
-	slices.Reverse(events)
-	d.Events = events
 	if u, err := v.api.GetClusterUsage(ctx, id); err == nil {
 		d.Usage = &u
 	}
@@ -105,6 +105,57 @@ func (c *Console) loadCluster(ctx context.Context, v *visit, id string, withDryR
 		}
 	}
 	return d, nil
+}
+
+// latestEvents answers a cluster's newest maxEvents events, newest first,
+// and whether newer ones remain unread. The API lists events oldest first
+// with opaque page tokens and nothing to start from the end, so reading
+// every page on every poll would cost the whole history each second. The
+// session remembers instead the token of the page holding the oldest event
+// shown; the next poll reads from there: that page, the one after it and
+// whatever is new, at most maxEventPages pages.
+func (c *Console) latestEvents(ctx context.Context, v *visit, clusterID string) ([]api.ClusterEvent, bool, error) {
+	from := v.s.eventsFrom(clusterID)
+	var (
+		events []api.ClusterEvent
+		starts []string // the token each page read was asked with
+		firsts []int    // the index in events of each page's first event
+		behind bool
+	)
+	tok := from
+	for {
+		if len(starts) == maxEventPages {
+			behind = true
+			break
+		}
+		page, err := v.api.ListClusterEvents(ctx, clusterID, api.ListOptions{Limit: maxEvents, PageToken: tok})
+		if err != nil && tok != "" && len(starts) == 0 && api.IsCode(err, api.CodeInvalid) {
+			// The remembered token is no longer one the API takes: read
+			// from the start, as a first visit does.
+			tok = ""
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		starts, firsts = append(starts, tok), append(firsts, len(events))
+		events = append(events, page.Items...)
+		if page.NextPageToken == "" {
+			break
+		}
+		tok = page.NextPageToken
+	}
+	oldest := max(0, len(events)-maxEvents)
+	next := starts[0]
+	for i, first := range firsts {
+		if first <= oldest {
+			next = starts[i]
+		}
+	}
+	v.s.setEventsFrom(clusterID, next)
+	shown := slices.Clone(events[oldest:])
+	slices.Reverse(shown)
+	return shown, behind, nil
 }
 
 // requestOf is the request that declares a cluster as it is.
@@ -164,9 +215,12 @@ type liveNode struct {
 	Status       string `json:"status"`
 	StatusReason string `json:"status_reason"`
 	RuntimeState string `json:"runtime_state"`
-	Heartbeat    string `json:"heartbeat"`
-	Resources    string `json:"resources"`
-	Usage        string `json:"usage"`
+	// RuntimeMessage is the agent's words: the page sets it as text only.
+	RuntimeMessage string `json:"runtime_message"`
+	RuntimeCrashes int    `json:"runtime_crashes"`
+	Heartbeat      string `json:"heartbeat"`
+	Resources      string `json:"resources"`
+	Usage          string `json:"usage"`
 }
 
 type liveEvent struct {
@@ -186,6 +240,7 @@ type liveState struct {
 	Conditions   []api.Condition `json:"conditions"`
 	Nodes        []liveNode      `json:"nodes"`
 	Events       []liveEvent     `json:"events"`
+	EventsBehind bool            `json:"events_behind"`
 	Used         api.Resources   `json:"used"`
 	Capacity     api.Resources   `json:"capacity"`
 	UsageText    string          `json:"usage_text"`
@@ -205,10 +260,11 @@ func (c *Console) clusterLive(w http.ResponseWriter, r *http.Request, v *visit) 
 	cl := d.Cluster
 	out := liveState{Status: cl.Status, StatusReason: cl.StatusReason, DesiredState: cl.DesiredState, NodesRunning: cl.NodesRunning,
 		NodesTotal: cl.NodesTotal, HourlyCost: fmt.Sprintf("$%.2f", cl.HourlyCost), Transitional: transitional(cl),
-		Conditions: cl.Conditions, Nodes: []liveNode{}, Events: []liveEvent{}, SampledAt: c.cfg.Now().UTC()}
+		Conditions: cl.Conditions, Nodes: []liveNode{}, Events: []liveEvent{}, EventsBehind: d.EventsBehind, SampledAt: c.cfg.Now().UTC()}
 	for _, n := range d.Nodes {
 		out.Nodes = append(out.Nodes, liveNode{ID: n.ID, Group: n.Group, Head: n.Head, InstanceType: n.InstanceType, Status: n.Status,
-			StatusReason: n.StatusReason, RuntimeState: n.RuntimeState, Heartbeat: ago(n.LastHeartbeatAt),
+			StatusReason: n.StatusReason, RuntimeState: n.RuntimeState, RuntimeMessage: n.RuntimeMessage, RuntimeCrashes: n.RuntimeCrashes,
+			Heartbeat: ago(n.LastHeartbeatAt),
 			Resources: resourcesText(n.Resources), Usage: resourcesText(n.Usage)})
 	}
 	for _, e := range d.Events {

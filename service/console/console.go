@@ -46,25 +46,39 @@ const (
 )
 
 // Recorder writes an audit event; service.ControlPlane.Record is one. The
-// console records only what the API never sees: requests it refuses itself
-// (a POST without a valid CSRF token, from another site).
+// console records only what the API never sees: sign-in and sign-out
+// (console.sessions.create, console.sessions.delete) and requests it
+// refuses itself (a POST without a valid CSRF token, from another site).
 type Recorder interface {
 	Record(ctx context.Context, e api.AuditEvent) error
 }
 
+// API is what the console needs of the API: its handler, and its route
+// table, which tells the console which buttons to show (the API decides
+// what is allowed). *httpapi.Server is one.
+type API interface {
+	http.Handler
+	Routes() []httpapi.Route
+}
+
+var _ API = (*httpapi.Server)(nil)
+
 // Config wires a Console.
 type Config struct {
-	// API serves every console request. Its route table also tells the
-	// console which buttons to show; the API decides what is allowed.
-	API *httpapi.Server
-	// Audit records the console's own refusals.
+	// API serves every console request.
+	API API
+	// Audit records sign-ins, sign-outs and the console's own refusals.
 	Audit  Recorder
 	Logger *slog.Logger
 	// SessionTTL bounds a session; 0 means 12 h. A session never outlives
 	// its token.
 	SessionTTL time.Duration
 	// MaxSessions bounds the sessions held in memory; 0 means 10,000.
+	// When they are all live, new sign-ins are refused.
 	MaxSessions int
+	// MaxSessionsPerToken bounds one token's sessions; 0 means 5. A
+	// token's next sign-in ends its own oldest session.
+	MaxSessionsPerToken int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -94,6 +108,9 @@ func New(cfg Config) (*Console, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = 10000
 	}
+	if cfg.MaxSessionsPerToken == 0 {
+		cfg.MaxSessionsPerToken = 5
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -107,7 +124,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{
 		cfg: cfg, log: cfg.Logger, pages: pages,
-		sessions: newSessions(cfg.MaxSessions, cfg.Now),
+		sessions: newSessions(cfg.MaxSessions, cfg.MaxSessionsPerToken, cfg.Now),
 		static:   http.StripPrefix(Prefix+"static/", http.FileServerFS(sub)),
 	}
 	c.byAction = map[string]httpapi.Route{}
@@ -144,6 +161,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	// rayplaned serves only TLS: a browser that has seen the console once
+	// never tries it over plain HTTP, where the session cookie could be
+	// stripped or a page rewritten. Not includeSubDomains: other hosts of
+	// the operator's domain are not the console's to decide.
+	h.Set("Strict-Transport-Security", "max-age=31536000")
 	if !strings.HasPrefix(r.URL.Path, Prefix+"static/") {
 		// Pages show what a token may read, and some show a secret once:
 		// none is kept by the browser or a proxy.
@@ -160,7 +182,7 @@ func (c *Console) mount() {
 	})
 	m.HandleFunc("GET "+Prefix+"sign-in", c.signInPage)
 	m.HandleFunc("POST "+Prefix+"sign-in", c.signIn)
-	m.Handle("POST "+Prefix+"sign-out", c.action(c.signOut))
+	m.Handle("POST "+Prefix+"sign-out", c.guarded(c.signOut))
 
 	m.Handle("GET "+Prefix+"clusters", c.page(c.clustersPage))
 	m.Handle("GET "+Prefix+"clusters/{id}", c.page(c.clusterPage))
@@ -191,9 +213,16 @@ func (c *Console) apiClient(r *http.Request, token string) (*client.Client, erro
 		Endpoint:   "https://console.invalid",
 		Token:      token,
 		UserAgent:  "rayplane-console",
-		HTTPClient: &http.Client{Transport: inProcess{h: c.cfg.API, remote: r.RemoteAddr}},
+		HTTPClient: &http.Client{Transport: inProcess{h: c.cfg.API, remote: r.RemoteAddr}, CheckRedirect: refuseRedirect},
 	})
 }
+
+// errRedirect is what a console request gets when the API answers with a
+// redirect. The API never redirects; should it ever, the signed-in token
+// must not follow it anywhere.
+var errRedirect = errors.New("console: the API answered a redirect, which the console does not follow")
+
+func refuseRedirect(*http.Request, []*http.Request) error { return errRedirect }
 
 // can reports whether a session's token holds the role an API action needs.
 // It decides what is shown; the API decides what is allowed.
@@ -203,6 +232,23 @@ func (c *Console) can(s *session, action string) bool {
 		return false
 	}
 	return !rt.System || s.System
+}
+
+// audit records what the console did for a session's token: its sign-in
+// and sign-out, and its refusals. A failed write is logged; it does not
+// undo what the browser asked (a sign-out must work with the store down).
+func (c *Console) audit(r *http.Request, s *session, action, result, reason, targetType, targetID string) {
+	if c.cfg.Audit == nil {
+		return
+	}
+	caller := service.Caller{Action: action, RemoteAddr: r.RemoteAddr}
+	caller.Token.ID, caller.Org.ID = s.TokenID, s.OrgID
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	ev := caller.Event(result, reason, targetType, targetID, c.cfg.Now().UTC())
+	if err := c.cfg.Audit.Record(ctx, ev); err != nil {
+		c.log.Error("write audit event", logAction, ev.Action, logErr, err)
+	}
 }
 
 // refuse records a request of a signed-in browser that the console refuses
@@ -215,14 +261,7 @@ func (c *Console) refuse(r *http.Request, s *session, reason string) {
 		c.log.Debug("console refused a request", "reason", reason, "remote_addr", r.RemoteAddr)
 		return
 	}
-	caller := service.Caller{Action: "auth.denied", RemoteAddr: r.RemoteAddr}
-	caller.Token.ID, caller.Org.ID = s.TokenID, s.OrgID
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-	defer cancel()
-	ev := caller.Event(string(api.CodeForbidden), reason, "route", r.Method+" "+r.URL.Path, c.cfg.Now().UTC())
-	if err := c.cfg.Audit.Record(ctx, ev); err != nil {
-		c.log.Error("write audit event", logAction, ev.Action, logErr, err)
-	}
+	c.audit(r, s, "auth.denied", string(api.CodeForbidden), reason, "route", r.Method+" "+r.URL.Path)
 }
 
 // errorMessage is what a user may read of an error: the API's own words

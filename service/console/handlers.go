@@ -2,7 +2,7 @@ package console
 
 import (
 	"encoding/json"
-
+	"errors"
 	"net/http"
 	"strings"
 
@@ -17,10 +17,13 @@ type visit struct {
 	api *client.Client
 }
 
-// errorView is what the error page shows.
+// errorView is what the error page shows. SignedIn links back to the
+// clusters for a refusal, whose page is rendered without the session (so
+// without its CSRF token).
 type errorView struct {
-	Title   string
-	Message string
+	Title    string
+	Message  string
+	SignedIn bool
 }
 
 // signedIn finds the request's session and checks its token with the API
@@ -79,9 +82,11 @@ func (c *Console) page(h func(http.ResponseWriter, *http.Request, *visit)) http.
 	})
 }
 
-// action wraps a POST handler: a session, a same-origin request and the
-// session's CSRF token are required before anything reaches the API.
-func (c *Console) action(h func(http.ResponseWriter, *http.Request, *visit)) http.Handler {
+// guarded wraps a POST handler: a session, a same-origin request and the
+// session's CSRF token are required before the handler runs. It does not
+// check the token with the API: sign-out, which uses it alone, must work
+// when the API does not answer.
+func (c *Console) guarded(h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		s := c.sessions.get(sessionID(r))
@@ -92,19 +97,30 @@ func (c *Console) action(h func(http.ResponseWriter, *http.Request, *visit)) htt
 			return
 		}
 		// A request the browser says is from elsewhere is refused; one it
-		// says nothing about still needs the CSRF token below.
+		// says nothing about still needs the CSRF token below. Refusal
+		// pages are rendered without the session: a page answering a
+		// forged request must not carry the CSRF token that would make the
+		// next one pass.
 		if origin(r) == crossSite {
 			c.refuse(r, s, "console: a POST from another site")
-			c.render(w, r, http.StatusForbidden, "error", s, errorView{Title: "Refused",
+			c.render(w, r, http.StatusForbidden, "error", nil, errorView{Title: "Refused", SignedIn: true,
 				Message: "This request came from another site and was refused."})
 			return
 		}
 		if !validCSRF(r, s) {
 			c.refuse(r, s, "console: a POST without the session's CSRF token")
-			c.render(w, r, http.StatusForbidden, "error", s, errorView{Title: "Refused",
+			c.render(w, r, http.StatusForbidden, "error", nil, errorView{Title: "Refused", SignedIn: true,
 				Message: "This form has expired or did not come from this console. Reload the page and try again."})
 			return
 		}
+		h(w, r, s)
+	})
+}
+
+// action wraps a POST handler that calls the API: guarded, and the
+// session's token checked with the API first.
+func (c *Console) action(h func(http.ResponseWriter, *http.Request, *visit)) http.Handler {
+	return c.guarded(func(w http.ResponseWriter, r *http.Request, _ *session) {
 		if v := c.signedIn(w, r, false); v != nil {
 			h(w, r, v)
 		}
@@ -182,16 +198,31 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	// A fresh id at every sign-in: a cookie planted before cannot become
 	// a signed-in one (session fixation).
-	if old := sessionID(r); old != "" {
-		c.sessions.remove(old)
+	c.sessions.remove(sessionID(r))
+	id, err := c.sessions.add(s)
+	if errors.Is(err, errSessionsFull) {
+		c.log.Warn("console sign-in refused: the session table is full", "max_sessions", c.cfg.MaxSessions)
+		c.audit(r, s, actionSessionCreate, string(api.CodeUnavailable), "the console's session table is full", "token", s.TokenID)
+		c.render(w, r, http.StatusServiceUnavailable, "signin", nil, signInView{
+			Problem: "The console holds as many sessions as it can right now, so it cannot sign you in. Try again later, or use the API or the CLI with your token."})
+		return
 	}
-	id := c.sessions.add(s)
+	c.audit(r, s, actionSessionCreate, api.AuditSuccess, "", "token", s.TokenID)
 	setSessionCookie(w, id, expires)
 	http.Redirect(w, r, Prefix+"clusters", http.StatusSeeOther)
 }
 
-func (c *Console) signOut(w http.ResponseWriter, r *http.Request, v *visit) {
+// The audit actions of sign-in and sign-out.
+const (
+	actionSessionCreate = "console.sessions.create"
+	actionSessionDelete = "console.sessions.delete"
+)
+
+// signOut ends the session on the server, not only in the browser: a copy
+// of the cookie no longer signs anyone in.
+func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) {
 	c.sessions.remove(sessionID(r))
+	c.audit(r, s, actionSessionDelete, api.AuditSuccess, "", "token", s.TokenID)
 	clearSessionCookie(w)
 	http.Redirect(w, r, Prefix+"sign-in", http.StatusSeeOther)
 }

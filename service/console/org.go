@@ -205,13 +205,21 @@ func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, v *visit) 
 type auditView struct {
 	Events                                      []api.AuditEvent
 	Actor, Target, Since, Until, Action, Result string
-	More                                        bool
+	// More says older events were not looked at; Scanned is how many were.
+	More    bool
+	Scanned int
 }
 
 func (auditView) PageTitle() string { return "Audit log" }
 
-// auditPageSize bounds one audit page; the filters narrow further.
-const auditPageSize = 200
+// The audit page shows at most auditPageSize events. The action and result
+// filters are the console's (the API filters by actor, target and time), so
+// it reads pages of that size, newest first, until that many match or it
+// has read auditMaxPages pages.
+const (
+	auditPageSize = 200
+	auditMaxPages = 10
+)
 
 func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, v *visit) {
 	q := r.URL.Query()
@@ -233,27 +241,45 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, v *visit) {
 		}
 		*t.out = &at
 	}
-	page, err := v.api.ListAuditEvents(r.Context(), f, api.ListOptions{Limit: auditPageSize})
-	if err != nil {
-		c.fail(w, r, v.s, err, "read the audit log")
-		return
-	}
-	view.More = page.NextPageToken != ""
-	for _, e := range page.Items {
-		if view.Action != "" && !strings.Contains(e.Action, view.Action) {
-			continue
+	tok := ""
+pages:
+	for range auditMaxPages {
+		page, err := v.api.ListAuditEvents(r.Context(), f, api.ListOptions{Limit: auditPageSize, PageToken: tok})
+		if err != nil {
+			c.fail(w, r, v.s, err, "read the audit log")
+			return
 		}
-		switch view.Result {
-		case "success":
-			if e.Result != api.AuditSuccess {
+		for i, e := range page.Items {
+			if !auditMatches(e, view.Action, view.Result) {
 				continue
 			}
-		case "failure":
-			if e.Result == api.AuditSuccess {
-				continue
+			view.Events = append(view.Events, e)
+			if len(view.Events) == auditPageSize {
+				view.Scanned += i + 1
+				view.More = i+1 < len(page.Items) || page.NextPageToken != ""
+				break pages
 			}
 		}
-		view.Events = append(view.Events, e)
+		view.Scanned += len(page.Items)
+		tok = page.NextPageToken
+		view.More = tok != ""
+		if tok == "" {
+			break
+		}
 	}
 	c.render(w, r, http.StatusOK, "audit", v.s, view)
+}
+
+// auditMatches applies the filters the API does not have.
+func auditMatches(e api.AuditEvent, action, result string) bool {
+	if action != "" && !strings.Contains(e.Action, action) {
+		return false
+	}
+	switch result {
+	case "success":
+		return e.Result == api.AuditSuccess
+	case "failure":
+		return e.Result != api.AuditSuccess
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
@@ -13,9 +14,11 @@ import (
 	"github.com/rayplane/rayplane/internal/api"
 )
 
-// cookieName names the session cookie. It is not __Host- prefixed because
-// that prefix demands Path=/, and the cookie must reach /ui/ only.
-const cookieName = "rayplane_session"
+// cookieName names the session cookie. The __Host- prefix makes the
+// browser refuse it unless it is Secure, has Path=/ and no Domain, so no
+// sibling host or plain-HTTP page can plant or shadow it. Path=/ also sends
+// it to the API, which reads only the Authorization header and ignores it.
+const cookieName = "__Host-rayplane_session"
 
 // csrfField is the form field, and csrfHeader the header, that carry a
 // session's CSRF token.
@@ -31,6 +34,10 @@ type session struct {
 	token   string
 	csrf    string
 	expires time.Time
+	// events remembers, per cluster, where the cluster page last found
+	// its newest events (see latestEvents).
+	eventsMu sync.Mutex
+	events   map[string]string
 
 	TokenID   string
 	TokenName string
@@ -43,17 +50,48 @@ type session struct {
 // CSRF is the session's CSRF token, for the pages' forms.
 func (s *session) CSRF() string { return s.csrf }
 
-// sessions holds the signed-in browsers in memory, by the SHA-256 of the
-// cookie's value, so a dump of this map is not a set of live cookies.
-type sessions struct {
-	mu  sync.Mutex
-	m   map[[32]byte]*session
-	max int
-	now func() time.Time
+// maxEventCursors bounds the clusters a session remembers event positions
+// for; past it they are all forgotten, which costs one longer read each.
+const maxEventCursors = 16
+
+// eventsFrom is the page token from which a cluster's newest events were
+// last read, "" for the start.
+func (s *session) eventsFrom(clusterID string) string {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	return s.events[clusterID]
 }
 
-func newSessions(max int, now func() time.Time) *sessions {
-	return &sessions{m: map[[32]byte]*session{}, max: max, now: now}
+func (s *session) setEventsFrom(clusterID, token string) {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	if _, known := s.events[clusterID]; !known && len(s.events) >= maxEventCursors || s.events == nil {
+		s.events = map[string]string{}
+	}
+	s.events[clusterID] = token
+}
+
+// sessions holds the signed-in browsers in memory, by the SHA-256 of the
+// cookie's value, so a dump of this map is not a set of live cookies.
+//
+// Both bounds protect the other users: a token holds at most perToken
+// sessions (its own oldest makes room for its next), and a full table
+// refuses new sign-ins rather than end someone else's session, so no token
+// can sign everyone out by signing in many times.
+type sessions struct {
+	mu       sync.Mutex
+	m        map[[32]byte]*session
+	byToken  map[string][][32]byte // a token's sessions, oldest first
+	max      int
+	perToken int
+	now      func() time.Time
+}
+
+// errSessionsFull is add's answer when the table holds max live sessions.
+var errSessionsFull = errors.New("console: the session table is full")
+
+func newSessions(max, perToken int, now func() time.Time) *sessions {
+	return &sessions{m: map[[32]byte]*session{}, byToken: map[string][][32]byte{}, max: max, perToken: perToken, now: now}
 }
 
 func randomToken() string {
@@ -64,32 +102,54 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// add stores s and answers the cookie value that names it. When the table
-// is full, expired sessions go first, then the one closest to expiry.
-func (ss *sessions) add(s *session) string {
+// add stores s and answers the cookie value that names it. The token's
+// own oldest sessions beyond perToken-1 go first; then, if the table is
+// still full once expired sessions are dropped, s is refused with
+// errSessionsFull and nobody else's session is touched.
+func (ss *sessions) add(s *session) (string, error) {
 	id := randomToken()
 	s.csrf = randomToken()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	now := ss.now()
+	for mine := ss.byToken[s.TokenID]; len(mine) >= ss.perToken; mine = ss.byToken[s.TokenID] {
+		ss.dropLocked(mine[0])
+	}
 	if len(ss.m) >= ss.max {
-		var oldest [32]byte
-		var oldestAt time.Time
+		now := ss.now()
 		for k, v := range ss.m {
 			if !now.Before(v.expires) {
-				delete(ss.m, k)
-				continue
+				ss.dropLocked(k)
 			}
-			if oldestAt.IsZero() || v.expires.Before(oldestAt) {
-				oldest, oldestAt = k, v.expires
-			}
-		}
-		if len(ss.m) >= ss.max {
-			delete(ss.m, oldest)
 		}
 	}
-	ss.m[sha256.Sum256([]byte(id))] = s
-	return id
+	if len(ss.m) >= ss.max {
+		return "", errSessionsFull
+	}
+	key := sha256.Sum256([]byte(id))
+	ss.m[key] = s
+	ss.byToken[s.TokenID] = append(ss.byToken[s.TokenID], key)
+	return id, nil
+}
+
+// dropLocked removes one session; ss.mu is held.
+func (ss *sessions) dropLocked(key [32]byte) {
+	s, ok := ss.m[key]
+	if !ok {
+		return
+	}
+	delete(ss.m, key)
+	mine := ss.byToken[s.TokenID]
+	kept := mine[:0]
+	for _, k := range mine {
+		if k != key {
+			kept = append(kept, k)
+		}
+	}
+	if len(kept) == 0 {
+		delete(ss.byToken, s.TokenID)
+	} else {
+		ss.byToken[s.TokenID] = kept
+	}
 }
 
 // get answers the live session named by a cookie value.
@@ -105,16 +165,20 @@ func (ss *sessions) get(id string) *session {
 		return nil
 	}
 	if !ss.now().Before(s.expires) {
-		delete(ss.m, key)
+		ss.dropLocked(key)
 		return nil
 	}
 	return s
 }
 
+// remove ends the session named by a cookie value, if it is held.
 func (ss *sessions) remove(id string) {
+	if id == "" {
+		return
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	delete(ss.m, sha256.Sum256([]byte(id)))
+	ss.dropLocked(sha256.Sum256([]byte(id)))
 }
 
 // Len is the number of sessions held, expired ones not yet dropped included.
@@ -126,13 +190,13 @@ func (ss *sessions) Len() int {
 
 func setSessionCookie(w http.ResponseWriter, id string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: id, Path: Prefix, Expires: expires,
+		Name: cookieName, Value: id, Path: "/", Expires: expires,
 		MaxAge: int(time.Until(expires).Seconds()), Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 }
 
 func clearSessionCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: Prefix, MaxAge: -1,
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 

@@ -184,15 +184,17 @@ func consoleCookie(t *testing.T, ctx context.Context) *http.Cookie {
 		t.Fatalf("read cookies: %v", err)
 	}
 	for _, c := range res.Cookies {
-		if c.Name == "rayplane_session" {
-			if !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteStrict || c.Path != "/ui/" || c.Session {
-				t.Fatalf("session cookie HttpOnly=%v Secure=%v SameSite=%s Path=%s session-only=%v; want HttpOnly, Secure, Strict, /ui/, expiring",
+		if c.Name == "__Host-rayplane_session" {
+			// The browser itself enforces the __Host- rules (Secure,
+			// Path=/, no Domain): it would not have kept the cookie else.
+			if !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteStrict || c.Path != "/" || c.Session {
+				t.Fatalf("session cookie HttpOnly=%v Secure=%v SameSite=%s Path=%s session-only=%v; want HttpOnly, Secure, Strict, /, expiring",
 					c.HTTPOnly, c.Secure, c.SameSite, c.Path, c.Session)
 			}
 			return &http.Cookie{Name: c.Name, Value: c.Value}
 		}
 	}
-	t.Fatal("no rayplane_session cookie after signing in")
+	t.Fatal("no __Host-rayplane_session cookie after signing in")
 	return nil
 }
 
@@ -295,12 +297,46 @@ func TestConsoleInABrowser(t *testing.T) {
 		// The nodes, with heartbeats and runtime states, arrive live too.
 		browse(t, admin, "nodes heartbeat",
 			waitJS(`[...document.querySelectorAll('#nodes tbody tr')].filter(r => r.cells.length === 8 &&
-				r.cells[3].textContent.startsWith('RUNNING') && r.cells[4].textContent === 'running' && /ago$/.test(r.cells[5].textContent)).length === 2`),
+				r.cells[3].textContent.startsWith('RUNNING') && r.cells[4].textContent.startsWith('running') && /ago$/.test(r.cells[5].textContent)).length === 2`),
 			waitJS(`document.getElementById('events').textContent.includes('node_registered')`),
 			waitJS(`document.querySelectorAll('#usage-chart polyline').length === 2`),
 			waitJS(`window.__marker === 'same-page'`),
 		)
 		screenshot(t, admin, "cluster")
+		// Screen readers hear the status change, not every poll's note.
+		if !pageJS[bool](t, admin, `!document.getElementById('live-note').hasAttribute('aria-live') &&
+			document.getElementById('status').getAttribute('aria-live') === 'polite'`) {
+			t.Fatal("want aria-live on #status and not on #live-note")
+		}
+		// A hidden tab stops polling and polls again when shown. The page's
+		// poll timers and fetches are watched from here on; once one poll
+		// has gone round under watch, exactly one timer is pending.
+		pageJS[bool](t, admin, `(() => {
+			window.__polls = 0; window.__inflight = 0; window.__pending = new Set(); window.__hidden = false;
+			const f = window.fetch, st = window.setTimeout, ct = window.clearTimeout;
+			window.fetch = function (u) {
+				if (!String(u).endsWith('/live')) { return f.apply(this, arguments); }
+				window.__polls++; window.__inflight++;
+				return f.apply(this, arguments).finally(() => { window.__inflight--; });
+			};
+			window.setTimeout = function (fn, ms) {
+				if (!fn || fn.name !== 'poll') { return st.apply(this, arguments); }
+				const id = st(() => { window.__pending.delete(id); fn(); }, ms);
+				window.__pending.add(id);
+				return id;
+			};
+			window.clearTimeout = function (id) { window.__pending.delete(id); return ct(id); };
+			Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => window.__hidden ? 'hidden' : 'visible'});
+			return true; })()`)
+		browse(t, admin, "one poll under watch", waitJS(`window.__polls >= 1 && window.__inflight === 0 && window.__pending.size === 1`))
+		pending := pageJS[int](t, admin, `window.__hidden = true; document.dispatchEvent(new Event('visibilitychange')); window.__pending.size + window.__inflight`)
+		if pending != 0 {
+			t.Fatalf("a hidden page still has %d polls pending or in flight", pending)
+		}
+		polls := pageJS[int](t, admin, `window.__polls`)
+		pageJS[bool](t, admin, `window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); true`)
+		browse(t, admin, "polling resumes when shown",
+			waitJS(fmt.Sprintf(`window.__polls > %d && window.__inflight === 0 && window.__pending.size === 1`, polls)))
 		browse(t, admin, "clusters list shows it running",
 			chromedp.Navigate(s.endpoint+"/ui/clusters?status=RUNNING"),
 			waitJS(fmt.Sprintf(`(document.querySelector('tr[data-cluster=%q]')||{textContent: ''}).textContent.includes('2/2')`, c.ID)),

@@ -57,7 +57,14 @@ document.addEventListener("submit", function (ev) {
         st.appendChild(el("div", n.status_reason, "reason"));
       }
       tr.appendChild(st);
-      tr.appendChild(el("td", n.runtime_state));
+      var rt = el("td", n.runtime_state);
+      if (n.runtime_crashes) {
+        rt.appendChild(el("div", "crashed " + n.runtime_crashes + " times in a row", "reason crashes"));
+      }
+      if (n.runtime_message) {
+        rt.appendChild(el("div", n.runtime_message, "reason runtime-message"));
+      }
+      tr.appendChild(rt);
       tr.appendChild(el("td", n.heartbeat));
       tr.appendChild(el("td", n.resources));
       tr.appendChild(el("td", n.usage));
@@ -153,6 +160,10 @@ document.addEventListener("submit", function (ev) {
     }
     renderNodes(s.nodes);
     renderEvents(s.events);
+    var behind = document.getElementById("events-behind");
+    if (behind) {
+      behind.hidden = !s.events_behind;
+    }
     renderConditions(s.conditions);
     var used = (s.used && s.used.CPU) || 0, cap = (s.capacity && s.capacity.CPU) || 0;
     samples.push({ used: used, cap: cap });
@@ -163,13 +174,33 @@ document.addEventListener("submit", function (ev) {
     transitional = s.transitional;
   }
 
+  // A hidden tab does not poll: nobody reads it, and every poll costs the
+  // control plane a few API reads. It polls at once when shown again.
   var timer = null;
+  function later(ms) {
+    window.clearTimeout(timer);
+    timer = null;
+    if (document.visibilityState !== "hidden") {
+      timer = window.setTimeout(poll, ms);
+    }
+  }
   function schedule() {
     // Fast while the cluster is on its way somewhere, slow when it rests.
-    timer = window.setTimeout(poll, transitional ? 1000 : 5000);
+    later(transitional ? 1000 : 5000);
   }
+  var inFlight = false;
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") {
+      window.clearTimeout(timer);
+      timer = null;
+    } else if (timer === null && !inFlight) {
+      poll();
+    }
+  });
 
   function poll() {
+    timer = null;
+    inFlight = true;
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
       .then(function (r) {
         if (r.status === 401) {
@@ -182,19 +213,23 @@ document.addEventListener("submit", function (ev) {
         return r.json();
       })
       .then(function (s) {
+        inFlight = false;
         apply(s);
         note.textContent = "Updated " + new Date().toLocaleTimeString();
         schedule();
       })
       .catch(function (err) {
+        inFlight = false;
         if (String(err.message) === "signed out") {
           return;
         }
         note.textContent = "Live updates paused (" + err.message + "); retrying.";
-        timer = window.setTimeout(poll, 5000);
+        later(5000);
       });
   }
 
   drawChart();
-  poll();
+  if (document.visibilityState !== "hidden") {
+    poll();
+  }
 })();

@@ -54,20 +54,21 @@ import (
 )
 
 type config struct {
-	only      map[string]bool
-	bin       string
-	tf        string
-	dir       string
-	window    time.Duration
-	p1Nodes   int
-	p5Nodes   []int
-	clusters  int
-	lostKill  int
-	nodesPer  int // nodes per cluster of the P5 run under way
-	planN     int
-	planRuns  int
-	conns     int
-	keepGoing bool
+	only       map[string]bool
+	bin        string
+	tf         string
+	dir        string
+	window     time.Duration
+	p1Nodes    int
+	p5Nodes    []int
+	clusters   int
+	lostKill   int
+	nodesPer   int // nodes per cluster of the P5 run under way
+	planN      int
+	planRuns   int
+	conns      int
+	keepGoing  bool
+	serveFlags []string
 }
 
 func main() {
@@ -85,7 +86,10 @@ func main() {
 	flag.IntVar(&c.planN, "plan-clusters", 100, "plan: clusters (and time_static resources)")
 	flag.IntVar(&c.planRuns, "plan-runs", 3, "plan: plans of each configuration")
 	flag.IntVar(&c.conns, "connections", 64, "the fleet's connections to the control plane")
+	var serveFlags string
+	flag.StringVar(&serveFlags, "serve-flags", "", "more flags for rayplaned serve, space-separated")
 	flag.Parse()
+	c.serveFlags = strings.Fields(serveFlags)
 	c.only = map[string]bool{}
 	for _, p := range strings.Split(only, ",") {
 		c.only[strings.TrimSpace(p)] = true
@@ -451,7 +455,7 @@ func startServe(ctx context.Context, c config, dir string, f *fleet, args ...str
 	}
 	all := append([]string{"serve", "--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn",
 		"--pprof-listen", fmt.Sprintf("127.0.0.1:%d", pport),
-		"--sim-fleet-url", f.url, "--sim-fleet-token-file", filepath.Join(dir, "fleet-token"), "--local-orgs", ""}, args...)
+		"--sim-fleet-url", f.url, "--sim-fleet-token-file", filepath.Join(dir, "fleet-token"), "--local-orgs", ""}, append(c.serveFlags, args...)...)
 	p, err := start("rayplaned", filepath.Join(dir, "serve.log"), filepath.Join(c.bin, "rayplaned"), all...)
 	if err != nil {
 		return nil, err

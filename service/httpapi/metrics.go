@@ -85,7 +85,9 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 			if sw.status >= 500 {
 				level = slog.LevelWarn
 			}
-			s.log.Log(r.Context(), level, "request", logMethod, r.Method, logRoute, route, logStatus, sw.status, logDur, d, logRemote, r.RemoteAddr)
+			if s.log.Enabled(r.Context(), level) { // not even the arguments on the hot path when not logged
+				s.log.Log(r.Context(), level, "request", logMethod, r.Method, logRoute, route, logStatus, sw.status, logDur, d, logRemote, r.RemoteAddr)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

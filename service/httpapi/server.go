@@ -98,15 +98,17 @@ func New(cfg Config) *Server {
 	s.router.MethodNotAllowedHandler = s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.CodeMethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
 	}))
-	s.routes = s.apiRoutes()
-	for i := range s.routes {
-		rt := &s.routes[i]
-		s.router.Handle(rt.Path, s.instrument(rt.Path, s.handler(rt))).Methods(rt.Method)
-	}
+	// The agent protocol first: heartbeats are most of the requests, and the
+	// router tries routes in order (no API route's path is under /v1/agent/).
 	s.agentRoutes = s.newAgentRoutes()
 	for i := range s.agentRoutes {
 		rt := &s.agentRoutes[i]
 		s.router.Handle(rt.Path, s.instrument(rt.Path, s.agentHandler(rt))).Methods(rt.Method)
+	}
+	s.routes = s.apiRoutes()
+	for i := range s.routes {
+		rt := &s.routes[i]
+		s.router.Handle(rt.Path, s.instrument(rt.Path, s.handler(rt))).Methods(rt.Method)
 	}
 	s.router.Handle("/healthz", s.instrument("/healthz", http.HandlerFunc(s.healthz))).Methods(http.MethodGet)
 	s.router.Handle("/readyz", s.instrument("/readyz", http.HandlerFunc(s.readyz))).Methods(http.MethodGet)

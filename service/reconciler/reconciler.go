@@ -63,7 +63,7 @@ type Config struct {
 	BootstrapTTL    time.Duration // life of a bootstrap token; default 10m
 	BootTimeout     time.Duration // from instance start to agent registration; default 2m
 	DrainTimeout    time.Duration // for a draining node; default 30s
-	// Concurrency is how many clusters are reconciled at once; default 8.
+	// Concurrency is how many clusters are reconciled at once; default 32 (a pass mostly waits on the cloud).
 	Concurrency int
 	// Resync is the longest a settled cluster goes without a pass when
 	// nothing about it changes; default DefaultResync (schedule.go).
@@ -130,7 +130,7 @@ func New(cfg Config) *Reconciler {
 		cfg.Liveness = NewLiveness(cfg.Now())
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 8
+		cfg.Concurrency = 32
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync

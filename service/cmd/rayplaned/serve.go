@@ -80,7 +80,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.gcpPrincipal, "gcp-principal", env("GCP_PRINCIPAL", ""), "the control plane's own Google identity (an email) named to customers for direct impersonation; empty means the one Application Default Credentials resolve to ($RAYPLANE_GCP_PRINCIPAL)")
 	fs.StringVar(&c.gcpDirectOrgs, "gcp-direct-orgs", env("GCP_DIRECT_ORGS", service.SystemOrgName), "comma-separated organizations whose gcp clouds may be reached with the control plane's own Google identity (no workload_identity_provider); * for every one, empty for none. Only for organizations that trust one another: any of them may name a service account that lets this identity impersonate it ($RAYPLANE_GCP_DIRECT_ORGS)")
 	fs.StringVar(&c.gcpIssuer, "gcp-oidc-issuer", env("GCP_OIDC_ISSUER", ""), "issuer URL of the tokens the control plane presents to customers' workload identity pool providers; empty means the advertise URL ($RAYPLANE_GCP_OIDC_ISSUER)")
-	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 8, "how many clusters are reconciled at once")
+	fs.IntVar(&c.reconcileConcurrency, "reconcile-concurrency", 32, "how many clusters are reconciled at once")
 	fs.DurationVar(&c.accessTokenMaxTTL, "access-token-max-ttl", service.DefaultAccessTokenMaxTTL, "longest life of a direct-access token (POST /v1/clusters/{id}/access-tokens), 1m to 24h")
 	fs.DurationVar(&c.driverTimeout, "driver-timeout", time.Minute, "deadline of one cloud launch or terminate call; list calls get min(this, 20s)")
 	if err := fs.Parse(args); err != nil {

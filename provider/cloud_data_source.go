@@ -36,6 +36,7 @@ type cloudDataModel struct {
 	AWS                      types.Object `tfsdk:"aws"`
 	GCP                      types.Object `tfsdk:"gcp"`
 	Kubernetes               types.Object `tfsdk:"kubernetes"`
+	Sim                      types.Object `tfsdk:"sim"`
 	Quotas                   types.Object `tfsdk:"quotas"`
 	HeartbeatIntervalSeconds intValue     `tfsdk:"heartbeat_interval_seconds"`
 	HeartbeatLostAfter       intValue     `tfsdk:"heartbeat_lost_after"`
@@ -152,6 +153,25 @@ func (d *cloudDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, 
 					"service_account_name": str("The pods' service account; null for the namespace's default."),
 				},
 			},
+			"sim": schema.SingleNestedAttribute{
+				Description: "Sim settings; null unless cloud_provider is `sim`.",
+				Computed:    true,
+				Attributes: map[string]schema.Attribute{
+					"instance_types": schema.ListNestedAttribute{
+						Description: "The cloud's machine shapes, its catalog.",
+						Computed:    true,
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"name":                str("Name, what compute configs' `instance_type` names."),
+							"cpus":                schema.Float64Attribute{Description: "CPUs of the machine.", Computed: true},
+							"memory_bytes":        num("Memory in bytes."),
+							"gpus":                schema.Float64Attribute{Description: "GPUs of the machine.", Computed: true},
+							"price_per_hour":      schema.Float64Attribute{Description: "On-demand price per hour.", Computed: true},
+							"spot_price_per_hour": schema.Float64Attribute{Description: "Spot price per hour; 0 when none.", Computed: true},
+							"capacity":            num("The most instances of the type alive at once; 0 is unlimited."),
+						}},
+					},
+				},
+			},
 			"quotas": schema.SingleNestedAttribute{
 				Description: "Limits on what all clusters of the cloud hold at once; a null limit means none.",
 				Computed:    true,
@@ -233,6 +253,11 @@ func cloudDataState(ctx context.Context, c api.Cloud) (cloudDataModel, diag.Diag
 		AWS:                      types.ObjectNull(cloudAWSAttrTypes),
 		GCP:                      types.ObjectNull(cloudGCPAttrTypes),
 		Kubernetes:               types.ObjectNull(cloudDataK8sAttrTypes),
+		Sim:                      types.ObjectNull(cloudSimAttrTypes),
+	}
+	if c.Sim != nil {
+		m.Sim, d = simState(ctx, c.Sim)
+		diags.Append(d...)
 	}
 	if c.AWS != nil {
 		m.AWS, d = awsState(ctx, c.AWS, types.ObjectNull(cloudAWSAttrTypes))

@@ -46,6 +46,7 @@ type cloudModel struct {
 	AWS                      types.Object `tfsdk:"aws"`
 	GCP                      types.Object `tfsdk:"gcp"`
 	Kubernetes               types.Object `tfsdk:"kubernetes"`
+	Sim                      types.Object `tfsdk:"sim"`
 	Quotas                   types.Object `tfsdk:"quotas"`
 	HeartbeatIntervalSeconds intValue     `tfsdk:"heartbeat_interval_seconds"`
 	HeartbeatLostAfter       intValue     `tfsdk:"heartbeat_lost_after"`
@@ -108,8 +109,8 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 				Validators:  []validator.String{nameValidator()},
 			},
 			"cloud_provider": schema.StringAttribute{
-				Description: "Where nodes run: `local`, `aws`, `gcp` or `kubernetes` (the API's `provider`, a name Terraform " +
-					"reserves). Set exactly the matching block (`aws`, `gcp`, `kubernetes`; none for `local`). The control plane " +
+				Description: "Where nodes run: `local`, `aws`, `gcp`, `kubernetes` or `sim` (the API's `provider`, a name Terraform " +
+					"reserves). Set exactly the matching block (`aws`, `gcp`, `kubernetes`, `sim`; none for `local`). The control plane " +
 					"cannot change it: changing it replaces the cloud.",
 				Required:      true,
 				Validators:    []validator.String{stringvalidator.OneOf(api.Providers...)},
@@ -123,7 +124,7 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			},
 			"storage_location": schema.StringAttribute{
 				Description: "Where nodes write logs and artifacts: an `s3://` bucket URL for `aws`, `gs://` for `gcp`, either for " +
-					"`kubernetes` (required for those). For `local`, a directory in the organization's own local storage on the " +
+					"`kubernetes` (required for those), optional for `sim` (whose nodes write nothing). For `local`, a directory in the organization's own local storage on the " +
 					"control plane's host: `file://<path>` relative to it, or an absolute path inside it; by default " +
 					"`file://<cloud id>`. Removing it from the configuration keeps the current location. Data there is never " +
 					"deleted by rayplane.",
@@ -180,6 +181,7 @@ func (r *cloudResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			},
 			"gcp":        cloudGCPSchema(),
 			"kubernetes": cloudKubernetesSchema(),
+			"sim":        cloudSimSchema(),
 			"quotas": schema.SingleNestedAttribute{
 				Description: "Limits on what all clusters of this cloud hold at once. Omit a limit for none.",
 				Optional:    true,
@@ -245,7 +247,7 @@ func (r *cloudResource) ValidateConfig(ctx context.Context, req resource.Validat
 	for _, b := range []struct {
 		name string
 		v    types.Object
-	}{{api.ProviderAWS, cfg.AWS}, {api.ProviderGCP, cfg.GCP}, {api.ProviderKubernetes, cfg.Kubernetes}} {
+	}{{api.ProviderAWS, cfg.AWS}, {api.ProviderGCP, cfg.GCP}, {api.ProviderKubernetes, cfg.Kubernetes}, {api.ProviderSim, cfg.Sim}} {
 		switch {
 		case b.name == p && b.v.IsNull():
 			resp.Diagnostics.AddAttributeError(path.Root(b.name), "Missing "+b.name+" settings",
@@ -288,6 +290,10 @@ func storageLocationProblem(provider, loc string, null bool) string {
 		if problem := api.CloudStorageProblem(loc, schemes...); problem != "" {
 			return fmt.Sprintf("%s when cloud_provider = %q", problem, provider)
 		}
+	case api.ProviderSim:
+		if problem := api.CloudStorageProblem(loc, api.SchemeS3, api.SchemeGCS); !null && problem != "" {
+			return fmt.Sprintf("%s when cloud_provider = %q", problem, provider)
+		}
 	}
 	return ""
 }
@@ -323,6 +329,11 @@ func (m cloudModel) spec(ctx context.Context, token string) (api.CloudSpec, diag
 		s.Kubernetes, d = kubernetesSpec(ctx, m.Kubernetes, token)
 		diags.Append(d...)
 	}
+	if !m.Sim.IsNull() && !m.Sim.IsUnknown() {
+		var d diag.Diagnostics
+		s.Sim, d = simSpec(ctx, m.Sim)
+		diags.Append(d...)
+	}
 	if !m.Quotas.IsNull() && !m.Quotas.IsUnknown() {
 		var q cloudQuotasModel
 		diags.Append(m.Quotas.As(ctx, &q, objectAsOptions)...)
@@ -349,6 +360,7 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 		AWS:                      types.ObjectNull(cloudAWSAttrTypes),
 		GCP:                      types.ObjectNull(cloudGCPAttrTypes),
 		Kubernetes:               types.ObjectNull(cloudK8sAttrTypes),
+		Sim:                      types.ObjectNull(cloudSimAttrTypes),
 		Quotas:                   types.ObjectNull(cloudQuotasAttrTypes),
 	}
 	// The server stores a local location cleaned (file:///x/ as /x,
@@ -373,6 +385,10 @@ func cloudState(ctx context.Context, c api.Cloud, prior cloudModel) (cloudModel,
 			version = pk.TokenWOVersion
 		}
 		m.Kubernetes, d = kubernetesState(ctx, c.Kubernetes, version)
+		diags.Append(d...)
+	}
+	if c.Sim != nil {
+		m.Sim, d = simState(ctx, c.Sim)
 		diags.Append(d...)
 	}
 	if q := c.Quotas; q.MaxNodes != nil || q.MaxVCPUs != nil || (!prior.Quotas.IsNull() && !prior.Quotas.IsUnknown()) {

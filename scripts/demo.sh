@@ -113,6 +113,9 @@ export RAYPLANE_TOKEN_FILE=$DATA/admin-token
 RAYPLANE_TOKEN=$(cat "$RAYPLANE_TOKEN_FILE")
 export RAYPLANE_TOKEN
 echo "RAYPLANE_ENDPOINT=$RAYPLANE_ENDPOINT RAYPLANE_CA_CERT=.demo/data/tls/ca.pem RAYPLANE_TOKEN=\$(cat .demo/data/admin-token)"
+echo "web console, while the demo runs: $RAYPLANE_ENDPOINT/ui/ (the certificate is signed by .demo/data/tls/ca.pem; trust it or accept the warning)"
+echo "  sign in by pasting the admin token: copy it with \`cat .demo/data/admin-token\` (it is not printed here);"
+echo "  the console keeps it in the server's memory only, for one session"
 
 step "$TF_NAME with the provider just built (dev_overrides in .demo/tofurc: no init, no registry)"
 scripts/tfrc.sh "$ROOT/bin" >.demo/tofurc

@@ -90,6 +90,9 @@ func credentialsChanged(a, b api.Cloud) bool {
 		return x.APIServer != y.APIServer || x.Namespace != y.Namespace || x.CACertPEM != y.CACertPEM || y.Token != "" ||
 			x.Image != y.Image || !slices.Equal(x.InstanceTypes, y.InstanceTypes) || x.GPUResource != y.GPUResource ||
 			x.ServiceAccountName != y.ServiceAccountName
+	case a.Sim != nil && b.Sim != nil:
+		// Verification asks the fleet; the shapes are what it simulates.
+		return !slices.Equal(a.Sim.InstanceTypes, b.Sim.InstanceTypes)
 	}
 	return false
 }
@@ -118,6 +121,9 @@ func (cp *ControlPlane) CreateCloud(ctx context.Context, c Caller, spec api.Clou
 		return api.Cloud{}, err
 	}
 	if err := cp.checkLocalCloud(c, &spec); err != nil {
+		return api.Cloud{}, err
+	}
+	if err := cp.checkSimCloud(c, &spec); err != nil {
 		return api.Cloud{}, err
 	}
 	cloud := NewCloud(spec, cp.now())
@@ -153,6 +159,9 @@ func (cp *ControlPlane) UpdateCloud(ctx context.Context, c Caller, id string, sp
 		return api.Cloud{}, err
 	}
 	if err := cp.checkLocalCloud(c, &spec); err != nil {
+		return api.Cloud{}, err
+	}
+	if err := cp.checkSimCloud(c, &spec); err != nil {
 		return api.Cloud{}, err
 	}
 	var cloud api.Cloud
@@ -218,6 +227,9 @@ var errNoDrivers = api.Errorf(api.CodeUnavailable, "this control plane runs no c
 func (cp *ControlPlane) cloudCatalog(ctx context.Context, orgID string, cloud api.Cloud, secret string) ([]api.InstanceType, error) {
 	if cloud.Provider == api.ProviderKubernetes && cloud.Kubernetes != nil {
 		return slices.Clone(cloud.Kubernetes.InstanceTypes), nil
+	}
+	if cloud.Provider == api.ProviderSim && cloud.Sim != nil {
+		return cloud.Sim.Catalog(), nil // declared: nothing to ask
 	}
 	if cp.Catalog == nil {
 		return nil, errNoDrivers

@@ -47,6 +47,10 @@ type ControlPlane struct {
 	// clouds, whose nodes run on the control plane's own host: the
 	// operator's choice. Nil allows the system organization only.
 	LocalAllowed func(org api.Organization) bool
+	// SimAllowed reports whether an organization may declare sim clouds,
+	// whose nodes the operator's fleet simulates: the operator's choice.
+	// Nil allows the system organization only.
+	SimAllowed func(org api.Organization) bool
 }
 
 // CatalogFunc answers the instance types a cloud of organization orgID

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -88,4 +89,45 @@ func SealedKeyIDs(stored []string) []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(ids))
+}
+
+// cloudCredentials is the JSON every engine stores in clouds.credentials:
+// a cloud's provider block with the write-only secret taken out (it lives,
+// sealed, in clouds.secret). One shape for every engine, so a dump moves
+// it as is.
+type cloudCredentials struct {
+	AWS        *api.AWSCloud        `json:"aws,omitempty"`
+	GCP        *api.GCPCloud        `json:"gcp,omitempty"`
+	Kubernetes *api.KubernetesCloud `json:"kubernetes,omitempty"`
+	Sim        *api.SimCloud        `json:"sim,omitempty"`
+}
+
+// SplitCloudCredentials answers what a store keeps of c's provider block:
+// the JSON of clouds.credentials, and the write-only secret apart.
+func SplitCloudCredentials(c api.Cloud) (credentialsJSON, secret string) {
+	cr := cloudCredentials{AWS: c.AWS, GCP: c.GCP, Sim: c.Sim}
+	if c.Kubernetes != nil {
+		k := *c.Kubernetes
+		secret, k.Token, k.TokenSet = k.Token, "", false
+		cr.Kubernetes = &k
+	}
+	b, err := json.Marshal(cr)
+	if err != nil {
+		panic(fmt.Sprintf("marshal cloud credentials: %v", err)) // plain structs of ours only
+	}
+	return string(b), secret
+}
+
+// JoinCloudCredentials fills c's provider block from the stored JSON;
+// tokenSet says whether a secret is stored (it is never answered).
+func JoinCloudCredentials(c *api.Cloud, credentialsJSON string, tokenSet bool) error {
+	var cr cloudCredentials
+	if err := json.Unmarshal([]byte(credentialsJSON), &cr); err != nil {
+		return fmt.Errorf("cloud %s credentials: %w", c.ID, err)
+	}
+	c.AWS, c.GCP, c.Kubernetes, c.Sim = cr.AWS, cr.GCP, cr.Kubernetes, cr.Sim
+	if c.Kubernetes != nil {
+		c.Kubernetes.TokenSet = tokenSet
+	}
+	return nil
 }

@@ -124,7 +124,7 @@ func CheckCloud(c *api.CloudSpec) error {
 	checkName(&fe, "name", c.Name)
 	checkOneOf(&fe, "provider", c.Provider, api.Providers)
 
-	blocks := map[string]bool{api.ProviderAWS: c.AWS != nil, api.ProviderGCP: c.GCP != nil, api.ProviderKubernetes: c.Kubernetes != nil}
+	blocks := map[string]bool{api.ProviderAWS: c.AWS != nil, api.ProviderGCP: c.GCP != nil, api.ProviderKubernetes: c.Kubernetes != nil, api.ProviderSim: c.Sim != nil}
 	for p, set := range blocks {
 		if set && p != c.Provider {
 			fe.Add(p, "must not be set when provider is %q", c.Provider)
@@ -158,6 +158,19 @@ func CheckCloud(c *api.CloudSpec) error {
 			checkKubernetesCloud(&fe, c.Kubernetes)
 		}
 		checkBucket(&fe, c.StorageLocation, api.SchemeS3, api.SchemeGCS)
+	case api.ProviderSim:
+		if c.Sim == nil {
+			fe.Add("sim", "is required when provider is sim")
+		} else {
+			for _, p := range api.SimInstanceTypesProblems(c.Sim.InstanceTypes) {
+				fe.Add("sim."+p.Field, "%s", p.Reason)
+			}
+		}
+		// Sim nodes write no logs; a location is kept for configurations
+		// that will move to a real cloud, so it is checked as one.
+		if c.StorageLocation != "" {
+			checkBucket(&fe, c.StorageLocation, api.SchemeS3, api.SchemeGCS)
+		}
 	}
 	if c.Region != "" && !regionPattern.MatchString(c.Region) {
 		fe.Add("region", "must be lower case letters, digits and '-'")

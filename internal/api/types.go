@@ -102,10 +102,11 @@ const (
 	ProviderAWS        = "aws"
 	ProviderGCP        = "gcp"
 	ProviderKubernetes = "kubernetes"
+	ProviderSim        = "sim"
 )
 
 // Providers lists the cloud providers the control plane knows.
-var Providers = []string{ProviderLocal, ProviderAWS, ProviderGCP, ProviderKubernetes}
+var Providers = []string{ProviderLocal, ProviderAWS, ProviderGCP, ProviderKubernetes, ProviderSim}
 
 // Cloud statuses.
 const (
@@ -122,6 +123,7 @@ type CloudSpec struct {
 	AWS             *AWSCloud        `json:"aws,omitempty"`
 	GCP             *GCPCloud        `json:"gcp,omitempty"`
 	Kubernetes      *KubernetesCloud `json:"kubernetes,omitempty"`
+	Sim             *SimCloud        `json:"sim,omitempty"`
 	StorageLocation string           `json:"storage_location,omitempty"`
 	Quotas          Quotas           `json:"quotas"`
 	Heartbeat       HeartbeatConfig  `json:"heartbeat"`

@@ -169,7 +169,10 @@ func answerList[T any](c *call, list func(opts api.ListOptions) (api.Page[T], er
 	return answer(c, page, err)
 }
 
-// httpStatus is the single mapping from error code to HTTP status.
+// HTTPStatus is the single mapping from error code to HTTP status; the web
+// console answers its pages with it too.
+func HTTPStatus(c api.Code) int { return httpStatus(c) }
+
 func httpStatus(c api.Code) int {
 	switch c {
 	case api.CodeInvalid:

@@ -131,11 +131,14 @@ func autoscale(p *Plan, in PlanInput, live map[string]Node, groups map[string][]
 	return requestsState{any: len(in.Cluster.ResourceRequests) > 0, starting: res.RequestsStarting, unplaced: res.RequestsUnplaced, blocks: blocks}
 }
 
-// freeOf is what a node can still take: a node still starting or idle
-// takes its whole capacity; a busy one is counted full, since the demand
-// Ray reports is what did not fit on it.
+// freeOf is what a node can still take: a node still starting, registered
+// but not heard from yet, or idle takes its whole capacity; a busy one is
+// counted full, since the demand Ray reports is what did not fit on it. (A
+// node that registered a moment ago has not reported whether it has work:
+// counted full, the demand the head reported before it joined would launch
+// another node for it at every pass until it reports.)
 func freeOf(n Node) api.Resources {
-	if n.Status != api.NodeRunning || n.IdleSince != nil {
+	if n.Status != api.NodeRunning || n.IdleSince != nil || n.LastHeartbeatAt == nil {
 		return n.Resources
 	}
 	return api.Resources{}

@@ -295,3 +295,23 @@ func TestScheduleTinyAmounts(t *testing.T) {
 		}
 	}
 }
+
+// TestJustRegisteredWorkerTakesDemand: a worker that registered but has
+// not reported yet is capacity for the demand the head reported before it
+// joined, as a starting one is; counted busy, every pass until its first
+// report would launch another node for the same demand.
+func TestJustRegisteredWorkerTakesDemand(t *testing.T) {
+	demand := []api.ResourceDemand{{Shape: api.Resources{"CPU": 4}, Count: 1}}
+	in := hugeCluster(demand, nil)
+	in.Nodes[1].LastHeartbeatAt = nil // registered, not heard from yet
+	in.LastSeen[in.Nodes[1].ID] = in.Now.Add(-time.Second)
+	if p := PlanCluster(in); len(p.Create) != 0 {
+		t.Fatalf("a just-registered worker: %d nodes created for demand it can hold (%s)", len(p.Create), p.Autoscale)
+	}
+	// Once it reports work, the same demand launches a node.
+	seen := in.Now.Add(-time.Second)
+	in.Nodes[1].LastHeartbeatAt = &seen
+	if p := PlanCluster(in); len(p.Create) != 1 {
+		t.Fatalf("a busy worker: %d nodes created, want 1", len(p.Create))
+	}
+}

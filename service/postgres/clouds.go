@@ -10,26 +10,6 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-// credentials is the JSON of clouds.credentials: the provider block with
-// the write-only secret taken out (it lives in clouds.secret). The same
-// shape as service/sqlite stores, so a dump moves between them.
-type credentials struct {
-	AWS        *api.AWSCloud        `json:"aws,omitempty"`
-	GCP        *api.GCPCloud        `json:"gcp,omitempty"`
-	Kubernetes *api.KubernetesCloud `json:"kubernetes,omitempty"`
-}
-
-func splitSecret(c api.Cloud) (credentials, string) {
-	cr := credentials{AWS: c.AWS, GCP: c.GCP}
-	var secret string
-	if c.Kubernetes != nil {
-		k := *c.Kubernetes
-		secret, k.Token, k.TokenSet = k.Token, "", false
-		cr.Kubernetes = &k
-	}
-	return cr, secret
-}
-
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -39,14 +19,14 @@ func mustJSON(v any) string {
 }
 
 func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
-	cr, secret := splitSecret(c)
+	cr, secret := service.SplitCloudCredentials(c)
 	secret, err := service.SealCloudSecret(t.keys, c.ID, secret)
 	if err != nil {
 		return err
 	}
 	return t.insertOrConflict(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, conflictf("a cloud named %q already exists", c.Name),
-		c.ID, orgID, c.Name, c.Provider, c.Region, mustJSON(cr), secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.ID, orgID, c.Name, c.Provider, c.Region, cr, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 		c.Status, c.StatusReason, ts(c.CreatedAt), ts(c.UpdatedAt))
 }
 
@@ -69,13 +49,8 @@ func scanCloudWith(s scanner, extra ...any) (api.Cloud, error) {
 		return c, err
 	}
 	c.LastVerifiedAt = fromNullTS(verified)
-	var creds credentials
-	if err := json.Unmarshal([]byte(cr), &creds); err != nil {
-		return c, fmt.Errorf("cloud %s credentials: %w", c.ID, err)
-	}
-	c.AWS, c.GCP, c.Kubernetes = creds.AWS, creds.GCP, creds.Kubernetes
-	if c.Kubernetes != nil {
-		c.Kubernetes.TokenSet = tokenSet
+	if err := service.JoinCloudCredentials(&c, cr, tokenSet); err != nil {
+		return c, err
 	}
 	if err := json.Unmarshal([]byte(quotas), &c.Quotas); err != nil {
 		return c, fmt.Errorf("cloud %s quotas: %w", c.ID, err)
@@ -104,7 +79,7 @@ func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter,
 }
 
 func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
-	cr, secret := splitSecret(c)
+	cr, secret := service.SplitCloudCredentials(c)
 	secret, err := service.SealCloudSecret(t.keys, c.ID, secret)
 	if err != nil {
 		return err
@@ -112,7 +87,7 @@ func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	return t.guarded(ctx, conflictf("a cloud named %q already exists", c.Name), func() error {
 		return t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = $1, region = $2, credentials = $3, secret = CASE WHEN $4 = '' THEN secret ELSE $4 END,
 			storage_location = $5, quotas = $6, heartbeat = $7, status = $8, status_reason = $9, updated_at = $10 WHERE id = $11 AND org_id = $12`,
-			c.Name, c.Region, mustJSON(cr), secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+			c.Name, c.Region, cr, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 			c.Status, c.StatusReason, ts(c.UpdatedAt), c.ID, orgID)
 	})
 }

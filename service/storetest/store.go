@@ -400,3 +400,42 @@ func CompareTables(t testing.TB, a, b dump.Exporter) {
 		}
 	}
 }
+
+// testProviderBlocksRoundTrip: every provider block a cloud can carry
+// (aws, gcp, kubernetes, sim) reads back as written, the Kubernetes token
+// excepted (write-only: answered as token_set), and an update replaces it.
+func testProviderBlocksRoundTrip(t *testing.T, open Open) {
+	st := openWithKeys(t, open)
+	ctx := context.Background()
+	org := NewOrg(t, st, "a")
+	now := time.Now().UTC()
+	clouds := []api.Cloud{
+		service.NewCloud(api.CloudSpec{Name: "aws", Provider: api.ProviderAWS, Region: "eu-west-1", StorageLocation: "s3://b/p",
+			AWS: &api.AWSCloud{RoleARN: "arn:aws:iam::111122223333:role/rayplane", ExternalID: "rayplane-x", SubnetIDs: []string{"subnet-1", "subnet-2"},
+				SecurityGroupIDs: []string{"sg-1"}}}, now),
+		service.NewCloud(api.CloudSpec{Name: "gcp", Provider: api.ProviderGCP, Region: "europe-west4", StorageLocation: "gs://b/p",
+			GCP: &api.GCPCloud{ServiceAccount: "rayplane@p.iam.gserviceaccount.com"}}, now),
+		k8sCloud("k8s", newToken(t)),
+		service.NewCloud(api.CloudSpec{Name: "sim", Provider: api.ProviderSim,
+			Sim: &api.SimCloud{InstanceTypes: []api.SimInstanceType{{Name: "sim.big", CPUs: 8, MemoryBytes: 32 << 30, GPUs: 1}}}}, now),
+	}
+	for _, c := range clouds {
+		if err := st.Update(ctx, func(tx service.Tx) error { return tx.Org(org).CreateCloud(ctx, c) }); err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		want := c
+		if c.Kubernetes != nil {
+			k := *c.Kubernetes
+			k.Token, k.TokenSet = "", true
+			want.Kubernetes = &k
+		}
+		var got api.Cloud
+		if err := st.View(ctx, func(tx service.Tx) (err error) { got, err = tx.Org(org).GetCloud(ctx, c.ID); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.AWS, want.AWS) || !reflect.DeepEqual(got.GCP, want.GCP) ||
+			!reflect.DeepEqual(got.Kubernetes, want.Kubernetes) || !reflect.DeepEqual(got.Sim, want.Sim) {
+			t.Errorf("%s: read back aws %+v gcp %+v kubernetes %+v sim %+v", c.Name, got.AWS, got.GCP, got.Kubernetes, got.Sim)
+		}
+	}
+}

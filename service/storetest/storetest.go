@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"RollbackLeavesNothing", testRollbackLeavesNothing},
 		{"PanicRollsBack", testPanicRollsBack},
 		{"Pagination", testPagination},
+		{"ProviderBlocksRoundTrip", testProviderBlocksRoundTrip},
 		{"SecretsSealedInRows", testSecretsSealedInRows},
 		{"NoKeysNoSecrets", testNoKeysNoSecrets},
 		{"ExportImportRoundTrip", testExportImportRoundTrip},

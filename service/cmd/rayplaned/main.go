@@ -44,6 +44,7 @@ commands:
   compute-configs   list, create
   jobs              submit, list, status, logs, stop: Ray jobs, straight to a cluster's head with an access token
   logs              read a cluster's job and runtime logs through its head
+  fleet             simulate the machines of sim clouds and their agents, all in one process
   dev-ray           head, worker: a stand-in for Ray (its Jobs REST API), for the demo and tests
 
 Run 'rayplaned <command> -h' for the flags of a command.`
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "agent":
 		return agentCmd(ctx, args[1:], stdout, stderr)
+	case "fleet":
+		return fleetCmd(ctx, args[1:], stdout, stderr)
 	case "dev-ray":
 		return devRayCmd(ctx, args[1:], stdout, stderr)
 	case "jobs":

@@ -25,6 +25,7 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/internal/tlsca"
 	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/console"
 	"github.com/rayplane/rayplane/service/httpapi"
 	"github.com/rayplane/rayplane/service/reconciler"
 )
@@ -37,6 +38,7 @@ type serveConfig struct {
 	resync                                                                time.Duration
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
+	simOrgs, simFleetURL, simFleetTokenFile                               string
 	awsPrincipalARN, kubeAllowedNetworks                                  string
 	gcpEndpoint, gcpPrincipal, gcpDirectOrgs, gcpIssuer                   string
 	reconcileConcurrency                                                  int
@@ -69,6 +71,9 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.localOrgs, "local-orgs", env("LOCAL_ORGS", service.SystemOrgName), "comma-separated organizations that may declare local clouds, whose nodes run on this host; * for every one, empty for none ($RAYPLANE_LOCAL_ORGS)")
 	fs.StringVar(&c.localRoot, "local-root", env("LOCAL_ROOT", ""), "directory for local nodes and their storage, outside the data directory; empty means <data-dir>-local ($RAYPLANE_LOCAL_ROOT)")
 	fs.StringVar(&c.nodeUser, "node-user", env("NODE_USER", ""), "unprivileged user local nodes run as when rayplaned runs as root; empty means nobody (as another user, nodes run as that user) ($RAYPLANE_NODE_USER)")
+	fs.StringVar(&c.simOrgs, "sim-orgs", env("SIM_ORGS", service.SystemOrgName), "comma-separated organizations that may declare sim clouds, whose nodes the operator's fleet simulates; * for every one, empty for none ($RAYPLANE_SIM_ORGS)")
+	fs.StringVar(&c.simFleetURL, "sim-fleet-url", env("SIM_FLEET_URL", ""), "URL of the rayplaned fleet that simulates sim clouds' nodes, e.g. http://127.0.0.1:8444; empty: sim clouds verify to error ($RAYPLANE_SIM_FLEET_URL)")
+	fs.StringVar(&c.simFleetTokenFile, "sim-fleet-token-file", env("SIM_FLEET_TOKEN_FILE", ""), "file holding the fleet's token (the fleet's --token-file) ($RAYPLANE_SIM_FLEET_TOKEN_FILE)")
 	fs.StringVar(&c.awsPrincipalARN, "aws-principal-arn", env("AWS_PRINCIPAL_ARN", ""), "the AWS principal customers trust to assume their roles (rendered into trust policies); empty means the identity the AWS SDK's default chain resolves to ($RAYPLANE_AWS_PRINCIPAL_ARN)")
 	fs.StringVar(&c.kubeAllowedNetworks, "kubernetes-allowed-networks", env("KUBERNETES_ALLOWED_NETWORKS", ""), "comma-separated CIDR prefixes a kubernetes cloud's API server may be reached in although they are loopback, link-local, private or reserved (refused otherwise: tenants name the API server), e.g. 10.0.0.0/8 for clusters in the control plane's own network ($RAYPLANE_KUBERNETES_ALLOWED_NETWORKS)")
 	fs.StringVar(&c.gcpEndpoint, "gcp-api-endpoint", env("GCP_API_ENDPOINT", ""), "base URL every Google API call goes to instead of https://<service>.googleapis.com, for private endpoints (and tests); empty means Google's ($RAYPLANE_GCP_API_ENDPOINT)")
@@ -210,6 +215,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	simNodes, err := setupSim(cfg, store, log)
+	if err != nil {
+		return err
+	}
 	drivers := func(ctx context.Context, orgID string, c rpapi.Cloud, secret string) (cloud.Driver, error) {
 		switch c.Provider {
 		case rpapi.ProviderLocal:
@@ -220,6 +229,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return kubeNodes.driverFor(ctx, orgID, c, secret)
 		case rpapi.ProviderGCP:
 			return gcpNodes.driverFor(ctx, orgID, c)
+		case rpapi.ProviderSim:
+			return simNodes.driverFor(ctx, orgID, c)
 		}
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
@@ -235,19 +246,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: store, Drivers: drivers, Logger: log})
 	lastUsed := &service.LastUsed{}
+	cp := &service.ControlPlane{
+		Store:            store,
+		Catalog:          reconciler.Catalog(drivers),
+		Wake:             rec.Wake,
+		CloudChanged:     verifier.Wake,
+		VerifyNow:        verifier.VerifyNow,
+		Tokens:           lastUsed,
+		Cache:            cache,
+		Recent:           liveness,
+		LocalStorageRoot: localNodes.storage,
+		LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
+		SimAllowed:       func(org rpapi.Organization) bool { return simNodes.policy.allows(org.Name) },
+	}
 	api := httpapi.New(httpapi.Config{
-		ControlPlane: &service.ControlPlane{
-			Store:            store,
-			Catalog:          reconciler.Catalog(drivers),
-			Wake:             rec.Wake,
-			CloudChanged:     verifier.Wake,
-			VerifyNow:        verifier.VerifyNow,
-			Tokens:           lastUsed,
-			Cache:            cache,
-			Recent:           liveness,
-			LocalStorageRoot: localNodes.storage,
-			LocalAllowed:     func(org rpapi.Organization) bool { return localNodes.policy.allows(org.Name) },
-		},
+		ControlPlane: cp,
 		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, WakeCluster: rec.WakeCluster, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage, Access: access},
 		Access:       access,
@@ -257,8 +270,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:       log,
 		Registry:     reg,
 	})
+	// The web console is a client of the same API, on the same listener.
+	ui, err := console.New(console.Config{API: api, Audit: cp, Logger: log})
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           console.Beside(api, ui),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

@@ -485,3 +485,40 @@ func notFoundIfNoRows(err error, kind, id string) error {
 	}
 	return err
 }
+
+// serveLock is held, for its whole life, by the one `rayplaned serve` a
+// database may have until replicas share the reconciliation (issue 15,
+// part 2): two reconcilers over the same clusters could both launch.
+const serveLock int64 = 0x7261_7970_6c61_6e03
+
+// ErrServed is answered by ClaimServer when another process holds the
+// database's serve lock.
+var ErrServed = errors.New("another rayplaned serve uses this database: running several replicas on one database is not supported yet")
+
+// ClaimServer takes the database's serve lock on a connection of its own
+// and holds it until release is called (or the process ends, which ends
+// the session). It answers ErrServed at once when another process holds
+// it.
+func (s *Store) ClaimServer(ctx context.Context) (release func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, serveLock).Scan(&got); err != nil {
+		conn.Release()
+		return nil, unavailable(err)
+	}
+	if !got {
+		conn.Release()
+		return nil, ErrServed
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, serveLock); err != nil {
+			conn.Conn().Close(ctx) // ending the session releases it too
+		}
+		conn.Release()
+	}, nil
+}

@@ -151,6 +151,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := st.claimServe(ctx); err != nil {
+		return err
+	}
 
 	if _, err := bootstrapIfEmpty(ctx, st, dataDir, stdout); err != nil {
 		return err

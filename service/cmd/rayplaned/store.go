@@ -47,9 +47,32 @@ type dataStore struct {
 	lock    *fsutil.Lock
 	keyFile string
 	keys    *secretbox.Keyring
+	release func() // the PostgreSQL serve lock, when held
 }
 
-func (d *dataStore) Close() error { return errors.Join(d.engine.Close(), d.lock.Unlock()) }
+func (d *dataStore) Close() error {
+	if d.release != nil {
+		d.release()
+	}
+	return errors.Join(d.engine.Close(), d.lock.Unlock())
+}
+
+// claimServe makes this process the database's one server: on SQLite the
+// data directory's lock already does; on PostgreSQL a session lock does,
+// until Close. A second server on the same database, with another data
+// directory, is refused at start.
+func (d *dataStore) claimServe(ctx context.Context) error {
+	pg, ok := d.engine.(*postgres.Store)
+	if !ok {
+		return nil
+	}
+	release, err := pg.ClaimServer(ctx)
+	if err != nil {
+		return err
+	}
+	d.release = release
+	return nil
+}
 
 // CheckpointTruncate empties SQLite's write-ahead log (after a rotation,
 // values sealed with retired keys leave it); PostgreSQL's WAL is the

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -13,9 +15,10 @@ import (
 )
 
 // testEngine is the store engine the test environments open: SQLite in
-// the test's directory, unless a benchmark that compares engines sets it to
-// "postgres" for its sub-benchmark (never set by parallel tests).
-var testEngine = "sqlite"
+// the test's directory, or PostgreSQL with RAYPLANE_TEST_ENGINE=postgres
+// (the whole API suite on the other engine); a benchmark that compares
+// engines sets it for its sub-benchmark (never set by parallel tests).
+var testEngine = cmp.Or(os.Getenv("RAYPLANE_TEST_ENGINE"), "sqlite")
 
 // engines are what the engine-comparing benchmarks run on, in one run:
 // PostgreSQL only where RAYPLANE_TEST_POSTGRES names one (make bench sets
@@ -28,8 +31,9 @@ func onEngine(b *testing.B, engine string, fn func(b *testing.B)) {
 		if engine == "postgres" {
 			pgtest.Base(b)
 		}
+		saved := testEngine
 		testEngine = engine
-		defer func() { testEngine = "sqlite" }()
+		defer func() { testEngine = saved }()
 		fn(b)
 	})
 }
@@ -60,4 +64,14 @@ func openTestStore(t testing.TB, dir string, keys *secretbox.Keyring) service.St
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// sqliteOnly skips a test that reads SQLite's files when the suite runs on
+// PostgreSQL (the conformance suite checks that no stored value of either
+// engine holds a secret).
+func sqliteOnly(t *testing.T) {
+	t.Helper()
+	if testEngine != "sqlite" {
+		t.Skipf("reads SQLite's files; the store is %s", testEngine)
+	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/rayplane/rayplane/internal/cloud"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/reconciler"
-	"github.com/rayplane/rayplane/service/sqlite"
 )
 
 // recordingDriver launches nothing: it keeps the launch requests (and so
@@ -112,11 +111,7 @@ func newDataPlaneEnvTB(t testing.TB) *dataPlaneEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	raw, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
+	raw := openTestStore(t, dir, nil)
 	e := &dataPlaneEnv{driver: &recordingDriver{launched: map[string]cloud.LaunchRequest{}}, clock: time.Now().UTC()}
 	e.cache = &service.Cache{NodeTTL: service.DefaultNodeCacheTTL, TokenTTL: service.DefaultTokenCacheTTL, Now: e.now}
 	e.counted = &countingStore{Store: raw}

@@ -234,6 +234,7 @@ func (e *testEnv) doRaw(method, path, token, body string, headers []string) resp
 // stored: the bytes of every SQLite file hold neither the secret nor its
 // random part.
 func TestTokenSecretNotOnDisk(t *testing.T) {
+	sqliteOnly(t)
 	e := newTestEnv(t)
 	var secrets []string
 	secrets = append(secrets, e.admin)

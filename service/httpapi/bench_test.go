@@ -16,10 +16,18 @@ import (
 // BenchmarkClusterRead measures GET /v1/clusters/{id} through the whole
 // stack (token lookup, role check, one read transaction, JSON) from
 // parallel clients over loopback HTTP, and reports its ratio against
-// GET /healthz (same server, no auth, no store) measured in the same run.
+// GET /healthz (same server, no auth, no store) measured in the same run,
+// on SQLite and, beside it in the same run, on PostgreSQL
+// (RAYPLANE_TEST_POSTGRES; make bench starts one).
 //
 //	go test -run '^$' -bench ClusterRead -benchtime 3s ./service/httpapi
 func BenchmarkClusterRead(b *testing.B) {
+	for _, engine := range engines {
+		onEngine(b, engine, benchClusterRead)
+	}
+}
+
+func benchClusterRead(b *testing.B) {
 	e := newTestEnv(b)
 	f := e.fixture(e.admin)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -66,10 +74,17 @@ func BenchmarkClusterRead(b *testing.B) {
 // a 201-node cluster (registered through the real bootstrap exchange)
 // report over loopback HTTP from parallel clients; liveness stays in
 // memory and is flushed in batches. It reports heartbeats/s and the ratio
-// against GET /healthz on the same server in the same run.
+// against GET /healthz on the same server in the same run, on SQLite and
+// on PostgreSQL (as BenchmarkClusterRead).
 //
 //	go test -run '^$' -bench Heartbeats -benchtime 3s ./service/httpapi
 func BenchmarkHeartbeats(b *testing.B) {
+	for _, engine := range engines {
+		onEngine(b, engine, benchHeartbeats)
+	}
+}
+
+func benchHeartbeats(b *testing.B) {
 	const workers = 200
 	e := newDataPlaneEnvTB(b)
 	var cl, cc struct{ ID string }

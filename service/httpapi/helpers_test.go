@@ -19,7 +19,6 @@ import (
 	"github.com/rayplane/rayplane/internal/secretbox"
 	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/reconciler"
-	"github.com/rayplane/rayplane/service/sqlite"
 )
 
 // testEnv is a real API server on loopback over a temporary SQLite file,
@@ -42,11 +41,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sqlite.Open(ctx, filepath.Join(dir, "rayplane.db"), sqlite.WithKeyring(keys))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
+	raw := openTestStore(t, dir, keys)
 	cache := service.NewCache()
 	st := cache.Wrap(raw)
 	tok, created, err := service.Bootstrap(ctx, st, time.Now().UTC())

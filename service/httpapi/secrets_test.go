@@ -15,6 +15,7 @@ import (
 // again on update, reaches the store (the driver gets it back) but no byte
 // of the database, its WAL or its SHM file, and no answer.
 func TestCloudTokenNotOnDisk(t *testing.T) {
+	sqliteOnly(t)
 	e := newTestEnv(t)
 	tok1 := "eyJhbGciOiJSUzI1NiJ9.first-token-" + strings.Repeat("a", 40)
 	tok2 := "eyJhbGciOiJSUzI1NiJ9.second-token-" + strings.Repeat("b", 40)

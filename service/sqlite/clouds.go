@@ -11,26 +11,6 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-// credentials is the JSON of clouds.credentials: the provider block with
-// the write-only secret taken out (it lives in clouds.secret).
-type credentials struct {
-	AWS        *api.AWSCloud        `json:"aws,omitempty"`
-	GCP        *api.GCPCloud        `json:"gcp,omitempty"`
-	Kubernetes *api.KubernetesCloud `json:"kubernetes,omitempty"`
-	Sim        *api.SimCloud        `json:"sim,omitempty"`
-}
-
-func splitSecret(c api.Cloud) (credentials, string) {
-	cr := credentials{AWS: c.AWS, GCP: c.GCP, Sim: c.Sim}
-	var secret string
-	if c.Kubernetes != nil {
-		k := *c.Kubernetes
-		secret, k.Token, k.TokenSet = k.Token, "", false
-		cr.Kubernetes = &k
-	}
-	return cr, secret
-}
-
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -40,14 +20,14 @@ func mustJSON(v any) string {
 }
 
 func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
-	cr, secret := splitSecret(c)
+	cr, secret := service.SplitCloudCredentials(c)
 	secret, err := sealCloudSecret(t.keys, c.ID, secret)
 	if err != nil {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, orgID, c.Name, c.Provider, c.Region, mustJSON(cr), secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.ID, orgID, c.Name, c.Provider, c.Region, cr, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 		c.Status, c.StatusReason, ts(c.CreatedAt), ts(c.UpdatedAt))
 	return conflictOnUnique(err, "a cloud named %q already exists", c.Name)
 }
@@ -65,13 +45,8 @@ func scanCloud(s scanner) (api.Cloud, error) {
 		return c, err
 	}
 	c.LastVerifiedAt = fromNullTS(verified)
-	var creds credentials
-	if err := json.Unmarshal([]byte(cr), &creds); err != nil {
-		return c, fmt.Errorf("cloud %s credentials: %w", c.ID, err)
-	}
-	c.AWS, c.GCP, c.Kubernetes, c.Sim = creds.AWS, creds.GCP, creds.Kubernetes, creds.Sim
-	if c.Kubernetes != nil {
-		c.Kubernetes.TokenSet = tokenSet
+	if err := service.JoinCloudCredentials(&c, cr, tokenSet); err != nil {
+		return c, err
 	}
 	if err := json.Unmarshal([]byte(quotas), &c.Quotas); err != nil {
 		return c, fmt.Errorf("cloud %s quotas: %w", c.ID, err)
@@ -100,14 +75,14 @@ func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter,
 }
 
 func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
-	cr, secret := splitSecret(c)
+	cr, secret := service.SplitCloudCredentials(c)
 	secret, err := sealCloudSecret(t.keys, c.ID, secret)
 	if err != nil {
 		return err
 	}
 	err = t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = ?, region = ?, credentials = ?, secret = CASE WHEN ? = '' THEN secret ELSE ? END,
 		storage_location = ?, quotas = ?, heartbeat = ?, status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND org_id = ?`,
-		c.Name, c.Region, mustJSON(cr), secret, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.Name, c.Region, cr, secret, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 		c.Status, c.StatusReason, ts(c.UpdatedAt), c.ID, orgID)
 	return conflictOnUnique(err, "a cloud named %q already exists", c.Name)
 }

@@ -4,26 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/rayplane/rayplane/internal/secretbox"
+	"github.com/rayplane/rayplane/service"
 )
 
-// Cloud secrets (clouds.secret: the Kubernetes token today) are sealed
-// with secretbox under the store's keys, bound to their cloud's id, so the
-// database file alone does not give them away and a sealed value copied
-// to another cloud's row does not open there. Empty means "no secret" and
-// is stored as is.
+// Cloud secrets are sealed as service.SealCloudSecret says, the same in
+// every engine.
 
 // ErrNoKeys is the answer to storing or reading a secret in a store opened
 // without keys.
-var ErrNoKeys = errors.New("store: opened without keys for cloud secrets")
+var ErrNoKeys = service.ErrNoKeys
 
 // ErrKeysMissing is wrapped by Open when stored secrets name keys the
 // loader's keyring does not hold: starting would make them unreadable.
-var ErrKeysMissing = errors.New("the keys given do not include every key the stored secrets are sealed with")
+var ErrKeysMissing = service.ErrKeysMissing
 
 // Option configures Open.
 type Option func(*options)
@@ -50,39 +46,13 @@ func WithKeyring(keys *secretbox.Keyring) Option {
 	return WithKeys(func([]string) (*secretbox.Keyring, bool, error) { return keys, false, nil })
 }
 
-// cloudSecretAD binds a sealed secret to its column and its cloud.
-func cloudSecretAD(cloudID string) []byte { return []byte("rayplane clouds.secret\x00" + cloudID) }
-
 // OpenCloudSecret opens a value of clouds.secret stored for cloudID.
 func OpenCloudSecret(keys *secretbox.Keyring, cloudID, stored string) (string, error) {
-	if stored == "" {
-		return "", nil
-	}
-	if keys == nil {
-		return "", ErrNoKeys
-	}
-	if !secretbox.IsSealed(stored) {
-		return "", fmt.Errorf("cloud %s secret: stored in the clear (written by an older rayplaned and not sealed yet)", cloudID)
-	}
-	pt, err := keys.Open(stored, cloudSecretAD(cloudID))
-	if err != nil {
-		return "", fmt.Errorf("cloud %s secret: %w", cloudID, err)
-	}
-	return string(pt), nil
+	return service.OpenCloudSecret(keys, cloudID, stored)
 }
 
 func sealCloudSecret(keys *secretbox.Keyring, cloudID, secret string) (string, error) {
-	if secret == "" {
-		return "", nil
-	}
-	if keys == nil {
-		return "", ErrNoKeys
-	}
-	sealed, err := keys.Seal([]byte(secret), cloudSecretAD(cloudID))
-	if err != nil {
-		return "", fmt.Errorf("cloud %s secret: %w", cloudID, err)
-	}
-	return sealed, nil
+	return service.SealCloudSecret(keys, cloudID, secret)
 }
 
 type storedSecret struct{ cloudID, value string }
@@ -105,13 +75,11 @@ func (t *tx) storedSecrets(ctx context.Context) ([]storedSecret, error) {
 }
 
 func sealedWith(secrets []storedSecret) []string {
-	ids := map[string]bool{}
+	var values []string
 	for _, s := range secrets {
-		if id, ok := secretbox.SealedKeyID(s.value); ok {
-			ids[id] = true
-		}
+		values = append(values, s.value)
 	}
-	return slices.Sorted(maps.Keys(ids))
+	return service.SealedKeyIDs(values)
 }
 
 // sealAtOpen loads the keys and, in one transaction, seals every secret

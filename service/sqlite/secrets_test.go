@@ -169,10 +169,10 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 // token in the clear, and no secure_delete.
 func oldBinaryCloud(t testing.TB, db *sql.DB, org string, c api.Cloud) {
 	t.Helper()
-	cr, secret := splitSecret(c)
+	cr, secret := service.SplitCloudCredentials(c)
 	if _, err := db.Exec(`INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, org, c.Name, c.Provider, c.Region, mustJSON(cr), secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.ID, org, c.Name, c.Provider, c.Region, cr, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
 		c.Status, c.StatusReason, ts(c.CreatedAt), ts(c.UpdatedAt)); err != nil {
 		t.Fatal(err)
 	}

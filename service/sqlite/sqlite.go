@@ -319,15 +319,9 @@ func finish[T any](p page, items []T, id func(T) string) api.Page[T] {
 	return api.Page[T]{Items: items, NextPageToken: encodeCursor(id(items[len(items)-1]))}
 }
 
-func encodeCursor(id string) string { return "c1." + id }
+func encodeCursor(id string) string { return service.EncodeCursor(id) }
 
-func decodeCursor(tok string) (string, error) {
-	id, ok := strings.CutPrefix(tok, "c1.")
-	if !ok || service.KindOf(id) == "" {
-		return "", &api.Error{Code: api.CodeInvalid, Message: "invalid page_token", Fields: []api.FieldError{{Field: "page_token", Reason: "is not a token from a previous page"}}}
-	}
-	return id, nil
-}
+func decodeCursor(tok string) (string, error) { return service.DecodeCursor(tok) }
 
 // scanner is what *sql.Row and *sql.Rows share.
 type scanner interface{ Scan(dest ...any) error }

@@ -40,7 +40,7 @@ func TestAdminAccessKeys(t *testing.T) {
 		}
 	}
 	// The data directory's lock, as a running server holds it.
-	st, err := openStore(t.Context(), dir, io.Discard)
+	st, err := openStore(t.Context(), dir, "", io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

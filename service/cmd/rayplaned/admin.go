@@ -21,6 +21,7 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("admin bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", env("DATA_DIR", "rayplane-data"), "data directory ($RAYPLANE_DATA_DIR)")
+	storeURL := fs.String("store", env("STORE", ""), storeUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,7 +30,7 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, dir, stdout)
+	st, err := openStore(ctx, dir, *storeURL, stdout)
 	if err != nil {
 		return err
 	}
@@ -57,6 +58,12 @@ func adminRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer
 	if fs.NArg() > 0 {
 		return fmt.Errorf("admin rotate-key takes no arguments, got %q", fs.Args())
 	}
+	if env("STORE", "") != "" {
+		// Every replica seals with the keys it read at start, and no lock
+		// keeps them all stopped: rotating under one would let the others
+		// seal with a key the rotation retires.
+		return errors.New("admin rotate-key works on SQLite data directories only; with a PostgreSQL store ($RAYPLANE_STORE), rotation across replicas is not supported yet")
+	}
 	dir, err := filepath.Abs(*dataDir)
 	if err != nil {
 		return err
@@ -64,7 +71,7 @@ func adminRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer
 	if _, err := os.Stat(filepath.Join(dir, keyFileName)); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s has no key file %s to rotate: rayplaned serve (or admin bootstrap) makes it on its first start", dir, keyFileName)
 	}
-	st, err := openStore(ctx, dir, stdout)
+	st, err := openStore(ctx, dir, "", stdout)
 	if err != nil {
 		return err
 	}

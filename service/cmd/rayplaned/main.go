@@ -34,6 +34,8 @@ commands:
   admin bootstrap   create the first organization and admin token in a data directory
   admin rotate-key  seal every cloud secret with a new key and retire the old ones (server stopped)
   admin access-keys list, rotate, revoke KID: the keys that sign direct-access tokens (server may run)
+  admin export      write every table of the store to stdout (server stopped): to move SQLite to PostgreSQL
+  admin import      read an export from stdin into an empty store (--store postgres://…)
   version           print the version
   clusters          list, get, create, start, terminate, delete, wait for a status, show events, usage and cost,
                     issue a direct-access token (access-token)
@@ -76,9 +78,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return adminRotateKey(ctx, args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "access-keys":
 			return adminAccessKeys(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "export":
+			return adminExport(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "import":
+			return adminImport(ctx, args[2:], os.Stdin, stdout, stderr)
 		}
 		fmt.Fprintln(stderr, usage)
-		return errors.New("admin needs a verb: bootstrap, rotate-key or access-keys")
+		return errors.New("admin needs a verb: bootstrap, rotate-key, access-keys, export or import")
 	case "clusters", "nodes", "clouds", "compute-configs":
 		return userCmd(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":

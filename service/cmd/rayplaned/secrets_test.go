@@ -144,7 +144,7 @@ func storedSecret(t *testing.T, dir, cloudID string) string {
 func readSecretAsServerDoes(t *testing.T, dir, orgID, cloudID string) string {
 	t.Helper()
 	ctx := context.Background()
-	st, err := openStore(ctx, dir, io.Discard)
+	st, err := openStore(ctx, dir, "", io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

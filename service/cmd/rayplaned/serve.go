@@ -43,6 +43,7 @@ type serveConfig struct {
 	awsPrincipalARN, kubeAllowedNetworks                                  string
 	gcpEndpoint, gcpPrincipal, gcpDirectOrgs, gcpIssuer                   string
 	reconcileConcurrency                                                  int
+	storeURL                                                              string // empty: SQLite in the data directory
 	accessTokenMaxTTL                                                     time.Duration
 }
 
@@ -52,6 +53,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", env("LISTEN", "127.0.0.1:8443"), "address to serve HTTPS on ($RAYPLANE_LISTEN)")
 	fs.StringVar(&c.dataDir, "data-dir", env("DATA_DIR", "rayplane-data"), "directory for the database, TLS files and the bootstrap token ($RAYPLANE_DATA_DIR)")
+	fs.StringVar(&c.storeURL, "store", env("STORE", ""), storeUsage)
 	fs.StringVar(&c.tlsCert, "tls-cert", env("TLS_CERT", ""), "server certificate PEM; empty generates a CA and certificate in <data-dir>/tls ($RAYPLANE_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("TLS_KEY", ""), "server key PEM, with --tls-cert ($RAYPLANE_TLS_KEY)")
 	fs.StringVar(&c.tlsSANs, "tls-san", env("TLS_SAN", ""), "extra comma-separated host names or IPs for the generated certificate ($RAYPLANE_TLS_SAN)")
@@ -146,18 +148,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	st, err := openStore(ctx, dataDir, stdout)
+	st, err := openStore(ctx, dataDir, cfg.storeURL, stdout)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := st.claimServe(ctx); err != nil {
+		return err
+	}
 
 	if _, err := bootstrapIfEmpty(ctx, st, dataDir, stdout); err != nil {
 		return err
 	}
 	// Every write below goes through the cache's wrapper, so what the hot
-	// paths hold in memory is dropped as soon as a write touches it (the
-	// data directory's lock keeps any other process from writing).
+	// paths hold in memory is dropped as soon as a write touches it (on
+	// SQLite the data directory's lock keeps any other process from
+	// writing; on PostgreSQL another replica's writes are seen when an
+	// entry's lifetime ends: docs/DESIGN.md, "PostgreSQL store").
 	cache := service.NewCache()
 	store := cache.Wrap(st)
 

@@ -11,6 +11,9 @@ import (
 
 	"github.com/rayplane/rayplane/internal/fsutil"
 	"github.com/rayplane/rayplane/internal/secretbox"
+	"github.com/rayplane/rayplane/service"
+	"github.com/rayplane/rayplane/service/dump"
+	"github.com/rayplane/rayplane/service/postgres"
 	"github.com/rayplane/rayplane/service/sqlite"
 )
 
@@ -21,16 +24,78 @@ const (
 	lockFileName = "lock"        // held by the one rayplaned (serve or admin) using the directory
 )
 
+// engine is what this binary needs of a store engine beyond service.Store:
+// export and import (admin export|import) and key rotation.
+type engine interface {
+	service.Store
+	dump.Exporter
+	dump.Importer
+	Reseal(ctx context.Context, keys *secretbox.Keyring) (int, error)
+	SealedWith(ctx context.Context) ([]string, error)
+}
+
 // dataStore is a data directory's store, owned by this process: its lock
 // is held until Close, and keys are the ones its secrets are sealed with.
+// The store is SQLite in the data directory, or the PostgreSQL database
+// --store names; the data directory holds the keys, TLS files and signing
+// keys either way.
 type dataStore struct {
-	*sqlite.Store
+	engine
+	// source names the engine and its schema version, for dumps.
+	source  string
+	sqlite  *sqlite.Store // nil on PostgreSQL
 	lock    *fsutil.Lock
 	keyFile string
 	keys    *secretbox.Keyring
+	release func() // the PostgreSQL serve lock, when held
 }
 
-func (d *dataStore) Close() error { return errors.Join(d.Store.Close(), d.lock.Unlock()) }
+func (d *dataStore) Close() error {
+	if d.release != nil {
+		d.release()
+	}
+	return errors.Join(d.engine.Close(), d.lock.Unlock())
+}
+
+// claimServe makes this process the database's one server: on SQLite the
+// data directory's lock already does; on PostgreSQL a session lock does,
+// until Close. A second server on the same database, with another data
+// directory, is refused at start.
+func (d *dataStore) claimServe(ctx context.Context) error {
+	pg, ok := d.engine.(*postgres.Store)
+	if !ok {
+		return nil
+	}
+	release, err := pg.ClaimServer(ctx)
+	if err != nil {
+		return err
+	}
+	d.release = release
+	return nil
+}
+
+// CheckpointTruncate empties SQLite's write-ahead log (after a rotation,
+// values sealed with retired keys leave it); PostgreSQL's WAL is the
+// database operator's, and there is nothing to do here.
+func (d *dataStore) CheckpointTruncate(ctx context.Context) error {
+	if d.sqlite == nil {
+		return nil
+	}
+	return d.sqlite.CheckpointTruncate(ctx)
+}
+
+// storeUsage describes --store, the flag of serve and of the admin verbs
+// that open a store.
+const storeUsage = "PostgreSQL database to use instead of SQLite in the data directory: postgres://user@host/db?sslmode=… (a password is best kept in ~/.pgpass or $PGPASSWORD, not in the URL) ($RAYPLANE_STORE)"
+
+// checkStoreURL refuses a --store that is not a PostgreSQL URL, without
+// repeating it (it may hold a password).
+func checkStoreURL(storeURL string) error {
+	if storeURL != "" && !postgres.IsURL(storeURL) {
+		return errors.New("--store must be empty (SQLite in the data directory) or a postgres:// URL")
+	}
+	return nil
+}
 
 // openStore locks the data directory, reads the keys for secrets at rest
 // and opens the database with them, which seals any secret an older binary
@@ -39,11 +104,19 @@ func (d *dataStore) Close() error { return errors.Join(d.Store.Close(), d.lock.U
 // be read, that is an error, never a new key that would leave those
 // secrets unreadable.
 //
+// With a PostgreSQL store the lock keeps only this data directory to one
+// process: replicas with data directories of their own share the database
+// (the writer lock in service/postgres serializes their writes; what each
+// caches of another's writes is bounded by service.Cache's lifetimes).
+//
 // The lock makes a second server, and an admin command beside a running
 // server, fail at once: SQLite would let them share the file, but a key
 // rotation under a running server would leave it sealing new secrets with
 // a key the rotation then retires.
-func openStore(ctx context.Context, dataDir string, stdout io.Writer) (*dataStore, error) {
+func openStore(ctx context.Context, dataDir, storeURL string, stdout io.Writer) (*dataStore, error) {
+	if err := checkStoreURL(storeURL); err != nil {
+		return nil, err
+	}
 	lock, err := fsutil.TryLock(filepath.Join(dataDir, lockFileName))
 	if errors.Is(err, fsutil.ErrLocked) {
 		return nil, fmt.Errorf("data directory %s is in use by another rayplaned (a server or an admin command): stop it first", dataDir)
@@ -73,15 +146,26 @@ func openStore(ctx context.Context, dataDir string, stdout io.Writer) (*dataStor
 		d.keys = keys
 		return keys, created, nil
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dataDir, dbFileName), sqlite.WithKeys(load))
-	if err != nil {
-		lock.Unlock()
-		if errors.Is(err, sqlite.ErrKeysMissing) {
-			return nil, fmt.Errorf("secrets at rest: key file %s: %w: restore the file that goes with this database", d.keyFile, err)
+	var err2 error
+	if storeURL == "" {
+		d.sqlite, err2 = sqlite.Open(ctx, filepath.Join(dataDir, dbFileName), sqlite.WithKeys(load))
+		if err2 == nil {
+			d.engine, d.source = d.sqlite, fmt.Sprintf("sqlite schema %d", sqlite.SchemaVersion())
 		}
-		return nil, err
+	} else {
+		var pg *postgres.Store
+		pg, err2 = postgres.Open(ctx, storeURL, postgres.WithKeys(load))
+		if err2 == nil {
+			d.engine, d.source = pg, fmt.Sprintf("postgres schema %d", postgres.SchemaVersion())
+		}
 	}
-	d.Store = st
+	if err2 != nil {
+		lock.Unlock()
+		if errors.Is(err2, service.ErrKeysMissing) {
+			return nil, fmt.Errorf("secrets at rest: key file %s: %w: restore the file that goes with this database", d.keyFile, err2)
+		}
+		return nil, err2
+	}
 	if created {
 		fmt.Fprintf(stdout, "rayplaned: created the key for secrets at rest in %s; back it up apart from the database\n", d.keyFile)
 	}

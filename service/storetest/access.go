@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 // TestHeadAccessURL: a node's access_url is stored and read back; users
 // see it as the cluster's head_access_url only from a RUNNING head.
-func TestHeadAccessURL(t *testing.T) {
-	d := newDataPlane(t)
+func testHeadAccessURL(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	ctx := context.Background()
 	headURL := func() string {
 		t.Helper()

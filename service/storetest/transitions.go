@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 // Tests of the data plane's conditional state changes, one case per
 // (change, starting state). Every case writes a node (or a cluster) in its
@@ -9,7 +9,7 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -65,26 +65,19 @@ func credHash(id string) []byte   { return service.HashToken("credential of " + 
 // credExpires is when a fixture's node credential expires.
 var credExpires = t0.Add(24 * time.Hour)
 
-// dataPlane is one store holding one cluster, plus a read-only connection
-// of the test's own on the same file, to read rows as they are on disk.
+// dataPlane is one store holding one cluster.
 type dataPlane struct {
-	st      *Store
-	disk    *sql.DB
+	st      Store
 	org     string
 	cloud   string
 	config  string
 	cluster string
 }
 
-func newDataPlane(t *testing.T) *dataPlane {
+func newDataPlane(t *testing.T, open Open) *dataPlane {
 	t.Helper()
-	st, file := MustOpenStore(t)
-	disk, err := sql.Open("sqlite3", "file:"+file+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { disk.Close() })
-	d := &dataPlane{st: st, disk: disk, org: newOrg(t, st, "transitions")}
+	st := openWithKeys(t, open)
+	d := &dataPlane{st: st, org: NewOrg(t, st, "transitions")}
 	cloud := service.NewCloud(api.CloudSpec{Name: "local", Provider: api.ProviderLocal}, t0)
 	cc := api.ComputeConfig{ID: service.NewID(service.PrefixComputeConfig, t0), Name: "small", Version: 1,
 		ComputeConfigSpec: api.ComputeConfigSpec{HeadNode: api.HeadNode{InstanceType: "local.small"}},
@@ -228,41 +221,13 @@ func (d *dataPlane) clusterRecord(t *testing.T, id string) service.ClusterRecord
 	return c
 }
 
-// table is every row of a table as it is on disk: id → column → value as
-// the driver answers it (int64, float64, string, []byte, nil for NULL).
+// table is every row of a table as stored: id → column → canonical value
+// (service/dump: int64, float64, bool, string, []byte, nil for NULL).
 type table map[string]map[string]any
 
 func (d *dataPlane) onDisk(t *testing.T, name string) table {
 	t.Helper()
-	rows, err := d.disk.Query(`SELECT * FROM ` + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := table{}
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		row := map[string]any{}
-		for i, c := range cols {
-			row[c] = vals[i]
-		}
-		out[fmt.Sprint(row["id"])] = row
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return Rows(t, d.st, name)
 }
 
 // checkChanged checks that after is before with exactly changes applied to
@@ -314,8 +279,8 @@ func except(states []string, s string) []string {
 	return slices.DeleteFunc(slices.Clone(states), func(x string) bool { return x == s })
 }
 
-func TestTransitionNode(t *testing.T) {
-	d := newDataPlane(t)
+func testTransitionNode(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	// to is a move the reconciler makes (or could make) from each state.
 	tests := []struct{ from, to string }{
 		{api.NodeRequested, api.NodeTerminated},
@@ -362,8 +327,8 @@ func TestTransitionNode(t *testing.T) {
 
 // TestTransitionNodeEmptyFrom: no state is in an empty list, so nothing
 // moves.
-func TestTransitionNodeEmptyFrom(t *testing.T) {
-	d := newDataPlane(t)
+func testTransitionNodeEmptyFrom(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	id := d.newNode(t, api.NodeRunning, registered)
 	before := d.onDisk(t, "nodes")
 	var ok bool
@@ -386,8 +351,8 @@ func TestTransitionNodeEmptyFrom(t *testing.T) {
 	checkChanged(t, before, d.onDisk(t, "nodes"), id, nil)
 }
 
-func TestStartLaunch(t *testing.T) {
-	d := newDataPlane(t)
+func testStartLaunch(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	expires := t1.Add(30 * time.Minute)
 	tests := []struct {
 		name    string
@@ -458,8 +423,8 @@ func TestStartLaunch(t *testing.T) {
 	}
 }
 
-func TestSetNodeInstance(t *testing.T) {
-	d := newDataPlane(t)
+func testSetNodeInstance(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	const started = "instance i-new started; waiting for its agent to register"
 	// Nodes past LAUNCHING already have address 10.0.0.1 (see newNode),
 	// which the new instance's address must not replace.
@@ -502,8 +467,8 @@ func TestSetNodeInstance(t *testing.T) {
 	}
 }
 
-func TestRegisterNode(t *testing.T) {
-	d := newDataPlane(t)
+func testRegisterNode(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	tests := []struct {
 		name    string
 		status  string
@@ -585,8 +550,8 @@ func TestRegisterNode(t *testing.T) {
 // credential the node does not hold, or a node that never registered,
 // changes nothing. Both credentials find the node until the previous one
 // is dropped.
-func TestRenewNodeCredential(t *testing.T) {
-	d := newDataPlane(t)
+func testRenewNodeCredential(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	ctx := context.Background()
 	byCred := func(prefix string) service.NodeRecord {
 		return d.nodeBy(t, func(dp service.DataPlaneTx) (service.NodeRecord, error) {
@@ -675,8 +640,8 @@ func TestRenewNodeCredential(t *testing.T) {
 	}
 }
 
-func TestDrainNode(t *testing.T) {
-	d := newDataPlane(t)
+func testDrainNode(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	deadline := t1.Add(10 * time.Minute)
 	tests := []struct {
 		status  string
@@ -718,8 +683,8 @@ func TestDrainNode(t *testing.T) {
 	}
 }
 
-func TestStopCluster(t *testing.T) {
-	d := newDataPlane(t)
+func testStopCluster(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	type testCase struct {
 		desired, status string
 		applies         bool
@@ -757,8 +722,8 @@ func TestStopCluster(t *testing.T) {
 	}
 }
 
-func TestRecordHeartbeats(t *testing.T) {
-	d := newDataPlane(t)
+func testRecordHeartbeats(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	at := func(h int) time.Time { return t0.Add(time.Duration(h) * time.Hour) }
 	// Registered fixtures start with a heartbeat at t0 (their registration);
 	// the others with none.
@@ -791,13 +756,9 @@ func TestRecordHeartbeats(t *testing.T) {
 				}
 				d.update(t, func(tx service.Tx) error { return tx.DataPlane().RecordHeartbeats(context.Background(), batch) })
 				row := d.onDisk(t, "nodes")[id]
-				drained := int64(0)
-				if step.wantDrained {
-					drained = 1
-				}
-				if row["last_heartbeat_at"] != ts(at(step.wantHour)) || row["drained"] != drained {
-					t.Errorf("%s: on disk last_heartbeat_at %v drained %v, want %d, %d",
-						step.name, row["last_heartbeat_at"], row["drained"], ts(at(step.wantHour)), drained)
+				if row["last_heartbeat_at"] != ts(at(step.wantHour)) || row["drained"] != step.wantDrained {
+					t.Errorf("%s: stored last_heartbeat_at %v drained %v, want %d, %v",
+						step.name, row["last_heartbeat_at"], row["drained"], ts(at(step.wantHour)), step.wantDrained)
 				}
 				n := d.node(t, id)
 				if n.LastHeartbeatAt == nil || !n.LastHeartbeatAt.Equal(at(step.wantHour)) || n.Drained != step.wantDrained {
@@ -816,8 +777,8 @@ func TestRecordHeartbeats(t *testing.T) {
 
 // TestUnknownIDs: a change to a node or cluster that is gone (deleted
 // since the plan) answers false, or nothing, and writes nothing.
-func TestUnknownIDs(t *testing.T) {
-	d := newDataPlane(t)
+func testUnknownIDs(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	d.newNode(t, api.NodeRunning, registered)
 	const gone = "node_gone"
 	tests := []struct {
@@ -867,8 +828,8 @@ func TestUnknownIDs(t *testing.T) {
 // TestSetClusterStatus: a pass's status, reason, conditions and observed
 // generation are written only while the cluster's generation is the one
 // the pass planned for; a status that stays keeps its change time.
-func TestSetClusterStatus(t *testing.T) {
-	d := newDataPlane(t)
+func testSetClusterStatus(t *testing.T, open Open) {
+	d := newDataPlane(t, open)
 	conds := []api.Condition{{Type: api.ConditionReady, Status: api.ConditionTrue, Reason: "Running", LastTransitionTime: t1}}
 	tests := []struct {
 		name       string
@@ -923,4 +884,14 @@ func TestSetClusterStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+func ts(t time.Time) int64 { return t.UnixNano() }
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }

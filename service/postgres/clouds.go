@@ -1,0 +1,146 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
+)
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", v, err)) // only our own plain structs get here
+	}
+	return string(b)
+}
+
+func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
+	cr, secret := service.SplitCloudCredentials(c)
+	secret, err := service.SealCloudSecret(t.keys, c.ID, secret)
+	if err != nil {
+		return err
+	}
+	return t.insertOrConflict(ctx, `INSERT INTO clouds (id, org_id, name, provider, region, credentials, secret, storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, conflictf("a cloud named %q already exists", c.Name),
+		c.ID, orgID, c.Name, c.Provider, c.Region, cr, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+		c.Status, c.StatusReason, ts(c.CreatedAt), ts(c.UpdatedAt))
+}
+
+const cloudCols = `id, name, provider, region, credentials, secret != '', storage_location, quotas, heartbeat, status, status_reason, created_at, updated_at, verified_at`
+
+func scanCloud(s scanner) (api.Cloud, error) {
+	return scanCloudWith(s)
+}
+
+// scanCloudWith scans cloudCols and then the extra destinations.
+func scanCloudWith(s scanner, extra ...any) (api.Cloud, error) {
+	var c api.Cloud
+	var cr, quotas, hb string
+	var tokenSet bool
+	var created, updated int64
+	var verified *int64
+	dest := append([]any{&c.ID, &c.Name, &c.Provider, &c.Region, &cr, &tokenSet, &c.StorageLocation, &quotas, &hb, &c.Status, &c.StatusReason,
+		&created, &updated, &verified}, extra...)
+	if err := s.Scan(dest...); err != nil {
+		return c, err
+	}
+	c.LastVerifiedAt = fromNullTS(verified)
+	if err := service.JoinCloudCredentials(&c, cr, tokenSet); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(quotas), &c.Quotas); err != nil {
+		return c, fmt.Errorf("cloud %s quotas: %w", c.ID, err)
+	}
+	if err := json.Unmarshal([]byte(hb), &c.Heartbeat); err != nil {
+		return c, fmt.Errorf("cloud %s heartbeat: %w", c.ID, err)
+	}
+	c.CreatedAt, c.UpdatedAt = fromTS(created), fromTS(updated)
+	return c, nil
+}
+
+func (t *tx) getCloud(ctx context.Context, orgID, id string) (api.Cloud, error) {
+	c, err := scanCloud(t.tx.QueryRow(ctx, `SELECT `+cloudCols+` FROM clouds WHERE id = $1 AND org_id = $2`, id, orgID))
+	return c, notFoundIfNoRows(err, "cloud", id)
+}
+
+func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
+	p, err := newPage(opts)
+	if err != nil {
+		return api.Page[api.Cloud]{}, err
+	}
+	a := args{orgID, f.Name}
+	items, err := queryList(ctx, t, p, scanCloud, `SELECT `+cloudCols+` FROM clouds WHERE org_id = $1 AND ($2 = '' OR name = $2) AND `+
+		p.cond(&a, "id", false)+` ORDER BY id`, a)
+	return finish(p, items, func(c api.Cloud) string { return c.ID }), err
+}
+
+func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
+	cr, secret := service.SplitCloudCredentials(c)
+	secret, err := service.SealCloudSecret(t.keys, c.ID, secret)
+	if err != nil {
+		return err
+	}
+	return t.guarded(ctx, conflictf("a cloud named %q already exists", c.Name), func() error {
+		return t.execOne(ctx, "cloud", c.ID, `UPDATE clouds SET name = $1, region = $2, credentials = $3, secret = CASE WHEN $4 = '' THEN secret ELSE $4 END,
+			storage_location = $5, quotas = $6, heartbeat = $7, status = $8, status_reason = $9, updated_at = $10 WHERE id = $11 AND org_id = $12`,
+			c.Name, c.Region, cr, secret, c.StorageLocation, mustJSON(c.Quotas), mustJSON(c.Heartbeat),
+			c.Status, c.StatusReason, ts(c.UpdatedAt), c.ID, orgID)
+	})
+}
+
+func (t *tx) deleteCloud(ctx context.Context, orgID, id string) error {
+	var n int
+	if err := t.tx.QueryRow(ctx, `SELECT COUNT(*) FROM clusters WHERE cloud_id = $1 AND org_id = $2`, id, orgID).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return api.Errorf(api.CodeConflict, "cloud %s still has %d cluster(s): delete them first", id, n)
+	}
+	return t.execOne(ctx, "cloud", id, `DELETE FROM clouds WHERE id = $1 AND org_id = $2`, id, orgID)
+}
+
+func (t *tx) getCloudSecret(ctx context.Context, orgID, id string) (string, error) {
+	var stored string
+	err := t.tx.QueryRow(ctx, `SELECT secret FROM clouds WHERE id = $1 AND org_id = $2`, id, orgID).Scan(&stored)
+	if err != nil {
+		return "", notFoundIfNoRows(err, "cloud", id)
+	}
+	return service.OpenCloudSecret(t.keys, id, stored)
+}
+
+// ListCloudsToVerify answers the clouds whose credentials wait to be tried
+// (verifying) and those last tried before staleBefore, with their secrets.
+// A secret that does not open is that cloud's SecretErr, not an error of
+// the list: the other clouds are verified all the same.
+func (t *tx) ListCloudsToVerify(ctx context.Context, staleBefore time.Time) ([]service.CloudRecord, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+cloudCols+`, org_id, secret FROM clouds
+		WHERE status = $1 OR verified_at IS NULL OR verified_at < $2 ORDER BY id`, api.CloudVerifying, ts(staleBefore))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []service.CloudRecord
+	for rows.Next() {
+		var rec service.CloudRecord
+		var stored string
+		c, err := scanCloudWith(rows, &rec.OrgID, &stored)
+		if err != nil {
+			return nil, err
+		}
+		rec.Cloud = c
+		rec.Secret, rec.SecretErr = service.OpenCloudSecret(t.keys, c.ID, stored)
+		out = append(out, rec)
+	}
+	return out, rows.Err()
+}
+
+// SetCloudVerification records the result of trying a cloud's credentials,
+// unless the cloud changed since they were read (its updated_at moved).
+func (t *tx) SetCloudVerification(ctx context.Context, id string, seenUpdatedAt time.Time, status, reason string, at time.Time) (bool, error) {
+	return t.changed(ctx, `UPDATE clouds SET status = $1, status_reason = $2, verified_at = $3 WHERE id = $4 AND updated_at = $5`,
+		status, reason, ts(at), id, ts(seenUpdatedAt))
+}

@@ -29,6 +29,11 @@ type PlanInput struct {
 	Now      time.Time
 	// LostAfter is how long a RUNNING node may go without a heartbeat.
 	LostAfter time.Duration
+	// HoldSilentLoss, when set, says why no node is lost for missed
+	// heartbeats now: so many nodes of the control plane went silent at
+	// once that the control plane (or its network) is the likelier fault.
+	// A node whose instance is gone is still lost.
+	HoldSilentLoss string
 	// BootTimeout is how long an instance may run before its agent registers.
 	BootTimeout time.Duration
 	// DrainTimeout is how long a draining node has to stop its work.
@@ -188,7 +193,7 @@ func planCluster(in PlanInput) Plan {
 				// reclaimed): no need to wait for the heartbeats to stop.
 				change.Reason = "instance no longer exists"
 				p.Lost = append(p.Lost, change)
-			} else if in.Now.Sub(seen) > in.LostAfter {
+			} else if in.Now.Sub(seen) > in.LostAfter && in.HoldSilentLoss == "" {
 				change.Reason = fmt.Sprintf("missed heartbeats: last seen %s ago", in.Now.Sub(seen).Round(time.Second))
 				p.Lost = append(p.Lost, change)
 			} else {

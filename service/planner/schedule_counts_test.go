@@ -315,3 +315,24 @@ func TestJustRegisteredWorkerTakesDemand(t *testing.T) {
 		t.Fatalf("a busy worker: %d nodes created, want 1", len(p.Create))
 	}
 }
+
+// TestHoldSilentLoss: while the control plane holds losses for missed
+// heartbeats, a silent node stays; a node whose instance is gone is lost
+// all the same.
+func TestHoldSilentLoss(t *testing.T) {
+	in := hugeCluster(nil, nil)
+	old := in.Now.Add(-time.Hour)
+	in.Nodes[1].LastHeartbeatAt = &old
+	in.LastSeen[in.Nodes[1].ID] = old
+	if p := PlanCluster(in); len(p.Lost) != 1 {
+		t.Fatalf("a silent worker: %d lost, want 1", len(p.Lost))
+	}
+	in.HoldSilentLoss = "most nodes silent at once"
+	if p := PlanCluster(in); len(p.Lost) != 0 {
+		t.Fatalf("a silent worker while losses are held: %d lost", len(p.Lost))
+	}
+	in.Instances = in.Instances[:1] // the worker's instance is gone
+	if p := PlanCluster(in); len(p.Lost) != 1 || p.Lost[0].Reason != "instance no longer exists" {
+		t.Fatalf("a vanished worker while losses are held: %+v", p.Lost)
+	}
+}

@@ -61,6 +61,11 @@ type clusterRun struct {
 	stamp  stamp     // the record the last pass began from
 	nextAt time.Time // due then even if nothing changed
 	watch  *watch    // a settled cluster's deadlines; nil when not settled
+
+	// Its running nodes and their lost_after as its last pass saw them,
+	// for the mass-silence check (schedule.go).
+	tracked   []string
+	lostAfter time.Duration
 }
 
 // claim marks a cluster's pass as running, unless one runs or, when now
@@ -147,6 +152,7 @@ func (r *Reconciler) dispatch(ctx context.Context, all bool) *sync.WaitGroup {
 	}
 	r.forget(clusters)
 	now := r.cfg.Now()
+	r.checkMassSilence(now)
 	for _, c := range clusters {
 		if !all && !r.due(c, now) {
 			continue

@@ -459,6 +459,9 @@ func (h *harness) metric(name string, labels ...string) float64 {
 					continue next
 				}
 			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
 			return m.GetCounter().GetValue()
 		}
 	}

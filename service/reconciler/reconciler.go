@@ -94,6 +94,9 @@ type Reconciler struct {
 	passes sync.WaitGroup // every pass running
 	mu     sync.Mutex
 	runs   map[string]*clusterRun // by cluster id
+	// hold is why losses for missed heartbeats are held now ("" when
+	// not): see checkMassSilence.
+	hold string
 }
 
 type reconcileMetrics struct {
@@ -104,6 +107,7 @@ type reconcileMetrics struct {
 	errors   *prometheus.CounterVec
 	inFlight prometheus.Gauge
 	duration prometheus.Histogram
+	held     prometheus.Gauge
 }
 
 // New applies defaults.
@@ -162,13 +166,15 @@ func New(cfg Config) *Reconciler {
 			Help: "Cluster passes running now (at most the reconcile concurrency)."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rayplane_reconcile_pass_duration_seconds",
 			Help: "How long one cluster's pass took, driver calls included.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 9)}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_liveness_silent_loss_held",
+			Help: "1 while no node is declared lost for missed heartbeats because at least half of the nodes went silent at once (the control plane or its network is the likelier fault)."}),
 	}
 	for _, reason := range errorReasons {
 		r.metrics.errors.WithLabelValues(reason) // every series from the start, at 0
 	}
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked, r.metrics.panics, r.metrics.errors,
-			r.metrics.inFlight, r.metrics.duration)
+			r.metrics.inFlight, r.metrics.duration, r.metrics.held)
 	}
 	return r
 }
@@ -336,7 +342,9 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 		BootTimeout:     r.cfg.BootTimeout,
 		DrainTimeout:    r.cfg.DrainTimeout,
 		Demand:          r.cfg.Liveness.Demand(headOf(o.nodes)),
+		HoldSilentLoss:  r.silentLossHeld(),
 	}
+	r.track(c.ID, o.nodes, in.LostAfter)
 	// Other clusters of the cloud are planned at the same time: when one
 	// of them took more of the cloud's quota before this plan was
 	// recorded, plan again with what it took (the driver's answers still

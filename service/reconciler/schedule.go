@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
@@ -196,4 +197,98 @@ func (l *Liveness) deadlinePassed(w *watch, now time.Time) bool {
 		return true
 	}
 	return false
+}
+
+// Mass silence. A node that stops heartbeating is lost after lost_after
+// intervals and replaced. When at least half of every node this control
+// plane tracks (and at least MassSilenceMinNodes) goes silent at once, the
+// likelier fault is the control plane itself — overloaded, paused, cut off
+// from the nodes' network — not half the machines of every tenant at once;
+// losing them all would replace every node and make the overload worse.
+// So while that holds, no node is lost for missed heartbeats (one whose
+// instance is gone from the cloud still is), the hold is logged and shown by
+// rayplane_liveness_silent_loss_held, and when it ends every cluster is
+// passed over at once, so the nodes still silent are found then. This is
+// Kubernetes' node lifecycle controller's choice when most of a zone's
+// nodes are unhealthy.
+
+// MassSilenceMinNodes is the fewest tracked nodes for which mass silence
+// holds losses: a small control plane's nodes may all fail at once.
+const MassSilenceMinNodes = 20
+
+// track records the running nodes of a cluster as its pass reads them.
+func (r *Reconciler) track(id string, nodes []service.NodeRecord, lostAfter time.Duration) {
+	var running []string
+	for _, n := range nodes {
+		if n.Status == api.NodeRunning {
+			running = append(running, n.ID)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if run := r.runs[id]; run != nil {
+		run.tracked, run.lostAfter = running, lostAfter
+	}
+}
+
+func (r *Reconciler) silentLossHeld() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hold
+}
+
+// checkMassSilence decides, at the start of a tick, whether losses for
+// missed heartbeats are held.
+func (r *Reconciler) checkMassSilence(now time.Time) {
+	r.mu.Lock()
+	type tracked struct {
+		ids       []string
+		lostAfter time.Duration
+	}
+	all := make([]tracked, 0, len(r.runs))
+	for _, run := range r.runs {
+		if len(run.tracked) > 0 {
+			all = append(all, tracked{run.tracked, run.lostAfter})
+		}
+	}
+	was := r.hold
+	r.mu.Unlock()
+
+	silent, total := 0, 0
+	l := r.cfg.Liveness
+	l.mu.Lock()
+	for _, t := range all {
+		for _, id := range t.ids {
+			total++
+			seen := l.seen[id]
+			if seen.Before(l.started) {
+				seen = l.started
+			}
+			if now.Sub(seen) > t.lostAfter {
+				silent++
+			}
+		}
+	}
+	l.mu.Unlock()
+
+	hold := ""
+	if total >= MassSilenceMinNodes && 2*silent >= total {
+		hold = fmt.Sprintf("%d of %d nodes went silent at once: the control plane or its network is the likelier fault", silent, total)
+	}
+	r.mu.Lock()
+	r.hold = hold
+	if was != "" && hold == "" {
+		for _, run := range r.runs {
+			run.dirty = true // find the nodes still silent now
+		}
+	}
+	r.mu.Unlock()
+	switch {
+	case was == "" && hold != "":
+		r.metrics.held.Set(1)
+		r.log.Warn("holding losses for missed heartbeats", "silent_nodes", silent, "tracked_nodes", total)
+	case was != "" && hold == "":
+		r.metrics.held.Set(0)
+		r.log.Info("losses for missed heartbeats resume", "silent_nodes", silent, "tracked_nodes", total)
+	}
 }

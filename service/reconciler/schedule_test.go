@@ -189,3 +189,89 @@ func TestSweepDeadlines(t *testing.T) {
 		t.Fatal("maximum uptime not found at its time")
 	}
 }
+
+// When at least half of the nodes go silent at once, none is lost for
+// missed heartbeats (the control plane is the likelier fault); when only a
+// few do, they are lost and replaced as ever; when the hold ends, the nodes
+// still silent are found at once.
+func TestMassSilenceHoldsLosses(t *testing.T) {
+	h := newHarness(t)
+	cloudID, f := h.newCloud("many", nil)
+	h.newReconciler(h.st, func(c *Config) { c.Resync = time.Hour })
+	var ids []string
+	for i := range 12 { // 24 nodes: more than MassSilenceMinNodes
+		ids = append(ids, h.newCluster("m"+string(rune('a'+i)), cloudID).ID)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !h.allReady(ids) {
+		h.step()
+		h.rec.ReconcileDue(h.ctx)
+		if time.Now().After(deadline) {
+			t.Fatal("clusters did not come up")
+		}
+	}
+	nodesOf := func(id string) []api.Node { _, nodes := h.cluster(id); return nodes }
+	// Every node of 7 clusters (14 of 24) goes silent.
+	for _, id := range ids[:7] {
+		for _, n := range nodesOf(id) {
+			h.silence(n.ID)
+		}
+	}
+	for range 30 { // 6 s of the fake clock: three times lost_after
+		h.tick(f, ids)
+	}
+	if h.metric("rayplane_liveness_silent_loss_held") != 1 {
+		t.Fatal("losses are not held with 14 of 24 nodes silent")
+	}
+	for _, id := range ids[:7] {
+		for _, n := range nodesOf(id) {
+			if n.Status != api.NodeRunning {
+				t.Fatalf("node %s of a mass silence is %s (%s)", n.ID, n.Status, n.StatusReason)
+			}
+		}
+	}
+	// Six clusters' nodes speak again; the twelve nodes of the last silent
+	// one... are 2 of 24: the hold ends and they are lost at once.
+	h.mu.Lock()
+	for _, id := range ids[:6] {
+		for _, n := range nodesOf(id) {
+			delete(h.silent, n.ID)
+		}
+	}
+	h.mu.Unlock()
+	lost := func() int {
+		k := 0
+		for _, n := range nodesOf(ids[6]) {
+			if n.Status != api.NodeRunning {
+				k++
+			}
+		}
+		return k
+	}
+	deadline = time.Now().Add(time.Minute)
+	for lost() < 2 {
+		h.tick(f, ids)
+		if time.Now().After(deadline) {
+			t.Fatalf("after the hold ended the silent nodes of %s were not lost: %s", ids[6], describeNodes(nodesOf(ids[6])))
+		}
+	}
+	if h.metric("rayplane_liveness_silent_loss_held") != 0 {
+		t.Fatal("losses still held with 2 of 24 nodes silent")
+	}
+	for _, id := range ids[:6] {
+		for _, n := range nodesOf(id) {
+			if n.Status != api.NodeRunning {
+				t.Fatalf("node %s that spoke again is %s", n.ID, n.Status)
+			}
+		}
+	}
+}
+
+func (h *harness) allReady(ids []string) bool {
+	for _, id := range ids {
+		if c, nodes := h.cluster(id); !ready(c, nodes) {
+			return false
+		}
+	}
+	return true
+}

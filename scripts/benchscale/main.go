@@ -64,6 +64,7 @@ type config struct {
 	clusters   int
 	lostKill   int
 	nodesPer   int // nodes per cluster of the P5 run under way
+	interval   int
 	planN      int
 	planRuns   int
 	conns      int
@@ -83,6 +84,7 @@ func main() {
 	flag.StringVar(&p5Flag, "p5-nodes", "10000,50000", "P5: simulated nodes, comma-separated runs")
 	flag.IntVar(&c.clusters, "clusters", 1000, "P5 and lost: clusters the nodes are spread over")
 	flag.IntVar(&c.lostKill, "lost-kill", 500, "lost: workers killed at 10,000 nodes")
+	flag.IntVar(&c.interval, "interval", 5, "P5 and lost: the sim cloud's heartbeat interval in seconds")
 	flag.IntVar(&c.planN, "plan-clusters", 100, "plan: clusters (and time_static resources)")
 	flag.IntVar(&c.planRuns, "plan-runs", 3, "plan: plans of each configuration")
 	flag.IntVar(&c.conns, "connections", 64, "the fleet's connections to the control plane")
@@ -818,7 +820,7 @@ func listAllNodes(ctx context.Context, cl *client.Client, clusterID string) ([]a
 func p5(ctx context.Context, c config, nodes int, r *report) error {
 	per := nodes / c.clusters
 	c.nodesPer = per
-	fmt.Printf("P5: %d simulated nodes in %d clusters of %d, heartbeats every 5 s\n", per*c.clusters, c.clusters, per)
+	fmt.Printf("P5: %d simulated nodes in %d clusters of %d, heartbeats every %d s\n", per*c.clusters, c.clusters, per, c.interval)
 	dir := filepath.Join(c.dir, fmt.Sprintf("p5-%d", nodes))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -838,7 +840,7 @@ func p5(ctx context.Context, c config, nodes int, r *report) error {
 	if err != nil {
 		return err
 	}
-	cl, err := s.simCloud(ctx, 5, 3)
+	cl, err := s.simCloud(ctx, c.interval, 3)
 	if err != nil {
 		return err
 	}
@@ -886,7 +888,7 @@ func p5(ctx context.Context, c config, nodes int, r *report) error {
 	if nodes == 50000 {
 		target = verdict(falseLost == 0, "no false LOST at 50,000 nodes")
 	}
-	r.add(fmt.Sprintf("P5 false LOST at %d nodes", nodes), strconv.Itoa(falseLost), fmt.Sprintf("heartbeats failed %d", st.HeartbeatsFailed), target)
+	r.add(fmt.Sprintf("P5 false LOST at %d nodes, %d s interval", nodes, c.interval), strconv.Itoa(falseLost), fmt.Sprintf("heartbeats failed %d", st.HeartbeatsFailed), target)
 	if nodes == 10000 && c.only["lost"] {
 		if err := lostBench(ctx, c, s, f, ids, r); err != nil {
 			return err
@@ -976,8 +978,9 @@ func lostBench(ctx context.Context, c config, s *server, f *fleet, ids []string,
 	profErr := make(chan error, 1)
 	go func() { profErr <- s.profile(c, "profile?seconds=30", "lost-cpu.pprof") }()
 	defer func() { <-profErr }()
-	// lost_after 3 intervals of 5 s, one interval of grace, a reconcile tick.
-	bound := 3*5*time.Second + 5*time.Second + time.Second
+	// lost_after 3 intervals, one interval of grace, a reconcile tick.
+	iv := time.Duration(c.interval) * time.Second
+	bound := 3*iv + iv + time.Second
 	var lost map[string]time.Time
 	err := waitForEvery(ctx, "every killed node to be found lost", 5*bound, time.Second, func() (bool, string, error) {
 		var err error
@@ -1008,7 +1011,7 @@ func lostBench(ctx context.Context, c config, s *server, f *fleet, ids []string,
 	worst := delays[len(delays)-1]
 	r.add("lost-node detection at 10,000 nodes", fmt.Sprintf("%d killed, all found; median %.1f s, max %.1f s after the kill; %d found falsely",
 		len(killed), delays[len(delays)/2].Seconds(), worst.Seconds(), falsely),
-		fmt.Sprintf("bound %.0f s (3 x 5 s + 5 s grace + 1 s tick)", bound.Seconds()), verdict(worst <= bound && falsely == 0, "all within the bound, none falsely"))
+		fmt.Sprintf("bound %.0f s (3 x %d s + %d s grace + 1 s tick)", bound.Seconds(), c.interval, c.interval), verdict(worst <= bound && falsely == 0, "all within the bound, none falsely"))
 	return nil
 }
 

@@ -295,7 +295,7 @@ func (f *Fleet) clientFor(b api.AgentBootstrap) (*http.Client, error) {
 		}
 		tc.RootCAs = pool
 	}
-	n := f.cfg.Connections
+	n := f.cfg.Connections + f.regWorkers() // a connection for every worker
 	tr := &http.Transport{
 		TLSClientConfig: tc, MaxConnsPerHost: n, MaxIdleConnsPerHost: n, MaxIdleConns: n,
 		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: callTimeout,

@@ -57,6 +57,8 @@ type Fleet struct {
 	log  *slog.Logger
 	now  func() time.Time
 	work chan *instance
+	// regWork queues booting agents for the registration workers.
+	regWork chan *instance
 
 	mu        sync.Mutex
 	instances map[string]*instance              // by id
@@ -156,6 +158,7 @@ func New(cfg Config) (*Fleet, error) {
 	f := &Fleet{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now,
 		work:      make(chan *instance),
+		regWork:   make(chan *instance, 4096),
 		instances: map[string]*instance{}, byKey: map[string]*instance{}, byCluster: map[string]map[*instance]struct{}{},
 		byTag: map[string]map[*instance]struct{}{}, interned: map[string]string{},
 		alive: map[string]int{}, wake: make(chan struct{}, 1),
@@ -170,34 +173,56 @@ func New(cfg Config) (*Fleet, error) {
 // off the timer heap and hands them to Connections workers.
 func (f *Fleet) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for range f.cfg.Connections {
-		wg.Go(func() {
+	worker := func(ch chan *instance) func() {
+		return func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case in := <-f.work:
+				case in := <-ch:
 					f.step(ctx, in)
 				}
 			}
-		})
+		}
+	}
+	for range f.cfg.Connections {
+		wg.Go(worker(f.work))
+	}
+	// Registrations have workers of their own: a registration is a write
+	// on the control plane and may wait for its one writer, and thousands
+	// of booting agents must not hold up the heartbeats of running ones (on
+	// real machines each agent has its own connection).
+	for range f.regWorkers() {
+		wg.Go(worker(f.regWork))
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		f.mu.Lock()
 		var next *instance
+		booting := false
 		wait := time.Hour
 		if len(f.timers) > 0 {
 			top := f.timers[0]
 			if d := top.due.Sub(f.now()); d <= 0 {
 				next = heap.Pop(&f.timers).(*instance)
 				next.busy = true
+				booting = next.phase == sim.PhaseBooting
 			} else {
 				wait = d
 			}
 		}
 		f.mu.Unlock()
+		if next != nil && booting {
+			select {
+			case f.regWork <- next:
+			default: // every registration worker busy and the queue full: a little later
+				f.mu.Lock()
+				f.schedule(next, f.now().Add(100*time.Millisecond))
+				f.mu.Unlock()
+			}
+			continue
+		}
 		if next != nil {
 			select {
 			case f.work <- next:
@@ -219,6 +244,10 @@ func (f *Fleet) Run(ctx context.Context) {
 		return true
 	})
 }
+
+// regWorkers is how many registrations run at once: a quarter of the
+// connections, at least one.
+func (f *Fleet) regWorkers() int { return max(1, f.cfg.Connections/4) }
 
 // schedule puts in on the heap at due; f.mu is held.
 func (f *Fleet) schedule(in *instance, due time.Time) {

@@ -245,9 +245,9 @@ func (f *Fleet) Run(ctx context.Context) {
 	})
 }
 
-// regWorkers is how many registrations run at once: a quarter of the
-// connections, at least one.
-func (f *Fleet) regWorkers() int { return max(1, f.cfg.Connections/4) }
+// regWorkers is how many registrations run at once: as many as the
+// heartbeat workers (a registration waits on the control plane's writer).
+func (f *Fleet) regWorkers() int { return f.cfg.Connections }
 
 // schedule puts in on the heap at due; f.mu is held.
 func (f *Fleet) schedule(in *instance, due time.Time) {

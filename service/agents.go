@@ -69,8 +69,8 @@ const RejectEventEvery = time.Minute
 // Liveness).
 type HeartbeatSink interface {
 	// Beat records a heartbeat and reports whether the node's pending
-	// demand changed (the autoscaler should look again).
-	Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (demandChanged bool)
+	// demand or its runtime changed (its cluster should be looked at now).
+	Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (changed bool)
 	// Seen marks a node alive at at without a report (registration).
 	Seen(nodeID string, at time.Time)
 }
@@ -305,7 +305,7 @@ func (a *Agents) Heartbeat(ctx context.Context, credential, clusterID, nodeID st
 	pinChanged := accessPin != "" && accessPin != n.AccessPublicKeySHA256
 	accessURLChanged := n.Head && n.Status == api.NodeRunning && hb.AccessURL != "" && hb.AccessURL != n.AccessURL
 	if a.Liveness.Beat(n.ID, hb, now) {
-		a.wake(c.ID) // new demand: the autoscaler looks now
+		a.wake(c.ID) // new demand or a runtime that changed: a pass now
 	}
 	// Rare changes are written at once; everything else waits for the batch.
 	headMoved := n.Head && n.Status == api.NodeRunning && hb.Address != "" && hb.Address != c.HeadAddress

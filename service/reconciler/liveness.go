@@ -24,6 +24,8 @@ type Liveness struct {
 	// idle is each node's latest idle_since (nodes with work have none):
 	// the reconciler's sweep reads it to find idle deadlines.
 	idle map[string]time.Time
+	// runtime is each node's latest runtime report, to tell when it changes.
+	runtime map[string]runtimeReport
 	// started is when this process began: after a control-plane restart
 	// no node counts as silent for longer than the control plane was gone.
 	started time.Time
@@ -32,16 +34,24 @@ type Liveness struct {
 // NewLiveness starts tracking at now.
 func NewLiveness(now time.Time) *Liveness {
 	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{},
-		idle: map[string]time.Time{}, started: now}
+		idle: map[string]time.Time{}, runtime: map[string]runtimeReport{}, started: now}
 }
 
 // Beat records a heartbeat and reports whether the node's pending demand
-// changed (the autoscaler should look again).
-func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (demandChanged bool) {
+// or its runtime (state, configuration, crashing or not) changed: its
+// cluster should be looked at again now.
+func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seen[nodeID] = at
-	demandChanged = !reflect.DeepEqual(l.demand[nodeID], hb.Demand) && (len(hb.Demand) > 0 || len(l.demand[nodeID]) > 0)
+	demandChanged := !reflect.DeepEqual(l.demand[nodeID], hb.Demand) && (len(hb.Demand) > 0 || len(l.demand[nodeID]) > 0)
+	// A runtime that starts, crashes, stops or runs another configuration
+	// changes the cluster's conditions (Ready): its cluster is looked at now,
+	// not at the next resync.
+	rt := runtimeReport{state: truncate(hb.RuntimeState, 32), hash: truncate(hb.RuntimeHash, 64), crashing: hb.RuntimeCrashes > 0}
+	prev, known := l.runtime[nodeID]
+	l.runtime[nodeID] = rt
+	runtimeChanged := known && prev != rt
 	if len(hb.Demand) > 0 {
 		l.demand[nodeID] = hb.Demand
 	} else {
@@ -57,7 +67,14 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (dem
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
 		RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), maxCrashes), RuntimeHash: truncate(hb.RuntimeHash, 64),
 	}
-	return demandChanged
+	return demandChanged || runtimeChanged
+}
+
+// runtimeReport is what of a node's runtime its cluster's conditions
+// depend on.
+type runtimeReport struct {
+	state, hash string
+	crashing    bool
 }
 
 // maxCrashes caps the crash count an agent reports: tenants' code runs on
@@ -118,6 +135,7 @@ func (l *Liveness) Forget(nodeID string) {
 	delete(l.pending, nodeID)
 	delete(l.demand, nodeID)
 	delete(l.idle, nodeID)
+	delete(l.runtime, nodeID)
 }
 
 // Overlay applies to nodes, as read from the store, the heartbeats of

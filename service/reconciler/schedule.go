@@ -152,8 +152,8 @@ func settled(c service.ClusterRecord, o observed, plan planner.Plan) bool {
 	if !plan.Empty() || len(plan.Blocks) > 0 || plan.Stop != "" || c.DeleteRequested || c.DesiredState != api.DesiredRunning {
 		return false
 	}
-	if plan.Status != api.ClusterRunning || c.Generation != c.ObservedGeneration && plan.Status == "" {
-		return false
+	if plan.Status != api.ClusterRunning || !api.IsTrue(plan.Conditions, api.ConditionReady) {
+		return false // (a cluster not Ready is in motion: its nodes start, restart or crash)
 	}
 	for _, n := range o.nodes {
 		if n.Status != api.NodeRunning {

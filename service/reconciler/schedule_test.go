@@ -94,6 +94,38 @@ func TestTickPassesOnlyClustersThatChanged(t *testing.T) {
 		t.Fatalf("after waking %s the tick passed over %v", ids[5], passed)
 	}
 
+	// A runtime that crashes changes its cluster's conditions: the
+	// heartbeat that says so wakes that cluster only.
+	h.agents.WakeCluster = h.rec.WakeCluster
+	crashed := ids[9]
+	h.mu.Lock()
+	var node string
+	var a agent
+	for id, ag := range h.nodes {
+		if ag.clusterID == crashed && !ag.head {
+			node, a = id, ag
+		}
+	}
+	h.silent[node] = true // step() must not report it running again
+	h.mu.Unlock()
+	if _, _, err := h.agents.Heartbeat(h.ctx, a.credential, crashed, node, api.AgentHeartbeat{RuntimeState: api.RuntimeCrashed,
+		RuntimeHash: a.runtimeHash, RuntimeCrashes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.listsBy(ids)
+	h.rec.ReconcileDue(h.ctx)
+	for id, n := range f.listsBy(ids) {
+		if (n > before[id]) != (id == crashed) {
+			t.Fatalf("after a runtime crash in %s the tick passed over %s: %v", crashed, id, n > before[id])
+		}
+	}
+	h.mu.Lock()
+	delete(h.silent, node)
+	h.mu.Unlock()
+	for range 5 {
+		h.tick(f, ids)
+	}
+
 	// A silent worker: its cluster is passed over once its lost deadline
 	// passes (lost after one missed 1 s beat, plus one interval of grace),
 	// and the node is replaced; the others are not passed over.

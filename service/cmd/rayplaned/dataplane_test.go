@@ -21,7 +21,10 @@ import (
 // the local driver, killed with SIGKILL, replaced, terminated.
 
 // fastFlags make the control plane react in seconds, not minutes.
-var fastFlags = []string{"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms"}
+// --resync-interval 1s: these tests count passes over settled clusters
+// (afterPasses: each a chance to launch again or terminate what was
+// adopted); when a pass is due is service/reconciler's to test.
+var fastFlags = []string{"--reconcile-interval", "200ms", "--drain-timeout", "2s", "--heartbeat-flush", "300ms", "--resync-interval", "1s"}
 
 // Runtime commands: a head and workers that just live, in the agent's
 // process group, carrying the cluster id in their environment.

@@ -96,8 +96,8 @@ func (f *Fleet) register(ctx context.Context, in *instance) {
 	in.credential = ans.NodeCredential
 	in.registered = f.now()
 	idle := in.registered
-	in.idleSince = &idle // nothing placed on it yet
-	f.apply(in, ans.Config, api.AgentConfigHash(ans.Config))
+	in.idleSince = &idle        // nothing placed on it yet
+	f.apply(in, ans.Config, "") // registration answers no config_hash: the first heartbeat gets the configuration whole, as the agent's does
 	if in.silentNext {
 		in.phase = sim.PhaseSilent
 		in.busy = false
@@ -166,11 +166,9 @@ func (f *Fleet) heartbeat(ctx context.Context, in *instance) {
 	start := time.Now()
 	_, err = f.call(ctx, hc, in.boot.ControlPlaneURL, path, cred, hb, &ans)
 	took := time.Since(start)
-	hash := ans.ConfigHash
+	hash := ans.ConfigHash // the control plane's name for the configuration, never derived here
 	if err == nil && ans.Config.NodeID != "" {
-		if err = checkConfig(ans.Config, in); err == nil {
-			hash = api.AgentConfigHash(ans.Config)
-		}
+		err = checkConfig(ans.Config, in)
 	}
 	if err == nil && len(ans.NodeCredential) > 1024 {
 		err = errors.New("node_credential: too long")

@@ -284,6 +284,16 @@ func TestDirectAccess(t *testing.T) {
 		}
 	}
 	t.Cleanup(resume)
+	// SIGSTOP is delivered asynchronously: wait until the kernel shows the
+	// process stopped before asking it anything.
+	waitUntil(t, 30*time.Second, "rayplaned to be stopped", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+		if err != nil {
+			return false
+		}
+		i := bytes.LastIndexByte(b, ')')
+		return i > 0 && i+2 < len(b) && b[i+2] == 'T'
+	})
 	quick := &http.Client{Timeout: time.Second, Transport: s.client.Transport}
 	if resp, err := quick.Get(s.endpoint + "/healthz"); err == nil {
 		resp.Body.Close()

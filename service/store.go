@@ -284,6 +284,10 @@ type NodeRecord struct {
 	// the head's last issued access certificate, base64 std (curl's
 	// --pinnedpubkey sha256//…); empty until one is issued.
 	AccessPublicKeySHA256 string
+	// Demand is the pending resource shapes the node (a head) last
+	// reported, as the last heartbeat flush wrote them; nil when none. A
+	// replica plans from it when the head's heartbeats land on another.
+	Demand []api.ResourceDemand
 }
 
 // Heartbeat is one agent report, as batched to the store.
@@ -297,4 +301,6 @@ type Heartbeat struct {
 	Drained        bool
 	RuntimeCrashes int
 	RuntimeHash    string
+	// Demand is the pending resource shapes reported (heads); nil: none.
+	Demand []api.ResourceDemand
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,12 @@ import (
 //
 // Writes this process does not make (another replica, an admin command on
 // the same database) are seen when the entry's TTL runs out: NodeTTL for
-// nodes, clusters and clouds, TokenTTL for tokens. Whoever uses the cache
+// nodes, clusters and clouds, TokenTTL for tokens. With replicas on a store
+// with a Bus, they are seen sooner: every write transaction through Wrap
+// publishes the keys it touched on service.BusCache in the transaction
+// (delivered when it commits), and each replica drops them on receipt
+// (Invalidate); a replica whose bus connection is down serves nothing from
+// its cache (Suspend) until it listens again (Resume). Whoever uses the cache
 // must check a refusal against the store itself (the hot paths here do):
 // an entry only ever makes the control plane accept what the store
 // accepted at most a TTL ago, never refuse what it accepts now.
@@ -42,6 +48,10 @@ type Cache struct {
 	clusters map[string]cached[ClusterRecord]
 	clouds   map[string]cached[api.Cloud]
 	tokens   map[string]cached[Principal] // by token prefix
+
+	// suspended: nothing is served or kept (the bus that would say what
+	// other replicas change is not heard).
+	suspended bool
 }
 
 // Default lifetimes of cache entries (Cache.NodeTTL, Cache.TokenTTL): the
@@ -111,7 +121,7 @@ func (c *Cache) begin() fill {
 func (c *Cache) end(f fill, keys []string, keep func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fresh := f.seq >= c.stale
+	fresh := f.seq >= c.stale && !c.suspended
 	if fresh && f.seq != c.seq {
 		for _, k := range keys {
 			if s, ok := c.touched[k]; ok && s > f.seq {
@@ -171,12 +181,61 @@ func live[T any](e cached[T], ok bool, now time.Time, ttl time.Duration) bool {
 	return ok && now.Sub(e.at) < ttl
 }
 
+// Invalidate drops what a bus message names: keys separated by spaces,
+// as Wrap publishes them, or "*" for everything. Unknown keys are ignored.
+func (c *Cache) Invalidate(payload string) {
+	if payload == "*" {
+		c.dropAll()
+		return
+	}
+	var keys []string
+	for _, k := range strings.Fields(payload) {
+		if len(k) > 2 && k[1] == '/' && strings.ContainsRune("nckt", rune(k[0])) {
+			keys = append(keys, k)
+		}
+	}
+	c.invalidate(keys)
+}
+
+// Suspend stops serving and keeping entries: what other replicas write is
+// not heard now.
+func (c *Cache) Suspend() {
+	c.mu.Lock()
+	c.suspended = true
+	c.mu.Unlock()
+	c.dropAll()
+}
+
+// Resume serves entries again, starting empty: messages may have been
+// missed while the bus was not heard.
+func (c *Cache) Resume() {
+	c.dropAll()
+	c.mu.Lock()
+	c.suspended = false
+	c.mu.Unlock()
+}
+
+// dropAll empties the cache and makes every fill in flight unusable.
+func (c *Cache) dropAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
+	c.seq++
+	c.stale = c.seq
+	clear(c.touched)
+	clear(c.nodes)
+	clear(c.prefixes)
+	clear(c.clusters)
+	clear(c.clouds)
+	clear(c.tokens)
+}
+
 // node answers the node whose current or previous credential has prefix.
 func (c *Cache) node(prefix string) (NodeRecord, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.nodes[prefix]
-	if !live(e.cached, ok, c.now(), c.NodeTTL) {
+	if c.suspended || !live(e.cached, ok, c.now(), c.NodeTTL) {
 		return NodeRecord{}, false
 	}
 	return e.v, true
@@ -200,7 +259,7 @@ func (c *Cache) cluster(id string) (ClusterRecord, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.clusters[id]
-	if !live(e, ok, c.now(), c.NodeTTL) {
+	if c.suspended || !live(e, ok, c.now(), c.NodeTTL) {
 		return ClusterRecord{}, false
 	}
 	return e.v, true
@@ -210,7 +269,7 @@ func (c *Cache) cloud(id string) (api.Cloud, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.clouds[id]
-	if !live(e, ok, c.now(), c.NodeTTL) {
+	if c.suspended || !live(e, ok, c.now(), c.NodeTTL) {
 		return api.Cloud{}, false
 	}
 	return e.v, true
@@ -220,7 +279,7 @@ func (c *Cache) token(prefix string) (Principal, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.tokens[prefix]
-	if !live(e, ok, c.now(), c.TokenTTL) {
+	if c.suspended || !live(e, ok, c.now(), c.TokenTTL) {
 		return Principal{}, false
 	}
 	return e.v, true
@@ -256,8 +315,25 @@ func (s *cachingStore) Update(ctx context.Context, fn func(Tx) error) error {
 	defer func() { s.c.invalidate(t.keys) }()
 	return s.Store.Update(ctx, func(tx Tx) error {
 		t.keys = t.keys[:0] // a retried transaction starts again
-		return fn(&cachingTx{Tx: tx, t: t})
+		if err := fn(&cachingTx{Tx: tx, t: t}); err != nil {
+			return err
+		}
+		// Other replicas drop the keys when (and only if) this commits.
+		if p, ok := tx.(TxPublisher); ok && len(t.keys) > 0 {
+			return p.Publish(ctx, BusCache, busKeys(t.keys))
+		}
+		return nil
 	})
+}
+
+// busKeys is the cache message naming keys: "*" (everything) when they
+// do not fit in one message.
+func busKeys(keys []string) string {
+	msg := strings.Join(keys, " ")
+	if len(msg) > MaxBusPayload {
+		return "*"
+	}
+	return msg
 }
 
 // touches is what one write transaction changed of what the cache holds.

@@ -151,6 +151,7 @@ func (r *Reconciler) dispatch(ctx context.Context, all bool) *sync.WaitGroup {
 		return &started
 	}
 	r.forget(clusters)
+	clusters = r.claimLeases(ctx, clusters)
 	now := r.cfg.Now()
 	r.checkMassSilence(now)
 	for _, c := range clusters {
@@ -160,10 +161,16 @@ func (r *Reconciler) dispatch(ctx context.Context, all bool) *sync.WaitGroup {
 		if !r.claim(c.ID, r.cfg.Now()) {
 			continue
 		}
+		pctx, done, ok := r.leaseContext(ctx, c.ID)
+		if !ok {
+			r.release(c.ID)
+			continue
+		}
 		r.beginPass(c, r.cfg.Now())
 		select {
 		case r.slots <- struct{}{}:
 		case <-ctx.Done():
+			done()
 			r.release(c.ID)
 			return &started
 		}
@@ -171,12 +178,13 @@ func (r *Reconciler) dispatch(ctx context.Context, all bool) *sync.WaitGroup {
 		r.passes.Add(1)
 		go func() {
 			defer func() {
+				done()
 				<-r.slots
 				r.release(c.ID)
 				started.Done()
 				r.passes.Done()
 			}()
-			_ = r.pass(ctx, c) // logged, counted and recorded by pass
+			_ = r.pass(pctx, c) // logged, counted and recorded by pass
 		}()
 	}
 	return &started
@@ -195,6 +203,12 @@ func (r *Reconciler) pass(ctx context.Context, c service.ClusterRecord) error {
 	}()
 	p, err := r.recovered(ctx, c)
 	var tout *timeoutError
+	if p == nil && isLeaseLost(err) {
+		// Another replica reconciles the cluster now; this pass wrote
+		// nothing (its writes were fenced).
+		r.leaseLost(c.ID)
+		return nil
+	}
 	switch {
 	case p != nil:
 		failures := r.settle(c.ID, true, r.cfg.Now())

@@ -9,6 +9,11 @@ import (
 // a context of its own, so what was batched in memory (heartbeats, token
 // last-used times) is not lost at shutdown.
 func FlushLoop(ctx context.Context, every time.Duration, flush func(context.Context) error, onErr func(error)) {
+	flushLoop(ctx, every, nil, flush, onErr)
+}
+
+// flushLoop is FlushLoop that also flushes when kick is signalled.
+func flushLoop(ctx context.Context, every time.Duration, kick <-chan struct{}, flush func(context.Context) error, onErr func(error)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -21,6 +26,10 @@ func FlushLoop(ctx context.Context, every time.Duration, flush func(context.Cont
 			cancel()
 			return
 		case <-t.C:
+			if err := flush(ctx); err != nil {
+				onErr(err)
+			}
+		case <-kick:
 			if err := flush(ctx); err != nil {
 				onErr(err)
 			}

@@ -29,12 +29,33 @@ type Liveness struct {
 	// started is when this process began: after a control-plane restart
 	// no node counts as silent for longer than the control plane was gone.
 	started time.Time
+
+	// With replicas: clusters to announce (OnFlushed) once the heartbeats
+	// that changed them are in the store, and a request to flush now.
+	announce  map[string]bool
+	kick      chan struct{}
+	OnFlushed func(clusterIDs []string)
 }
 
 // NewLiveness starts tracking at now.
 func NewLiveness(now time.Time) *Liveness {
 	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{},
-		idle: map[string]time.Time{}, runtime: map[string]runtimeReport{}, started: now}
+		idle: map[string]time.Time{}, runtime: map[string]runtimeReport{}, started: now, announce: map[string]bool{}, kick: make(chan struct{}, 1)}
+}
+
+// AnnounceAfterFlush asks for a flush now and, once it has written the
+// heartbeats received so far, for OnFlushed to be called with clusterID:
+// with replicas, the replica holding the cluster's lease is told to look
+// at it when what changed (a head's demand, a runtime's state) is in the
+// store it plans from.
+func (l *Liveness) AnnounceAfterFlush(clusterID string) {
+	l.mu.Lock()
+	l.announce[clusterID] = true
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Beat records a heartbeat and reports whether the node's pending demand
@@ -66,6 +87,7 @@ func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (cha
 		NodeID: nodeID, At: at, Usage: hb.Usage, IdleSince: hb.IdleSince,
 		RuntimeState: truncate(hb.RuntimeState, 32), RuntimeMessage: truncate(hb.RuntimeMessage, 512), Drained: hb.Drained || l.pending[nodeID].Drained,
 		RuntimeCrashes: min(max(hb.RuntimeCrashes, 0), maxCrashes), RuntimeHash: truncate(hb.RuntimeHash, 64),
+		Demand: hb.Demand,
 	}
 	return demandChanged || runtimeChanged
 }
@@ -104,11 +126,39 @@ func (l *Liveness) LastSeen(nodeIDs []string) map[string]time.Time {
 	return out
 }
 
-// Demand answers the pending demand a node (the head) last reported.
+// Demand answers the pending demand a node (the head) last reported to
+// this process.
 func (l *Liveness) Demand(nodeID string) []api.ResourceDemand {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.demand[nodeID]
+}
+
+// DemandOf answers the pending demand n (a head, as read from the store)
+// last reported: what this process received, unless the store holds a
+// later heartbeat of it (received by another replica), whose demand is
+// then the latest.
+func (l *Liveness) DemandOf(n service.NodeRecord) []api.ResourceDemand {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seen, ok := l.seen[n.ID]; ok && (n.LastHeartbeatAt == nil || !seen.Before(*n.LastHeartbeatAt)) {
+		return l.demand[n.ID]
+	}
+	return n.Demand
+}
+
+// Observe takes the heartbeat times nodes (as read from the store) carry
+// as seen, where they are later than what this process received: with
+// replicas a node's heartbeats may land on any of them, and each flushes
+// what it received.
+func (l *Liveness) Observe(nodes []service.NodeRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range nodes {
+		if n.LastHeartbeatAt != nil && n.Status == api.NodeRunning && n.LastHeartbeatAt.After(l.seen[n.ID]) {
+			l.seen[n.ID] = *n.LastHeartbeatAt
+		}
+	}
 }
 
 // RecentUsage answers the usage of those of the nodes whose latest
@@ -156,8 +206,8 @@ func (l *Liveness) Overlay(nodes []service.NodeRecord) {
 		}
 		at := hb.At
 		n.LastHeartbeatAt = &at
-		n.Usage, n.IdleSince, n.RuntimeState, n.RuntimeMessage, n.RuntimeCrashes, n.RuntimeHash =
-			hb.Usage, hb.IdleSince, hb.RuntimeState, hb.RuntimeMessage, hb.RuntimeCrashes, hb.RuntimeHash
+		n.Usage, n.IdleSince, n.RuntimeState, n.RuntimeMessage, n.RuntimeCrashes, n.RuntimeHash, n.Demand =
+			hb.Usage, hb.IdleSince, hb.RuntimeState, hb.RuntimeMessage, hb.RuntimeCrashes, hb.RuntimeHash, hb.Demand
 	}
 }
 
@@ -170,11 +220,23 @@ func (l *Liveness) Flush(ctx context.Context, st service.Store) error {
 		batch = append(batch, hb)
 	}
 	l.pending = map[string]service.Heartbeat{}
-	l.mu.Unlock()
-	if len(batch) == 0 {
-		return nil
+	var announce []string
+	if len(l.announce) > 0 {
+		for id := range l.announce {
+			announce = append(announce, id)
+		}
+		clear(l.announce)
 	}
-	err := st.Update(ctx, func(tx service.Tx) error { return tx.DataPlane().RecordHeartbeats(ctx, batch) })
+	l.mu.Unlock()
+	var err error
+	if len(batch) > 0 {
+		err = st.Update(ctx, func(tx service.Tx) error { return tx.DataPlane().RecordHeartbeats(ctx, batch) })
+	}
+	if len(announce) > 0 && l.OnFlushed != nil {
+		// Even after a failed write: the replica holding the cluster
+		// looks at it, and plans from what is in the store.
+		l.OnFlushed(announce)
+	}
 	if err != nil {
 		l.mu.Lock()
 		for _, hb := range batch {
@@ -187,7 +249,8 @@ func (l *Liveness) Flush(ctx context.Context, st service.Store) error {
 	return err
 }
 
-// Run flushes every interval until ctx ends, then once more.
+// Run flushes every interval, and at once when AnnounceAfterFlush asks,
+// until ctx ends, then once more.
 func (l *Liveness) Run(ctx context.Context, st service.Store, every time.Duration, onErr func(error)) {
-	FlushLoop(ctx, every, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
+	flushLoop(ctx, every, l.kick, func(ctx context.Context) error { return l.Flush(ctx, st) }, onErr)
 }

@@ -76,6 +76,14 @@ type Config struct {
 	// Registry receives the reconciler's metrics; nil keeps them private.
 	Registry prometheus.Registerer
 
+	// Leases, when set, shares the clusters with other replicas of the
+	// same store: a cluster is passed over only under its lease
+	// (leases.go). Holder names this replica (unique per process);
+	// LeaseTTL defaults to service.LeaseTTL.
+	Leases   service.Leases
+	Holder   string
+	LeaseTTL time.Duration
+
 	// plan is planner.PlanCluster. Tests of this package replace it to
 	// make one cluster's pass fail; nothing outside the package can.
 	plan func(planner.PlanInput) planner.Plan
@@ -94,6 +102,7 @@ type Reconciler struct {
 	passes sync.WaitGroup // every pass running
 	mu     sync.Mutex
 	runs   map[string]*clusterRun // by cluster id
+	lease  leases                 // held, with Config.Leases
 	// hold is why losses for missed heartbeats are held now ("" when
 	// not): see checkMassSilence.
 	hold string
@@ -108,6 +117,8 @@ type reconcileMetrics struct {
 	inFlight prometheus.Gauge
 	duration prometheus.Histogram
 	held     prometheus.Gauge
+	leases   prometheus.Gauge
+	replicas prometheus.Gauge
 }
 
 // New applies defaults.
@@ -145,6 +156,12 @@ func New(cfg Config) *Reconciler {
 	if cfg.DriverListTimeout <= 0 {
 		cfg.DriverListTimeout = min(20*time.Second, cfg.DriverTimeout)
 	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = service.LeaseTTL
+	}
+	if cfg.LeaseTTL < 2*leaseMargin+time.Second {
+		cfg.LeaseTTL = 2*leaseMargin + time.Second
+	}
 	if cfg.plan == nil {
 		cfg.plan = planner.PlanCluster
 	}
@@ -168,6 +185,10 @@ func New(cfg Config) *Reconciler {
 			Help: "How long one cluster's pass took, driver calls included.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 9)}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_liveness_silent_loss_held",
 			Help: "1 while no node is declared lost for missed heartbeats because at least half of the nodes went silent at once (the control plane or its network is the likelier fault)."}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_cluster_leases_held",
+			Help: "Clusters whose lease this replica holds (with several replicas on one store; see docs/DESIGN.md, Replicas)."}),
+		replicas: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_replicas_live",
+			Help: "Replicas of this control plane whose registration is live, as this replica's last lease claim found (with several replicas)."}),
 	}
 	for _, reason := range errorReasons {
 		r.metrics.errors.WithLabelValues(reason) // every series from the start, at 0
@@ -175,6 +196,9 @@ func New(cfg Config) *Reconciler {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked, r.metrics.panics, r.metrics.errors,
 			r.metrics.inFlight, r.metrics.duration, r.metrics.held)
+		if cfg.Leases != nil {
+			cfg.Registry.MustRegister(r.metrics.leases, r.metrics.replicas)
+		}
 	}
 	return r
 }
@@ -228,8 +252,13 @@ func (r *Reconciler) ReconcileCluster(ctx context.Context, c service.ClusterReco
 		return fmt.Errorf("cluster %s: a pass is running", c.ID)
 	}
 	defer r.release(c.ID)
+	pctx, done, ok := r.leaseContext(ctx, c.ID)
+	if !ok {
+		return fmt.Errorf("cluster %s: this replica does not hold its lease", c.ID)
+	}
+	defer done()
 	r.beginPass(c, r.cfg.Now())
-	return r.pass(ctx, c)
+	return r.pass(pctx, c)
 }
 
 // secretError is a cloud secret the store could not answer.
@@ -294,8 +323,11 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 	if err != nil {
 		return err
 	}
-	// Heartbeats not flushed yet are newer than what the store answered.
+	// Heartbeats not flushed yet are newer than what the store answered;
+	// those other replicas received and flushed are newer than what this
+	// one received.
 	r.cfg.Liveness.Overlay(o.nodes)
+	r.cfg.Liveness.Observe(o.nodes)
 	now := r.cfg.Now().UTC()
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DriverListTimeout)
 	driver, err := r.cfg.Drivers(dctx, c.OrgID, o.cloud, o.secret)
@@ -341,7 +373,7 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 		LostAfter:       time.Duration(max(hb.LostAfter, 1))*interval + interval, // + one interval of grace
 		BootTimeout:     r.cfg.BootTimeout,
 		DrainTimeout:    r.cfg.DrainTimeout,
-		Demand:          r.cfg.Liveness.Demand(headOf(o.nodes)),
+		Demand:          r.demand(o.nodes),
 		HoldSilentLoss:  r.silentLossHeld(),
 	}
 	r.track(c.ID, o.nodes, in.LostAfter)
@@ -702,14 +734,15 @@ func (r *Reconciler) driverFailed(ctx context.Context, c service.ClusterRecord, 
 	return errors.Join(fmt.Errorf("%s: %w", what, err), r.fail(ctx, c, fmt.Sprintf("%s failed: %v", what, err), now))
 }
 
-// headOf answers the id of the cluster's head node, or "".
-func headOf(nodes []service.NodeRecord) string {
+// demand answers the pending demand the cluster's running head last
+// reported, wherever it landed.
+func (r *Reconciler) demand(nodes []service.NodeRecord) []api.ResourceDemand {
 	for _, n := range nodes {
 		if n.Head && n.Status == api.NodeRunning {
-			return n.ID
+			return r.cfg.Liveness.DemandOf(n)
 		}
 	}
-	return ""
+	return nil
 }
 
 // count records a committed plan's autoscaling decisions in the metrics.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
 	"github.com/rayplane/rayplane/internal/secretbox"
@@ -151,29 +150,4 @@ func TestStoreFlagRefusesOtherURLs(t *testing.T) {
 			t.Errorf("%v: %v: %s", args, err, out)
 		}
 	}
-}
-
-// TestOneServerPerPostgres: until replicas share the reconciliation, a
-// database has one `serve`: a second one, with a data directory of its
-// own, is refused at start, and may start once the first has stopped.
-func TestOneServerPerPostgres(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	first := startServer(t, t.TempDir(), "--store", dsn)
-	second := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "serve", "--data-dir", second, "--listen", "127.0.0.1:0", "--store", dsn).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "another rayplaned serve uses this database") {
-		t.Fatalf("a second server on the database: %v: %s", err, out)
-	}
-	first.shutdown(t)
-	tok, err := os.ReadFile(filepath.Join(first.dataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(second, "admin-token"), tok, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, second, "--store", dsn)
-	s.must(t, 200, "GET", "/v1/whoami", "")
 }

@@ -35,7 +35,7 @@ type serveConfig struct {
 	advertiseURL                                                          string
 	shutdownTimeout                                                       time.Duration
 	reconcileInterval, drainTimeout, bootTimeout, bootstrapTTL            time.Duration
-	resync                                                                time.Duration
+	resync, leaseTTL                                                      time.Duration
 	pprofListen                                                           string
 	heartbeatFlush, credentialTTL, driverTimeout                          time.Duration
 	localOrgs, localRoot, nodeUser                                        string
@@ -65,6 +65,7 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&c.reconcileInterval, "reconcile-interval", time.Second, "time between reconcile passes over a cluster that is changing")
 	fs.DurationVar(&c.resync, "resync-interval", reconciler.DefaultResync, "the longest a settled cluster goes without a reconcile pass (and a listing of its instances) when nothing reports a change")
+	fs.DurationVar(&c.leaseTTL, "lease-ttl", service.LeaseTTL, "with several replicas on one PostgreSQL store: how long a replica's lease on a cluster lasts unrenewed, so how soon another replica takes over the clusters of one that died (at least 7s)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "how long a draining node has to stop its work before it is terminated")
 	fs.DurationVar(&c.bootTimeout, "boot-timeout", 2*time.Minute, "how long a new instance has to register its agent before it is replaced")
 	fs.DurationVar(&c.bootstrapTTL, "bootstrap-ttl", 10*time.Minute, "life of a node's one-time bootstrap token")
@@ -104,6 +105,9 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 			return c, fmt.Errorf("--%s must be a positive duration, got %s", d.flag, d.v)
 		}
 	}
+	if c.leaseTTL < minLeaseTTL {
+		return c, fmt.Errorf("--lease-ttl must be at least %s, got %s", minLeaseTTL, c.leaseTTL)
+	}
 	if c.reconcileConcurrency < 1 || c.reconcileConcurrency > maxReconcileConcurrency {
 		return c, fmt.Errorf("--reconcile-concurrency must be between 1 and %d, got %d", maxReconcileConcurrency, c.reconcileConcurrency)
 	}
@@ -119,6 +123,10 @@ func serveFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	return c, nil
 }
+
+// minLeaseTTL: a lease is trusted for its TTL less 3 s (the reconciler's
+// margin), renewed every reconcile interval.
+const minLeaseTTL = 7 * time.Second
 
 // maxReconcileConcurrency bounds the passes run at once: each may hold a
 // driver call and, briefly, the store's one writer.
@@ -153,9 +161,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	if err := st.claimServe(ctx); err != nil {
-		return err
-	}
 
 	if _, err := bootstrapIfEmpty(ctx, st, dataDir, stdout); err != nil {
 		return err
@@ -163,10 +168,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Every write below goes through the cache's wrapper, so what the hot
 	// paths hold in memory is dropped as soon as a write touches it (on
 	// SQLite the data directory's lock keeps any other process from
-	// writing; on PostgreSQL another replica's writes are seen when an
-	// entry's lifetime ends: docs/DESIGN.md, "PostgreSQL store").
+	// writing; on PostgreSQL other replicas' writes arrive on the bus:
+	// docs/DESIGN.md, "Replicas").
 	cache := service.NewCache()
 	store := cache.Wrap(st)
+	rep := replicaOf(st.engine)
+	if rep != nil {
+		cache.Suspend() // until the bus is heard
+	}
 
 	tlsConf, caPath, err := serverTLS(cfg, dataDir)
 	if err != nil {
@@ -240,6 +249,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
 	liveness := reconciler.NewLiveness(time.Now())
+	recCfg := reconciler.Config{}
+	if rep != nil {
+		recCfg.Leases, recCfg.Holder = rep.leases, rep.holder
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rec := reconciler.New(reconciler.Config{
@@ -247,7 +260,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
 		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout, Resync: cfg.resync,
+		Leases: recCfg.Leases, Holder: recCfg.Holder, LeaseTTL: cfg.leaseTTL,
 	})
+	wakeCluster := rec.WakeCluster
+	if rep != nil {
+		// What a heartbeat here changed (a head's demand, a runtime's
+		// state) is for the replica holding the cluster: it is told once
+		// the heartbeat is in the store.
+		wakeCluster = func(id string) {
+			rec.WakeCluster(id)
+			liveness.AnnounceAfterFlush(id)
+		}
+		liveness.OnFlushed = func(ids []string) { rep.announce(ctx, ids, log) }
+	}
 
 	verifier := reconciler.NewVerifier(reconciler.VerifierConfig{Store: store, Drivers: drivers, Logger: log})
 	lastUsed := &service.LastUsed{}
@@ -266,7 +291,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	api := httpapi.New(httpapi.Config{
 		ControlPlane: cp,
-		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, WakeCluster: rec.WakeCluster, Now: time.Now,
+		Agents: &service.Agents{Store: store, Cache: cache, Liveness: liveness, Wake: rec.Wake, WakeCluster: wakeCluster, Now: time.Now,
 			CredentialLifetime: cfg.credentialTTL, Started: time.Now(), LocalStorageRoot: localNodes.storage, Access: access},
 		Access:       access,
 		AWSPrincipal: awsNodes.Principal,
@@ -302,6 +327,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loops.Go(func() { rec.Run(loopCtx) })
 	loops.Go(func() { localNodes.stopWithdrawn(loopCtx) })
 	loops.Go(func() { verifier.Run(loopCtx) })
+	if rep != nil {
+		loops.Go(func() { rep.listen(loopCtx, cache, rec, log) })
+	}
 
 	if cfg.pprofListen != "" {
 		stopPprof, err := servePprof(cfg.pprofListen, log)
@@ -316,6 +344,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 
 	log.Info("serving", "endpoint", endpoint, "data_dir", dataDir, "local_root", localNodes.root)
+	if rep != nil {
+		log.Info("replica of a shared store: clusters are reconciled under leases", "replica", rep.holder)
+		fmt.Fprintf(stdout, "rayplaned: replica %s\n", rep.holder)
+	}
 	if caPath != "" {
 		fmt.Fprintf(stdout, "rayplaned: CA certificate %s\n", caPath)
 	}
@@ -335,6 +367,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	stopLoops()
 	loops.Wait()
+	if rep != nil {
+		// Hand the clusters over now rather than after the leases' TTL.
+		lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if lerr := rec.Leave(lctx); lerr != nil {
+			log.Warn("hand cluster leases over at shutdown; other replicas take them when they expire", "err", lerr)
+		}
+		cancel()
+	}
 	log.Info("stopped")
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,31 +48,10 @@ type dataStore struct {
 	lock    *fsutil.Lock
 	keyFile string
 	keys    *secretbox.Keyring
-	release func() // the PostgreSQL serve lock, when held
 }
 
 func (d *dataStore) Close() error {
-	if d.release != nil {
-		d.release()
-	}
 	return errors.Join(d.engine.Close(), d.lock.Unlock())
-}
-
-// claimServe makes this process the database's one server: on SQLite the
-// data directory's lock already does; on PostgreSQL a session lock does,
-// until Close. A second server on the same database, with another data
-// directory, is refused at start.
-func (d *dataStore) claimServe(ctx context.Context) error {
-	pg, ok := d.engine.(*postgres.Store)
-	if !ok {
-		return nil
-	}
-	release, err := pg.ClaimServer(ctx)
-	if err != nil {
-		return err
-	}
-	d.release = release
-	return nil
 }
 
 // CheckpointTruncate empties SQLite's write-ahead log (after a rotation,
@@ -82,6 +62,32 @@ func (d *dataStore) CheckpointTruncate(ctx context.Context) error {
 		return nil
 	}
 	return d.sqlite.CheckpointTruncate(ctx)
+}
+
+// refuseNewReplicaKeys: a data directory without its key for secrets at
+// rest, on a PostgreSQL database another replica already set up, is a
+// replica whose data directory was not copied from the others: with keys
+// (and TLS files, signing keys) of its own it would seal secrets the others
+// cannot open and hand nodes a CA the others' certificates do not match.
+// The key it just made is removed and the start refused.
+func refuseNewReplicaKeys(ctx context.Context, pg *postgres.Store, keyFile string) error {
+	var orgs int
+	if err := pg.View(ctx, func(tx service.Tx) (err error) {
+		orgs, err = tx.System().CountOrgs(ctx)
+		return err
+	}); err != nil {
+		pg.Close()
+		return err
+	}
+	if orgs == 0 {
+		return nil
+	}
+	pg.Close()
+	if err := os.Remove(keyFile); err != nil {
+		return fmt.Errorf("secrets at rest: %w", err)
+	}
+	return fmt.Errorf("secrets at rest: the database is already in use, and this data directory has no key file %s: "+
+		"every replica of one database needs the same data directory contents (key files, TLS files); copy them from a replica that runs (docs: README, Replicas)", keyFile)
 }
 
 // storeUsage describes --store, the flag of serve and of the admin verbs
@@ -157,6 +163,9 @@ func openStore(ctx context.Context, dataDir, storeURL string, stdout io.Writer) 
 		pg, err2 = postgres.Open(ctx, storeURL, postgres.WithKeys(load))
 		if err2 == nil {
 			d.engine, d.source = pg, fmt.Sprintf("postgres schema %d", postgres.SchemaVersion())
+			if created {
+				err2 = refuseNewReplicaKeys(ctx, pg, d.keyFile)
+			}
 		}
 	}
 	if err2 != nil {

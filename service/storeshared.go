@@ -131,3 +131,37 @@ func JoinCloudCredentials(c *api.Cloud, credentialsJSON string, tokenSet bool) e
 	}
 	return nil
 }
+
+// A head's reported demand (nodes.demand) is stored as the JSON of its
+// []api.ResourceDemand, NULL when there is none, the same in every engine
+// so an export from one imports into another.
+
+// EncodeDemand answers the stored form of d: nil (NULL) when d is empty.
+// It fails only on a value JSON cannot hold (a NaN or infinite amount).
+func EncodeDemand(d []api.ResourceDemand) (*string, error) {
+	if len(d) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	return &s, nil
+}
+
+// DecodeDemand reads the stored form back; NULL (and an empty list) is nil.
+// Anything that does not parse is an error: the caller names the node.
+func DecodeDemand(stored *string) ([]api.ResourceDemand, error) {
+	if stored == nil {
+		return nil, nil
+	}
+	var d []api.ResourceDemand
+	if err := json.Unmarshal([]byte(*stored), &d); err != nil {
+		return nil, err
+	}
+	if len(d) == 0 {
+		return nil, nil
+	}
+	return d, nil
+}

@@ -89,7 +89,8 @@ var Tables = []Table{
 		col("runtime_state", Text), col("runtime_message", Text), col("vcpus", Real), col("price", Real),
 		col("runtime_crashes", Int), col("runtime_hash", Text),
 		nullable("credential_expires_at", Int), nullable("prev_credential_prefix", Text), nullable("prev_credential_hash", Bytes),
-		nullable("prev_credential_expires_at", Int), col("access_url", Text), col("access_public_key_sha256", Text)}},
+		nullable("prev_credential_expires_at", Int), col("access_url", Text), col("access_public_key_sha256", Text),
+		nullable("demand", Text)}},
 	{Name: "cluster_events", Key: []string{"id"}, Columns: []Column{
 		col("id", Text), col("cluster_id", Text), col("time", Int), col("kind", Text), col("message", Text)}},
 	{Name: "idempotency_keys", Key: []string{"org_id", "key"}, Columns: []Column{

@@ -18,6 +18,14 @@ var (
 	_ dump.Importer = (*Store)(nil)
 )
 
+// coordinationTables are the tables export leaves out on purpose: who
+// reconciles which cluster and which replicas are live (replicas.go) are
+// facts about the processes running now, not state of the control plane.
+// A database imported into starts with them empty, so its first replica
+// takes every lease afresh (epoch 1) instead of waiting out leases of
+// replicas of another deployment.
+var coordinationTables = []string{"cluster_leases", "replicas"}
+
 // Export reads tables (every table when nil) in the engine-neutral form,
 // all from one snapshot.
 func (s *Store) Export(ctx context.Context, tables []dump.Table, fn func(dump.Table, dump.Row) error) error {

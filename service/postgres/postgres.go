@@ -266,6 +266,17 @@ func (s *Store) begin(ctx context.Context, write bool) (pgx.Tx, error) {
 }
 
 func (s *Store) run(ctx context.Context, write bool, fn func(service.Tx) error) error {
+	var fence *service.Fence
+	if f, ok := service.FenceFrom(ctx); ok && write {
+		fence = &f
+	}
+	return s.runFenced(ctx, write, fence, fn)
+}
+
+// runFenced runs fn in one transaction; a write one with a fence commits
+// only while the fence's lease holds (checked under the writer lock, so
+// no claim can move the lease between the check and the commit).
+func (s *Store) runFenced(ctx context.Context, write bool, fence *service.Fence, fn func(service.Tx) error) error {
 	pgTx, err := s.begin(ctx, write)
 	if err != nil {
 		return unavailable(err)
@@ -278,6 +289,16 @@ func (s *Store) run(ctx context.Context, write bool, fn func(service.Tx) error) 
 			rollback(ctx, pgTx)
 		}
 	}()
+	if fence != nil {
+		var held bool
+		if err := pgTx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cluster_leases WHERE cluster_id = $1 AND holder = $2 AND epoch = $3
+			AND expires_at > clock_timestamp())`, fence.ClusterID, fence.Holder, fence.Epoch).Scan(&held); err != nil {
+			return unavailable(err)
+		}
+		if !held {
+			return fmt.Errorf("cluster %s (lease epoch %d of %s): %w", fence.ClusterID, fence.Epoch, fence.Holder, service.ErrLeaseLost)
+		}
+	}
 	if err := fn(&tx{tx: pgTx, keys: s.keys.Load()}); err != nil {
 		return err
 	}
@@ -484,41 +505,4 @@ func notFoundIfNoRows(err error, kind, id string) error {
 		return api.NotFound(kind, id)
 	}
 	return err
-}
-
-// serveLock is held, for its whole life, by the one `rayplaned serve` a
-// database may have until replicas share the reconciliation (issue 15,
-// part 2): two reconcilers over the same clusters could both launch.
-const serveLock int64 = 0x7261_7970_6c61_6e03
-
-// ErrServed is answered by ClaimServer when another process holds the
-// database's serve lock.
-var ErrServed = errors.New("another rayplaned serve uses this database: running several replicas on one database is not supported yet")
-
-// ClaimServer takes the database's serve lock on a connection of its own
-// and holds it until release is called (or the process ends, which ends
-// the session). It answers ErrServed at once when another process holds
-// it.
-func (s *Store) ClaimServer(ctx context.Context) (release func(), err error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, serveLock).Scan(&got); err != nil {
-		conn.Release()
-		return nil, unavailable(err)
-	}
-	if !got {
-		conn.Release()
-		return nil, ErrServed
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, serveLock); err != nil {
-			conn.Conn().Close(ctx) // ending the session releases it too
-		}
-		conn.Release()
-	}, nil
 }

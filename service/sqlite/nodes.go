@@ -16,17 +16,18 @@ const nodeCols = `n.id, n.cluster_id, n.grp, n.head, n.instance_type, n.market, 
 	n.status_changed_at, n.last_heartbeat_at, n.idle_since, n.resources, n.usage, n.runtime_state, n.runtime_message, n.created_at, n.updated_at,
 	n.vcpus, n.price, COALESCE(n.bootstrap_prefix, ''), n.bootstrap_hash, n.bootstrap_expires_at, n.bootstrap_used_at,
 	COALESCE(n.credential_prefix, ''), n.credential_hash, n.drain_deadline, n.drained, n.runtime_crashes, n.runtime_hash,
-	n.credential_expires_at, COALESCE(n.prev_credential_prefix, ''), n.prev_credential_hash, n.prev_credential_expires_at, n.access_url, n.access_public_key_sha256`
+	n.credential_expires_at, COALESCE(n.prev_credential_prefix, ''), n.prev_credential_hash, n.prev_credential_expires_at, n.access_url, n.access_public_key_sha256, n.demand`
 
 func scanNode(s scanner) (service.NodeRecord, error) {
 	var n service.NodeRecord
 	var changed, created, updated int64
 	var hb, idle, bexp, bused, drain, cexp, pexp sql.NullInt64
 	var res, usage string
+	var demand *string
 	if err := s.Scan(&n.ID, &n.ClusterID, &n.Group, &n.Head, &n.InstanceType, &n.Market, &n.InstanceID, &n.Address, &n.Status, &n.StatusReason,
 		&changed, &hb, &idle, &res, &usage, &n.RuntimeState, &n.RuntimeMessage, &created, &updated,
 		&n.VCPUs, &n.PricePerHour, &n.BootstrapPrefix, &n.BootstrapHash, &bexp, &bused, &n.CredentialPrefix, &n.CredentialHash, &drain, &n.Drained, &n.RuntimeCrashes, &n.RuntimeHash,
-		&cexp, &n.PrevCredentialPrefix, &n.PrevCredentialHash, &pexp, &n.AccessURL, &n.AccessPublicKeySHA256); err != nil {
+		&cexp, &n.PrevCredentialPrefix, &n.PrevCredentialHash, &pexp, &n.AccessURL, &n.AccessPublicKeySHA256, &demand); err != nil {
 		return n, err
 	}
 	if err := json.Unmarshal([]byte(res), &n.Resources); err != nil {
@@ -35,6 +36,11 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	if err := json.Unmarshal([]byte(usage), &n.Usage); err != nil {
 		return n, fmt.Errorf("node %s usage: %w", n.ID, err)
 	}
+	demands, err := service.DecodeDemand(demand)
+	if err != nil {
+		return n, fmt.Errorf("node %s demand: %w", n.ID, err)
+	}
+	n.Demand = demands
 	n.StatusChangedAt, n.CreatedAt, n.UpdatedAt = fromTS(changed), fromTS(created), fromTS(updated)
 	n.LastHeartbeatAt, n.IdleSince = fromNullTS(hb), fromNullTS(idle)
 	n.BootstrapExpiresAt, n.BootstrapUsedAt, n.DrainDeadline = fromNullTS(bexp), fromNullTS(bused), fromNullTS(drain)
@@ -196,6 +202,7 @@ func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) er
 		runtime_message = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?5 ELSE runtime_message END,
 		runtime_crashes = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?6 ELSE runtime_crashes END,
 		runtime_hash = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?9 ELSE runtime_hash END,
+		demand = CASE WHEN COALESCE(last_heartbeat_at, 0) <= ?1 THEN ?10 ELSE demand END,
 		drained = drained OR ?7,
 		last_heartbeat_at = MAX(COALESCE(last_heartbeat_at, 0), ?1)
 		WHERE id = ?8`)
@@ -204,8 +211,12 @@ func (t *tx) RecordHeartbeats(ctx context.Context, beats []service.Heartbeat) er
 	}
 	defer stmt.Close()
 	for _, b := range beats {
+		demand, err := service.EncodeDemand(b.Demand)
+		if err != nil {
+			return fmt.Errorf("node %s demand: %w", b.NodeID, err)
+		}
 		if _, err := stmt.ExecContext(ctx, ts(b.At), mustJSON(orEmpty(b.Usage)), tsPtr(b.IdleSince), b.RuntimeState, b.RuntimeMessage,
-			b.RuntimeCrashes, b.Drained, b.NodeID, b.RuntimeHash); err != nil {
+			b.RuntimeCrashes, b.Drained, b.NodeID, b.RuntimeHash, demand); err != nil {
 			return err
 		}
 	}

@@ -188,6 +188,9 @@ func (s *Store) View(ctx context.Context, fn func(service.Tx) error) error {
 	return s.run(ctx, s.r, fn)
 }
 
+// run ignores a fence the context may carry (service.Fence): a SQLite
+// store is used by one process only, behind the data directory's lock, so
+// no other replica can hold a cluster's lease, and this store keeps none.
 func (s *Store) run(ctx context.Context, db *sql.DB, fn func(service.Tx) error) error {
 	sqlTx, err := db.BeginTx(ctx, nil)
 	if err != nil {

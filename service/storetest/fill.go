@@ -144,7 +144,8 @@ func Fill(t testing.TB, st Store) {
 		}
 		idle := later(time.Minute)
 		if err := dp.RecordHeartbeats(ctx, []service.Heartbeat{
-			{NodeID: head.ID, At: later(2 * time.Minute), Usage: api.Resources{"CPU": 1.5}, RuntimeState: "running", RuntimeHash: "abc"},
+			{NodeID: head.ID, At: later(2 * time.Minute), Usage: api.Resources{"CPU": 1.5}, RuntimeState: "running", RuntimeHash: "abc",
+				Demand: []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 2, Strategy: api.StrategyPack}}},
 			{NodeID: worker.ID, At: later(2 * time.Minute), IdleSince: &idle, RuntimeState: "running", RuntimeMessage: "ok", Drained: true, RuntimeCrashes: 1},
 		}); err != nil {
 			return err

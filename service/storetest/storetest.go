@@ -57,6 +57,7 @@ func Run(t *testing.T, open Open) {
 		{"DrainNode", testDrainNode},
 		{"StopCluster", testStopCluster},
 		{"RecordHeartbeats", testRecordHeartbeats},
+		{"HeartbeatDemand", testHeartbeatDemand},
 		{"UnknownIDs", testUnknownIDs},
 		{"SetClusterStatus", testSetClusterStatus},
 	}

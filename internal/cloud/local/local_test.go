@@ -538,7 +538,7 @@ func TestVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Remove(gone); err != nil {
+		if err := os.RemoveAll(gone); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Verify(ctx); cloud.KindOf(err) != cloud.Invalid || !strings.Contains(err.Error(), gone) {

@@ -8,6 +8,19 @@
 // never only in memory, so a new Driver on the same Root (a restarted control
 // plane) lists and terminates the agents an earlier one started.
 //
+// A Driver is safe for concurrent use, and so are several Drivers on one
+// Root, in one process or in several (control-plane replicas, whose leases
+// still let an old and a new one act on a cluster across a failover).
+// Launch and Terminate of one instance exclude each other, so one
+// idempotency key never starts two agents, and a Terminate never leaves
+// behind an agent a Launch was starting: it waits for that Launch and then
+// stops its agent. With MaxInstances, Launches that would start an agent
+// exclude each other whatever their keys, so the cap holds. The locks are
+// flocks on files in Root/.locks, which the kernel drops when their holder
+// dies, however it dies; Root must therefore be on a local file system.
+// List takes no lock: it may answer an instance that a Terminate under way
+// is stopping, as any cloud's listing may.
+//
 // With Config.User (the control plane runs as root), agents and so their
 // runtimes run as that unprivileged user: they may write only their own
 // directory, Root/<cluster>/<id>/agent/, and read nothing the driver keeps
@@ -19,8 +32,9 @@
 // agent's life to the control plane's process (agents outlive a control-plane
 // restart by design), log the bootstrap payload or hand it over other than as
 // a 0600 file of the node's user in the agent's directory, follow a link the
-// node's user may have planted when it changes owners, or delete an
-// instance's directory and logs. The catalog's resources are declared, not
+// node's user may have planted when it changes owners, let the node's user
+// create, replace or hold one of its lock files, or delete an instance's
+// directory and logs. The catalog's resources are declared, not
 // reserved. It reads Linux's /proc.
 package local
 

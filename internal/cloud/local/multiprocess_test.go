@@ -206,3 +206,53 @@ func TestMaxInstancesAcrossProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminateDuringLaunchInAnotherProcess: a driver terminates an instance
+// over and over while another process launches it. Whichever comes last,
+// no agent is left running unseen: one that runs is listed, so the
+// reconciler can still terminate it.
+func TestTerminateDuringLaunchInAnotherProcess(t *testing.T) {
+	d := newTestDriver(t, sleeper, nil)
+	t.Cleanup(func() { killUnder(t, d.Root(), true) })
+	ctx := context.Background()
+
+	const rounds = 10
+	for i := range rounds {
+		key := fmt.Sprintf("race-%d", i)
+		id := instanceID(key)
+		c := startChild(t, d, key, "cl")
+		said := make(chan string, 1)
+		go func() {
+			s, _ := c.stdout.ReadString('\n')
+			said <- strings.TrimSuffix(s, "\n")
+		}()
+		if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+			t.Fatal(err)
+		}
+		var answer string
+		for done := false; !done; {
+			select {
+			case answer = <-said:
+				done = true
+			default:
+				// The pause lets the child's Launch take the lock between
+				// two Terminates.
+				time.Sleep(time.Millisecond)
+			}
+			if err := d.Terminate(ctx, id); err != nil {
+				t.Fatalf("round %d: terminate: %v", i, err)
+			}
+		}
+		if err := c.cmd.Wait(); err != nil || answer != "id "+id {
+			t.Fatalf("round %d: child said %q and exited with %v; stderr:\n%s", i, answer, err, c.stderr)
+		}
+		running := agents(t, filepath.Join(d.Root(), "cl", id))
+		listed, err := d.List(ctx, map[string]string{cloud.TagNode: "nd_" + key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if running != len(listed) {
+			t.Fatalf("round %d: %d agents running, %d instances listed (%+v)", i, running, len(listed), listed)
+		}
+	}
+}

@@ -107,6 +107,20 @@ func TestLaunchList(t *testing.T) {
 		}
 	}
 
+	// The lock files are the driver's alone: whoever could replace one
+	// could make two drivers take "the" lock on different files.
+	for p, want := range map[string]os.FileMode{
+		filepath.Join(d.Root(), lockDirName):                     0o700 | os.ModeDir,
+		filepath.Join(d.Root(), lockDirName, inst.ID+lockSuffix): 0o600,
+	} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Errorf("lock file: %v", err)
+		} else if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
+		}
+	}
+
 	r := mustRecord(t, d, inst.ID)
 	if r.PGID != r.PID || r.PGID == syscall.Getpgrp() {
 		t.Errorf("agent pid %d pgid %d (ours %d): want its own group", r.PID, r.PGID, syscall.Getpgrp())

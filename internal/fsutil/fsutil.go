@@ -1,6 +1,7 @@
 // Package fsutil writes files the control plane and the agent must not
 // lose or half-write: secrets, certificates, instance records; and locks a
-// file so one process at a time owns a directory. It knows files only; it
+// file so one process at a time owns a directory or runs a critical
+// section. It knows files only; it
 // must not log, and above all never the data it writes.
 package fsutil
 

@@ -15,8 +15,11 @@ import (
 	"github.com/rayplane/rayplane/internal/fsutil"
 )
 
-// On disk, one directory per instance:
+// On disk, one directory per instance, and the locks:
 //
+//	<Root>/.locks/                    the driver's alone (0700), see lock
+//	    <instance id>.lock   held by a Launch or Terminate of the instance
+//	    capacity.lock        held while a Launch counts instances and starts one
 //	<Root>/<cluster>/<instance id>/   the driver's (0700; 0710 with Config.User)
 //	    instance.json    the record below, while the instance is meant to run
 //	    terminated.json  the same record, renamed by Terminate
@@ -145,7 +148,7 @@ func findDir(root, id string) (string, error) {
 		return "", err
 	}
 	for _, c := range clusters {
-		if !c.IsDir() {
+		if !c.IsDir() || strings.HasPrefix(c.Name(), ".") { // .locks; clusterDir never starts with a dot
 			continue
 		}
 		dir := filepath.Join(root, c.Name(), id)
@@ -167,7 +170,7 @@ func recordDirs(root string) ([]string, error) {
 	}
 	var out []string
 	for _, c := range clusters {
-		if !c.IsDir() {
+		if !c.IsDir() || strings.HasPrefix(c.Name(), ".") { // .locks; clusterDir never starts with a dot
 			continue
 		}
 		insts, err := os.ReadDir(filepath.Join(root, c.Name()))

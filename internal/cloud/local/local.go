@@ -8,6 +8,19 @@
 // never only in memory, so a new Driver on the same Root (a restarted control
 // plane) lists and terminates the agents an earlier one started.
 //
+// A Driver is safe for concurrent use, and so are several Drivers on one
+// Root, in one process or in several (control-plane replicas, whose leases
+// still let an old and a new one act on a cluster across a failover).
+// Launch and Terminate of one instance exclude each other, so one
+// idempotency key never starts two agents, and a Terminate never leaves
+// behind an agent a Launch was starting: it waits for that Launch and then
+// stops its agent. With MaxInstances, Launches that would start an agent
+// exclude each other whatever their keys, so the cap holds. The locks are
+// flocks on files in Root/.locks, which the kernel drops when their holder
+// dies, however it dies; Root must therefore be on a local file system.
+// List takes no lock: it may answer an instance that a Terminate under way
+// is stopping, as any cloud's listing may.
+//
 // With Config.User (the control plane runs as root), agents and so their
 // runtimes run as that unprivileged user: they may write only their own
 // directory, Root/<cluster>/<id>/agent/, and read nothing the driver keeps
@@ -19,8 +32,9 @@
 // agent's life to the control plane's process (agents outlive a control-plane
 // restart by design), log the bootstrap payload or hand it over other than as
 // a 0600 file of the node's user in the agent's directory, follow a link the
-// node's user may have planted when it changes owners, or delete an
-// instance's directory and logs. The catalog's resources are declared, not
+// node's user may have planted when it changes owners, let the node's user
+// create, replace or hold one of its lock files, or delete an instance's
+// directory and logs. The catalog's resources are declared, not
 // reserved. It reads Linux's /proc.
 package local
 
@@ -71,15 +85,15 @@ type Config struct {
 	Env []string
 }
 
-// Driver runs nodes as local agent processes. It is safe for concurrent use.
+// Driver runs nodes as local agent processes. It is safe for concurrent use,
+// and so are several Drivers on one Root, in one process or in several (see
+// the package comment).
 type Driver struct {
-	root  string
-	cfg   Config
-	log   *slog.Logger
-	locks keyLocks
-	// capMu makes "count live instances, then start one" atomic, so
-	// concurrent Launches with different keys cannot overshoot MaxInstances.
-	capMu sync.Mutex
+	root    string
+	lockDir string // Root/.locks, see lock
+	cfg     Config
+	log     *slog.Logger
+	locks   keyLocks
 }
 
 var _ cloud.Driver = (*Driver)(nil)
@@ -90,6 +104,10 @@ const (
 	// SIGKILL; only a process stuck in the kernel takes longer.
 	killWait     = 2 * time.Second
 	pollInterval = 20 * time.Millisecond
+	// lockPoll is how often a Launch or Terminate waiting for another
+	// process's lock tries again; those locks are held for milliseconds
+	// (a Launch) to TerminateGrace (a Terminate).
+	lockPoll = 5 * time.Millisecond
 
 	// Address is where every local instance is reached.
 	Address = "127.0.0.1"
@@ -138,6 +156,10 @@ func New(cfg Config) (*Driver, error) {
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("local driver: root %s: %w", cfg.Root, err)
 	}
+	lockDir := filepath.Join(root, lockDirName)
+	if err := ownDir(lockDir); err != nil {
+		return nil, fmt.Errorf("local driver: lock directory: %w", err)
+	}
 	if len(cfg.AgentArgs) == 0 {
 		cfg.AgentArgs = []string{"agent"}
 	}
@@ -150,7 +172,7 @@ func New(cfg Config) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{root: root, cfg: cfg, log: log}, nil
+	return &Driver{root: root, lockDir: lockDir, cfg: cfg, log: log}, nil
 }
 
 // Root answers the directory holding the instances' work directories.
@@ -175,7 +197,14 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 		return cloud.Instance{}, cloud.Errorf(cloud.Invalid, op, "node %s: bootstrap payload is empty", req.NodeID)
 	}
 	id := instanceID(req.IdempotencyKey)
-	unlock := d.locks.lock(id)
+	// "Find the key's agent, else start one" must not interleave with
+	// another Launch or a Terminate of the same instance, whichever process
+	// runs it: two Launches would both start an agent, and a Terminate could
+	// retire the record of an agent being started and leave it running.
+	unlock, err := d.lock(ctx, op, id)
+	if err != nil {
+		return cloud.Instance{}, err
+	}
 	defer unlock()
 
 	dir, err := findDir(d.root, id)
@@ -191,8 +220,14 @@ func (d *Driver) Launch(ctx context.Context, req cloud.LaunchRequest) (cloud.Ins
 	}
 
 	if d.cfg.MaxInstances > 0 {
-		d.capMu.Lock()
-		defer d.capMu.Unlock()
+		// "Count, then start" must not interleave with another Launch
+		// either, whatever its key, or two would both see room for one.
+		// Taken after the key's lock, never before: that order for all.
+		unlockCap, err := d.lock(ctx, op, capacityLock)
+		if err != nil {
+			return cloud.Instance{}, err
+		}
+		defer unlockCap()
 		live, err := d.list(nil)
 		if err != nil {
 			return cloud.Instance{}, d.fail(op, "count instances: %w", err)
@@ -354,9 +389,10 @@ func (d *Driver) list(tags map[string]string) ([]cloud.Instance, error) {
 			continue
 		}
 		if r.PID <= 0 {
-			// Recorded before its start (a crash came between the start and
-			// the record's pid): find the agent by its work directory, so an
-			// instance that runs is never invisible.
+			// Recorded before its start (a Launch under way, or one that
+			// crashed between the start and the record's pid): find the
+			// agent by its work directory, so an instance that runs is never
+			// invisible.
 			pid, st, err := findAgent(dir)
 			if err != nil {
 				return nil, err
@@ -365,7 +401,7 @@ func (d *Driver) list(tags map[string]string) ([]cloud.Instance, error) {
 				continue
 			}
 			r.PID, r.PGID, r.StartTicks = pid, st.PGID, st.Start
-			if err := writeRecord(dir, r); err != nil {
+			if err := d.repairRecord(dir, r); err != nil {
 				return nil, err
 			}
 		}
@@ -378,6 +414,27 @@ func (d *Driver) list(tags map[string]string) ([]cloud.Instance, error) {
 	return out, nil
 }
 
+// repairRecord records the pid List found for an instance recorded with
+// pid 0, unless a Launch or Terminate of it holds its lock (here or in
+// another process): the Launch records the pid itself, and a record written
+// behind a Terminate's back would bring back the instance it retired.
+func (d *Driver) repairRecord(dir string, found record) error {
+	unlock, ok, err := d.tryLock(filepath.Base(dir))
+	if err != nil || !ok {
+		return err
+	}
+	defer unlock()
+	r, err := readRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil || r.PID > 0 {
+		return err
+	}
+	r.PID, r.PGID, r.StartTicks = found.PID, found.PGID, found.StartTicks
+	return writeRecord(dir, r)
+}
+
 // Terminate stops the instance's whole process group: SIGTERM, then after
 // TerminateGrace SIGKILL, then it waits until no process of the group is
 // left. Its directory and logs are kept; instance.json becomes
@@ -387,7 +444,13 @@ func (d *Driver) Terminate(ctx context.Context, id string) error {
 	if !validID(id) {
 		return nil // not an id this driver gives out: no such instance
 	}
-	unlock := d.locks.lock(id)
+	// The instance's id is its key's (instanceID), so this is the lock its
+	// Launch holds: a Launch under way finishes first, and its agent is
+	// then recorded and stopped here.
+	unlock, err := d.lock(ctx, op, id)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	dir, err := findDir(d.root, id)
 	if err != nil {
@@ -595,38 +658,136 @@ func hasTags(have, want map[string]string) bool {
 	return true
 }
 
-// keyLocks is one mutex per instance id, held by Launch and Terminate, and
-// dropped when nobody holds or waits for it.
+// Lock files, in Root/.locks (the driver's alone, 0700): one per instance
+// id, and one for the MaxInstances count. They are never removed: a process
+// waiting on a lock file that another removed and created again would hold
+// a lock nobody else takes. An empty file per key ever launched is the cost.
+const (
+	lockDirName  = ".locks"
+	lockSuffix   = ".lock"
+	capacityLock = "capacity" // not an id: ids start with idPrefix
+)
+
+// lock takes the lock called name (an instance id, or capacityLock): first
+// this Driver's, so its own callers queue without polling, then the lock
+// file's, which excludes every other Driver on the Root, in this process or
+// another. The kernel drops a flock when its holder dies, so a crashed
+// control plane never leaves an instance locked. It waits until ctx is done.
+func (d *Driver) lock(ctx context.Context, op, name string) (unlock func(), err error) {
+	unlockMem, err := d.locks.lock(ctx, name)
+	if err != nil {
+		return nil, &cloud.Error{Kind: cloud.Transient, Op: op, Err: fmt.Errorf("lock %s: %w", name, err)}
+	}
+	fl, err := fsutil.WaitLock(ctx, filepath.Join(d.lockDir, name+lockSuffix), lockPoll)
+	if err != nil {
+		unlockMem()
+		return nil, &cloud.Error{Kind: cloud.Transient, Op: op, Err: err}
+	}
+	return func() {
+		_ = fl.Unlock() // closing the file drops the lock; there is nothing to undo
+		unlockMem()
+	}, nil
+}
+
+// tryLock takes the lock called name as lock does, or answers ok false at
+// once when anyone holds it.
+func (d *Driver) tryLock(name string) (unlock func(), ok bool, err error) {
+	unlockMem, ok := d.locks.tryLock(name)
+	if !ok {
+		return nil, false, nil
+	}
+	fl, err := fsutil.TryLock(filepath.Join(d.lockDir, name+lockSuffix))
+	if err != nil {
+		unlockMem()
+		if errors.Is(err, fsutil.ErrLocked) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return func() {
+		_ = fl.Unlock()
+		unlockMem()
+	}, true, nil
+}
+
+// ownDir makes dir a directory of the driver's alone: created 0700 if
+// missing, and refused when it is a link or another user's, since whoever
+// could replace a lock file could hold the lock forever or make two
+// processes take "the" lock on different files.
+func ownDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (mode %v)", dir, fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s belongs to uid %d, not to the driver's %d", dir, st.Uid, os.Geteuid())
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// keyLocks is one lock per name, taken before the lock file's, and dropped
+// when nobody holds or waits for it. A buffered channel rather than a
+// mutex, so that a wait can end with the caller's context.
 type keyLocks struct {
 	mu sync.Mutex
 	m  map[string]*keyLock
 }
 
 type keyLock struct {
-	mu   sync.Mutex
+	held chan struct{} // capacity 1: full while held
 	refs int
 }
 
-func (l *keyLocks) lock(key string) (unlock func()) {
+func (l *keyLocks) acquire(key string) *keyLock {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.m == nil {
 		l.m = make(map[string]*keyLock)
 	}
 	k := l.m[key]
 	if k == nil {
-		k = &keyLock{}
+		k = &keyLock{held: make(chan struct{}, 1)}
 		l.m[key] = k
 	}
 	k.refs++
-	l.mu.Unlock()
-	k.mu.Lock()
-	return func() {
-		k.mu.Unlock()
-		l.mu.Lock()
-		if k.refs--; k.refs == 0 {
-			delete(l.m, key)
-		}
-		l.mu.Unlock()
+	return k
+}
+
+func (l *keyLocks) release(key string, k *keyLock) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if k.refs--; k.refs == 0 {
+		delete(l.m, key)
+	}
+}
+
+// lock waits for key's lock until ctx is done.
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	k := l.acquire(key)
+	select {
+	case k.held <- struct{}{}:
+		return func() { <-k.held; l.release(key, k) }, nil
+	case <-ctx.Done():
+		l.release(key, k)
+		return nil, ctx.Err()
+	}
+}
+
+// tryLock takes key's lock, or answers ok false at once when it is held.
+func (l *keyLocks) tryLock(key string) (unlock func(), ok bool) {
+	k := l.acquire(key)
+	select {
+	case k.held <- struct{}{}:
+		return func() { <-k.held; l.release(key, k) }, true
+	default:
+		l.release(key, k)
+		return nil, false
 	}
 }
 

@@ -39,6 +39,9 @@ while :; do wait; done
 `
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild()) // a driver in another process; see multiprocess_test.go
+	}
 	// An agent killed alone leaves its child to be re-parented. Make this
 	// process the new parent (a child subreaper) so the tests can reap those
 	// children instead of leaving zombies to an init that may never reap.
@@ -101,6 +104,20 @@ func TestLaunchList(t *testing.T) {
 	for _, p := range []string{d.Root(), filepath.Join(d.Root(), "cl_a"), dir, work} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("%s: mode %v (%v), want 0700", p, fi.Mode().Perm(), err)
+		}
+	}
+
+	// The lock files are the driver's alone: whoever could replace one
+	// could make two drivers take "the" lock on different files.
+	for p, want := range map[string]os.FileMode{
+		filepath.Join(d.Root(), lockDirName):                     0o700 | os.ModeDir,
+		filepath.Join(d.Root(), lockDirName, inst.ID+lockSuffix): 0o600,
+	} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Errorf("lock file: %v", err)
+		} else if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
 		}
 	}
 
@@ -538,7 +555,7 @@ func TestVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Remove(gone); err != nil {
+		if err := os.RemoveAll(gone); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Verify(ctx); cloud.KindOf(err) != cloud.Invalid || !strings.Contains(err.Error(), gone) {
@@ -761,6 +778,15 @@ func unusedPID(t *testing.T) int {
 // the test. Agents themselves are reaped by the driver.
 func killAll(t *testing.T, root string) {
 	t.Helper()
+	killUnder(t, root, false)
+}
+
+// killUnder is killAll; with adopted it also reaps the agents themselves,
+// for tests whose agents other processes started and this one adopted.
+// It learns the group of every live process under root, so it also stops
+// an agent no record names.
+func killUnder(t *testing.T, root string, adopted bool) {
+	t.Helper()
 	groups := map[int]bool{}
 	leaders := map[int]bool{}
 	for _, f := range []string{recordFile, terminatedFile} {
@@ -794,10 +820,13 @@ func killAll(t *testing.T, root string) {
 			}
 			switch {
 			case !st.dead() && (groups[st.PGID] || under(pid)):
+				if adopted && st.PGID > 1 && st.PGID != syscall.Getpgrp() {
+					groups[st.PGID] = true
+				}
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 				left = append(left, pid)
 			case st.dead() && st.PPID == os.Getpid() && groups[st.PGID]:
-				if !leaders[pid] {
+				if adopted || !leaders[pid] {
 					var ws syscall.WaitStatus
 					_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 				}

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	api "github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service/postgres/pgtest"
+)
+
+// TestReplicasFailover runs three replicas of the control plane on one
+// PostgreSQL, with the local driver on one shared root and a TCP balancer
+// in front of them for the agents (the --advertise-url every node gets), as
+// docs/DESIGN.md ("Replicas") and the README describe. Clusters are created
+// through different replicas. The replica holding a cluster's lease is
+// SIGKILLed in the middle of provisioning, and later (after it came back)
+// the one holding another cluster in the middle of a scale-up. Each time:
+// another replica takes the lease within the lease's TTL plus a tick, the
+// cluster converges with one agent and one runtime per planned node and
+// nothing launched twice, every write the killed replica acknowledged is
+// there, and after the clusters are deleted no process of theirs is left.
+func TestReplicasFailover(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	// Data directories side by side in the test's directory (which
+	// startServer opens to the node user), and the shared local root beside them.
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	base := filepath.Dir(dirs[0])
+	lb := startBalancer(t)
+	const leaseTTL = 8 * time.Second
+	flags := append([]string{"--store", dsn, "--local-root", filepath.Join(base, "local"), "--advertise-url", "https://" + lb.addr(),
+		"--lease-ttl", leaseTTL.String()}, fastFlags...)
+	reps := make([]*server, 3)
+	reps[0] = startServer(t, dirs[0], flags...)
+	// Every replica has the first one's data directory: its keys, TLS
+	// files and signing keys (README, "Replicas").
+	copyDataDir(t, dirs[0], dirs[1])
+	copyDataDir(t, dirs[0], dirs[2])
+	reps[1] = startServer(t, dirs[1], flags...)
+	reps[2] = startServer(t, dirs[2], flags...)
+	lb.set(reps)
+	db := connectDB(t, dsn)
+
+	// The replica holding a cluster's lease, or -1.
+	holder := func(clusterID string) int {
+		var h string
+		err := db.QueryRow(context.Background(), `SELECT holder FROM cluster_leases WHERE cluster_id = $1 AND expires_at > clock_timestamp()`, clusterID).Scan(&h)
+		if err == pgx.ErrNoRows {
+			return -1
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		parts := strings.Split(h, "/")
+		pid, _ := strconv.Atoi(parts[len(parts)-2])
+		for i, r := range reps {
+			if r != nil && r.cmd.Process.Pid == pid {
+				return i
+			}
+		}
+		return -1
+	}
+	holderOf := func(clusterID string) func() *server {
+		return func() *server {
+			if i := holder(clusterID); i >= 0 {
+				return reps[i]
+			}
+			return nil
+		}
+	}
+	live := func(except int) *server {
+		for i, r := range reps {
+			if i != except && r != nil {
+				return r
+			}
+		}
+		t.Fatal("no replica left")
+		return nil
+	}
+
+	// 1. Provisioning, created through replica 1.
+	c1 := reps[1].newCluster(t, "prov", 3, "")
+	t.Cleanup(func() { killCluster(t, c1.ID) })
+	var victim int
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ns := reps[1].nodes(t, c1.ID)
+		if victim = holder(c1.ID); victim >= 0 && len(ns) > 0 && len(byStatus(ns, api.NodeRunning)) < 4 {
+			t.Logf("SIGKILL of replica %d, holding cluster %s, with nodes %s", victim, c1.ID, describe(ns))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("provisioning never started under a lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	acked := killWhileWriting(t, reps[victim])
+	reps[victim] = nil
+	took := waitTakeover(t, holder, c1.ID, leaseTTL)
+	t.Logf("replica %d took cluster %s over %s after the kill", holder(c1.ID), c1.ID, took.Round(10*time.Millisecond))
+	s := live(-1)
+	checkAcked(t, s, acked)
+	converged(t, s, holderOf(c1.ID), c1.ID, 3)
+
+	// The killed replica comes back (the same data directory) and gets
+	// its share of the clusters again.
+	reps[victim] = startServer(t, dirs[victim], flags...)
+	lb.set(reps)
+
+	// 2. A scale-up, created through replica 2: one worker, then resource
+	// requests for four 1-CPU bundles (the head's CPU holds one: three
+	// workers).
+	c2 := reps[2].newCluster(t, "scale", 1, "")
+	t.Cleanup(func() { killCluster(t, c2.ID) })
+	converged(t, reps[2], holderOf(c2.ID), c2.ID, 1)
+	reps[2].must(t, 200, "POST", "/v1/clusters/"+c2.ID+"/resource-requests", `{"bundles":[{"shape":{"CPU":1},"count":4}]}`)
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		ns := reps[2].nodes(t, c2.ID)
+		if victim = holder(c2.ID); victim >= 0 && len(ns) > 2 && len(byStatus(ns, api.NodeRunning)) < 4 {
+			t.Logf("SIGKILL of replica %d, holding cluster %s, with nodes %s", victim, c2.ID, describe(ns))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scale-up never started under a lease: %s", describe(ns))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	acked = killWhileWriting(t, reps[victim])
+	reps[victim] = nil
+	took = waitTakeover(t, holder, c2.ID, leaseTTL)
+	t.Logf("replica %d took cluster %s over %s after the kill", holder(c2.ID), c2.ID, took.Round(10*time.Millisecond))
+	s = live(-1)
+	checkAcked(t, s, acked)
+	converged(t, s, holderOf(c2.ID), c2.ID, 3)
+	// The first cluster is still as it was.
+	if ok, why := settledWith(t, 3, s.cluster(t, c1.ID), s.nodes(t, c1.ID)); !ok {
+		t.Fatalf("cluster %s after the second failover: %s", c1.ID, why)
+	}
+
+	// 3. Termination leaves nothing behind.
+	for _, id := range []string{c1.ID, c2.ID} {
+		s.must(t, 202, "DELETE", "/v1/clusters/"+id, "")
+	}
+	for _, id := range []string{c1.ID, c2.ID} {
+		waitUntil(t, 2*time.Minute, "cluster "+id+" deleted", func() bool {
+			status, _, _ := s.call("GET", "/v1/clusters/"+id, "")
+			return status == 404
+		})
+		if pids := procs(t, "RAYPLANE_CLUSTER_ID", id); len(pids) != 0 {
+			t.Fatalf("processes of cluster %s left after delete: %s", id, describeProcs(pids))
+		}
+	}
+}
+
+// converged waits until the cluster is settled with workers workers,
+// then lets the replica holding it make more passes (each a chance to
+// launch again or to terminate what was adopted) and checks it still is,
+// with no node created meanwhile.
+func converged(t *testing.T, s *server, holder func() *server, clusterID string, workers int) {
+	t.Helper()
+	last := ""
+	_, ns := s.waitFor(t, clusterID, 3*time.Minute, fmt.Sprintf("settled with %d workers", workers), func(c api.Cluster, ns []api.Node) bool {
+		ok, why := settledWith(t, workers, c, ns)
+		if !ok && why != last {
+			t.Logf("cluster %s not settled yet: %s", clusterID, why)
+			last = why
+		}
+		return ok
+	})
+	// With --resync-interval 1s the holder passes over every settled
+	// cluster every second: 2 passes for each of the (at most two)
+	// clusters, counted on whichever replica holds this one.
+	var cur *server
+	var from float64
+	waitUntil(t, 2*time.Minute, "more passes by the holder", func() bool {
+		h := holder()
+		if h == nil {
+			return false
+		}
+		if h != cur {
+			cur, from = h, h.metric(t, passesSeries)
+		}
+		return h.metric(t, passesSeries) >= from+5
+	})
+	c2, ns2 := s.cluster(t, clusterID), s.nodes(t, clusterID)
+	if ok, why := settledWith(t, workers, c2, ns2); !ok || len(ns2) != len(ns) {
+		t.Fatalf("cluster %s after more passes: %s: %s, was %s", clusterID, why, describe(ns2), describe(ns))
+	}
+	for _, n := range ns2 {
+		if strings.Contains(n.StatusReason, "missed heartbeats") {
+			t.Logf("node %s was lost for missed heartbeats on the way (a starved agent, or liveness wrong across replicas): %s", n.ID, n.StatusReason)
+		}
+	}
+}
+
+// waitTakeover waits for another replica to hold the cluster's lease and
+// answers how long it took. Its bound is the lease's TTL (the dead
+// holder's lease must run out) plus a few reconcile ticks; the wait allows
+// a loaded machine more, and fails past it.
+func waitTakeover(t *testing.T, holder func(string) int, clusterID string, ttl time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	waitUntil(t, ttl+30*time.Second, "another replica holds cluster "+clusterID, func() bool { return holder(clusterID) >= 0 })
+	return time.Since(start)
+}
+
+// killWhileWriting creates API tokens through s as fast as it answers,
+// SIGKILLs it in the middle, and answers the ids of the tokens it
+// acknowledged (201) before it died.
+func killWhileWriting(t *testing.T, s *server) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			status, b, err := s.call("POST", "/v1/tokens", fmt.Sprintf(`{"name":"acked-%d-%d","role":"reader"}`, s.cmd.Process.Pid, i))
+			if err != nil {
+				return // killed
+			}
+			var tok api.APIToken
+			if status == 201 && json.Unmarshal(b, &tok) == nil && tok.ID != "" {
+				mu.Lock()
+				acked = append(acked, tok.ID)
+				mu.Unlock()
+			}
+		}
+	}()
+	waitUntil(t, 30*time.Second, "writes acknowledged", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 3
+	})
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.exited
+	s.exited <- nil
+	close(stop)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return acked
+}
+
+// checkAcked finds every acknowledged token through another replica.
+func checkAcked(t *testing.T, s *server, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		if status, b, err := s.call("GET", "/v1/tokens/"+id, ""); err != nil || status != 200 {
+			t.Fatalf("token %s acknowledged by the killed replica: %d %v %s", id, status, err, b)
+		}
+	}
+	t.Logf("all %d writes the killed replica acknowledged are there", len(ids))
+}
+
+// copyDataDir copies a replica's data directory (not its lock).
+func copyDataDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o700)
+		case rel == "lock" || !d.Type().IsRegular():
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func connectDB(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// balancer is the load balancer in front of the replicas: TCP, round
+// robin, skipping a replica that refuses connections (a dead one), TLS
+// passed through. What the agents reach through --advertise-url.
+type balancer struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	backends []string
+	next     int
+}
+
+func startBalancer(t *testing.T) *balancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &balancer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go b.proxy(c)
+		}
+	}()
+	return b
+}
+
+func (b *balancer) addr() string { return b.ln.Addr().String() }
+
+func (b *balancer) set(reps []*server) {
+	var backends []string
+	for _, r := range reps {
+		if r != nil {
+			backends = append(backends, strings.TrimPrefix(r.endpoint, "https://"))
+		}
+	}
+	b.mu.Lock()
+	b.backends = backends
+	b.mu.Unlock()
+}
+
+func (b *balancer) proxy(c net.Conn) {
+	defer c.Close()
+	b.mu.Lock()
+	backends, start := append([]string(nil), b.backends...), b.next
+	b.next++
+	b.mu.Unlock()
+	for i := range backends {
+		u, err := net.DialTimeout("tcp", backends[(start+i)%len(backends)], 2*time.Second)
+		if err != nil {
+			continue
+		}
+		defer u.Close()
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+		<-done
+		return
+	}
+}

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -60,3 +61,80 @@ func TestCacheFillRacingAWriteIsDropped(t *testing.T) {
 		t.Fatal("an entry outlived NodeTTL")
 	}
 }
+
+// Replicas: a write transaction through Wrap publishes the keys it
+// touched in the transaction (so only if it commits); what another replica
+// publishes drops the entries it names; a cache whose bus is not heard
+// serves nothing until it is heard again, starting empty.
+func TestCacheOverTheBus(t *testing.T) {
+	tx := &publishingTx{}
+	st := NewCache().Wrap(&publishingStore{tx: tx})
+	err := st.Update(t.Context(), func(tx Tx) error {
+		return tx.Org("org_1").RevokeToken(t.Context(), "tok_1", time.Now())
+	})
+	if err != nil || len(tx.published) != 1 || tx.published[0] != BusCache+" t/tok_1" {
+		t.Fatalf("published %q (%v), want the revoked token's key on %s", tx.published, err, BusCache)
+	}
+	many := make([]string, MaxBusPayload/10)
+	for i := range many {
+		many[i] = "n/nod_0001"
+	}
+	if got := busKeys(many); got != "*" {
+		t.Fatalf("keys that do not fit one message: %q, want *", got)
+	}
+
+	c := NewCache()
+	n := NodeRecord{Node: planner.Node{Node: api.Node{ID: "nod_1", ClusterID: "cls_1"}}, CredentialPrefix: "p1"}
+	put := func() {
+		f := c.begin()
+		c.end(f, []string{nodeKey("nod_1")}, func() { c.putNode(n, time.Now()) })
+	}
+	put()
+	c.Invalidate("c/cls_9 junk x/nod_1 n/nod_1")
+	if _, ok := c.node("p1"); ok {
+		t.Fatal("an entry another replica's write named is still served")
+	}
+	put()
+	c.Invalidate("*")
+	if _, ok := c.node("p1"); ok {
+		t.Fatal("an entry outlived *")
+	}
+	c.Suspend()
+	put()
+	if _, ok := c.node("p1"); ok {
+		t.Fatal("a suspended cache kept or served an entry")
+	}
+	f := c.begin() // a fill in flight across Resume is not kept either
+	c.Resume()
+	c.end(f, []string{nodeKey("nod_1")}, func() { c.putNode(n, time.Now()) })
+	if _, ok := c.node("p1"); ok {
+		t.Fatal("a fill begun while suspended was kept after Resume")
+	}
+	put()
+	if _, ok := c.node("p1"); !ok {
+		t.Fatal("a resumed cache does not keep entries")
+	}
+}
+
+type publishingStore struct {
+	Store
+	tx *publishingTx
+}
+
+func (s *publishingStore) Update(_ context.Context, fn func(Tx) error) error { return fn(s.tx) }
+
+type publishingTx struct {
+	Tx
+	published []string
+}
+
+func (t *publishingTx) Org(string) OrgTx { return revokingOrg{} }
+
+func (t *publishingTx) Publish(_ context.Context, channel, payload string) error {
+	t.published = append(t.published, channel+" "+payload)
+	return nil
+}
+
+type revokingOrg struct{ OrgTx }
+
+func (revokingOrg) RevokeToken(context.Context, string, time.Time) error { return nil }

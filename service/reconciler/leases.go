@@ -41,6 +41,11 @@ import (
 // passes, and for the clocks' rates to differ a little.
 const leaseMargin = 3 * time.Second
 
+// claimEvery is how often leases are claimed at most, whatever the reconcile
+// interval and the wake-ups: each Claim is a write transaction. A new
+// cluster waits at most this long (plus a tick) for a holder.
+const claimEvery = time.Second
+
 // leaseState is one lease this replica holds.
 type leaseState struct {
 	epoch    int64
@@ -53,8 +58,9 @@ type leaseState struct {
 
 // leases is the reconciler's record of the leases it holds.
 type leases struct {
-	mu   sync.Mutex
-	held map[string]*leaseState // by cluster id
+	mu        sync.Mutex
+	held      map[string]*leaseState // by cluster id
+	lastClaim time.Time              // when the last Claim that answered was sent
 }
 
 // claimLeases renews and takes leases for the listed clusters and answers
@@ -69,6 +75,12 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		ids[i] = c.ID
 	}
 	sent := time.Now()
+	r.lease.mu.Lock()
+	recent := sent.Sub(r.lease.lastClaim) < claimEvery
+	r.lease.mu.Unlock()
+	if recent {
+		return r.stillHeld(clusters)
+	}
 	claim, err := r.cfg.Leases.Claim(ctx, r.cfg.Holder, ids, r.cfg.LeaseTTL)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -82,6 +94,7 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		got[l.ClusterID] = l
 	}
 	r.lease.mu.Lock()
+	r.lease.lastClaim = sent
 	if r.lease.held == nil {
 		r.lease.held = map[string]*leaseState{}
 	}

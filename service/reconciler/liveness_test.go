@@ -1,10 +1,12 @@
 package reconciler
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
 )
 
 func TestLivenessDemandAndLastSeen(t *testing.T) {
@@ -35,5 +37,42 @@ func TestLivenessDemandAndLastSeen(t *testing.T) {
 	seen := l.LastSeen([]string{"node_a", "node_b"})
 	if !seen["node_b"].Equal(start) || !seen["node_a"].Equal(start.Add(5*time.Second)) {
 		t.Fatalf("last seen %v", seen)
+	}
+}
+
+// With replicas a head's heartbeats land on any of them: the demand the
+// holder plans from is the latest report, here or flushed by another
+// replica, and heartbeat times other replicas flushed count as seen.
+func TestLivenessAcrossReplicas(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := NewLiveness(start)
+	here := []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 2}}
+	there := []api.ResourceDemand{{Shape: api.Resources{"GPU": 1}, Count: 1}}
+	stored := func(at time.Time, d []api.ResourceDemand) service.NodeRecord {
+		n := service.NodeRecord{Demand: d}
+		n.ID, n.Status, n.Head, n.LastHeartbeatAt = "nod_head", api.NodeRunning, true, &at
+		return n
+	}
+	// Only another replica heard the head: its flushed report.
+	if got := l.DemandOf(stored(start.Add(time.Second), there)); !reflect.DeepEqual(got, there) {
+		t.Fatalf("demand %v, want the stored %v", got, there)
+	}
+	// This replica heard it later than what is stored: its own report.
+	l.Beat("nod_head", api.AgentHeartbeat{Demand: here}, start.Add(2*time.Second))
+	if got := l.DemandOf(stored(start.Add(time.Second), there)); !reflect.DeepEqual(got, here) {
+		t.Fatalf("demand %v, want this replica's later %v", got, here)
+	}
+	// Another replica heard it later still.
+	if got := l.DemandOf(stored(start.Add(3*time.Second), nil)); got != nil {
+		t.Fatalf("demand %v, want none (the latest report, stored by another replica, has none)", got)
+	}
+	// Seen: the stored heartbeat counts once observed.
+	l.Observe([]service.NodeRecord{stored(start.Add(5*time.Second), nil)})
+	if got := l.LastSeen([]string{"nod_head"})["nod_head"]; !got.Equal(start.Add(5 * time.Second)) {
+		t.Fatalf("last seen %s, want the stored heartbeat's time", got)
+	}
+	// A heartbeat flushes with its demand.
+	if l.pending["nod_head"].Demand == nil {
+		t.Fatal("the pending heartbeat does not carry its demand to the store")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	api "github.com/rayplane/rayplane/internal/api"
+	"github.com/rayplane/rayplane/service"
 	"github.com/rayplane/rayplane/service/postgres/pgtest"
 )
 
@@ -89,6 +91,28 @@ func TestReplicasFailover(t *testing.T) {
 		t.Fatal("no replica left")
 		return nil
 	}
+
+	// 0. A token revoked through one replica is refused by another that
+	// had it cached, as soon as the bus says so: well before the cache's
+	// own 10 s lifetime for tokens would.
+	tok := decodeJSON[api.APIToken](t, reps[0].must(t, 201, "POST", "/v1/tokens", `{"name":"revoked-elsewhere","role":"reader"}`))
+	whoami := func(s *server) int {
+		req, _ := http.NewRequest("GET", s.endpoint+"/v1/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Secret)
+		resp, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := whoami(reps[1]); got != 200 {
+		t.Fatalf("new token on another replica: %d", got)
+	}
+	reps[0].must(t, 200, "DELETE", "/v1/tokens/"+tok.ID, "")
+	revoked := time.Now()
+	waitUntil(t, service.DefaultTokenCacheTTL-time.Second, "the revoked token refused by another replica", func() bool { return whoami(reps[1]) == 401 })
+	t.Logf("a token revoked through replica 0 was refused by replica 1 after %s", time.Since(revoked).Round(time.Millisecond))
 
 	// 1. Provisioning, created through replica 1.
 	c1 := reps[1].newCluster(t, "prov", 3, "")

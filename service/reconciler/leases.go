@@ -58,6 +58,8 @@ type leaseState struct {
 
 // leases is the reconciler's record of the leases it holds.
 type leases struct {
+	claimMu   sync.Mutex // one claim at a time
+	listed    []service.ClusterRecord
 	mu        sync.Mutex
 	held      map[string]*leaseState // by cluster id
 	lastClaim time.Time              // when the last Claim that answered was sent
@@ -70,6 +72,9 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 	if r.cfg.Leases == nil {
 		return clusters
 	}
+	r.lease.claimMu.Lock()
+	defer r.lease.claimMu.Unlock()
+	r.lease.listed = clusters
 	ids := make([]string, len(clusters))
 	for i, c := range clusters {
 		ids[i] = c.ID
@@ -155,6 +160,28 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		}
 	}
 	return r.stillHeld(clusters)
+}
+
+// renewLoop claims every claimEvery, from the clusters the last tick
+// listed, until ctx ends: a tick can wait a long time for a free pass slot
+// (every slot held by a slow cloud), and the leases must not run out
+// meanwhile.
+func (r *Reconciler) renewLoop(ctx context.Context) {
+	t := time.NewTicker(claimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.lease.claimMu.Lock()
+		listed := r.lease.listed
+		r.lease.claimMu.Unlock()
+		if listed != nil {
+			r.claimLeases(ctx, listed)
+		}
+	}
 }
 
 // excess answers leases to hand over: beyond a fair share plus one, those

@@ -219,6 +219,11 @@ func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	defer r.passes.Wait()
+	if r.cfg.Leases != nil {
+		var renew sync.WaitGroup
+		defer renew.Wait()
+		renew.Go(func() { r.renewLoop(ctx) })
+	}
 	for {
 		r.dispatch(ctx, false)
 		select {

@@ -92,6 +92,20 @@ func TestReplicasFailover(t *testing.T) {
 		return nil
 	}
 
+	// What the load balancer checks: every replica is ready, also through
+	// the balancer.
+	for i, r := range reps {
+		var h api.Health
+		if err := json.Unmarshal(r.must(t, 200, "GET", "/readyz", ""), &h); err != nil || h.Status != "ok" || h.Checks["store"] != "ok" {
+			t.Fatalf("replica %d /readyz: %+v %v", i, h, err)
+		}
+	}
+	if resp, err := reps[0].client.Get("https://" + lb.addr() + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/readyz through the balancer: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// 0. A token revoked through one replica is refused by another that
 	// had it cached, as soon as the bus says so: well before the cache's
 	// own 10 s lifetime for tokens would.

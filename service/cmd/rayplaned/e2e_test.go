@@ -423,6 +423,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"serve", "--driver-timeout", "0s"}, "--driver-timeout must be a positive duration, got 0s"},
 		{[]string{"serve", "--reconcile-interval", "-1s"}, "--reconcile-interval must be a positive duration, got -1s"},
 		{[]string{"serve", "--node-credential-ttl", "20m"}, "--node-credential-ttl must be at least 30m0s"},
+		{[]string{"serve", "--lease-ttl", "5s"}, "--lease-ttl must be at least 7s, got 5s"},
 		{[]string{"serve", "--kubernetes-allowed-networks", "10.0.0.0/8,10.1.2.3"}, `"10.1.2.3" is not a CIDR prefix`},
 		{[]string{"nonsense"}, "nonsense"},
 	} {

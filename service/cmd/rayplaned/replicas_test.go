@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -411,5 +412,24 @@ func (b *balancer) proxy(c net.Conn) {
 		go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
 		<-done
 		return
+	}
+}
+
+// TestNewReplicaNeedsTheDataDirectory: a replica started with an empty
+// data directory on a database another replica set up is refused, rather
+// than making keys of its own that would seal secrets the others cannot
+// open, and leaves no key behind.
+func TestNewReplicaNeedsTheDataDirectory(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	startServer(t, t.TempDir(), "--store", dsn)
+	empty := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "serve", "--data-dir", empty, "--listen", "127.0.0.1:0", "--store", dsn).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the database is already in use, and this data directory has no key file") {
+		t.Fatalf("a replica with an empty data directory: %v: %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(empty, "secret-keys")); !os.IsNotExist(err) {
+		t.Fatalf("the refused replica left a key file: %v", err)
 	}
 }

@@ -233,3 +233,36 @@ func TestShedsExcessLeasesAndLeaves(t *testing.T) {
 		t.Fatalf("Leave: %v, left %v", err, leases.left)
 	}
 }
+
+// Leases are renewed while every pass slot is taken by a slow cloud call:
+// a tick that waits for a slot must not let the others' leases run out.
+func TestLeasesRenewedWhileSlotsAreFull(t *testing.T) {
+	h := newHarness(t)
+	cloudID, f := h.newCloud("slow", nil)
+	a, b := h.newCluster("a", cloudID).ID, h.newCluster("b", cloudID).ID
+	leases := &fakeLeases{grant: map[string]int64{a: 1, b: 1}}
+	f.fault = func(ctx context.Context, op, _ string) error {
+		if op == "list" {
+			<-ctx.Done() // every listing hangs until the pass ends
+			return ctx.Err()
+		}
+		return nil
+	}
+	h.newReconciler(h.st, func(c *Config) {
+		// A long lease: its running out must not be what frees the slot.
+		c.Leases, c.Holder, c.Concurrency, c.DriverListTimeout, c.LeaseTTL = leases, "replica-1", 1, time.Hour, time.Hour
+	})
+	h.run()
+	claims := func() int {
+		leases.mu.Lock()
+		defer leases.mu.Unlock()
+		return leases.claims
+	}
+	deadline := time.Now().Add(time.Minute)
+	for claims() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d claims in a minute with every pass slot taken", claims())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -34,8 +34,10 @@ import (
 // the one holding another cluster in the middle of a scale-up. Each time:
 // another replica takes the lease within the lease's TTL plus a tick, the
 // cluster converges with one agent and one runtime per planned node and
-// nothing launched twice, every write the killed replica acknowledged is
-// there, and after the clusters are deleted no process of theirs is left.
+// nothing launched twice, and every write the killed replica acknowledged
+// is there. A replica stopped with SIGTERM has handed its leases over by
+// the time it exits. After the clusters are deleted no process of theirs is
+// left.
 func TestReplicasFailover(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	// Data directories side by side in the test's directory (which
@@ -189,7 +191,28 @@ func TestReplicasFailover(t *testing.T) {
 		t.Fatalf("cluster %s after the second failover: %s", c1.ID, why)
 	}
 
-	// 3. Termination leaves nothing behind.
+	// 3. A replica stopped with SIGTERM hands its leases over as it
+	// stops: none of them is live when it has exited, and its registration
+	// is gone, so the others take its clusters at their next claim rather
+	// than after the TTL.
+	stopping := holder(c1.ID)
+	name := replicaName(t, reps[stopping])
+	reps[stopping].shutdown(t)
+	reps[stopping] = nil
+	lb.set(reps)
+	var live1, registered int
+	if err := db.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM cluster_leases WHERE holder = $1 AND expires_at > clock_timestamp()),
+		(SELECT count(*) FROM replicas WHERE holder = $1)`, name).Scan(&live1, &registered); err != nil {
+		t.Fatal(err)
+	}
+	if live1 != 0 || registered != 0 {
+		t.Fatalf("after SIGTERM, replica %s still holds %d live leases and %d registrations", name, live1, registered)
+	}
+	took = waitTakeover(t, holder, c1.ID, leaseTTL)
+	t.Logf("after SIGTERM of the replica holding %s, another took it over %s later", c1.ID, took.Round(10*time.Millisecond))
+	s = live(-1)
+
+	// 4. Termination leaves nothing behind.
 	for _, id := range []string{c1.ID, c2.ID} {
 		s.must(t, 202, "DELETE", "/v1/clusters/"+id, "")
 	}
@@ -311,6 +334,18 @@ func checkAcked(t *testing.T, s *server, ids []string) {
 		}
 	}
 	t.Logf("all %d writes the killed replica acknowledged are there", len(ids))
+}
+
+// replicaName answers the name a replica printed at start.
+func replicaName(t *testing.T, s *server) string {
+	t.Helper()
+	for _, line := range strings.Split(s.stdout.String(), "\n") {
+		if name, ok := strings.CutPrefix(line, "rayplaned: replica "); ok {
+			return name
+		}
+	}
+	t.Fatalf("replica printed no name: %s", s.stdout.String())
+	return ""
 }
 
 // copyDataDir copies a replica's data directory (not its lock).

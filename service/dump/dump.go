@@ -380,10 +380,13 @@ func (d *Reader) Next() (Table, Row, error) {
 	}
 	d.last = i
 	t := Tables[i]
-	if len(l.Row) != len(t.Columns) {
+	if len(l.Row) > len(t.Columns) || (len(l.Row) < len(t.Columns) && !nullableFrom(t, len(l.Row))) {
 		return Table{}, nil, fmt.Errorf("dump: %s row of %d values, want %d", t.Name, len(l.Row), len(t.Columns))
 	}
-	r := make(Row, len(l.Row))
+	// A row shorter than the table was written by a binary from before
+	// its last columns were added (columns are only ever appended, and
+	// nullable): they import as NULL.
+	r := make(Row, len(t.Columns))
 	for j, raw := range l.Row {
 		v, err := decodeValue(t.Columns[j], raw)
 		if err != nil {
@@ -393,6 +396,16 @@ func (d *Reader) Next() (Table, Row, error) {
 	}
 	d.counts[t.Name]++
 	return t, r, nil
+}
+
+// nullableFrom reports whether every column of t from i on is nullable.
+func nullableFrom(t Table, i int) bool {
+	for _, c := range t.Columns[i:] {
+		if !c.Nullable {
+			return false
+		}
+	}
+	return true
 }
 
 // Exporter is a store that reads its tables in this form: every row of

@@ -60,6 +60,10 @@ type Claim struct {
 	// Replicas is how many replicas are live (their registration, renewed
 	// by every Claim, has not expired), the caller included.
 	Replicas int
+	// Now is the store's clock when the claim ran: replicas compare it
+	// with their own to find a clock that drifted (heartbeat times are
+	// the receiving replica's).
+	Now time.Time
 }
 
 // Leases is the coordination of replicas sharing a store. Times are the

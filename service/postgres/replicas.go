@@ -53,6 +53,7 @@ func (s *Store) Claim(ctx context.Context, holder string, ids []string, ttl time
 			ttl.Microseconds()).Scan(&now, &until); err != nil {
 			return err
 		}
+		c.Now = now
 		if _, err := t.Exec(ctx, `INSERT INTO replicas (holder, expires_at, started_at) VALUES ($1, $2, $3)
 			ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at`, holder, until, now); err != nil {
 			return err

@@ -63,6 +63,7 @@ type leases struct {
 	mu        sync.Mutex
 	held      map[string]*leaseState // by cluster id
 	lastClaim time.Time              // when the last Claim that answered was sent
+	skewed    bool                   // the clock was off at the last claim
 }
 
 // claimLeases renews and takes leases for the listed clusters and answers
@@ -94,6 +95,7 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		return r.stillHeld(clusters)
 	}
 	deadline := sent.Add(r.cfg.LeaseTTL - leaseMargin)
+	r.checkSkew(claim.Now, sent, time.Now())
 	got := make(map[string]service.Lease, len(claim.Held))
 	for _, l := range claim.Held {
 		got[l.ClusterID] = l
@@ -122,7 +124,14 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		}
 		st.deadline = deadline
 	}
+	// Leases to hand over are dropped here before they are released, in
+	// this same section, so no pass starts under one meanwhile; if the
+	// release fails, the next claim renews them and they come back as
+	// taken.
 	shed := r.excess(len(ids), claim.Replicas)
+	for _, id := range shed {
+		r.dropLease(id, r.lease.held[id])
+	}
 	r.lease.mu.Unlock()
 
 	r.metrics.leases.Set(float64(len(got)))
@@ -143,19 +152,12 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		r.log.Info("cluster leases taken", "clusters", len(taken), "replicas", claim.Replicas)
 	}
 	if len(shed) > 0 {
+		for _, id := range shed {
+			r.forgetRun(id)
+		}
 		if err := r.cfg.Leases.Release(ctx, r.cfg.Holder, shed); err != nil {
-			r.log.Warn("hand cluster leases over", LogErr, err)
+			r.log.Warn("hand cluster leases over; the next claim takes them back", LogErr, err)
 		} else {
-			r.lease.mu.Lock()
-			for _, id := range shed {
-				if st := r.lease.held[id]; st != nil {
-					r.dropLease(id, st)
-				}
-			}
-			r.lease.mu.Unlock()
-			for _, id := range shed {
-				r.forgetRun(id)
-			}
 			r.log.Info("cluster leases handed over", "clusters", len(shed), "replicas", claim.Replicas)
 		}
 	}
@@ -181,6 +183,36 @@ func (r *Reconciler) renewLoop(ctx context.Context) {
 		if listed != nil {
 			r.claimLeases(ctx, listed)
 		}
+	}
+}
+
+// maxClockSkew is how far this replica's clock may be from the store's
+// before it is logged: heartbeat times are stamped by the replica that
+// received them and compared by the one holding the cluster, so replicas'
+// clocks must agree to well within a cloud's lost_after (NTP).
+const maxClockSkew = 2 * time.Second
+
+// checkSkew records how far this replica's clock is from the store's,
+// estimated at the middle of the claim's round trip, and warns when it
+// passes maxClockSkew (and again when it comes back).
+func (r *Reconciler) checkSkew(store, sent, received time.Time) {
+	if store.IsZero() {
+		return
+	}
+	local := sent.Add(received.Sub(sent) / 2)
+	skew := local.Sub(store)
+	r.metrics.skew.Set(skew.Seconds())
+	off := skew > maxClockSkew || skew < -maxClockSkew
+	r.lease.mu.Lock()
+	was := r.lease.skewed
+	r.lease.skewed = off
+	r.lease.mu.Unlock()
+	switch {
+	case off && !was:
+		r.log.Warn("this replica's clock is off from the database's: heartbeat times from other replicas are compared with it, so nodes may be lost early or late; synchronise the clocks (NTP)",
+			"skew", skew.Round(time.Millisecond))
+	case !off && was:
+		r.log.Info("this replica's clock agrees with the database's again", "skew", skew.Round(time.Millisecond))
 	}
 }
 

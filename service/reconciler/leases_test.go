@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type fakeLeases struct {
 	claims   int
 	released []string
 	left     bool
+	behind   time.Duration // the store's clock behind the replica's; 0: no clock answered
 }
 
 func (f *fakeLeases) Claim(_ context.Context, holder string, ids []string, _ time.Duration) (service.Claim, error) {
@@ -27,6 +29,9 @@ func (f *fakeLeases) Claim(_ context.Context, holder string, ids []string, _ tim
 	defer f.mu.Unlock()
 	f.claims++
 	c := service.Claim{Replicas: max(f.replicas, 1)}
+	if f.behind != 0 {
+		c.Now = time.Now().Add(-f.behind)
+	}
 	for _, id := range ids {
 		if e, ok := f.grant[id]; ok {
 			c.Held = append(c.Held, service.Lease{ClusterID: id, Epoch: e})
@@ -140,13 +145,14 @@ func TestLeaseLostStopsThePass(t *testing.T) {
 	st := &fenceStore{Store: h.st, fences: map[string][]service.Fence{}, lost: map[string]bool{a: true}}
 	h.newReconciler(st, func(c *Config) { c.Leases, c.Holder = leases, "replica-1" })
 	h.rec.ReconcileDue(h.ctx)
+	leases.set(nil, 1) // the store no longer grants it either
 	if _, nodes := h.cluster(a); len(nodes) != 0 {
 		t.Fatalf("nodes recorded by a pass whose lease was lost: %v", nodes)
 	}
 	if n := h.metric("rayplane_reconcile_errors_total", "reason", errOther); n != 0 {
 		t.Fatalf("a lost lease counted as %v errors", n)
 	}
-	h.rec.ReconcileDue(h.ctx) // within claimEvery: no claim, and the lease is gone here
+	h.rec.ReconcileDue(h.ctx) // the lease is gone here (and from the store)
 	if got := f.listsBy([]string{a}); got[a] != 1 {
 		t.Fatalf("lists of %s: %d, want 1 (no pass after the lease was found lost)", a, got[a])
 	}
@@ -265,4 +271,73 @@ func TestLeasesRenewedWhileSlotsAreFull(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// A replica whose clock is off from the store's says so: heartbeat times
+// stamped by other replicas are compared with its clock.
+func TestClockSkewIsReported(t *testing.T) {
+	h := newHarness(t)
+	cloudID, _ := h.newCloud("skew", nil)
+	a := h.newCluster("a", cloudID).ID
+	leases := &fakeLeases{grant: map[string]int64{a: 1}, behind: 5 * time.Second}
+	h.newReconciler(h.st, func(c *Config) { c.Leases, c.Holder = leases, "replica-1" })
+	h.rec.ReconcileDue(h.ctx)
+	if got := h.metric("rayplane_replica_clock_skew_seconds"); got < 4.5 || got > 5.5 {
+		t.Fatalf("rayplane_replica_clock_skew_seconds = %v, want about 5", got)
+	}
+	if !strings.Contains(h.logs.String(), "synchronise the clocks") {
+		t.Fatalf("no warning about the clock in the log: %s", h.logs.String())
+	}
+}
+
+// A pass whose record of a launch finds the lease lost makes no more
+// driver calls: the cluster is another replica's now.
+func TestNoLaunchAfterLeaseLost(t *testing.T) {
+	h := newHarness(t)
+	cloudID, f := h.newCloud("stop", nil)
+	a := h.newCluster("a", cloudID).ID
+	leases := &fakeLeases{grant: map[string]int64{a: 1}}
+	st := &lostAfterStore{Store: h.st, allow: 1} // the intent commits; every later fenced write is refused
+	var mu sync.Mutex
+	launches := 0
+	f.fault = func(_ context.Context, op, _ string) error {
+		if op == "launch" {
+			mu.Lock()
+			launches++
+			mu.Unlock()
+		}
+		return nil
+	}
+	h.newReconciler(st, func(c *Config) { c.Leases, c.Holder = leases, "replica-1" })
+	h.rec.ReconcileDue(h.ctx)
+	_, nodes := h.cluster(a)
+	if len(nodes) < 2 {
+		t.Fatalf("the first pass planned %d nodes; this test needs two launches in one pass", len(nodes))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if launches != 1 {
+		t.Fatalf("%d launches after the first launch's record found the lease lost, want 1", launches)
+	}
+}
+
+// lostAfterStore lets allow fenced write transactions commit and refuses
+// every later one with ErrLeaseLost.
+type lostAfterStore struct {
+	service.Store
+	mu    sync.Mutex
+	allow int
+}
+
+func (s *lostAfterStore) Update(ctx context.Context, fn func(service.Tx) error) error {
+	if _, fenced := service.FenceFrom(ctx); fenced {
+		s.mu.Lock()
+		ok := s.allow > 0
+		s.allow--
+		s.mu.Unlock()
+		if !ok {
+			return service.ErrLeaseLost
+		}
+	}
+	return s.Store.Update(ctx, fn)
 }

@@ -134,19 +134,6 @@ func (l *Liveness) Demand(nodeID string) []api.ResourceDemand {
 	return l.demand[nodeID]
 }
 
-// DemandOf answers the pending demand n (a head, as read from the store)
-// last reported: what this process received, unless the store holds a
-// later heartbeat of it (received by another replica), whose demand is
-// then the latest.
-func (l *Liveness) DemandOf(n service.NodeRecord) []api.ResourceDemand {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if seen, ok := l.seen[n.ID]; ok && (n.LastHeartbeatAt == nil || !seen.Before(*n.LastHeartbeatAt)) {
-		return l.demand[n.ID]
-	}
-	return n.Demand
-}
-
 // Observe takes the heartbeat times nodes (as read from the store) carry
 // as seen, where they are later than what this process received: with
 // replicas a node's heartbeats may land on any of them, and each flushes

@@ -41,34 +41,41 @@ func TestLivenessDemandAndLastSeen(t *testing.T) {
 }
 
 // With replicas a head's heartbeats land on any of them: the demand the
-// holder plans from is the latest report, here or flushed by another
-// replica, and heartbeat times other replicas flushed count as seen.
+// holder plans from is the latest report, unflushed here or flushed by
+// another replica, and heartbeat times other replicas flushed count as
+// seen. The steps are reconcileCluster's: Overlay, Observe, demand.
 func TestLivenessAcrossReplicas(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := NewLiveness(start)
 	here := []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 2}}
 	there := []api.ResourceDemand{{Shape: api.Resources{"GPU": 1}, Count: 1}}
-	stored := func(at time.Time, d []api.ResourceDemand) service.NodeRecord {
-		n := service.NodeRecord{Demand: d}
+	plan := func(at time.Time, stored []api.ResourceDemand) []api.ResourceDemand {
+		n := service.NodeRecord{Demand: stored}
 		n.ID, n.Status, n.Head, n.LastHeartbeatAt = "nod_head", api.NodeRunning, true, &at
-		return n
+		nodes := []service.NodeRecord{n}
+		l.Overlay(nodes)
+		l.Observe(nodes)
+		return demand(nodes)
 	}
 	// Only another replica heard the head: its flushed report.
-	if got := l.DemandOf(stored(start.Add(time.Second), there)); !reflect.DeepEqual(got, there) {
+	if got := plan(start.Add(time.Second), there); !reflect.DeepEqual(got, there) {
 		t.Fatalf("demand %v, want the stored %v", got, there)
 	}
-	// This replica heard it later than what is stored: its own report.
+	// This replica heard it later than what is stored, not flushed yet.
 	l.Beat("nod_head", api.AgentHeartbeat{Demand: here}, start.Add(2*time.Second))
-	if got := l.DemandOf(stored(start.Add(time.Second), there)); !reflect.DeepEqual(got, here) {
+	if got := plan(start.Add(time.Second), there); !reflect.DeepEqual(got, here) {
 		t.Fatalf("demand %v, want this replica's later %v", got, here)
 	}
-	// Another replica heard it later still.
-	if got := l.DemandOf(stored(start.Add(3*time.Second), nil)); got != nil {
+	// Another replica heard it later still, with none: even though this
+	// replica heard it before and observed a stored time since.
+	if got := plan(start.Add(3*time.Second), nil); got != nil {
 		t.Fatalf("demand %v, want none (the latest report, stored by another replica, has none)", got)
 	}
+	if got := plan(start.Add(4*time.Second), there); !reflect.DeepEqual(got, there) {
+		t.Fatalf("demand %v, want the later stored %v", got, there)
+	}
 	// Seen: the stored heartbeat counts once observed.
-	l.Observe([]service.NodeRecord{stored(start.Add(5*time.Second), nil)})
-	if got := l.LastSeen([]string{"nod_head"})["nod_head"]; !got.Equal(start.Add(5 * time.Second)) {
+	if got := l.LastSeen([]string{"nod_head"})["nod_head"]; !got.Equal(start.Add(4 * time.Second)) {
 		t.Fatalf("last seen %s, want the stored heartbeat's time", got)
 	}
 	// A heartbeat flushes with its demand.

@@ -119,6 +119,7 @@ type reconcileMetrics struct {
 	held     prometheus.Gauge
 	leases   prometheus.Gauge
 	replicas prometheus.Gauge
+	skew     prometheus.Gauge
 }
 
 // New applies defaults.
@@ -187,6 +188,8 @@ func New(cfg Config) *Reconciler {
 			Help: "1 while no node is declared lost for missed heartbeats because at least half of the nodes went silent at once (the control plane or its network is the likelier fault)."}),
 		leases: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_cluster_leases_held",
 			Help: "Clusters whose lease this replica holds (with several replicas on one store; see docs/DESIGN.md, Replicas)."}),
+		skew: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_replica_clock_skew_seconds",
+			Help: "This replica's clock minus the database's, at its last lease claim (with several replicas; heartbeat times are compared across replicas, so keep it well under a cloud's lost_after)."}),
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rayplane_replicas_live",
 			Help: "Replicas of this control plane whose registration is live, as this replica's last lease claim found (with several replicas)."}),
 	}
@@ -197,7 +200,7 @@ func New(cfg Config) *Reconciler {
 		cfg.Registry.MustRegister(r.metrics.launched, r.metrics.drained, r.metrics.blocked, r.metrics.panics, r.metrics.errors,
 			r.metrics.inFlight, r.metrics.duration, r.metrics.held)
 		if cfg.Leases != nil {
-			cfg.Registry.MustRegister(r.metrics.leases, r.metrics.replicas)
+			cfg.Registry.MustRegister(r.metrics.leases, r.metrics.replicas, r.metrics.skew)
 		}
 	}
 	return r
@@ -378,7 +381,7 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, c service.ClusterReco
 		LostAfter:       time.Duration(max(hb.LostAfter, 1))*interval + interval, // + one interval of grace
 		BootTimeout:     r.cfg.BootTimeout,
 		DrainTimeout:    r.cfg.DrainTimeout,
-		Demand:          r.demand(o.nodes),
+		Demand:          demand(o.nodes),
 		HoldSilentLoss:  r.silentLossHeld(),
 	}
 	r.track(c.ID, o.nodes, in.LostAfter)
@@ -631,6 +634,9 @@ func (r *Reconciler) execute(ctx context.Context, c service.ClusterRecord, o obs
 	for _, l := range launches {
 		if err := r.launch(ctx, c, o, l, driver, now); err != nil {
 			errs = append(errs, err)
+			if isLeaseLost(err) {
+				break // another replica holds the cluster now: no more calls
+			}
 			if kind := cloud.KindOf(err); kind != cloud.Transient {
 				errs = append(errs, r.fail(ctx, c, fmt.Sprintf("launch of node %s failed (%s): %s", l.node.ID, kind, r.tenantReason(c, o.cloud, errors.Unwrap(err))), now))
 				break
@@ -740,11 +746,14 @@ func (r *Reconciler) driverFailed(ctx context.Context, c service.ClusterRecord, 
 }
 
 // demand answers the pending demand the cluster's running head last
-// reported, wherever it landed.
-func (r *Reconciler) demand(nodes []service.NodeRecord) []api.ResourceDemand {
+// reported, wherever it landed: nodes are as read from the store (where
+// every replica flushes the heartbeats it received, a later one over an
+// earlier) with this replica's unflushed ones overlaid when later
+// (Liveness.Overlay), so the head's record holds its latest report.
+func demand(nodes []service.NodeRecord) []api.ResourceDemand {
 	for _, n := range nodes {
 		if n.Head && n.Status == api.NodeRunning {
-			return r.cfg.Liveness.DemandOf(n)
+			return n.Demand
 		}
 	}
 	return nil

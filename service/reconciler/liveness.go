@@ -18,6 +18,9 @@ type Liveness struct {
 	mu      sync.Mutex
 	seen    map[string]time.Time
 	pending map[string]service.Heartbeat
+	// flushing is what a flush is writing, until it commits: a pass that
+	// reads the store meanwhile still plans from these (Overlay).
+	flushing map[string]service.Heartbeat
 	// demand is each head's latest report of pending resource shapes; it
 	// lives only in memory: after a restart the heads report it again.
 	demand map[string][]api.ResourceDemand
@@ -39,7 +42,7 @@ type Liveness struct {
 
 // NewLiveness starts tracking at now.
 func NewLiveness(now time.Time) *Liveness {
-	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{},
+	return &Liveness{seen: map[string]time.Time{}, pending: map[string]service.Heartbeat{}, flushing: map[string]service.Heartbeat{}, demand: map[string][]api.ResourceDemand{},
 		idle: map[string]time.Time{}, runtime: map[string]runtimeReport{}, started: now, announce: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
@@ -155,7 +158,7 @@ func (l *Liveness) RecentUsage(nodeIDs []string) map[string]service.ReportedUsag
 	defer l.mu.Unlock()
 	out := map[string]service.ReportedUsage{}
 	for _, id := range nodeIDs {
-		if hb, ok := l.pending[id]; ok {
+		if hb, ok := l.unflushed(id); ok {
 			out[id] = service.ReportedUsage{Usage: hb.Usage, At: hb.At}
 		}
 	}
@@ -164,12 +167,24 @@ func (l *Liveness) RecentUsage(nodeIDs []string) map[string]service.ReportedUsag
 
 var _ service.RecentUsage = (*Liveness)(nil)
 
+// unflushed answers a node's latest heartbeat not yet in the store:
+// received since the last flush, or being written by one. Called with
+// l.mu held.
+func (l *Liveness) unflushed(id string) (service.Heartbeat, bool) {
+	if hb, ok := l.pending[id]; ok {
+		return hb, true
+	}
+	hb, ok := l.flushing[id]
+	return hb, ok
+}
+
 // Forget drops a node that is gone.
 func (l *Liveness) Forget(nodeID string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.seen, nodeID)
 	delete(l.pending, nodeID)
+	delete(l.flushing, nodeID)
 	delete(l.demand, nodeID)
 	delete(l.idle, nodeID)
 	delete(l.runtime, nodeID)
@@ -183,7 +198,7 @@ func (l *Liveness) Overlay(nodes []service.NodeRecord) {
 	defer l.mu.Unlock()
 	for i := range nodes {
 		n := &nodes[i]
-		hb, ok := l.pending[n.ID]
+		hb, ok := l.unflushed(n.ID)
 		if !ok {
 			continue
 		}
@@ -206,6 +221,9 @@ func (l *Liveness) Flush(ctx context.Context, st service.Store) error {
 	for _, hb := range l.pending {
 		batch = append(batch, hb)
 	}
+	for _, hb := range batch {
+		l.flushing[hb.NodeID] = hb
+	}
 	l.pending = map[string]service.Heartbeat{}
 	var announce []string
 	if len(l.announce) > 0 {
@@ -219,19 +237,24 @@ func (l *Liveness) Flush(ctx context.Context, st service.Store) error {
 	if len(batch) > 0 {
 		err = st.Update(ctx, func(tx service.Tx) error { return tx.DataPlane().RecordHeartbeats(ctx, batch) })
 	}
-	if len(announce) > 0 && l.OnFlushed != nil {
-		// Even after a failed write: the replica holding the cluster
-		// looks at it, and plans from what is in the store.
-		l.OnFlushed(announce)
-	}
-	if err != nil {
-		l.mu.Lock()
-		for _, hb := range batch {
+	// In one section: what was written leaves flushing (the store has
+	// it), what failed goes back to pending; a pass never sees neither.
+	l.mu.Lock()
+	for _, hb := range batch {
+		if err != nil {
 			if cur, ok := l.pending[hb.NodeID]; !ok || cur.At.Before(hb.At) {
 				l.pending[hb.NodeID] = hb
 			}
 		}
-		l.mu.Unlock()
+		if cur, ok := l.flushing[hb.NodeID]; ok && cur.At.Equal(hb.At) {
+			delete(l.flushing, hb.NodeID)
+		}
+	}
+	l.mu.Unlock()
+	if len(announce) > 0 && l.OnFlushed != nil {
+		// Even after a failed write: the replica holding the cluster
+		// looks at it, and plans from what is in the store.
+		l.OnFlushed(announce)
 	}
 	return err
 }

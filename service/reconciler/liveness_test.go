@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -82,4 +83,42 @@ func TestLivenessAcrossReplicas(t *testing.T) {
 	if l.pending["nod_head"].Demand == nil {
 		t.Fatal("the pending heartbeat does not carry its demand to the store")
 	}
+}
+
+// A pass that reads the store while a flush is writing still sees the
+// heartbeats being written: they left pending but are not in what it read.
+func TestOverlayDuringFlush(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := NewLiveness(start)
+	l.Beat("nod_1", api.AgentHeartbeat{RuntimeState: api.RuntimeRunning}, start.Add(time.Second))
+	st := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error)
+	go func() { done <- l.Flush(t.Context(), st) }()
+	<-st.entered // the flush is writing, not committed
+	n := service.NodeRecord{}
+	n.ID, n.Status, n.RuntimeState = "nod_1", api.NodeRunning, api.RuntimeStarting
+	nodes := []service.NodeRecord{n}
+	l.Overlay(nodes)
+	if nodes[0].RuntimeState != api.RuntimeRunning {
+		t.Fatalf("during a flush a pass saw runtime %q, want the heartbeat being written (running)", nodes[0].RuntimeState)
+	}
+	close(st.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.unflushed("nod_1"); ok {
+		t.Fatal("a written heartbeat is still held as unflushed")
+	}
+}
+
+// blockingStore's Update waits, inside the transaction, until released.
+type blockingStore struct {
+	service.Store
+	entered, release chan struct{}
+}
+
+func (s *blockingStore) Update(_ context.Context, _ func(service.Tx) error) error {
+	close(s.entered)
+	<-s.release
+	return nil
 }

@@ -42,7 +42,12 @@ func TestTransportErrors(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(plain.Close)
 
-	slowURL := h.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	// A server that never answers while the test runs (not even when the
+	// request's context ends: an answer written then could reach a client
+	// racing its own deadline, and the test would read an empty 200).
+	stop := make(chan struct{})
+	slowURL := h.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-stop }))
+	t.Cleanup(func() { close(stop) }) // before the server's Close, which waits for its handlers
 
 	// A client that reaches the server under a name its certificate lacks.
 	serverAddr := strings.TrimPrefix(h.url, "https://")

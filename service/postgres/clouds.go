@@ -18,7 +18,7 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-func (t *tx) createCloud(ctx context.Context, orgID string, c api.Cloud) error {
+func (t *tx) OrgCreateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	cr, secret := service.SplitCloudCredentials(c)
 	secret, err := service.SealCloudSecret(t.keys, c.ID, secret)
 	if err != nil {
@@ -62,12 +62,12 @@ func scanCloudWith(s scanner, extra ...any) (api.Cloud, error) {
 	return c, nil
 }
 
-func (t *tx) getCloud(ctx context.Context, orgID, id string) (api.Cloud, error) {
+func (t *tx) OrgGetCloud(ctx context.Context, orgID, id string) (api.Cloud, error) {
 	c, err := scanCloud(t.tx.QueryRow(ctx, `SELECT `+cloudCols+` FROM clouds WHERE id = $1 AND org_id = $2`, id, orgID))
 	return c, notFoundIfNoRows(err, "cloud", id)
 }
 
-func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
+func (t *tx) OrgListClouds(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.Cloud], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.Cloud]{}, err
@@ -78,7 +78,7 @@ func (t *tx) listClouds(ctx context.Context, orgID string, f service.NameFilter,
 	return finish(p, items, func(c api.Cloud) string { return c.ID }), err
 }
 
-func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
+func (t *tx) OrgUpdateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	cr, secret := service.SplitCloudCredentials(c)
 	secret, err := service.SealCloudSecret(t.keys, c.ID, secret)
 	if err != nil {
@@ -92,7 +92,7 @@ func (t *tx) updateCloud(ctx context.Context, orgID string, c api.Cloud) error {
 	})
 }
 
-func (t *tx) deleteCloud(ctx context.Context, orgID, id string) error {
+func (t *tx) OrgDeleteCloud(ctx context.Context, orgID, id string) error {
 	var n int
 	if err := t.tx.QueryRow(ctx, `SELECT COUNT(*) FROM clusters WHERE cloud_id = $1 AND org_id = $2`, id, orgID).Scan(&n); err != nil {
 		return err
@@ -103,7 +103,7 @@ func (t *tx) deleteCloud(ctx context.Context, orgID, id string) error {
 	return t.execOne(ctx, "cloud", id, `DELETE FROM clouds WHERE id = $1 AND org_id = $2`, id, orgID)
 }
 
-func (t *tx) getCloudSecret(ctx context.Context, orgID, id string) (string, error) {
+func (t *tx) OrgGetCloudSecret(ctx context.Context, orgID, id string) (string, error) {
 	var stored string
 	err := t.tx.QueryRow(ctx, `SELECT secret FROM clouds WHERE id = $1 AND org_id = $2`, id, orgID).Scan(&stored)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-func (t *tx) createCluster(ctx context.Context, orgID string, c api.Cluster) error {
+func (t *tx) OrgCreateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	return t.insertOrConflict(ctx, `INSERT INTO clusters (id, org_id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state,
 		status, status_reason, status_changed_at, head_address, resource_requests, created_at, updated_at, generation, observed_generation, conditions)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`, conflictf("a cluster named %q already exists", c.Name),
@@ -66,12 +66,12 @@ func scanClusterWith(s scanner, extra ...any) (api.Cluster, error) {
 	return c, nil
 }
 
-func (t *tx) getCluster(ctx context.Context, orgID, id string) (api.Cluster, error) {
+func (t *tx) OrgGetCluster(ctx context.Context, orgID, id string) (api.Cluster, error) {
 	c, err := scanCluster(t.tx.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE id = $1 AND org_id = $2`, id, orgID))
 	return c, notFoundIfNoRows(err, "cluster", id)
 }
 
-func (t *tx) listClusters(ctx context.Context, orgID string, f service.ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error) {
+func (t *tx) OrgListClusters(ctx context.Context, orgID string, f service.ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.Cluster]{}, err
@@ -82,7 +82,7 @@ func (t *tx) listClusters(ctx context.Context, orgID string, f service.ClusterFi
 	return finish(p, items, func(c api.Cluster) string { return c.ID }), err
 }
 
-func (t *tx) updateCluster(ctx context.Context, orgID string, c api.Cluster) error {
+func (t *tx) OrgUpdateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	return t.guarded(ctx, conflictf("a cluster named %q already exists", c.Name), func() error {
 		return t.execOne(ctx, "cluster", c.ID, `UPDATE clusters SET name = $1, compute_config_id = $2, compute_config_version = $3, runtime = $4, desired_state = $5,
 			status = $6, status_reason = $7, status_changed_at = $8, head_address = $9, resource_requests = $10, updated_at = $11, generation = $12
@@ -93,11 +93,11 @@ func (t *tx) updateCluster(ctx context.Context, orgID string, c api.Cluster) err
 	})
 }
 
-func (t *tx) deleteCluster(ctx context.Context, orgID, id string) error {
+func (t *tx) OrgDeleteCluster(ctx context.Context, orgID, id string) error {
 	return t.execOne(ctx, "cluster", id, `DELETE FROM clusters WHERE id = $1 AND org_id = $2`, id, orgID)
 }
 
-func (t *tx) getIdempotencyKey(ctx context.Context, orgID, key string) (service.IdempotencyRecord, error) {
+func (t *tx) OrgGetIdempotencyKey(ctx context.Context, orgID, key string) (service.IdempotencyRecord, error) {
 	rec := service.IdempotencyRecord{Key: key}
 	var created int64
 	err := t.tx.QueryRow(ctx, `SELECT request_hash, object_id, created_at FROM idempotency_keys WHERE org_id = $1 AND key = $2`, orgID, key).
@@ -108,7 +108,7 @@ func (t *tx) getIdempotencyKey(ctx context.Context, orgID, key string) (service.
 
 // putIdempotencyKey stores rec, replacing an expired record of the same key
 // and dropping the org's other expired ones.
-func (t *tx) putIdempotencyKey(ctx context.Context, orgID string, rec service.IdempotencyRecord) error {
+func (t *tx) OrgPutIdempotencyKey(ctx context.Context, orgID string, rec service.IdempotencyRecord) error {
 	cutoff := ts(rec.CreatedAt.Add(-service.IdempotencyKeyTTL))
 	if _, err := t.exec(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND created_at <= $2`, orgID, cutoff); err != nil {
 		return err

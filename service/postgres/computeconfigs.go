@@ -10,7 +10,7 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-func (t *tx) createComputeConfig(ctx context.Context, orgID string, cc api.ComputeConfig) error {
+func (t *tx) OrgCreateComputeConfig(ctx context.Context, orgID string, cc api.ComputeConfig) error {
 	err := t.insertOrConflict(ctx, `INSERT INTO compute_configs (id, org_id, name, latest_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		conflictf("a compute config named %q already exists", cc.Name), cc.ID, orgID, cc.Name, cc.Version, ts(cc.CreatedAt), ts(cc.UpdatedAt))
 	if err != nil {
@@ -40,7 +40,7 @@ func scanComputeConfig(s scanner) (api.ComputeConfig, error) {
 	return cc, nil
 }
 
-func (t *tx) getComputeConfig(ctx context.Context, orgID, id string, v int) (api.ComputeConfig, error) {
+func (t *tx) OrgGetComputeConfig(ctx context.Context, orgID, id string, v int) (api.ComputeConfig, error) {
 	cc, err := scanComputeConfig(t.tx.QueryRow(ctx, `SELECT `+ccCols+` FROM compute_configs c
 		JOIN compute_config_versions v ON v.config_id = c.id AND v.version = CASE WHEN $1::integer = 0 THEN c.latest_version ELSE $1::integer END
 		WHERE c.id = $2 AND c.org_id = $3`, v, id, orgID))
@@ -50,7 +50,7 @@ func (t *tx) getComputeConfig(ctx context.Context, orgID, id string, v int) (api
 	return cc, notFoundIfNoRows(err, "compute config", id)
 }
 
-func (t *tx) listComputeConfigs(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+func (t *tx) OrgListComputeConfigs(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.ComputeConfig]{}, err
@@ -64,8 +64,8 @@ func (t *tx) listComputeConfigs(ctx context.Context, orgID string, f service.Nam
 
 // listComputeConfigVersions answers oldest version first, paged by version
 // number (v1.<n>), as service/sqlite does.
-func (t *tx) listComputeConfigVersions(ctx context.Context, orgID, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
-	if _, err := t.getComputeConfig(ctx, orgID, id, 0); err != nil {
+func (t *tx) OrgListComputeConfigVersions(ctx context.Context, orgID, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+	if _, err := t.OrgGetComputeConfig(ctx, orgID, id, 0); err != nil {
 		return api.Page[api.ComputeConfig]{}, err
 	}
 	limit := opts.Limit
@@ -97,7 +97,7 @@ func (t *tx) listComputeConfigVersions(ctx context.Context, orgID, id string, op
 	return out, nil
 }
 
-func (t *tx) addComputeConfigVersion(ctx context.Context, orgID string, cc api.ComputeConfig) error {
+func (t *tx) OrgAddComputeConfigVersion(ctx context.Context, orgID string, cc api.ComputeConfig) error {
 	err := t.guarded(ctx, conflictf("a compute config named %q already exists", cc.Name), func() error {
 		return t.execOne(ctx, "compute config", cc.ID, `UPDATE compute_configs SET name = $1, latest_version = $2, updated_at = $3
 			WHERE id = $4 AND org_id = $5 AND latest_version = $6`,
@@ -109,7 +109,7 @@ func (t *tx) addComputeConfigVersion(ctx context.Context, orgID string, cc api.C
 	return t.insertVersion(ctx, cc)
 }
 
-func (t *tx) deleteComputeConfig(ctx context.Context, orgID, id string) error {
+func (t *tx) OrgDeleteComputeConfig(ctx context.Context, orgID, id string) error {
 	var n int
 	if err := t.tx.QueryRow(ctx, `SELECT COUNT(*) FROM clusters WHERE compute_config_id = $1 AND org_id = $2`, id, orgID).Scan(&n); err != nil {
 		return err
@@ -120,7 +120,7 @@ func (t *tx) deleteComputeConfig(ctx context.Context, orgID, id string) error {
 	return t.execOne(ctx, "compute config", id, `DELETE FROM compute_configs WHERE id = $1 AND org_id = $2`, id, orgID)
 }
 
-func (t *tx) renameComputeConfig(ctx context.Context, orgID, id, name string, at time.Time) error {
+func (t *tx) OrgRenameComputeConfig(ctx context.Context, orgID, id, name string, at time.Time) error {
 	return t.guarded(ctx, conflictf("a compute config named %q already exists", name), func() error {
 		return t.execOne(ctx, "compute config", id, `UPDATE compute_configs SET name = $1, updated_at = $2 WHERE id = $3 AND org_id = $4`, name, ts(at), id, orgID)
 	})

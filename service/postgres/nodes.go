@@ -48,8 +48,8 @@ func scanNode(s scanner) (service.NodeRecord, error) {
 	return n, nil
 }
 
-func (t *tx) listNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error) {
-	if _, err := t.getCluster(ctx, orgID, clusterID); err != nil {
+func (t *tx) OrgListNodes(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.Node], error) {
+	if _, err := t.OrgGetCluster(ctx, orgID, clusterID); err != nil {
 		return api.Page[api.Node]{}, err
 	}
 	p, err := newPage(opts)
@@ -244,7 +244,7 @@ func (t *tx) SetNodeAccessPublicKeySHA256(ctx context.Context, id, pin string, a
 	return err
 }
 
-func (t *tx) requestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error {
+func (t *tx) OrgRequestClusterDelete(ctx context.Context, orgID, id string, at time.Time) error {
 	return t.execOne(ctx, "cluster", id, `UPDATE clusters SET delete_requested = TRUE, updated_at = $1 WHERE id = $2 AND org_id = $3`, ts(at), id, orgID)
 }
 
@@ -259,8 +259,8 @@ func (t *tx) AddClusterEvent(ctx context.Context, clusterID string, e api.Cluste
 	return err
 }
 
-func (t *tx) listClusterEvents(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error) {
-	if _, err := t.getCluster(ctx, orgID, clusterID); err != nil {
+func (t *tx) OrgListClusterEvents(ctx context.Context, orgID, clusterID string, opts api.ListOptions) (api.Page[api.ClusterEvent], error) {
+	if _, err := t.OrgGetCluster(ctx, orgID, clusterID); err != nil {
 		return api.Page[api.ClusterEvent]{}, err
 	}
 	p, err := newPage(opts)

@@ -44,7 +44,7 @@ func (t *tx) CountOrgs(ctx context.Context) (int, error) {
 	return n, err
 }
 
-func (t *tx) createToken(ctx context.Context, tok service.Token) error {
+func (t *tx) OrgCreateToken(ctx context.Context, tok service.Token) error {
 	return t.insertOrConflict(ctx, `INSERT INTO api_tokens (id, org_id, name, role, prefix, hash, created_at, created_by, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, conflictf("token prefix collision, try again"),
 		tok.ID, tok.OrgID, tok.Name, tok.Role, tok.Prefix, tok.Hash, ts(tok.CreatedAt), tok.CreatedBy, tsPtr(tok.ExpiresAt))
@@ -67,12 +67,12 @@ func (t *tx) GetTokenByPrefix(ctx context.Context, prefix string) (service.Token
 	return tok, notFoundIfNoRows(err, "token", prefix)
 }
 
-func (t *tx) getToken(ctx context.Context, orgID, id string) (service.Token, error) {
+func (t *tx) OrgGetToken(ctx context.Context, orgID, id string) (service.Token, error) {
 	tok, err := scanToken(t.tx.QueryRow(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE id = $1 AND org_id = $2`, id, orgID))
 	return tok, notFoundIfNoRows(err, "token", id)
 }
 
-func (t *tx) listTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[service.Token], error) {
+func (t *tx) OrgListTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[service.Token], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[service.Token]{}, err
@@ -82,7 +82,7 @@ func (t *tx) listTokens(ctx context.Context, orgID string, opts api.ListOptions)
 	return finish(p, items, func(tok service.Token) string { return tok.ID }), err
 }
 
-func (t *tx) revokeToken(ctx context.Context, orgID, id string, at time.Time) error {
+func (t *tx) OrgRevokeToken(ctx context.Context, orgID, id string, at time.Time) error {
 	return t.execOne(ctx, "token", id, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND org_id = $3`, ts(at), id, orgID)
 }
 

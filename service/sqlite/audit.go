@@ -24,7 +24,7 @@ func scanAudit(s scanner) (api.AuditEvent, error) {
 	return e, err
 }
 
-func (t *tx) listAuditEvents(ctx context.Context, orgIDs []string, f api.AuditFilter, opts api.ListOptions) (api.Page[api.AuditEvent], error) {
+func (t *tx) OrgListAuditEvents(ctx context.Context, orgIDs []string, f api.AuditFilter, opts api.ListOptions) (api.Page[api.AuditEvent], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.AuditEvent]{}, err

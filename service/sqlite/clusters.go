@@ -10,7 +10,7 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-func (t *tx) createCluster(ctx context.Context, orgID string, c api.Cluster) error {
+func (t *tx) OrgCreateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	_, err := t.exec(ctx, `INSERT INTO clusters (id, org_id, name, cloud_id, compute_config_id, compute_config_version, runtime, desired_state,
 		status, status_reason, status_changed_at, head_address, resource_requests, created_at, updated_at, generation, observed_generation, conditions)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -70,12 +70,12 @@ func scanClusterWith(s scanner, extra ...any) (api.Cluster, []any, error) {
 	return c, extra, nil
 }
 
-func (t *tx) getCluster(ctx context.Context, orgID, id string) (api.Cluster, error) {
+func (t *tx) OrgGetCluster(ctx context.Context, orgID, id string) (api.Cluster, error) {
 	c, err := scanCluster(t.tx.QueryRowContext(ctx, `SELECT `+clusterCols+` FROM clusters WHERE id = ? AND org_id = ?`, id, orgID))
 	return c, notFoundIfNoRows(err, "cluster", id)
 }
 
-func (t *tx) listClusters(ctx context.Context, orgID string, f service.ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error) {
+func (t *tx) OrgListClusters(ctx context.Context, orgID string, f service.ClusterFilter, opts api.ListOptions) (api.Page[api.Cluster], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.Cluster]{}, err
@@ -87,7 +87,7 @@ func (t *tx) listClusters(ctx context.Context, orgID string, f service.ClusterFi
 	return finish(p, items, func(c api.Cluster) string { return c.ID }), err
 }
 
-func (t *tx) updateCluster(ctx context.Context, orgID string, c api.Cluster) error {
+func (t *tx) OrgUpdateCluster(ctx context.Context, orgID string, c api.Cluster) error {
 	err := t.execOne(ctx, "cluster", c.ID, `UPDATE clusters SET name = ?, compute_config_id = ?, compute_config_version = ?, runtime = ?, desired_state = ?,
 		status = ?, status_reason = ?, status_changed_at = ?, head_address = ?, resource_requests = ?, updated_at = ?, generation = ?
 		WHERE id = ? AND org_id = ?`,
@@ -97,11 +97,11 @@ func (t *tx) updateCluster(ctx context.Context, orgID string, c api.Cluster) err
 	return conflictOnUnique(err, "a cluster named %q already exists", c.Name)
 }
 
-func (t *tx) deleteCluster(ctx context.Context, orgID, id string) error {
+func (t *tx) OrgDeleteCluster(ctx context.Context, orgID, id string) error {
 	return t.execOne(ctx, "cluster", id, `DELETE FROM clusters WHERE id = ? AND org_id = ?`, id, orgID)
 }
 
-func (t *tx) getIdempotencyKey(ctx context.Context, orgID, key string) (service.IdempotencyRecord, error) {
+func (t *tx) OrgGetIdempotencyKey(ctx context.Context, orgID, key string) (service.IdempotencyRecord, error) {
 	rec := service.IdempotencyRecord{Key: key}
 	var created int64
 	err := t.tx.QueryRowContext(ctx, `SELECT request_hash, object_id, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?`, orgID, key).
@@ -112,7 +112,7 @@ func (t *tx) getIdempotencyKey(ctx context.Context, orgID, key string) (service.
 
 // PutIdempotencyKey stores rec, replacing an expired record of the same key
 // and dropping the org's other expired ones.
-func (t *tx) putIdempotencyKey(ctx context.Context, orgID string, rec service.IdempotencyRecord) error {
+func (t *tx) OrgPutIdempotencyKey(ctx context.Context, orgID string, rec service.IdempotencyRecord) error {
 	cutoff := ts(rec.CreatedAt.Add(-service.IdempotencyKeyTTL))
 	if _, err := t.exec(ctx, `DELETE FROM idempotency_keys WHERE org_id = ? AND created_at <= ?`, orgID, cutoff); err != nil {
 		return err

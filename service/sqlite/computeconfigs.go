@@ -10,7 +10,7 @@ import (
 	"github.com/rayplane/rayplane/service"
 )
 
-func (t *tx) createComputeConfig(ctx context.Context, orgID string, cc api.ComputeConfig) error {
+func (t *tx) OrgCreateComputeConfig(ctx context.Context, orgID string, cc api.ComputeConfig) error {
 	_, err := t.exec(ctx, `INSERT INTO compute_configs (id, org_id, name, latest_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		cc.ID, orgID, cc.Name, cc.Version, ts(cc.CreatedAt), ts(cc.UpdatedAt))
 	if err != nil {
@@ -41,7 +41,7 @@ func scanComputeConfig(s scanner) (api.ComputeConfig, error) {
 	return cc, nil
 }
 
-func (t *tx) getComputeConfig(ctx context.Context, orgID, id string, v int) (api.ComputeConfig, error) {
+func (t *tx) OrgGetComputeConfig(ctx context.Context, orgID, id string, v int) (api.ComputeConfig, error) {
 	cc, err := scanComputeConfig(t.tx.QueryRowContext(ctx, `SELECT `+ccCols+` FROM compute_configs c
 		JOIN compute_config_versions v ON v.config_id = c.id AND v.version = CASE WHEN ? = 0 THEN c.latest_version ELSE ? END
 		WHERE c.id = ? AND c.org_id = ?`, v, v, id, orgID))
@@ -51,7 +51,7 @@ func (t *tx) getComputeConfig(ctx context.Context, orgID, id string, v int) (api
 	return cc, notFoundIfNoRows(err, "compute config", id)
 }
 
-func (t *tx) listComputeConfigs(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+func (t *tx) OrgListComputeConfigs(ctx context.Context, orgID string, f service.NameFilter, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[api.ComputeConfig]{}, err
@@ -66,8 +66,8 @@ func (t *tx) listComputeConfigs(ctx context.Context, orgID string, f service.Nam
 
 // ListComputeConfigVersions answers oldest version first. The cursor is the
 // config id, which is the same on every row, so versions are paged by number.
-func (t *tx) listComputeConfigVersions(ctx context.Context, orgID, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
-	if _, err := t.getComputeConfig(ctx, orgID, id, 0); err != nil {
+func (t *tx) OrgListComputeConfigVersions(ctx context.Context, orgID, id string, opts api.ListOptions) (api.Page[api.ComputeConfig], error) {
+	if _, err := t.OrgGetComputeConfig(ctx, orgID, id, 0); err != nil {
 		return api.Page[api.ComputeConfig]{}, err
 	}
 	limit := opts.Limit
@@ -104,7 +104,7 @@ func (t *tx) listComputeConfigVersions(ctx context.Context, orgID, id string, op
 	return out, rows.Err()
 }
 
-func (t *tx) addComputeConfigVersion(ctx context.Context, orgID string, cc api.ComputeConfig) error {
+func (t *tx) OrgAddComputeConfigVersion(ctx context.Context, orgID string, cc api.ComputeConfig) error {
 	err := t.execOne(ctx, "compute config", cc.ID, `UPDATE compute_configs SET name = ?, latest_version = ?, updated_at = ? WHERE id = ? AND org_id = ? AND latest_version = ?`,
 		cc.Name, cc.Version, ts(cc.UpdatedAt), cc.ID, orgID, cc.Version-1)
 	if err != nil {
@@ -113,7 +113,7 @@ func (t *tx) addComputeConfigVersion(ctx context.Context, orgID string, cc api.C
 	return t.insertVersion(ctx, cc)
 }
 
-func (t *tx) deleteComputeConfig(ctx context.Context, orgID, id string) error {
+func (t *tx) OrgDeleteComputeConfig(ctx context.Context, orgID, id string) error {
 	var n int
 	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM clusters WHERE compute_config_id = ? AND org_id = ?`, id, orgID).Scan(&n); err != nil {
 		return err
@@ -124,7 +124,7 @@ func (t *tx) deleteComputeConfig(ctx context.Context, orgID, id string) error {
 	return t.execOne(ctx, "compute config", id, `DELETE FROM compute_configs WHERE id = ? AND org_id = ?`, id, orgID)
 }
 
-func (t *tx) renameComputeConfig(ctx context.Context, orgID, id, name string, at time.Time) error {
+func (t *tx) OrgRenameComputeConfig(ctx context.Context, orgID, id, name string, at time.Time) error {
 	err := t.execOne(ctx, "compute config", id, `UPDATE compute_configs SET name = ?, updated_at = ? WHERE id = ? AND org_id = ?`, name, ts(at), id, orgID)
 	return conflictOnUnique(err, "a compute config named %q already exists", name)
 }

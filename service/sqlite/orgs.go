@@ -46,7 +46,7 @@ func (t *tx) CountOrgs(ctx context.Context) (int, error) {
 	return n, err
 }
 
-func (t *tx) createToken(ctx context.Context, tok service.Token) error {
+func (t *tx) OrgCreateToken(ctx context.Context, tok service.Token) error {
 	_, err := t.exec(ctx, `INSERT INTO api_tokens (id, org_id, name, role, prefix, hash, created_at, created_by, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tok.ID, tok.OrgID, tok.Name, tok.Role, tok.Prefix, tok.Hash, ts(tok.CreatedAt), tok.CreatedBy, tsPtr(tok.ExpiresAt))
@@ -70,12 +70,12 @@ func (t *tx) GetTokenByPrefix(ctx context.Context, prefix string) (service.Token
 	return tok, notFoundIfNoRows(err, "token", prefix)
 }
 
-func (t *tx) getToken(ctx context.Context, orgID, id string) (service.Token, error) {
+func (t *tx) OrgGetToken(ctx context.Context, orgID, id string) (service.Token, error) {
 	tok, err := scanToken(t.tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE id = ? AND org_id = ?`, id, orgID))
 	return tok, notFoundIfNoRows(err, "token", id)
 }
 
-func (t *tx) listTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[service.Token], error) {
+func (t *tx) OrgListTokens(ctx context.Context, orgID string, opts api.ListOptions) (api.Page[service.Token], error) {
 	p, err := newPage(opts)
 	if err != nil {
 		return api.Page[service.Token]{}, err
@@ -85,7 +85,7 @@ func (t *tx) listTokens(ctx context.Context, orgID string, opts api.ListOptions)
 	return finish(p, items, func(tok service.Token) string { return tok.ID }), err
 }
 
-func (t *tx) revokeToken(ctx context.Context, orgID, id string, at time.Time) error {
+func (t *tx) OrgRevokeToken(ctx context.Context, orgID, id string, at time.Time) error {
 	return t.execOne(ctx, "token", id, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND org_id = ?`, ts(at), id, orgID)
 }
 

@@ -21,8 +21,9 @@ type Liveness struct {
 	// flushing is what a flush is writing, until it commits: a pass that
 	// reads the store meanwhile still plans from these (Overlay).
 	flushing map[string]service.Heartbeat
-	// demand is each head's latest report of pending resource shapes; it
-	// lives only in memory: after a restart the heads report it again.
+	// demand is each head's latest report of pending resource shapes, to
+	// tell when it changes (what passes plan from is the stored one,
+	// overlaid with what is not flushed yet).
 	demand map[string][]api.ResourceDemand
 	// idle is each node's latest idle_since (nodes with work have none):
 	// the reconciler's sweep reads it to find idle deadlines.
@@ -127,14 +128,6 @@ func (l *Liveness) LastSeen(nodeIDs []string) map[string]time.Time {
 		out[id] = t
 	}
 	return out
-}
-
-// Demand answers the pending demand a node (the head) last reported to
-// this process.
-func (l *Liveness) Demand(nodeID string) []api.ResourceDemand {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.demand[nodeID]
 }
 
 // Observe takes the heartbeat times nodes (as read from the store) carry

@@ -273,7 +273,7 @@ func TestHostileHeartbeatsRefused(t *testing.T) {
 	if len(after.RuntimeMessage) > api.MaxRuntimeMessageBytes || !strings.HasPrefix(after.RuntimeMessage, "éé") {
 		t.Errorf("runtime_message kept as %d bytes, want it cut to at most %d", len(after.RuntimeMessage), api.MaxRuntimeMessageBytes)
 	}
-	if d := e.live.Demand(head); len(d) != 1 || d[0].Count != 3 {
+	if d := after.Demand; len(d) != 1 || d[0].Count != 3 {
 		t.Errorf("demand after a good heartbeat: %v", d)
 	}
 	e.must(200, "GET", "/v1/clusters/"+c.ID, e.admin, "").decode(t, &clusterAfter)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -70,16 +71,9 @@ func adminAccessKeys(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("admin access-keys "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", env("DATA_DIR", "rayplane-data"), "data directory ($RAYPLANE_DATA_DIR)")
-	// Flags may come before or after the key id: revoke KID --data-dir DIR.
-	var rest []string
-	for more := args[1:]; ; {
-		if err := fs.Parse(more); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest, more = append(rest, fs.Arg(0)), fs.Args()[1:]
+	rest, err := interspersed(fs, args[1:])
+	if err != nil {
+		return err
 	}
 	wantArgs := 0
 	if verb == "revoke" {
@@ -162,4 +156,39 @@ func checkRingOwner(path string) error {
 			path, st.Uid, uid, st.Uid)
 	}
 	return nil
+}
+
+// interspersed parses fs's flags wherever they stand among args (revoke KID
+// --data-dir DIR) and returns the other arguments in order. A key id is
+// base64url and may begin with '-': an argument that names none of fs's
+// flags is an argument, not a flag, and "--" ends the flags.
+func interspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case len(a) < 2 || a[0] != '-':
+			rest = append(rest, a)
+		case name == "h" || name == "help":
+			flags = append(flags, a)
+		case f == nil:
+			rest = append(rest, a)
+		default:
+			flags = append(flags, a)
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	return rest, nil
 }

@@ -86,6 +86,21 @@ func TestAdminAccessKeys(t *testing.T) {
 	if got := keyIDs(); len(got) != 1 || got[0] != active {
 		t.Fatalf("server sees %v after revoke", got)
 	}
+	// Key ids are base64url and may begin with '-' (one in 64 does): such
+	// an id is the key to revoke, not a flag, before or after --data-dir,
+	// and "--" ends the flags.
+	for _, args := range [][]string{
+		{"revoke", "-qa2NPa2rtsXn0To", "--data-dir", dir},
+		{"revoke", "--data-dir", dir, "-qa2NPa2rtsXn0To"},
+		{"revoke", "--data-dir=" + dir, "--", "-qa2NPa2rtsXn0To"},
+	} {
+		if _, err := runAccessKeys(t, args...); err == nil || !strings.Contains(err.Error(), `revoke "-qa2NPa2rtsXn0To": no such key`) {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+	if _, err := runAccessKeys(t, "list", "--data-dir"); err == nil || !strings.Contains(err.Error(), "flag needs an argument") {
+		t.Errorf("--data-dir without a value: %v", err)
+	}
 	// Another user (root, say) may list the ring but not rewrite it: the
 	// server could not read the file it would leave.
 	ringPath := filepath.Join(dir, accessKeysFileName)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -554,30 +553,12 @@ func TestCoordinationNotExported(t *testing.T) {
 	if c := claim(t, src, "a", ids, time.Minute); len(c.Held) == 0 {
 		t.Fatal("no lease taken")
 	}
-	var rows []struct {
-		t dump.Table
-		r dump.Row
-	}
-	if err := src.Export(ctx, nil, func(tab dump.Table, r dump.Row) error {
+	rows := storetest.ExportAll(t, src, func(tab dump.Table, _ dump.Row) {
 		if slices.Contains(coordinationTables, tab.Name) {
 			t.Errorf("export wrote a row of %s", tab.Name)
 		}
-		rows = append(rows, struct {
-			t dump.Table
-			r dump.Row
-		}{tab, r})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	i := 0
-	if _, err := dst.Import(ctx, func() (dump.Table, dump.Row, error) {
-		if i == len(rows) {
-			return dump.Table{}, nil, io.EOF
-		}
-		i++
-		return rows[i-1].t, rows[i-1].r, nil
-	}); err != nil {
+	})
+	if _, err := dst.Import(ctx, rows.Feed(len(rows))); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := pgx.Connect(ctx, dstDSN)

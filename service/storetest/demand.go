@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -81,11 +80,7 @@ func testHeartbeatDemand(t *testing.T, open Open) {
 		beat(6, demand)
 		// The row goes, as exported, into a fresh store with its demand
 		// replaced by text that is not a demand list.
-		var rows []struct {
-			t dump.Table
-			r dump.Row
-		}
-		if err := d.st.Export(ctx, nil, func(tab dump.Table, r dump.Row) error {
+		rows := ExportAll(t, d.st, func(tab dump.Table, r dump.Row) {
 			if tab.Name == "nodes" {
 				for i, c := range tab.Columns {
 					if c.Name == "demand" && r[0] == id {
@@ -93,23 +88,9 @@ func testHeartbeatDemand(t *testing.T, open Open) {
 					}
 				}
 			}
-			rows = append(rows, struct {
-				t dump.Table
-				r dump.Row
-			}{tab, r})
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 		dst := openWithKeys(t, open)
-		i := 0
-		if _, err := dst.Import(ctx, func() (dump.Table, dump.Row, error) {
-			if i == len(rows) {
-				return dump.Table{}, nil, io.EOF
-			}
-			i++
-			return rows[i-1].t, rows[i-1].r, nil
-		}); err != nil {
+		if _, err := dst.Import(ctx, rows.Feed(len(rows))); err != nil {
 			t.Fatal(err)
 		}
 		for name, read := range map[string]func(service.DataPlaneTx) error{

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -336,33 +335,8 @@ func testExportImportRoundTrip(t *testing.T, open Open) {
 	src := open(t, keys)
 	Fill(t, src)
 	dst := open(t, keys)
-	var all []struct {
-		t dump.Table
-		r dump.Row
-	}
-	if err := src.Export(context.Background(), nil, func(tab dump.Table, r dump.Row) error {
-		all = append(all, struct {
-			t dump.Table
-			r dump.Row
-		}{tab, r})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	feed := func(n int) func() (dump.Table, dump.Row, error) {
-		i := 0
-		return func() (dump.Table, dump.Row, error) {
-			if i == n {
-				if n < len(all) {
-					return dump.Table{}, nil, errors.New("cut short")
-				}
-				return dump.Table{}, nil, io.EOF
-			}
-			i++
-			return all[i-1].t, all[i-1].r, nil
-		}
-	}
-	if _, err := dst.Import(context.Background(), feed(len(all)/2)); err == nil {
+	all := ExportAll(t, src, nil)
+	if _, err := dst.Import(context.Background(), all.Feed(len(all)/2)); err == nil {
 		t.Fatal("a cut-short import answered no error")
 	}
 	for _, tab := range dump.Tables {
@@ -370,7 +344,7 @@ func testExportImportRoundTrip(t *testing.T, open Open) {
 			t.Fatalf("a failed import left %d rows in %s", n, tab.Name)
 		}
 	}
-	counts, err := dst.Import(context.Background(), feed(len(all)))
+	counts, err := dst.Import(context.Background(), all.Feed(len(all)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +354,7 @@ func testExportImportRoundTrip(t *testing.T, open Open) {
 			t.Errorf("import counted %d rows of %s", counts[tab.Name], tab.Name)
 		}
 	}
-	if _, err := dst.Import(context.Background(), feed(len(all))); err == nil || !strings.Contains(err.Error(), "empty") {
+	if _, err := dst.Import(context.Background(), all.Feed(len(all))); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Fatalf("import into a store that holds rows: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -156,39 +155,4 @@ func checkRingOwner(path string) error {
 			path, st.Uid, uid, st.Uid)
 	}
 	return nil
-}
-
-// interspersed parses fs's flags wherever they stand among args (revoke KID
-// --data-dir DIR) and returns the other arguments in order. A key id is
-// base64url and may begin with '-': an argument that names none of fs's
-// flags is an argument, not a flag, and "--" ends the flags.
-func interspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var flags, rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			rest = append(rest, args[i+1:]...)
-			break
-		}
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		f := fs.Lookup(name)
-		switch {
-		case len(a) < 2 || a[0] != '-':
-			rest = append(rest, a)
-		case name == "h" || name == "help":
-			flags = append(flags, a)
-		case f == nil:
-			rest = append(rest, a)
-		default:
-			flags = append(flags, a)
-			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
-				i++
-				flags = append(flags, args[i])
-			}
-		}
-	}
-	if err := fs.Parse(flags); err != nil {
-		return nil, err
-	}
-	return rest, nil
 }

@@ -84,18 +84,17 @@ func newCLI(name, argsUsage string, timeout time.Duration, stdout, stderr io.Wri
 // parse parses flags wherever they stand among the nargs positional
 // arguments, which it answers, and builds the client.
 func (x *cli) parse(args []string, nargs int) ([]string, error) {
-	var pos []string
-	for {
-		if err := x.fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if args = x.fs.Args(); len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
+	pos, err := interspersed(x.fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) != nargs {
 		x.fs.Usage()
+		for _, p := range pos {
+			if len(p) > 1 && p[0] == '-' {
+				return nil, fmt.Errorf("%s: flag provided but not defined: %s", x.fs.Name(), p)
+			}
+		}
 		return nil, fmt.Errorf("%s takes %d argument(s), got %d", x.fs.Name(), nargs, len(pos))
 	}
 	if x.endpoint == "" {
@@ -652,4 +651,40 @@ func showAll[T any](ctx context.Context, x *cli, header []string, row func(T) []
 		rows[i] = row(it)
 	}
 	return x.show(api.Page[T]{Items: items}, header, rows...)
+}
+
+// interspersed parses fs's flags wherever they stand among args (clusters
+// get ID --json, access-keys revoke KID --data-dir DIR) and returns the
+// other arguments in order. An argument that names none of fs's flags is
+// an argument, not a flag: an access-key id is base64url and may begin
+// with '-'. "--" ends the flags.
+func interspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case len(a) < 2 || a[0] != '-':
+			rest = append(rest, a)
+		case name == "h" || name == "help":
+			flags = append(flags, a)
+		case f == nil:
+			rest = append(rest, a)
+		default:
+			flags = append(flags, a)
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	return rest, nil
 }

@@ -282,6 +282,7 @@ func TestCLISettings(t *testing.T) {
 		{"plain http", r, []string{"clusters", "list", "--endpoint", "http://127.0.0.1:1"}, "must be an https:// URL"},
 		{"no verb", r, []string{"clusters"}, "clusters needs a verb: access-token, create, delete, events"},
 		{"no id", r, []string{"clusters", "get"}, "clusters get takes 1 argument(s), got 0"},
+		{"unknown flag", r, []string{"clusters", "get", "--bogus", "cls_x"}, "clusters get: flag provided but not defined: --bogus"},
 		{"missing flags", r, []string{"clusters", "create", "--name", "x"}, "clusters create: missing --cloud, --compute-config"},
 		{"bad worker group", r, []string{"compute-configs", "create", "--name", "x", "--head-type", "local.small", "--worker-group", "size=3"}, `unknown key "size"`},
 		{"bad status", r, []string{"clusters", "wait", "cls_x", "--status", "UP"}, `--status "UP": must be one of`},

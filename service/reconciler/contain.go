@@ -86,10 +86,17 @@ func (r *Reconciler) claim(id string, now time.Time) bool {
 }
 
 func (r *Reconciler) release(id string) {
+	held := r.Holds(id)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if run := r.runs[id]; run != nil {
 		run.busy = false
+		if !held {
+			// The lease went while the pass ran: whoever holds it
+			// now keeps the cluster's schedule; a lease taken back
+			// starts afresh.
+			delete(r.runs, id)
+		}
 	}
 }
 

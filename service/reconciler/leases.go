@@ -62,7 +62,7 @@ type leases struct {
 	listed    []service.ClusterRecord
 	mu        sync.Mutex
 	held      map[string]*leaseState // by cluster id
-	lastClaim time.Time              // when the last Claim that answered was sent
+	lastClaim time.Time              // when the last Claim was sent, answered or not
 	skewed    bool                   // the clock was off at the last claim
 }
 
@@ -87,6 +87,11 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 	if recent {
 		return r.stillHeld(clusters)
 	}
+	// A failing store is asked again a claimEvery later, not on every
+	// wake-up meanwhile.
+	r.lease.mu.Lock()
+	r.lease.lastClaim = sent
+	r.lease.mu.Unlock()
 	claim, err := r.cfg.Leases.Claim(ctx, r.cfg.Holder, ids, r.cfg.LeaseTTL)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -101,7 +106,6 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 		got[l.ClusterID] = l
 	}
 	r.lease.mu.Lock()
-	r.lease.lastClaim = sent
 	if r.lease.held == nil {
 		r.lease.held = map[string]*leaseState{}
 	}
@@ -132,9 +136,9 @@ func (r *Reconciler) claimLeases(ctx context.Context, clusters []service.Cluster
 	for _, id := range shed {
 		r.dropLease(id, r.lease.held[id])
 	}
+	r.metrics.leases.Set(float64(len(r.lease.held)))
 	r.lease.mu.Unlock()
 
-	r.metrics.leases.Set(float64(len(got)))
 	r.metrics.replicas.Set(float64(claim.Replicas))
 	for _, id := range lost {
 		r.forgetRun(id)
@@ -253,6 +257,18 @@ func (r *Reconciler) stillHeld(clusters []service.ClusterRecord) []service.Clust
 	return out
 }
 
+// Holds reports whether this replica may pass over cluster id now: it
+// holds the cluster's lease, or runs without leases.
+func (r *Reconciler) Holds(id string) bool {
+	if r.cfg.Leases == nil {
+		return true
+	}
+	r.lease.mu.Lock()
+	defer r.lease.mu.Unlock()
+	st := r.lease.held[id]
+	return st != nil && time.Now().Before(st.deadline)
+}
+
 // leaseExpired ends a lease whose local deadline passed unrenewed.
 func (r *Reconciler) leaseExpired(id string) {
 	r.lease.mu.Lock()
@@ -309,7 +325,6 @@ func (r *Reconciler) leaseLost(id string) {
 		r.dropLease(id, st)
 	}
 	r.lease.mu.Unlock()
-	r.forgetRun(id)
 	r.log.Info("cluster lease found taken by another replica; its pass stopped", LogClusterID, id)
 }
 

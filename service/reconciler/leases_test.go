@@ -165,7 +165,10 @@ func TestLeaseLostStopsThePass(t *testing.T) {
 	if n := h.metric("rayplane_reconcile_errors_total", "reason", errOther); n != 0 {
 		t.Fatalf("a lost lease counted as %v errors", n)
 	}
-	h.rec.ReconcileDue(h.ctx) // the lease is gone here (and from the store)
+	// Woken (so the tick would pass over it were the lease still held
+	// here): the lease is gone here (and from the store).
+	h.rec.WakeCluster(a)
+	h.rec.ReconcileDue(h.ctx)
 	if got := f.listsBy([]string{a}); got[a] != 1 {
 		t.Fatalf("lists of %s: %d, want 1 (no pass after the lease was found lost)", a, got[a])
 	}

@@ -58,7 +58,9 @@ func (r *replica) listen(ctx context.Context, cache *service.Cache, rec *reconci
 	wg.Go(func() {
 		err := r.bus.Listen(ctx, service.BusWake, func(payload string) {
 			for _, id := range strings.Fields(payload) {
-				rec.WakeCluster(id)
+				if rec.Holds(id) { // the others are another replica's
+					rec.WakeCluster(id)
+				}
 			}
 		}, rec.Wake, func() {})
 		if err != nil && ctx.Err() == nil {

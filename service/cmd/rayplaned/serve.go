@@ -249,27 +249,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil, fmt.Errorf("this control plane has no %s driver", c.Provider)
 	}
 	liveness := reconciler.NewLiveness(time.Now())
-	recCfg := reconciler.Config{}
-	if rep != nil {
-		recCfg.Leases, recCfg.Holder = rep.leases, rep.holder
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rec := reconciler.New(reconciler.Config{
+	recCfg := reconciler.Config{
 		Store: store, Drivers: drivers, Liveness: liveness, Logger: log, Registry: reg,
 		ControlPlaneURL: advertise, CACertPEM: caPEM,
 		Interval: cfg.reconcileInterval, BootstrapTTL: cfg.bootstrapTTL, BootTimeout: cfg.bootTimeout, DrainTimeout: cfg.drainTimeout,
-		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout, Resync: cfg.resync,
-		Leases: recCfg.Leases, Holder: recCfg.Holder, LeaseTTL: cfg.leaseTTL,
-	})
+		Concurrency: cfg.reconcileConcurrency, DriverTimeout: cfg.driverTimeout, Resync: cfg.resync, LeaseTTL: cfg.leaseTTL,
+	}
+	if rep != nil {
+		recCfg.Leases, recCfg.Holder = rep.leases, rep.holder
+	}
+	rec := reconciler.New(recCfg)
 	wakeCluster := rec.WakeCluster
 	if rep != nil {
 		// What a heartbeat here changed (a head's demand, a runtime's
-		// state) is for the replica holding the cluster: it is told once
-		// the heartbeat is in the store.
+		// state) is for the replica holding the cluster. This one, when
+		// it holds it, sees the beat before it is flushed (as a single
+		// control plane does); another is told once the beat is in the
+		// store.
 		wakeCluster = func(id string) {
-			rec.WakeCluster(id)
-			liveness.AnnounceAfterFlush(id)
+			if rec.Holds(id) {
+				rec.WakeCluster(id)
+			} else {
+				liveness.AnnounceAfterFlush(id)
+			}
 		}
 		liveness.OnFlushed = func(ids []string) { rep.announce(ctx, ids, log) }
 	}

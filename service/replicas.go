@@ -93,11 +93,12 @@ type Bus interface {
 	// every replica listening, this one included.
 	Publish(ctx context.Context, channel, payload string) error
 	// Listen delivers every payload published on channel to handle, until
-	// ctx ends, reconnecting when its connection drops. reset is called
-	// after each (re)connection is listening: messages sent while it was
-	// not may have been missed. down is called when a connection drops.
-	// Listen answers when ctx ends, or at once if it cannot listen at all.
-	Listen(ctx context.Context, channel string, handle func(payload string), reset, down func()) error
+	// ctx ends, connecting again when its connection drops or cannot be
+	// made (at start too). reset is called after each (re)connection is
+	// listening: messages sent while it was not may have been missed. down
+	// is called, with the reason, once each time listening stops or fails
+	// to start. Listen answers when ctx ends.
+	Listen(ctx context.Context, channel string, handle func(payload string), reset func(), down func(error)) error
 }
 
 // TxPublisher is implemented by the Tx of a store with a Bus: Publish in a

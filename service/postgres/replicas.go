@@ -6,6 +6,7 @@ package postgres
 // docs/DESIGN.md, "PostgreSQL store", says why each is built as it is.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,47 +232,43 @@ func (t *tx) Publish(ctx context.Context, channel, payload string) error {
 
 // Listen delivers channel's messages to handle on a connection of its own
 // (not the pool's: it is held for as long as ctx lasts, and Close does not
-// wait for it), reconnecting with backoff when it drops; see service.Bus.
-// It answers an error at once if the first connection cannot listen, and
-// nil when ctx ends.
-func (s *Store) Listen(ctx context.Context, channel string, handle func(payload string), reset, down func()) error {
+// wait for it), connecting again with backoff when it drops or cannot be
+// made, the first one included; see service.Bus. It answers nil when ctx
+// ends.
+func (s *Store) Listen(ctx context.Context, channel string, handle func(payload string), reset func(), down func(error)) error {
 	if channel == "" {
 		return errors.New("listen: empty channel")
 	}
-	conn, err := s.listen(ctx, channel)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
+	backoff, isDown := busBackoffFirst, false
 	for {
-		reset()
-		for {
-			n, err := conn.WaitForNotification(ctx)
-			if err != nil {
-				break
+		var lost error
+		conn, err := s.listen(ctx, channel)
+		if err == nil {
+			backoff, isDown = busBackoffFirst, false
+			reset()
+			for {
+				n, werr := conn.WaitForNotification(ctx)
+				if werr != nil {
+					lost = fmt.Errorf("listen on %s: %w", channel, scrub(werr))
+					break
+				}
+				handle(n.Payload)
 			}
-			handle(n.Payload)
+			closeConn(ctx, conn)
 		}
-		closeConn(ctx, conn)
 		if ctx.Err() != nil {
 			return nil
 		}
-		down()
-		backoff := busBackoffFirst
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			if conn, err = s.listen(ctx, channel); err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
+		if !isDown {
+			isDown = true
+			down(cmp.Or(err, lost))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		if err != nil {
 			backoff = min(2*backoff, busBackoffMax)
 		}
 	}

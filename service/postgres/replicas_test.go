@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -436,7 +437,7 @@ func TestBus(t *testing.T) {
 		done <- st.Listen(lctx, channel,
 			func(p string) { m.mu.Lock(); m.got = append(m.got, p); m.mu.Unlock() },
 			func() { m.mu.Lock(); m.resets++; m.mu.Unlock() },
-			func() { m.mu.Lock(); m.downs++; m.mu.Unlock() })
+			func(error) { m.mu.Lock(); m.downs++; m.mu.Unlock() })
 	}()
 	defer func() {
 		stop()
@@ -502,6 +503,84 @@ func TestBus(t *testing.T) {
 	}
 }
 
+// TestListenRetriesItsFirstConnection: a replica whose bus cannot connect
+// at start (here its role may not log in) says why once and listens as
+// soon as it can, rather than staying deaf (its cache off) until restarted.
+func TestListenRetriesItsFirstConnection(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(ctx) })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := "rayplane_bus_" + strings.TrimPrefix(u.Path, "/rayplane_test_")
+	for _, q := range []string{`CREATE ROLE ` + role + ` LOGIN`, `ALTER DATABASE ` + strings.TrimPrefix(u.Path, "/") + ` OWNER TO ` + role} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		// After the store closes (registered later, so run first); the
+		// database is dropped after this.
+		if _, err := admin.Exec(ctx, `ALTER DATABASE `+strings.TrimPrefix(u.Path, "/")+` OWNER TO postgres`); err != nil {
+			t.Error(err)
+		}
+		if _, err := admin.Exec(ctx, `DROP OWNED BY `+role+` CASCADE; DROP ROLE `+role); err != nil {
+			t.Error(err)
+		}
+	})
+	u.User = url.User(role)
+	st := mustOpen(t, u.String())
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` NOLOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	m := &messages{}
+	downs := make(chan error, 100)
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- st.Listen(lctx, service.BusWake,
+			func(p string) { m.mu.Lock(); m.got = append(m.got, p); m.mu.Unlock() },
+			func() { m.mu.Lock(); m.resets++; m.mu.Unlock() },
+			func(err error) { downs <- err })
+	}()
+	defer func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Listen answered %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Listen did not end with its context")
+		}
+	}()
+	select {
+	case err := <-downs:
+		if err == nil || !strings.Contains(err.Error(), "not permitted to log in") {
+			t.Fatalf("down says %v, want the reason the connection failed", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no word of the failed connection after 60 s")
+	}
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "listening once the role may log in", func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.resets == 1 })
+	if err := st.Publish(ctx, service.BusWake, "cls_after"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the message sent after it connected", func() bool { return m.has("cls_after") })
+	if n := len(downs); n != 0 {
+		t.Errorf("down called %d more times while retrying one outage", n)
+	}
+}
+
 // TestListenDoesNotHoldClose: a store closes at once while a listener
 // runs (its connection is not the pool's), and the listener still ends
 // with its context.
@@ -516,7 +595,7 @@ func TestListenDoesNotHoldClose(t *testing.T) {
 	listening := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- st.Listen(ctx, service.BusWake, func(string) {}, func() { listening <- struct{}{} }, func() {})
+		done <- st.Listen(ctx, service.BusWake, func(string) {}, func() { listening <- struct{}{} }, func(error) {})
 	}()
 	select {
 	case <-listening:

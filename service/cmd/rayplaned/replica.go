@@ -47,11 +47,11 @@ func (r *replica) listen(ctx context.Context, cache *service.Cache, rec *reconci
 		err := r.bus.Listen(ctx, service.BusCache, cache.Invalidate, func() {
 			cache.Resume()
 			log.Info("listening to other replicas' writes; cache on")
-		}, func() {
+		}, func(err error) {
 			cache.Suspend()
-			log.Warn("lost the bus to other replicas; cache off until it is back")
+			log.Warn("not listening to other replicas' writes; cache off until it is back", "err", err)
 		})
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			log.Error("cannot listen to other replicas' writes; the cache stays off", "err", err)
 		}
 	})
@@ -62,8 +62,10 @@ func (r *replica) listen(ctx context.Context, cache *service.Cache, rec *reconci
 					rec.WakeCluster(id)
 				}
 			}
-		}, rec.Wake, func() {})
-		if err != nil && ctx.Err() == nil {
+		}, rec.Wake, func(err error) {
+			log.Warn("not listening to other replicas' wake-ups; clusters are passed over at their resync until it is back", "err", err)
+		})
+		if err != nil {
 			log.Error("cannot listen to other replicas' wake-ups; clusters are passed over at their resync", "err", err)
 		}
 	})

@@ -77,6 +77,24 @@ func TestReplicasFailover(t *testing.T) {
 		}
 		return -1
 	}
+	// midway waits until cluster id, read through rep, has more than
+	// minNodes nodes, not four running yet, under a lease, and answers
+	// the replica holding it. It polls every 5 ms: on the local driver
+	// that window can be short.
+	midway := func(rep *server, id string, minNodes int, what string) int {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ns := rep.nodes(t, id)
+			if h := holder(id); h >= 0 && len(ns) > minNodes && len(byStatus(ns, api.NodeRunning)) < 4 {
+				t.Logf("SIGKILL of replica %d, holding cluster %s, with nodes %s", h, id, describe(ns))
+				return h
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never started under a lease: %s", what, describe(ns))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	holderOf := func(clusterID string) func() *server {
 		return func() *server {
 			if i := holder(clusterID); i >= 0 {
@@ -137,19 +155,7 @@ func TestReplicasFailover(t *testing.T) {
 	// 1. Provisioning, created through replica 1.
 	c1 := replicaCluster(t, reps[1], "prov", 3)
 	t.Cleanup(func() { killCluster(t, c1.ID) })
-	var victim int
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ns := reps[1].nodes(t, c1.ID)
-		if victim = holder(c1.ID); victim >= 0 && len(ns) > 0 && len(byStatus(ns, api.NodeRunning)) < 4 {
-			t.Logf("SIGKILL of replica %d, holding cluster %s, with nodes %s", victim, c1.ID, describe(ns))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("provisioning never started under a lease")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	victim := midway(reps[1], c1.ID, 0, "provisioning")
 	acked := killWhileWriting(t, reps[victim])
 	reps[victim] = nil
 	took := waitTakeover(t, holder, c1.ID, leaseTTL)
@@ -170,18 +176,7 @@ func TestReplicasFailover(t *testing.T) {
 	t.Cleanup(func() { killCluster(t, c2.ID) })
 	converged(t, reps[2], holderOf(c2.ID), c2.ID, 1)
 	reps[2].must(t, 200, "POST", "/v1/clusters/"+c2.ID+"/resource-requests", `{"bundles":[{"shape":{"CPU":1},"count":4}]}`)
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		ns := reps[2].nodes(t, c2.ID)
-		if victim = holder(c2.ID); victim >= 0 && len(ns) > 2 && len(byStatus(ns, api.NodeRunning)) < 4 {
-			t.Logf("SIGKILL of replica %d, holding cluster %s, with nodes %s", victim, c2.ID, describe(ns))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the scale-up never started under a lease: %s", describe(ns))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	victim = midway(reps[2], c2.ID, 2, "the scale-up")
 	acked = killWhileWriting(t, reps[victim])
 	reps[victim] = nil
 	took = waitTakeover(t, holder, c2.ID, leaseTTL)

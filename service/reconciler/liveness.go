@@ -33,6 +33,9 @@ type Liveness struct {
 	// started is when this process began: after a control-plane restart
 	// no node counts as silent for longer than the control plane was gone.
 	started time.Time
+	// latest is the latest time a node was heard from (the receiving
+	// clock), and pruned when forgetSilent last ran by it.
+	latest, pruned time.Time
 
 	// With replicas: clusters to announce (OnFlushed) once the heartbeats
 	// that changed them are in the store, and a request to flush now.
@@ -68,7 +71,7 @@ func (l *Liveness) AnnounceAfterFlush(clusterID string) {
 func (l *Liveness) Beat(nodeID string, hb api.AgentHeartbeat, at time.Time) (changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.seen[nodeID] = at
+	l.heard(nodeID, at)
 	demandChanged := !reflect.DeepEqual(l.demand[nodeID], hb.Demand) && (len(hb.Demand) > 0 || len(l.demand[nodeID]) > 0)
 	// A runtime that starts, crashes, stops or runs another configuration
 	// changes the cluster's conditions (Ready): its cluster is looked at now,
@@ -111,7 +114,40 @@ const maxCrashes = 1 << 20
 func (l *Liveness) Seen(nodeID string, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.heard(nodeID, at)
+}
+
+// heard records that nodeID was heard from at at. Called with l.mu held.
+func (l *Liveness) heard(nodeID string, at time.Time) {
 	l.seen[nodeID] = at
+	if at.After(l.latest) {
+		l.latest = at
+	}
+}
+
+// forgetAfter is how long a node may go unheard here before this process
+// forgets it: past any lost_after a cloud may set (api.MaxHeartbeatSec ×
+// api.MaxLostAfter, 8 h 20 min), so the replica holding its cluster has
+// found it lost long since. Forget drops a node where a pass ends it; on
+// the other replicas, which only received its heartbeats, nothing else
+// would, and their memory would grow with every node ever launched.
+const forgetAfter = 24 * time.Hour
+
+// forgetSilent drops, about once an hour, the nodes not heard from in
+// forgetAfter and not waiting to be flushed. Called with l.mu held.
+func (l *Liveness) forgetSilent() {
+	if l.latest.Sub(l.pruned) < time.Hour {
+		return
+	}
+	l.pruned = l.latest
+	for id, at := range l.seen {
+		if _, waiting := l.unflushed(id); !waiting && l.latest.Sub(at) > forgetAfter {
+			delete(l.seen, id)
+			delete(l.demand, id)
+			delete(l.idle, id)
+			delete(l.runtime, id)
+		}
+	}
 }
 
 // LastSeen answers when each of the nodes was last heard from, never
@@ -243,6 +279,7 @@ func (l *Liveness) Flush(ctx context.Context, st service.Store) error {
 			delete(l.flushing, hb.NodeID)
 		}
 	}
+	l.forgetSilent()
 	l.mu.Unlock()
 	if len(announce) > 0 && l.OnFlushed != nil {
 		// Even after a failed write: the replica holding the cluster

@@ -122,3 +122,45 @@ func (s *blockingStore) Update(_ context.Context, _ func(service.Tx) error) erro
 	<-s.release
 	return nil
 }
+
+// okStore's Update writes nothing and succeeds.
+type okStore struct{ service.Store }
+
+func (okStore) Update(context.Context, func(service.Tx) error) error { return nil }
+
+// TestLivenessForgetsLongSilentNodes: a replica that only received a
+// node's heartbeats (its pass never ends the node, so Forget never runs
+// here) drops it once it has gone unheard past any lost_after; a node
+// heard lately stays.
+func TestLivenessForgetsLongSilentNodes(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := NewLiveness(start)
+	since := start
+	busy := api.AgentHeartbeat{IdleSince: &since, RuntimeState: api.RuntimeRunning, Demand: []api.ResourceDemand{{Shape: api.Resources{"CPU": 1}, Count: 1}}}
+	l.Beat("nod_gone", busy, start)
+	if err := l.Flush(t.Context(), okStore{}); err != nil {
+		t.Fatal(err)
+	}
+	if api.MaxHeartbeatSec*api.MaxLostAfter*time.Second >= forgetAfter {
+		t.Fatalf("forgetAfter %s is within the longest lost_after", forgetAfter)
+	}
+	l.Beat("nod_live", busy, start.Add(forgetAfter+2*time.Hour))
+	if err := l.Flush(t.Context(), okStore{}); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range []map[string]bool{keys(l.seen), keys(l.demand), keys(l.idle), keys(l.runtime)} {
+		if m["nod_gone"] || !m["nod_live"] {
+			t.Errorf("after a day's silence of nod_gone: %v, want nod_live without nod_gone", m)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) map[string]bool {
+	out := map[string]bool{}
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}

@@ -23,30 +23,48 @@ type lock struct {
 
 // Lock waits for key's lock and answers its unlock; waiting ends with ctx.
 func (k *Locks) Lock(ctx context.Context, key string) (unlock func(), err error) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*lock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &lock{held: make(chan struct{}, 1)}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
+	l, release := k.acquire(key)
 	select {
 	case l.held <- struct{}{}:
 		return func() { <-l.held; release() }, nil
 	case <-ctx.Done():
 		release()
 		return nil, ctx.Err()
+	}
+}
+
+// TryLock takes key's lock and answers its unlock, or ok false at once
+// when someone holds it.
+func (k *Locks) TryLock(key string) (unlock func(), ok bool) {
+	l, release := k.acquire(key)
+	select {
+	case l.held <- struct{}{}:
+		return func() { <-l.held; release() }, true
+	default:
+		release()
+		return nil, false
+	}
+}
+
+// acquire counts a holder or waiter of key's lock; release uncounts it.
+func (k *Locks) acquire(key string) (l *lock, release func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.locks == nil {
+		k.locks = map[string]*lock{}
+	}
+	l = k.locks[key]
+	if l == nil {
+		l = &lock{held: make(chan struct{}, 1)}
+		k.locks[key] = l
+	}
+	l.refs++
+	return l, func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
 	}
 }
 

@@ -39,3 +39,35 @@ func TestLocks(t *testing.T) {
 		t.Fatalf("%d lock entries left", n)
 	}
 }
+
+func TestTryLock(t *testing.T) {
+	var k Locks
+	unlock, ok := k.TryLock("a")
+	if !ok {
+		t.Fatal("TryLock of a free key failed")
+	}
+	if _, ok := k.TryLock("a"); ok {
+		t.Fatal("TryLock of a held key succeeded")
+	}
+	if u, ok := k.TryLock("b"); !ok {
+		t.Fatal("TryLock of another key failed")
+	} else {
+		u()
+	}
+	unlock()
+	if n := k.Len(); n != 0 {
+		t.Fatalf("%d lock entries left", n)
+	}
+	// Lock and TryLock are one lock.
+	unlock, err := k.Lock(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := k.TryLock("a"); ok {
+		t.Fatal("TryLock of a key held by Lock succeeded")
+	}
+	unlock()
+	if n := k.Len(); n != 0 {
+		t.Fatalf("%d lock entries left", n)
+	}
+}

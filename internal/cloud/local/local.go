@@ -50,13 +50,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rayplane/rayplane/internal/fsutil"
 
 	"github.com/rayplane/rayplane/internal/cloud"
+	"github.com/rayplane/rayplane/internal/cloud/keylock"
 )
 
 // Config configures a Driver.
@@ -93,7 +93,7 @@ type Driver struct {
 	lockDir string // Root/.locks, see lock
 	cfg     Config
 	log     *slog.Logger
-	locks   keyLocks
+	locks   keylock.Locks // this Driver's, taken before the lock file's (see lock)
 }
 
 var _ cloud.Driver = (*Driver)(nil)
@@ -674,7 +674,7 @@ const (
 // another. The kernel drops a flock when its holder dies, so a crashed
 // control plane never leaves an instance locked. It waits until ctx is done.
 func (d *Driver) lock(ctx context.Context, op, name string) (unlock func(), err error) {
-	unlockMem, err := d.locks.lock(ctx, name)
+	unlockMem, err := d.locks.Lock(ctx, name)
 	if err != nil {
 		return nil, &cloud.Error{Kind: cloud.Transient, Op: op, Err: fmt.Errorf("lock %s: %w", name, err)}
 	}
@@ -692,7 +692,7 @@ func (d *Driver) lock(ctx context.Context, op, name string) (unlock func(), err 
 // tryLock takes the lock called name as lock does, or answers ok false at
 // once when anyone holds it.
 func (d *Driver) tryLock(name string) (unlock func(), ok bool, err error) {
-	unlockMem, ok := d.locks.tryLock(name)
+	unlockMem, ok := d.locks.TryLock(name)
 	if !ok {
 		return nil, false, nil
 	}
@@ -729,66 +729,6 @@ func ownDir(dir string) error {
 		return fmt.Errorf("%s belongs to uid %d, not to the driver's %d", dir, st.Uid, os.Geteuid())
 	}
 	return os.Chmod(dir, 0o700)
-}
-
-// keyLocks is one lock per name, taken before the lock file's, and dropped
-// when nobody holds or waits for it. A buffered channel rather than a
-// mutex, so that a wait can end with the caller's context.
-type keyLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	held chan struct{} // capacity 1: full while held
-	refs int
-}
-
-func (l *keyLocks) acquire(key string) *keyLock {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m == nil {
-		l.m = make(map[string]*keyLock)
-	}
-	k := l.m[key]
-	if k == nil {
-		k = &keyLock{held: make(chan struct{}, 1)}
-		l.m[key] = k
-	}
-	k.refs++
-	return k
-}
-
-func (l *keyLocks) release(key string, k *keyLock) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if k.refs--; k.refs == 0 {
-		delete(l.m, key)
-	}
-}
-
-// lock waits for key's lock until ctx is done.
-func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
-	k := l.acquire(key)
-	select {
-	case k.held <- struct{}{}:
-		return func() { <-k.held; l.release(key, k) }, nil
-	case <-ctx.Done():
-		l.release(key, k)
-		return nil, ctx.Err()
-	}
-}
-
-// tryLock takes key's lock, or answers ok false at once when it is held.
-func (l *keyLocks) tryLock(key string) (unlock func(), ok bool) {
-	k := l.acquire(key)
-	select {
-	case k.held <- struct{}{}:
-		return func() { <-k.held; l.release(key, k) }, true
-	default:
-		l.release(key, k)
-		return nil, false
-	}
 }
 
 // agentEnv is the part of the control plane's environment agents inherit:

@@ -407,10 +407,35 @@ func TestFence(t *testing.T) {
 
 // messages collects what a listener receives.
 type messages struct {
-	mu     sync.Mutex
-	got    []string
-	resets int
-	downs  int
+	mu       sync.Mutex
+	got      []string
+	resets   int
+	downs    int
+	lastDown error
+}
+
+// listen runs st.Listen on channel into m until stop is called, which
+// checks that Listen then answers nil.
+func (m *messages) listen(t *testing.T, st *Store, channel string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- st.Listen(ctx, channel,
+			func(p string) { m.mu.Lock(); m.got = append(m.got, p); m.mu.Unlock() },
+			func() { m.mu.Lock(); m.resets++; m.mu.Unlock() },
+			func(err error) { m.mu.Lock(); m.downs++; m.lastDown = err; m.mu.Unlock() })
+	}()
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Listen answered %v when its context ended", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Listen did not answer 30 s after its context ended")
+		}
+	}
 }
 
 func (m *messages) has(p string) bool {
@@ -437,25 +462,7 @@ func TestBus(t *testing.T) {
 	ctx := context.Background()
 	const channel = "rayplane test bus" // spaces: the identifier is quoted
 	m := &messages{}
-	lctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- st.Listen(lctx, channel,
-			func(p string) { m.mu.Lock(); m.got = append(m.got, p); m.mu.Unlock() },
-			func() { m.mu.Lock(); m.resets++; m.mu.Unlock() },
-			func(error) { m.mu.Lock(); m.downs++; m.mu.Unlock() })
-	}()
-	defer func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Listen answered %v when its context ended", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Listen did not answer 30 s after its context ended")
-		}
-	}()
+	defer m.listen(t, st, channel)()
 	eventually(t, "the listener resets once listening", func() bool { r, _ := m.count(); return r == 1 })
 
 	publishIn := func(payload string, commit bool) {
@@ -546,44 +553,21 @@ func TestListenRetriesItsFirstConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &messages{}
-	downs := make(chan error, 100)
-	lctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- st.Listen(lctx, service.BusWake,
-			func(p string) { m.mu.Lock(); m.got = append(m.got, p); m.mu.Unlock() },
-			func() { m.mu.Lock(); m.resets++; m.mu.Unlock() },
-			func(err error) { downs <- err })
-	}()
-	defer func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Listen answered %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Listen did not end with its context")
-		}
-	}()
-	select {
-	case err := <-downs:
-		if err == nil || !strings.Contains(err.Error(), "not permitted to log in") {
-			t.Fatalf("down says %v, want the reason the connection failed", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("no word of the failed connection after 60 s")
+	defer m.listen(t, st, service.BusWake)()
+	eventually(t, "word of the failed connection", func() bool { _, downs := m.count(); return downs > 0 })
+	if err := m.lastDown; err == nil || !strings.Contains(err.Error(), "not permitted to log in") {
+		t.Fatalf("down says %v, want the reason the connection failed", err)
 	}
 	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` LOGIN`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "listening once the role may log in", func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.resets == 1 })
+	eventually(t, "listening once the role may log in", func() bool { r, _ := m.count(); return r == 1 })
 	if err := st.Publish(ctx, service.BusWake, "cls_after"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the message sent after it connected", func() bool { return m.has("cls_after") })
-	if n := len(downs); n != 0 {
-		t.Errorf("down called %d more times while retrying one outage", n)
+	if _, downs := m.count(); downs != 1 {
+		t.Errorf("down called %d times for one outage", downs)
 	}
 }
 
